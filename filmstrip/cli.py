@@ -1,0 +1,102 @@
+"""The `filmstrip` command. It only parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from filmstrip.io import VideoReadError, VideoWriteError
+
+
+def friendly_errors(fn):
+    """Turn the library's typed errors into one line on stderr and exit code 1, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (VideoReadError, VideoWriteError, ValueError, FileNotFoundError) as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="filmstrip")
+def main() -> None:
+    """filmstrip: a compact, trainable video-generation stack."""
+
+
+@main.group()
+def data() -> None:
+    """Inspect the built-in datasets and your own videos."""
+
+
+@data.command()
+@click.argument("name")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the grid: .mp4, .webm or .gif.",
+)
+@click.option("-n", "--num", default=8, show_default=True, help="Clips in the grid.")
+@click.option("--columns", default=4, show_default=True)
+@click.option("--frames", default=16, show_default=True, help="Frames per clip.")
+@click.option(
+    "--size", default=64, show_default=True, help="Clip height and width (bucket area for folders)."
+)
+@click.option(
+    "--fps", type=float, default=None, help="Sampling rate [default: 8, or the source rate for folders]."
+)
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@friendly_errors
+def preview(
+    name: str,
+    output: Path,
+    num: int,
+    columns: int,
+    frames: int,
+    size: int,
+    fps: float | None,
+    split: str,
+    seed: int,
+) -> None:
+    """Render a captioned grid of clips from NAME: shapes, digits or folder:PATH."""
+    from filmstrip.data import build_dataset
+    from filmstrip.io import write_video
+    from filmstrip.viz import video_grid
+
+    dataset = build_dataset(name, num_frames=frames, height=size, width=size, fps=fps, seed=seed, split=split)
+    items = [dataset[i] for i in range(min(num, len(dataset)))]
+    grid = video_grid(
+        [it["video"] for it in items], [it["caption"] or "(no caption)" for it in items], columns
+    )
+    rate = fps or (dataset.cfg.fps if getattr(dataset.cfg, "fps", None) else 8.0)
+    path = write_video(output, grid, fps=rate)
+    click.echo(str(path))
+
+
+@data.command("probe")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@friendly_errors
+def probe_cmd(paths: tuple[Path, ...]) -> None:
+    """Print size, frame count, fps and duration of each video."""
+    from filmstrip.io import probe
+
+    for path in paths:
+        info = probe(path)
+        vfr = ", variable frame rate" if info.variable_frame_rate else ""
+        bad = ", TRUNCATED" if info.truncated else ""
+        click.echo(
+            f"{path}: {info.width}x{info.height}, {info.num_frames} frames, {info.fps:.3f} fps, "
+            f"{info.duration:.2f} s, {info.codec}/{info.pix_fmt}{vfr}{bad}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""`folder`: clips from any folder of videos, with optional captions, in aspect-ratio buckets.
+
+Captions come from a sidecar `clip.txt` beside `clip.mp4`, or from `captions.jsonl` at the
+root with lines `{"file": "sub/clip.mp4", "caption": "..."}` (the sidecar wins); a video
+with neither has the caption "". Every file is probed once when the dataset is built;
+unreadable files, videos too short for the clip asked for and aspect ratios no bucket can
+take are skipped, counted and summarised in one warning, never silently. A file that fails
+later, while decoding, is reported and replaced by the next readable clip so a long training
+run does not stop for one bad file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from filmstrip.data.buckets import (
+    DEFAULT_ASPECTS,
+    Bucket,
+    assign_bucket,
+    center_crop,
+    cover_size,
+    make_buckets,
+)
+from filmstrip.io import VideoInfo, VideoReadError, frame_timestamps, probe, read_video
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi", ".m4v")
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    root: str
+    num_frames: int = 16
+    fps: float | None = None  # None: the source rate
+    sampling: Literal["index", "time"] = "index"
+    area: int = 256 * 256  # pixels per frame in every bucket
+    aspects: tuple[float, ...] = DEFAULT_ASPECTS
+    tolerance: float = 0.2  # most of a frame a bucket may crop away
+    random_start: bool = True  # False: every clip starts at the first frame
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FolderItem:
+    path: Path
+    caption: str
+    info: VideoInfo
+    bucket: Bucket
+
+
+def _read_captions(root: Path) -> dict[str, str]:
+    path = root / "captions.jsonl"
+    if not path.exists():
+        return {}
+    captions = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            captions[str(entry["file"])] = str(entry["caption"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ValueError(
+                f'{path}:{number}: expected a JSON object like {{"file": "clip.mp4", "caption": "..."}}'
+            ) from None
+    return captions
+
+
+class FolderDataset(Dataset):
+    """Item i -> {"video": float (C, T, H, W) in [-1, 1] at its bucket's size, "caption", "path"}."""
+
+    def __init__(self, cfg: FolderConfig):
+        self.cfg = cfg
+        root = Path(cfg.root)
+        if not root.is_dir():
+            raise ValueError(f"{root}: not a folder; give the folder that holds your videos")
+        self.buckets = make_buckets(cfg.area, cfg.aspects)
+        self.epoch = 0
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+        captions = _read_captions(root)
+        self.items: list[FolderItem] = []
+        self.skipped: list[tuple[Path, str]] = []
+        for path in tqdm(files, desc=f"indexing {root}", unit="video", disable=len(files) < 50, leave=False):
+            reason = self._admit(path, captions, root)
+            if reason:
+                self.skipped.append((path, reason))
+        if self.skipped:
+            listed = "; ".join(f"{p.name}: {r}" for p, r in self.skipped[:5])
+            more = f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+            warnings.warn(
+                f"{root}: using {len(self.items)} of {len(files)} videos, skipped {len(self.skipped)} ({listed}{more})",
+                stacklevel=2,
+            )
+        if not self.items:
+            raise ValueError(
+                f"{root}: no usable videos among {len(files)} files with suffixes {', '.join(VIDEO_SUFFIXES)}"
+            )
+
+    def _admit(self, path: Path, captions: dict[str, str], root: Path) -> str | None:
+        """Add `path` to the items, or return why it cannot be used."""
+        try:
+            info = probe(path)
+        except VideoReadError as e:
+            return str(e).removeprefix(f"{path}: ")
+        if info.truncated:
+            return "truncated or corrupt"
+        fps = self.cfg.fps or info.fps
+        needed = (self.cfg.num_frames - 1) / fps
+        if info.duration - 1 / info.fps < needed - 1e-6:
+            return f"too short: {info.duration:.2f} s for {self.cfg.num_frames} frames at {fps:g} fps"
+        bucket = assign_bucket(info.height, info.width, self.buckets, self.cfg.tolerance)
+        if bucket is None:
+            return f"aspect ratio {info.width}x{info.height} has no bucket within {self.cfg.tolerance:.0%} cropping"
+        sidecar = path.with_suffix(".txt")
+        relative = path.relative_to(root).as_posix()
+        text = (
+            sidecar.read_text().strip()
+            if sidecar.exists()
+            else captions.get(relative, captions.get(path.name, ""))
+        )
+        self.items.append(FolderItem(path, text, info, bucket))
+        return None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def item_buckets(self) -> list[Bucket]:
+        """The bucket of every item, for `BucketBatchSampler`."""
+        return [item.bucket for item in self.items]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new clip starts: item i's start is a function of (seed, epoch, i)."""
+        self.epoch = epoch
+
+    def _start(self, item: FolderItem, rng: np.random.Generator) -> float:
+        """A random start (seconds) from which the requested clip still fits."""
+        if not self.cfg.random_start:
+            return 0.0
+        times = frame_timestamps(item.path)
+        n, fps = self.cfg.num_frames, self.cfg.fps
+        if self.cfg.sampling == "index":
+            stride = 1.0 if fps is None else item.info.fps / fps
+            last_start = len(times) - 1 - math.floor((n - 1) * stride + 0.5)
+            return float(times[int(rng.integers(0, last_start + 1))])
+        span = (n - 1) / (fps or item.info.fps)
+        return float(rng.uniform(0.0, max(0.0, item.info.duration - span - 1e-3)))
+
+    def _load(self, i: int) -> dict:
+        item = self.items[i]
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, i])
+        video, _ = read_video(
+            item.path,
+            num_frames=self.cfg.num_frames,
+            fps=self.cfg.fps,
+            size=cover_size(item.info.height, item.info.width, item.bucket),
+            start=self._start(item, rng),
+            sampling=self.cfg.sampling,
+            dtype=torch.float32,
+        )
+        return {
+            "video": center_crop(video, item.bucket).contiguous(),
+            "caption": item.caption,
+            "path": str(item.path),
+        }
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < len(self):
+            raise IndexError(f"item {i} out of range for a dataset of {len(self)} videos")
+        # A clip that fails to decode is replaced by the next one in the same bucket, so that
+        # batches from BucketBatchSampler still stack.
+        same_bucket = [j for j in range(len(self)) if self.items[j].bucket == self.items[i].bucket]
+        start = same_bucket.index(i)
+        for k in range(len(same_bucket)):
+            j = same_bucket[(start + k) % len(same_bucket)]
+            try:
+                return self._load(j)
+            except VideoReadError as e:
+                warnings.warn(f"skipping a clip that failed to decode: {e}", stacklevel=2)
+        raise VideoReadError(
+            f"{self.cfg.root}: no video in the {self.items[i].bucket} bucket could be decoded"
+        )

@@ -1,0 +1,261 @@
+"""`shapes`: procedural clips of coloured shapes moving and bouncing, with exact ground truth.
+
+Every clip is a `Scene`: 1-3 objects (shape, colour, size, start, velocity) on a plain or
+textured dark background. A scene renders at any (T, H, W) and fps, and carries both a
+caption in varied wording and structured ground truth (per object: shape, colour, size,
+direction, whether it bounced, and its centre in pixels on every frame). That ground truth
+is what makes generation measurable: later stages check generated videos against it.
+
+Clip i of a dataset is a pure function of (seed, i), so the dataset is deterministic, needs
+no storage, and works with any number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from filmstrip.data.motion import DIRECTIONS, bouncing_path, describe_motion, join_clauses
+from filmstrip.io.layout import to_float_cthw
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (225, 35, 35),
+    "orange": (245, 140, 20),
+    "yellow": (240, 225, 40),
+    "green": (40, 190, 60),
+    "cyan": (40, 210, 225),
+    "blue": (45, 85, 235),
+    "purple": (145, 60, 210),
+    "pink": (245, 115, 185),
+    "white": (240, 240, 240),
+}
+SHAPES = ("circle", "square", "triangle")
+# Radius of the equal-area circle, as a fraction of the frame's shorter side.
+SIZES: dict[str, float] = {"small": 0.085, "large": 0.14}
+
+# Half-side of a square and circumradius of an equilateral triangle with the area of a unit circle.
+_SQUARE_HALF = math.sqrt(math.pi) / 2
+_TRIANGLE_R = math.sqrt(4 * math.pi / (3 * math.sqrt(3)))
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    num_frames: int = 16
+    height: int = 64
+    width: int = 64
+    fps: float = 8.0
+    min_objects: int = 1
+    max_objects: int = 3
+    background: str = "mixed"  # "plain", "textured" or "mixed"
+    still_probability: float = 0.1
+    speed: tuple[float, float] = (0.1, 0.25)  # frame widths per second
+    num_clips: int = 10_000
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 1 <= self.min_objects <= self.max_objects <= len(COLOURS):
+            raise ValueError(f"need 1 <= min_objects <= max_objects <= {len(COLOURS)}")
+        if self.background not in ("plain", "textured", "mixed"):
+            raise ValueError(f"background must be plain, textured or mixed, got {self.background!r}")
+        if min(self.num_frames, self.height, self.width) < 1 or self.fps <= 0:
+            raise ValueError("num_frames, height, width and fps must be positive")
+
+
+@dataclass(frozen=True)
+class ShapeObject:
+    shape: str
+    colour: str
+    size: str
+    start: tuple[float, float]  # normalised (x, y) of the centre at t = 0
+    direction: str  # a key of DIRECTIONS
+    speed: float  # frame widths per second
+
+
+@dataclass(frozen=True)
+class Scene:
+    objects: tuple[ShapeObject, ...]  # drawn in order: later ones on top
+    background: str  # "plain" or "textured"
+    background_level: int  # grey level of the background, 0..255
+    texture_seed: int
+    caption_seed: int = field(default=0, compare=False)
+
+
+def _extent(obj: ShapeObject, height: int, width: int) -> tuple[float, float, float, float]:
+    """Pixels from the centre to the left/right and top/bottom edges of the shape."""
+    r = SIZES[obj.size] * min(height, width)
+    if obj.shape == "circle":
+        return r, r, r, r
+    if obj.shape == "square":
+        a = _SQUARE_HALF * r
+        return a, a, a, a
+    big_r = _TRIANGLE_R * r  # centroid to vertex; the base is big_r / 2 below the centroid
+    half_base = big_r * math.sqrt(3) / 2
+    return half_base, half_base, big_r, big_r / 2
+
+
+def object_paths(scene: Scene, cfg: ShapesConfig) -> list[tuple[np.ndarray, bool]]:
+    """For each object: centre positions (T, 2) in pixels (x, y) and whether it bounced."""
+    times = np.arange(cfg.num_frames) / cfg.fps
+    paths = []
+    for obj in scene.objects:
+        left, right, top, bottom = _extent(obj, cfg.height, cfg.width)
+        # Positions are normalised by each axis; speed is in widths per second on both axes
+        # so that diagonal motion is at 45 degrees on screen, whatever the aspect ratio.
+        dx, dy = DIRECTIONS[obj.direction]
+        velocity = (dx * obj.speed, dy * obj.speed * cfg.width / cfg.height)
+        xy, bounced = bouncing_path(
+            obj.start,
+            velocity,
+            times,
+            (left / cfg.width, 1 - right / cfg.width),
+            (top / cfg.height, 1 - bottom / cfg.height),
+        )
+        paths.append((xy * np.array([cfg.width, cfg.height]), bounced))
+    return paths
+
+
+def _coverage(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    """Fraction of each pixel covered: a signed distance with a one-pixel anti-aliased edge."""
+    if shape == "circle":
+        sdf = np.hypot(dx, dy) - r
+    elif shape == "square":
+        sdf = np.maximum(np.abs(dx), np.abs(dy)) - _SQUARE_HALF * r
+    else:  # equilateral triangle pointing up: intersection of three half-planes
+        inradius = _TRIANGLE_R * r / 2
+        s, c = math.sqrt(3) / 2, 0.5
+        sdf = np.maximum.reduce([dy, s * dx - c * dy, -s * dx - c * dy]) - inradius
+    return np.clip(0.5 - sdf, 0.0, 1.0)
+
+
+def _background(scene: Scene, cfg: ShapesConfig) -> np.ndarray:
+    """A static (H, W, 3) float background: flat, or flat plus low-contrast stripes and blotches."""
+    bg = np.full((cfg.height, cfg.width, 3), float(scene.background_level))
+    if scene.background == "textured":
+        rng = np.random.default_rng(scene.texture_seed)
+        yy, xx = np.mgrid[0 : cfg.height, 0 : cfg.width] / min(cfg.height, cfg.width)
+        angle, freq = rng.uniform(0, math.pi), rng.uniform(4, 10)
+        stripes = np.sin(2 * math.pi * freq * (xx * math.cos(angle) + yy * math.sin(angle)))
+        blobs = sum(
+            np.sin(2 * math.pi * (rng.uniform(1, 3) * xx + rng.uniform(0, 1)))
+            * np.sin(2 * math.pi * (rng.uniform(1, 3) * yy + rng.uniform(0, 1)))
+            for _ in range(2)
+        )
+        bg += (7 * stripes + 6 * blobs)[..., None]
+    return bg
+
+
+def render(scene: Scene, cfg: ShapesConfig) -> np.ndarray:
+    """The scene as uint8 frames (T, H, W, 3)."""
+    frames = np.broadcast_to(_background(scene, cfg), (cfg.num_frames, cfg.height, cfg.width, 3)).copy()
+    for obj, (xy, _) in zip(scene.objects, object_paths(scene, cfg), strict=True):
+        r = SIZES[obj.size] * min(cfg.height, cfg.width)
+        reach = 2.0 * r + 2  # bounding box half-size: covers every shape's extent
+        colour = np.array(COLOURS[obj.colour], dtype=np.float64)
+        for t, (cx, cy) in enumerate(xy):
+            y0, y1 = max(0, int(cy - reach)), min(cfg.height, int(cy + reach) + 1)
+            x0, x1 = max(0, int(cx - reach)), min(cfg.width, int(cx + reach) + 1)
+            yy, xx = np.mgrid[y0:y1, x0:x1]
+            # Pixel (i, j) covers [j, j+1) x [i, i+1); its centre is at (j + 0.5, i + 0.5).
+            alpha = _coverage(obj.shape, xx + 0.5 - cx, yy + 0.5 - cy, r)[..., None]
+            patch = frames[t, y0:y1, x0:x1]
+            frames[t, y0:y1, x0:x1] = patch * (1 - alpha) + colour * alpha
+    return np.clip(np.round(frames), 0, 255).astype(np.uint8)
+
+
+def sample_scene(rng: np.random.Generator, cfg: ShapesConfig) -> Scene:
+    """Draw a random scene: distinct colours, random shapes, sizes, starts and directions."""
+    n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
+    colours = rng.choice(list(COLOURS), size=n, replace=False)
+    moving = [d for d in DIRECTIONS if d != "still"]
+    objects: list[ShapeObject] = []
+    for colour in colours:
+        still = rng.random() < cfg.still_probability
+        size = str(rng.choice(list(SIZES)))
+        # Start apart from the objects already placed, so that none begins hidden (bounded tries).
+        for _ in range(20):
+            start = (float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8)))
+            if all(math.dist(start, o.start) > 1.6 * (SIZES[size] + SIZES[o.size]) for o in objects):
+                break
+        objects.append(
+            ShapeObject(
+                shape=str(rng.choice(SHAPES)),
+                colour=str(colour),
+                size=size,
+                start=start,
+                direction="still" if still else str(rng.choice(moving)),
+                speed=0.0 if still else float(rng.uniform(*cfg.speed)),
+            )
+        )
+    kind = cfg.background if cfg.background != "mixed" else str(rng.choice(["plain", "textured"]))
+    return Scene(
+        objects=tuple(objects),
+        background=kind,
+        background_level=int(rng.integers(15, 60)),
+        texture_seed=int(rng.integers(2**31)),
+        caption_seed=int(rng.integers(2**31)),
+    )
+
+
+def caption(scene: Scene, cfg: ShapesConfig) -> str:
+    """A natural caption that is true of the scene: 'a red circle drifts to the left while ...'."""
+    rng = np.random.default_rng(scene.caption_seed)
+    clauses = []
+    for obj, (_, bounced) in zip(scene.objects, object_paths(scene, cfg), strict=True):
+        noun = f"{obj.size} {obj.colour}" if rng.random() < 0.4 else obj.colour
+        article = "one" if rng.random() < 0.1 else ("an" if noun[0] in "aeiou" else "a")
+        clauses.append(f"{article} {noun} {obj.shape} {describe_motion(obj.direction, bounced, rng)}")
+    text = join_clauses(clauses, rng)
+    if rng.random() < 0.25:
+        text += " on a dark background" if scene.background == "plain" else " over a textured background"
+    return text
+
+
+def ground_truth(scene: Scene, cfg: ShapesConfig) -> dict:
+    """JSON-ready truth: per object its attributes, direction, bounce flag and centre per frame (px)."""
+    objects = []
+    for depth, (obj, (xy, bounced)) in enumerate(zip(scene.objects, object_paths(scene, cfg), strict=True)):
+        entry = asdict(obj)
+        entry.update(
+            depth=depth,
+            radius_px=SIZES[obj.size] * min(cfg.height, cfg.width),
+            bounced=bounced,
+            positions=np.round(xy, 3).tolist(),
+        )
+        objects.append(entry)
+    return {"objects": objects, "background": scene.background, "fps": cfg.fps}
+
+
+class ShapesDataset(Dataset):
+    """Clip i -> {"video": float (C, T, H, W) in [-1, 1], "caption": str, "truth": dict}."""
+
+    def __init__(self, cfg: ShapesConfig | None = None):
+        self.cfg = cfg or ShapesConfig()
+
+    def __len__(self) -> int:
+        return self.cfg.num_clips
+
+    def scene(self, i: int) -> Scene:
+        if not 0 <= i < len(self):
+            raise IndexError(f"clip {i} out of range for a dataset of {len(self)} clips")
+        return sample_scene(np.random.default_rng([self.cfg.seed, i]), self.cfg)
+
+    def __getitem__(self, i: int) -> dict:
+        scene = self.scene(i)
+        return {
+            "video": to_float_cthw(render(scene, self.cfg)),
+            "caption": caption(scene, self.cfg),
+            "truth": ground_truth(scene, self.cfg),
+        }
+
+
+def collate_clips(batch: list[dict]) -> dict:
+    """Stack videos into (B, C, T, H, W); keep captions and truths as lists."""
+    out = {"video": torch.stack([item["video"] for item in batch])}
+    for key in batch[0]:
+        if key != "video":
+            out[key] = [item[key] for item in batch]
+    return out

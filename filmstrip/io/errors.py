@@ -1,0 +1,9 @@
+"""Typed errors for video I/O: each carries one sentence a person can act on."""
+
+
+class VideoReadError(Exception):
+    """A video could not be read as asked: missing, not a video, corrupt, or too short."""
+
+
+class VideoWriteError(Exception):
+    """A video could not be written: unsupported format, bad shape or bad frame rate."""

@@ -1,0 +1,47 @@
+"""Conversions between the project's one tensor layout and what codecs and images use.
+
+Inside filmstrip a clip is a float tensor `(C, T, H, W)` with values in [-1, 1] (a batch adds
+a leading B). Codecs and OpenCV want uint8 `(T, H, W, C)`. These two functions are the only
+place that crosses between them, so the value range convention lives in one spot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+ArrayLike = torch.Tensor | np.ndarray
+
+
+def to_uint8_thwc(video_cthw: ArrayLike) -> np.ndarray:
+    """(C, T, H, W) uint8, or float in [-1, 1] -> contiguous uint8 (T, H, W, 3).
+
+    One channel is repeated to three (grey video); floats are clamped before rounding.
+    """
+    if isinstance(video_cthw, torch.Tensor):
+        video_cthw = video_cthw.detach().cpu()
+        if video_cthw.is_floating_point():
+            video_cthw = ((video_cthw.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        video_cthw = video_cthw.numpy()
+    elif np.issubdtype(video_cthw.dtype, np.floating):
+        video_cthw = np.round((np.clip(video_cthw, -1, 1) + 1) * 127.5).astype(np.uint8)
+    if video_cthw.ndim != 4:
+        raise ValueError(f"expected a video of shape (C, T, H, W), got shape {tuple(video_cthw.shape)}")
+    if video_cthw.dtype != np.uint8:
+        raise ValueError(f"expected uint8 or float video, got dtype {video_cthw.dtype}")
+    channels = video_cthw.shape[0]
+    if channels == 1:
+        video_cthw = np.repeat(video_cthw, 3, axis=0)
+    elif channels != 3:
+        raise ValueError(f"expected 1 or 3 channels in (C, T, H, W), got C={channels}")
+    return np.ascontiguousarray(video_cthw.transpose(1, 2, 3, 0))
+
+
+def to_float_cthw(video_thwc: np.ndarray | torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (T, H, W, C) -> float (C, T, H, W) in [-1, 1], contiguous."""
+    video = torch.as_tensor(video_thwc)
+    out = torch.empty(
+        (video.shape[3], video.shape[0], video.shape[1], video.shape[2]), dtype=dtype, device=video.device
+    )
+    out.copy_(video.permute(3, 0, 1, 2))  # one pass: the layout change and the cast together
+    return out.div_(127.5).sub_(1.0)

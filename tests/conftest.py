@@ -1,0 +1,54 @@
+"""Shared test helpers: small synthetic videos written with PyAV directly (not through
+filmstrip's writer), so reader tests do not depend on the code under test for their input."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+
+def smooth_video(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A natural-looking (T, H, W, 3) uint8 clip: a smooth random texture panning diagonally."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (height + 2 * num_frames, width + 3 * num_frames, 3), dtype=np.uint8)
+    texture = cv2.normalize(cv2.GaussianBlur(noise, (0, 0), 6), None, 0, 255, cv2.NORM_MINMAX)
+    return np.stack([texture[t : t + height, 3 * t : 3 * t + width] for t in range(num_frames)])
+
+
+def grey_level(k: int) -> int:
+    """The grey value that marks frame k (k < 60) in indexed clips: apart enough to survive H.264."""
+    return 12 + 4 * k
+
+
+def write_indexed_clip(path: Path, pts: list[int], time_base: Fraction, size: int = 32) -> Path:
+    """Frame k is flat grey at grey_level(k), shown at time pts[k] * time_base (VFR if uneven)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=round(1 / float(time_base)) or 1, options={"crf": "10"})
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = time_base
+        for k, p in enumerate(pts):
+            frame = av.VideoFrame.from_ndarray(
+                np.full((size, size, 3), grey_level(k), np.uint8), format="rgb24"
+            )
+            frame.pts, frame.time_base = p, time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def decoded_frame_ids(video_cthw) -> list[int]:
+    """Recover which source frame each output frame is, from its grey level."""
+    levels = video_cthw.float().mean(dim=(0, 2, 3)).numpy()
+    return [round((v - 12) / 4) for v in levels]
+
+
+@pytest.fixture
+def cfr30(tmp_path) -> Path:
+    """60 frames at exactly 30 fps (2 s)."""
+    return write_indexed_clip(tmp_path / "cfr30.mp4", list(range(60)), Fraction(1, 30))

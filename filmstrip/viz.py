@@ -63,7 +63,9 @@ def video_grid(
     rows = -(-len(clips) // columns)
     cols = min(columns, len(clips))
     length = max(len(c) for c in clips)
-    grid = np.full((length, rows * (th + strip + gap) + gap, cols * (tw + gap) + gap, 3), 24, np.uint8)
+    height, width = rows * (th + strip + gap) + gap, cols * (tw + gap) + gap
+    # Even sides, so that H.264 and VP9 (4:2:0) take the grid as it is.
+    grid = np.full((length, height + height % 2, width + width % 2, 3), 24, np.uint8)
     for k, clip in enumerate(clips):
         r, c = divmod(k, columns)
         y, x = gap + r * (th + strip + gap), gap + c * (tw + gap)

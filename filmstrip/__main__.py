@@ -1,0 +1,3 @@
+from filmstrip.cli import main
+
+main()

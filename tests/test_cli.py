@@ -1,0 +1,50 @@
+"""The `filmstrip` command end to end: real files out, one clear line on bad input."""
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from filmstrip.cli import main
+from filmstrip.io import probe
+
+
+def test_preview_writes_a_playable_grid_and_prints_its_path(tmp_path):
+    out = tmp_path / "grid.mp4"
+    result = CliRunner().invoke(
+        main, ["data", "preview", "shapes", "-o", str(out), "-n", "3", "--frames", "6", "--size", "32"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(out)
+    info = probe(out)
+    assert info.num_frames == 6 and info.fps == 8
+    assert info.width > 3 * 32  # three tiles side by side, scaled up for the captions
+
+
+def test_preview_digits_as_gif(tmp_path):
+    out = tmp_path / "digits.gif"
+    result = CliRunner().invoke(
+        main, ["data", "preview", "digits", "-o", str(out), "-n", "2", "--frames", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    assert probe(out).num_frames == 4
+
+
+def test_bad_input_gives_one_line_and_exit_code_one(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["data", "preview", "imagenet", "-o", str(tmp_path / "x.mp4")])
+    assert result.exit_code == 1 and "unknown dataset 'imagenet'" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(main, ["data", "probe", str(tmp_path / "missing.mp4")])
+    assert result.exit_code == 1 and "no such file" in result.output
+    result = runner.invoke(
+        main, ["data", "preview", "shapes", "-o", str(tmp_path / "x.avi"), "-n", "1", "--frames", "2"]
+    )
+    assert result.exit_code == 1 and "cannot write '.avi'" in result.output
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "filmstrip", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "data" in result.stdout

@@ -1,0 +1,93 @@
+"""A folder of the user's own videos: captions, buckets, and skipped files counted, not hidden."""
+
+import json
+
+import pytest
+import torch
+from conftest import smooth_video
+from torch.utils.data import DataLoader
+
+from filmstrip.data import FolderConfig, FolderDataset, build_dataset, collate_clips
+from filmstrip.data.buckets import BucketBatchSampler
+from filmstrip.io import write_video
+
+
+def _clip(path, frames, height, width, fps=10):
+    return write_video(path, smooth_video(frames, height, width).transpose(3, 0, 1, 2), fps=fps)
+
+
+@pytest.fixture
+def footage(tmp_path):
+    _clip(tmp_path / "wide.mp4", 40, 72, 128)  # 16:9
+    _clip(tmp_path / "square.webm", 30, 64, 64)
+    (tmp_path / "square.txt").write_text("a square clip\n")
+    (tmp_path / "sub").mkdir()
+    _clip(tmp_path / "sub" / "tall.mp4", 30, 128, 72)  # 9:16
+    (tmp_path / "captions.jsonl").write_text(
+        json.dumps({"file": "wide.mp4", "caption": "a wide clip"})
+        + "\n"
+        + json.dumps({"file": "sub/tall.mp4", "caption": "a tall clip"})
+        + "\n"
+    )
+    _clip(tmp_path / "short.mp4", 4, 64, 64)  # too short for 8 frames
+    _clip(tmp_path / "panorama.mp4", 20, 16, 160)  # 10:1: no bucket
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not really a video")
+    (tmp_path / "notes.md").write_text("ignored: not a video suffix")
+    return tmp_path
+
+
+def test_usable_videos_are_loaded_and_bad_ones_summarised(footage):
+    with pytest.warns(UserWarning, match=r"using 3 of 6 videos, skipped 3") as record:
+        ds = FolderDataset(FolderConfig(root=str(footage), num_frames=8, area=64 * 64))
+    message = str(record[0].message)
+    assert (
+        "broken.mp4" in message
+        and "short.mp4: too short" in message
+        and "panorama.mp4: aspect ratio" in message
+    )
+    by_name = {item.path.name: item for item in ds.items}
+    assert by_name["square.webm"].caption == "a square clip"  # sidecar
+    assert by_name["wide.mp4"].caption == "a wide clip"  # captions.jsonl
+    assert by_name["tall.mp4"].caption == "a tall clip"  # captions.jsonl, by relative path
+    for i, item in enumerate(ds.items):
+        sample = ds[i]
+        assert sample["video"].shape == (3, 8, item.bucket.height, item.bucket.width)
+        assert (
+            sample["video"].dtype == torch.float32
+            and -1 <= sample["video"].min() <= sample["video"].max() <= 1
+        )
+
+
+def test_bucketed_batches_stack_with_workers(footage):
+    with pytest.warns(UserWarning):
+        ds = FolderDataset(FolderConfig(root=str(footage), num_frames=8, area=64 * 64))
+    sampler = BucketBatchSampler(ds.item_buckets, batch_size=2)
+    loader = DataLoader(ds, batch_sampler=sampler, num_workers=2, collate_fn=collate_clips)
+    shapes = {tuple(batch["video"].shape[-2:]) for batch in loader}
+    assert len(shapes) == 3  # three aspect ratios, three buckets
+
+
+def test_clip_starts_are_deterministic_per_epoch(footage):
+    with pytest.warns(UserWarning):
+        ds = FolderDataset(FolderConfig(root=str(footage), num_frames=8, area=64 * 64, seed=3))
+    wide = next(i for i, it in enumerate(ds.items) if it.path.name == "wide.mp4")
+    first = ds[wide]["video"]
+    assert torch.equal(first, ds[wide]["video"])
+    starts = set()
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        starts.add(ds[wide]["video"][:, 0].sum().item())
+    assert len(starts) > 1  # different epochs draw different windows of the 40-frame video
+
+
+def test_folder_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="not a folder"):
+        FolderDataset(FolderConfig(root=str(tmp_path / "missing")))
+    with pytest.raises(ValueError, match="no usable videos"):
+        FolderDataset(FolderConfig(root=str(tmp_path)))
+    (tmp_path / "captions.jsonl").write_text("{not json}\n")
+    _clip(tmp_path / "a.mp4", 20, 64, 64)
+    with pytest.raises(ValueError, match=r"captions.jsonl:1: expected a JSON object"):
+        FolderDataset(FolderConfig(root=str(tmp_path), num_frames=8))
+    with pytest.raises(ValueError, match="unknown dataset"):
+        build_dataset("imagenet")

@@ -1,0 +1,114 @@
+"""The shapes dataset: determinism, ground truth that matches the pixels, truthful captions."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from filmstrip.data.motion import _DIRECTION_PHRASES, DIRECTIONS
+from filmstrip.data.shapes import (
+    COLOURS,
+    Scene,
+    ShapesConfig,
+    ShapesDataset,
+    caption,
+    collate_clips,
+    ground_truth,
+    render,
+)
+
+CFG = ShapesConfig(num_frames=12, height=48, width=64, num_clips=64)
+
+
+def test_same_seed_same_clip_and_different_seed_different_clip():
+    a, b = ShapesDataset(CFG)[5], ShapesDataset(CFG)[5]
+    assert torch.equal(a["video"], b["video"]) and a["caption"] == b["caption"] and a["truth"] == b["truth"]
+    c = ShapesDataset(dataclasses.replace(CFG, seed=1))[5]
+    assert not torch.equal(a["video"], c["video"])
+
+
+def test_dataloader_workers_give_the_same_clips_as_direct_indexing():
+    ds = ShapesDataset(CFG)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate_clips)
+    batch = next(iter(loader))
+    assert batch["video"].shape == (4, 3, 12, 48, 64)
+    assert batch["video"].min() >= -1.0 and batch["video"].max() <= 1.0
+    for k in range(4):
+        assert torch.equal(batch["video"][k], ds[k]["video"])
+        assert batch["caption"][k] == ds[k]["caption"]
+
+
+def _alpha_centroids(scene: Scene, cfg: ShapesConfig) -> np.ndarray:
+    """Per frame, the coverage-weighted centre of the single object in `scene` (plain background)."""
+    frames = render(scene, cfg).astype(np.float64)
+    bg = float(scene.background_level)
+    colour = np.array(COLOURS[scene.objects[0].colour], np.float64)
+    alpha = np.clip(((frames - bg) * (colour - bg)).sum(-1) / ((colour - bg) ** 2).sum(), 0, 1)  # (T, H, W)
+    yy, xx = np.mgrid[0 : cfg.height, 0 : cfg.width] + 0.5
+    mass = alpha.sum((1, 2))
+    return np.stack([(alpha * xx).sum((1, 2)) / mass, (alpha * yy).sum((1, 2)) / mass], -1)
+
+
+@pytest.mark.parametrize("index", range(12))
+def test_ground_truth_positions_match_rendered_pixels(index):
+    ds = ShapesDataset(CFG)
+    scene = ds.scene(index)
+    for obj, truth in zip(scene.objects, ground_truth(scene, CFG)["objects"], strict=True):
+        alone = dataclasses.replace(scene, objects=(obj,), background="plain")
+        measured = _alpha_centroids(alone, CFG)
+        assert np.abs(measured - np.array(truth["positions"])).max() < 0.35, (obj, index)
+
+
+def test_motion_is_constant_velocity_until_a_bounce():
+    for i in range(40):
+        truth = ShapesDataset(CFG)[i]["truth"]
+        for obj in truth["objects"]:
+            steps = np.diff(np.array(obj["positions"]), axis=0)
+            if not obj["bounced"]:
+                assert np.allclose(steps, steps[0], atol=1e-2)
+                dx, dy = DIRECTIONS[obj["direction"]]
+                speed_px = obj["speed"] * CFG.width / CFG.fps
+                assert np.allclose(steps[0], [dx * speed_px, dy * speed_px], atol=1e-2)
+
+
+def test_caption_names_every_object_truthfully():
+    ds = ShapesDataset(CFG)
+    for i in range(60):
+        item = ds[i]
+        text = item["caption"]
+        for obj in item["truth"]["objects"]:
+            assert f"{obj['colour']} {obj['shape']}" in text
+            if obj["direction"] != "still":
+                assert any(p in text for p in _DIRECTION_PHRASES[obj["direction"]])
+        any_bounce = any(o["bounced"] for o in item["truth"]["objects"])
+        assert ("bounce" in text) == any_bounce
+
+
+def test_same_scene_renders_the_same_motion_at_any_size_and_rate():
+    ds = ShapesDataset(CFG)
+    scene = ds.scene(3)
+    big = dataclasses.replace(CFG, height=96, width=128)
+    small_truth = np.array(ground_truth(scene, CFG)["objects"][0]["positions"]) / [CFG.width, CFG.height]
+    big_truth = np.array(ground_truth(scene, big)["objects"][0]["positions"]) / [big.width, big.height]
+    # The shape's extent in normalised units changes a little with the pixel grid only near walls.
+    assert np.abs(small_truth - big_truth).max() < 0.02
+    assert caption(scene, CFG) == caption(scene, big)
+
+
+def test_clip_colours_are_distinct_and_there_are_eight_or_more():
+    assert len(COLOURS) >= 8
+    ds = ShapesDataset(CFG)
+    for i in range(30):
+        colours = [o["colour"] for o in ds[i]["truth"]["objects"]]
+        assert len(colours) == len(set(colours))
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="background"):
+        ShapesConfig(background="stars")
+    with pytest.raises(ValueError, match="min_objects"):
+        ShapesConfig(min_objects=3, max_objects=2)
+    with pytest.raises(IndexError):
+        ShapesDataset(CFG)[CFG.num_clips]

@@ -151,3 +151,18 @@ def test_requests_that_cannot_be_met(cfr30):
         read_video(cfr30, sampling="random")
     with pytest.raises(VideoReadError, match="num_frames must be"):
         read_video(cfr30, num_frames=0)
+
+
+def test_fast_yuv_conversion_agrees_with_pyav(tmp_path):
+    # The OpenCV path must give the colours PyAV's own (swscale) conversion gives, up to rounding.
+    from filmstrip.io.reader import _frame_to_rgb
+
+    path = write_video(tmp_path / "c.mp4", smooth_video(4, 64, 96).transpose(3, 0, 1, 2), fps=8)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            assert frame.format.name == "yuv420p"
+            fast = np.empty((64, 96, 3), np.uint8)
+            _frame_to_rgb(frame, fast)
+            reference = frame.to_ndarray(format="rgb24").astype(np.int64)
+            assert np.abs(fast - reference).mean() < 1.5
+            assert np.abs(fast - reference).max() <= 6

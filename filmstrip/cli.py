@@ -76,7 +76,8 @@ def preview(
     grid = video_grid(
         [it["video"] for it in items], [it["caption"] or "(no caption)" for it in items], columns
     )
-    rate = fps or (dataset.cfg.fps if getattr(dataset.cfg, "fps", None) else 8.0)
+    # Play at the sampling rate; a folder sampled at its own rate plays at its first video's.
+    rate = fps or getattr(dataset.cfg, "fps", None) or dataset.items[0].info.fps
     path = write_video(output, grid, fps=rate)
     click.echo(str(path))
 

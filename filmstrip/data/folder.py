@@ -104,6 +104,9 @@ class FolderDataset(Dataset):
             raise ValueError(
                 f"{root}: no usable videos among {len(files)} files with suffixes {', '.join(VIDEO_SUFFIXES)}"
             )
+        self._same_bucket: dict[Bucket, list[int]] = {}
+        for i, item in enumerate(self.items):
+            self._same_bucket.setdefault(item.bucket, []).append(i)
 
     def _admit(self, path: Path, captions: dict[str, str], root: Path) -> str | None:
         """Add `path` to the items, or return why it cannot be used."""
@@ -178,7 +181,7 @@ class FolderDataset(Dataset):
             raise IndexError(f"item {i} out of range for a dataset of {len(self)} videos")
         # A clip that fails to decode is replaced by the next one in the same bucket, so that
         # batches from BucketBatchSampler still stack.
-        same_bucket = [j for j in range(len(self)) if self.items[j].bucket == self.items[i].bucket]
+        same_bucket = self._same_bucket[self.items[i].bucket]
         start = same_bucket.index(i)
         for k in range(len(same_bucket)):
             j = same_bucket[(start + k) % len(same_bucket)]

@@ -11,6 +11,7 @@ run does not stop for one bad file.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import warnings
@@ -181,8 +182,8 @@ class FolderDataset(Dataset):
             raise IndexError(f"item {i} out of range for a dataset of {len(self)} videos")
         # A clip that fails to decode is replaced by the next one in the same bucket, so that
         # batches from BucketBatchSampler still stack.
-        same_bucket = self._same_bucket[self.items[i].bucket]
-        start = same_bucket.index(i)
+        same_bucket = self._same_bucket[self.items[i].bucket]  # ascending, so bisect finds i
+        start = bisect.bisect_left(same_bucket, i)
         for k in range(len(same_bucket)):
             j = same_bucket[(start + k) % len(same_bucket)]
             try:

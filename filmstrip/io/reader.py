@@ -148,12 +148,15 @@ def _build_index(path: str, container, stream) -> _Index:
     timestamps = (pts_arr - pts_arr[0]) * tb
     intervals = np.diff(timestamps)
     typical = float(np.median(intervals)) if len(intervals) else 0.0
-    if not last_duration:
-        last_duration = typical / tb if typical else 0
-    if typical == 0.0:  # a single frame: use the declared rate, else 1 s
-        rate = float(stream.average_rate or stream.guessed_rate or 1)
-        last_duration = 1.0 / rate / tb
-    duration = float(timestamps[-1] + last_duration * tb)
+    # How long the last frame stays on screen: its packet says, else the typical interval,
+    # else (a lone frame with no duration) one tick of the declared rate, else 1 s.
+    if last_duration:
+        last_seconds = last_duration * tb
+    elif typical:
+        last_seconds = typical
+    else:
+        last_seconds = 1.0 / float(stream.average_rate or stream.guessed_rate or 1)
+    duration = float(timestamps[-1] + last_seconds)
     declared = stream.frames or 0
     vfr = bool(len(intervals) > 1 and intervals.max() - intervals.min() > max(1e-3, 0.1 * typical))
     info = VideoInfo(

@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_io.py
+	$(BIN)/python benchmarks/bench_vae.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -17,7 +17,7 @@ def friendly_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (VideoReadError, VideoWriteError, ValueError, FileNotFoundError) as e:
+        except (VideoReadError, VideoWriteError, ValueError, FileNotFoundError, FloatingPointError) as e:
             raise click.ClickException(str(e)) from None
 
     return wrapper
@@ -96,6 +96,314 @@ def probe_cmd(paths: tuple[Path, ...]) -> None:
         click.echo(
             f"{path}: {info.width}x{info.height}, {info.num_frames} frames, {info.fps:.3f} fps, "
             f"{info.duration:.2f} s, {info.codec}/{info.pix_fmt}{vfr}{bad}"
+        )
+
+
+@main.group()
+def vae() -> None:
+    """Train and use the video autoencoders (3D VAE, 2D baseline, FSQ)."""
+
+
+@vae.command("train")
+@click.option(
+    "--data",
+    "datasets",
+    multiple=True,
+    default=("shapes", "digits"),
+    show_default=True,
+    help="shapes, digits or folder:PATH; repeat to mix.",
+)
+@click.option("--preset", default="vae3d", show_default=True, help="vae3d, vae2d, fsq3d, tiny, ...")
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Run folder (checkpoints, log, samples); an existing run resumes.",
+)
+@click.option(
+    "--init",
+    "init_from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Start from these weights (fine-tuning); the model config comes from them.",
+)
+@click.option("--steps", default=3000, show_default=True)
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--accumulate", default=1, show_default=True)
+@click.option("--lr", default=5e-4, show_default=True)
+@click.option("--warmup", default=200, show_default=True)
+@click.option(
+    "--frames", default=17, show_default=True, help="Frames per training clip (1 + 4k suits the 3D VAE)."
+)
+@click.option("--size", default=64, show_default=True, help="Frame size (bucket area for folders).")
+@click.option("--crop", type=int, default=None, help="Train on random square crops of this size.")
+@click.option("--fps", type=float, default=None)
+@click.option("--kl", default=1e-4, show_default=True, help="KL weight.")
+@click.option("--ssim-weight", default=0.5, show_default=True)
+@click.option("--gan", default=0.0, show_default=True, help="Adversarial weight; 0 = no discriminator.")
+@click.option("--gan-start", default=2000, show_default=True)
+@click.option("--image-every", default=4, show_default=True, help="Every k-th step trains on single frames.")
+@click.option("--bf16/--fp32", default=True, show_default=True)
+@click.option("--workers", default=1, show_default=True)
+@click.option("--ckpt-every", default=500, show_default=True)
+@click.option("--sample-every", default=500, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@friendly_errors
+def vae_train(
+    datasets,
+    preset,
+    run_dir,
+    init_from,
+    steps,
+    batch_size,
+    accumulate,
+    lr,
+    warmup,
+    frames,
+    size,
+    crop,
+    fps,
+    kl,
+    ssim_weight,
+    gan,
+    gan_start,
+    image_every,
+    bf16,
+    workers,
+    ckpt_every,
+    sample_every,
+    seed,
+) -> None:
+    """Train an autoencoder on built-in data or your own footage (folder:PATH)."""
+    import torch
+    from torch.utils.data import ConcatDataset
+
+    from filmstrip.data import build_dataset, collate_clips
+    from filmstrip.data.crop import RandomCropDataset
+    from filmstrip.models.vae import VAEConfig, load_vae
+    from filmstrip.models.vae import preset as vae_preset
+    from filmstrip.train.trainer import TrainConfig, Trainer
+    from filmstrip.train.vae_task import VAELossConfig, VAETask
+
+    def dataset(split: str, offset: int):
+        parts = []
+        for spec in datasets:
+            ds = build_dataset(
+                spec,
+                num_frames=frames,
+                height=size,
+                width=size,
+                fps=fps,
+                seed=seed + offset,
+                split=split,
+                clips_per_video=200,
+            )
+            parts.append(RandomCropDataset(ds, crop, seed + offset) if crop else ds)
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+    train_set = dataset("train", 0)
+    held_out = dataset("test", 1) if not any(d.startswith("folder:") for d in datasets) else train_set
+    preview = torch.stack([held_out[i * max(1, len(held_out) // 8)]["video"] for i in range(8)])
+    init = load_vae(init_from) if init_from else None
+    cfg = init.cfg if init else vae_preset(preset)
+    task = VAETask(
+        cfg,
+        VAELossConfig(ssim=ssim_weight, kl=kl, gan=gan, gan_start=gan_start, image_every=image_every),
+        preview=preview,
+        data_name="+".join(datasets),
+    )
+    if init is not None:
+        task.model.load_state_dict(init.state_dict())
+    train_cfg = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        accumulate=accumulate,
+        lr=lr,
+        warmup=warmup,
+        bf16=bf16,
+        seed=seed,
+        ckpt_every=ckpt_every,
+        sample_every=sample_every,
+        num_workers=workers,
+    )
+    trainer = Trainer(train_cfg, task, train_set, run_dir, collate=collate_clips)
+    if trainer.resume():
+        click.echo(f"resuming {run_dir} from step {trainer.step}")
+    n_params = sum(p.numel() for p in task.model.parameters())
+    click.echo(
+        f"{preset if not init else init_from}: {n_params / 1e6:.2f}M parameters, "
+        f"{VAEConfig(**vars(cfg)).compression:.0f}x compression, {len(train_set)} training clips"
+    )
+    trainer.fit()
+    click.echo(f"model: {run_dir / 'model'}")
+
+
+_CHECKPOINT = click.option(
+    "--checkpoint",
+    "-c",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model directory [default: the bundled 3D VAE].",
+)
+
+
+def _read_for_vae(path: Path, frames: int | None, size: int | None, fps: float | None):
+    """(1, 3, T, H, W) float clip, resized so its short side is `size` and cropped to /8."""
+    import torch
+
+    from filmstrip.eval.reconstruction import crop_to_multiple
+    from filmstrip.io import probe, read_video
+
+    info = probe(path)
+    target = None
+    if size:
+        scale = size / min(info.height, info.width)
+        target = (max(8, round(info.height * scale)), max(8, round(info.width * scale)))
+    video, clip = read_video(path, num_frames=frames, fps=fps, size=target, dtype=torch.float32)
+    return crop_to_multiple(video.unsqueeze(0), 8), clip.fps
+
+
+@vae.command("reconstruct")
+@click.argument("input_path", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@_CHECKPOINT
+@click.option("--frames", type=int, default=None, help="Read only this many frames [default: all].")
+@click.option("--size", type=int, default=None, help="Resize so the short side is this [default: as is].")
+@click.option("--fps", type=float, default=None)
+@click.option("--side-by-side", is_flag=True, help="Write input and reconstruction next to each other.")
+@friendly_errors
+def vae_reconstruct(input_path, output, checkpoint, frames, size, fps, side_by_side) -> None:
+    """Encode and decode a video; print PSNR, SSIM and flicker against the input."""
+    import torch
+
+    from filmstrip.eval.metrics import flicker, psnr, ssim
+    from filmstrip.eval.reconstruction import reconstruct
+    from filmstrip.io import write_video
+    from filmstrip.models.vae import load_vae
+
+    model = load_vae(checkpoint)
+    x, rate = _read_for_vae(input_path, frames, size, fps)
+    recon = reconstruct(model, x)
+    out = torch.cat([x, recon], dim=-1) if side_by_side else recon
+    path = write_video(output, out[0], fps=rate)
+    line = f"{path}: {x.shape[2]} frames {x.shape[3]}x{x.shape[4]}, PSNR {float(psnr(recon, x)):.2f} dB, SSIM {float(ssim(recon, x)):.4f}"
+    if x.shape[2] > 1:
+        line += f", flicker {float(flicker(recon, x)):.2f}"
+    click.echo(line)
+
+
+@vae.command("encode")
+@click.argument("input_path", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Latent file (.safetensors).",
+)
+@_CHECKPOINT
+@click.option("--frames", type=int, default=None)
+@click.option("--size", type=int, default=None)
+@click.option("--fps", type=float, default=None)
+@friendly_errors
+def vae_encode(input_path, output, checkpoint, frames, size, fps) -> None:
+    """Encode a video to a latent file."""
+    from filmstrip.checkpoint import save_tensors_atomic
+    from filmstrip.models.vae import BUNDLED_DIR, load_vae
+
+    model = load_vae(checkpoint)
+    x, rate = _read_for_vae(input_path, frames, size, fps)
+    import torch
+
+    with torch.no_grad():
+        z = model.encode_chunked(x)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_tensors_atomic(
+        output,
+        {"latents": z[0]},
+        metadata={
+            "fps": str(rate),
+            "num_frames": str(x.shape[2]),
+            "checkpoint": str(checkpoint or BUNDLED_DIR / "vae3d"),
+        },
+    )
+    click.echo(f"{output}: latents {tuple(z.shape[1:])} from {tuple(x.shape[1:])}")
+
+
+@vae.command("decode")
+@click.argument("latent_path", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@_CHECKPOINT
+@friendly_errors
+def vae_decode(latent_path, output, checkpoint) -> None:
+    """Decode a latent file written by `filmstrip vae encode` to a video."""
+    import torch
+    from safetensors import safe_open
+
+    from filmstrip.io import write_video
+    from filmstrip.models.vae import load_vae
+
+    if not latent_path.exists():
+        raise FileNotFoundError(f"{latent_path}: no such latent file")
+    try:
+        with safe_open(str(latent_path), "pt") as f:
+            meta = f.metadata() or {}
+            z = f.get_tensor("latents")
+    except Exception as e:
+        raise ValueError(
+            f"{latent_path}: not a latent file written by `filmstrip vae encode` ({e})"
+        ) from None
+    model = load_vae(checkpoint or meta.get("checkpoint"))
+    with torch.no_grad():
+        x = model.decode_chunked(z.unsqueeze(0).float(), num_frames=int(meta.get("num_frames", 0)) or None)
+    path = write_video(output, x[0].clamp(-1, 1), fps=float(meta.get("fps", 8)))
+    click.echo(f"{path}: {x.shape[2]} frames {x.shape[3]}x{x.shape[4]}")
+
+
+@vae.command("eval")
+@_CHECKPOINT
+@click.option("--data", "spec", default="shapes", show_default=True)
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option("--clips", default=64, show_default=True)
+@click.option("--frames", default=17, show_default=True)
+@click.option("--size", default=64, show_default=True)
+@click.option("--fps", type=float, default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def vae_eval(checkpoint, spec, split, clips, frames, size, fps, as_json) -> None:
+    """PSNR, SSIM and flicker of an autoencoder on held-out clips (and FSQ codebook usage)."""
+    import json
+
+    from filmstrip.data import build_dataset
+    from filmstrip.eval.reconstruction import evaluate
+    from filmstrip.models.vae import load_vae
+
+    model = load_vae(checkpoint)
+    dataset = build_dataset(
+        spec,
+        num_frames=frames,
+        height=size,
+        width=size,
+        fps=fps,
+        seed=1,
+        split=split,
+        clips_per_video=max(1, clips // 4),
+    )
+    result = evaluate(model, dataset, clips)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(
+        f"{spec} ({split}, {int(result['clips'])} clips of {frames} frames, {result['compression']:.0f}x):"
+    )
+    click.echo(f"  PSNR {result['psnr']:.2f} +- {result['psnr_std']:.2f} dB   SSIM {result['ssim']:.4f}")
+    if "flicker" in result:
+        click.echo(f"  flicker {result['flicker']:.3f} grey levels")
+    if "codes_used_fraction" in result:
+        click.echo(
+            f"  codebook: {result['codes_used_fraction']:.1%} of {int(result['codes_codebook_size'])} used, "
+            f"perplexity {result['codes_perplexity']:.0f}"
         )
 
 

@@ -28,9 +28,11 @@ def build_dataset(
     fps: float | None = None,
     seed: int = 0,
     split: str = "train",
+    clips_per_video: int = 1,
 ) -> Dataset:
-    """A dataset from its name. For folders, height * width sets the bucket area and fps=None
-    keeps each video's own rate; the procedural sets default to 8 fps."""
+    """A dataset from its name. For folders, height * width sets the bucket area, fps=None
+    keeps each video's own rate and each video gives `clips_per_video` random windows; the
+    procedural sets default to 8 fps."""
     if spec == "shapes":
         # Held-out clips come from another seed range: procedural data has no fixed test set.
         return ShapesDataset(
@@ -55,6 +57,7 @@ def build_dataset(
                 num_frames=num_frames,
                 fps=fps,
                 area=height * width,
+                clips_per_video=clips_per_video,
                 seed=seed,
             )
         )

@@ -47,6 +47,9 @@ class FolderConfig:
     aspects: tuple[float, ...] = DEFAULT_ASPECTS
     tolerance: float = 0.2  # most of a frame a bucket may crop away
     random_start: bool = True  # False: every clip starts at the first frame
+    # Items per video: item i reads video i % num_videos from its own random start, so an
+    # epoch over a few long videos still sees many different windows of each.
+    clips_per_video: int = 1
     seed: int = 0
 
 
@@ -135,12 +138,12 @@ class FolderDataset(Dataset):
         return None
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items) * self.cfg.clips_per_video
 
     @property
     def item_buckets(self) -> list[Bucket]:
         """The bucket of every item, for `BucketBatchSampler`."""
-        return [item.bucket for item in self.items]
+        return [item.bucket for item in self.items] * self.cfg.clips_per_video
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new clip starts: item i's start is a function of (seed, epoch, i)."""
@@ -159,8 +162,8 @@ class FolderDataset(Dataset):
         span = (n - 1) / (fps or item.info.fps)
         return float(rng.uniform(0.0, max(0.0, item.info.duration - span - 1e-3)))
 
-    def _load(self, i: int) -> dict:
-        item = self.items[i]
+    def _load(self, i: int, video: int) -> dict:
+        item = self.items[video]
         rng = np.random.default_rng([self.cfg.seed, self.epoch, i])
         video, _ = read_video(
             item.path,
@@ -182,14 +185,15 @@ class FolderDataset(Dataset):
             raise IndexError(f"item {i} out of range for a dataset of {len(self)} videos")
         # A clip that fails to decode is replaced by the next one in the same bucket, so that
         # batches from BucketBatchSampler still stack.
-        same_bucket = self._same_bucket[self.items[i].bucket]  # ascending, so bisect finds i
-        start = bisect.bisect_left(same_bucket, i)
+        video = i % len(self.items)
+        same_bucket = self._same_bucket[self.items[video].bucket]  # ascending, so bisect finds it
+        start = bisect.bisect_left(same_bucket, video)
         for k in range(len(same_bucket)):
             j = same_bucket[(start + k) % len(same_bucket)]
             try:
-                return self._load(j)
+                return self._load(i, j)
             except VideoReadError as e:
                 warnings.warn(f"skipping a clip that failed to decode: {e}", stacklevel=2)
         raise VideoReadError(
-            f"{self.cfg.root}: no video in the {self.items[i].bucket} bucket could be decoded"
+            f"{self.cfg.root}: no video in the {self.items[video].bucket} bucket could be decoded"
         )

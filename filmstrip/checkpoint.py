@@ -1,0 +1,121 @@
+"""Model files on disk: a directory holding `model.safetensors` and `config.json`.
+
+`config.json` names the kind of model ("vae", "dit", ...), its config dataclass as a dict and
+free-form metadata (training step, metrics). No pickle anywhere: weights are safetensors and
+everything else is JSON. Writes are atomic (write to a temporary sibling, then rename), so
+an interrupted save never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint path that is missing, incomplete or of the wrong kind."""
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    # safetensors wants contiguous tensors that share no storage.
+    save_file({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def save_model(
+    directory: str | Path,
+    kind: str,
+    config: dict,
+    state_dict: dict[str, torch.Tensor],
+    meta: dict | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write a model directory atomically: built beside the target, then renamed into place.
+    `dtype` (e.g. torch.float16) shrinks floating-point weights for shipping."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    try:
+        weights = {
+            k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+            for k, v in state_dict.items()
+        }
+        save_tensors_atomic(tmp / "model.safetensors", weights)
+        write_json_atomic(
+            tmp / "config.json",
+            {"kind": kind, "format": FORMAT_VERSION, "config": config, "meta": meta or {}},
+        )
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def read_config(directory: str | Path, kind: str | None = None) -> dict:
+    """The parsed config.json of a model directory, checked to be of `kind`."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise CheckpointError(f"{directory}: no such checkpoint (expected a directory with config.json)")
+    if directory.is_file():
+        if directory.name in ("config.json", "model.safetensors"):
+            directory = directory.parent
+        else:
+            raise CheckpointError(
+                f"{directory}: a checkpoint is a directory holding model.safetensors and config.json"
+            )
+    cfg_path = directory / "config.json"
+    if not cfg_path.exists():
+        raise CheckpointError(f"{directory}: not a filmstrip checkpoint (no config.json)")
+    try:
+        info = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{cfg_path}: unreadable config ({e})") from None
+    if kind is not None and info.get("kind") != kind:
+        raise CheckpointError(
+            f"{directory}: this is a {info.get('kind')!r} checkpoint, but a {kind!r} checkpoint is needed"
+        )
+    return info
+
+
+def load_model(directory: str | Path, kind: str) -> tuple[dict, dict[str, torch.Tensor], dict]:
+    """(config dict, float32 state dict, meta) of a model directory of the given kind."""
+    directory = Path(directory)
+    info = read_config(directory, kind)
+    if directory.is_file():
+        directory = directory.parent
+    weights = directory / "model.safetensors"
+    if not weights.exists():
+        raise CheckpointError(f"{directory}: config.json is there but model.safetensors is missing")
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own error types for truncated files
+        raise CheckpointError(f"{weights}: unreadable weights ({e})") from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return info["config"], state, info.get("meta", {})

@@ -1,0 +1,1 @@
+"""Evaluation: reconstruction metrics, temporal flicker and, later, prompt adherence."""

@@ -1,0 +1,74 @@
+"""How well an autoencoder reconstructs held-out clips: PSNR, SSIM, flicker, token usage.
+
+`reconstruct` streams a clip of any length through the model chunk by chunk (the causal
+models allow it), so a long or large video never has to fit through the network at once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from filmstrip.eval.metrics import flicker, psnr, ssim
+from filmstrip.models.fsq import codebook_usage
+from filmstrip.models.vae import VideoVAE
+
+
+def crop_to_multiple(x_bcthw: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Centre-crop height and width down to multiples of `multiple`."""
+    h, w = x_bcthw.shape[-2:]
+    nh, nw = h // multiple * multiple, w // multiple * multiple
+    if nh == 0 or nw == 0:
+        raise ValueError(
+            f"a {h}x{w} video is smaller than the autoencoder's {multiple}x{multiple} compression block"
+        )
+    top, left = (h - nh) // 2, (w - nw) // 2
+    return x_bcthw[..., top : top + nh, left : left + nw]
+
+
+@torch.no_grad()
+def reconstruct(model: VideoVAE, x_bcthw: torch.Tensor, chunk_frames: int = 16) -> torch.Tensor:
+    """Encode and decode in chunks; returns the reconstruction clamped to [-1, 1], same shape."""
+    device = next(model.parameters()).device
+    x = x_bcthw.to(device, torch.float32)
+    z = model.encode_chunked(x, chunk_frames)
+    chunk_latents = max(1, chunk_frames // model.cfg.temporal_factor)
+    return model.decode_chunked(z, chunk_latents, num_frames=x.shape[2]).clamp(-1, 1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: VideoVAE, dataset: Dataset, num_clips: int = 64, batch_size: int = 8, progress: bool = True
+) -> dict[str, float]:
+    """Mean and standard deviation over `num_clips` clips of PSNR (dB), SSIM and flicker
+    (grey levels), plus codebook usage for an FSQ model."""
+    model.eval()
+    device = next(model.parameters()).device
+    num_clips = min(num_clips, len(dataset))
+    per_clip: dict[str, list[float]] = {"psnr": [], "ssim": [], "flicker": []}
+    codes = []
+    for start in tqdm(range(0, num_clips, batch_size), desc="evaluating", disable=not progress, leave=False):
+        idx = range(start, min(start + batch_size, num_clips))
+        x = torch.stack([dataset[i]["video"] for i in idx]).to(device)
+        recon = model.decode(model.encode(x), x.shape[2]).clamp(-1, 1)
+        per_clip["psnr"] += psnr(recon, x).tolist()
+        per_clip["ssim"] += ssim(recon, x).tolist()
+        if x.shape[2] > 1:
+            per_clip["flicker"] += flicker(recon, x).tolist()
+        if model.fsq is not None:
+            codes.append(model.codes(x).cpu())
+    out: dict[str, float] = {"clips": float(num_clips)}
+    for name, values in per_clip.items():
+        if values:
+            t = torch.tensor(values, dtype=torch.float64)
+            out[name] = float(t.mean())
+            out[f"{name}_std"] = float(t.std()) if len(values) > 1 else 0.0
+    if codes:
+        usage = codebook_usage(torch.cat([c.flatten() for c in codes]), model.fsq.codebook_size)
+        out.update({f"codes_{k}": v for k, v in usage.items()})
+        out["bits_per_token"] = math.log2(model.fsq.codebook_size)
+    out["compression"] = model.cfg.compression
+    return out

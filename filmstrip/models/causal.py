@@ -1,0 +1,112 @@
+"""Causal convolution in time, and the cache that lets it run on a clip chunk by chunk.
+
+A causal layer sees only the present and the past, so output frame t never depends on input
+frames after t. Two consequences carry the video VAE:
+
+* A clip can be processed in chunks: each layer keeps the few input frames that its next
+  window still needs (`StreamCache`), and the concatenated chunk outputs equal the one-shot
+  output exactly. Memory then depends on the chunk, not the clip length.
+* A single image is just a clip of one frame: the past is padded by repeating the first
+  frame, so an image reads as a still shot that was always there.
+
+Every layer here takes `cache=None` (one shot) or a `StreamCache` shared by all layers of a
+model for one stream.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+class StreamCache:
+    """Per-layer state for chunked processing: the input frames a layer has received but not
+    yet used up, plus a flag for layers that treat the first chunk specially. Keyed by layer
+    object, so one cache serves a whole encoder or decoder."""
+
+    def __init__(self) -> None:
+        self.tails: dict[nn.Module, torch.Tensor] = {}
+        self.started: set[nn.Module] = set()
+
+    def num_cached_frames(self) -> int:
+        return sum(t.shape[2] for t in self.tails.values())
+
+
+class CausalConv3d(nn.Module):
+    """Conv3d over (B, C, T, H, W) that pads only the past in time (by repeating the first
+    frame) and pads space symmetrically. With temporal stride s, output frame j reads padded
+    input frames [j*s, j*s + kt), so a clip of 1 + s*k frames gives 1 + k frames."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: tuple[int, int, int] = (3, 3, 3),
+        stride: tuple[int, int, int] = (1, 1, 1),
+    ):
+        super().__init__()
+        kt, kh, kw = kernel
+        self.kernel_t, self.stride_t = kt, stride[0]
+        self.conv = nn.Conv3d(in_channels, out_channels, kernel, stride=stride, padding=(0, kh // 2, kw // 2))
+        if kt > 1:
+            # Start as a per-frame 2D convolution: the newest tap gets a 2D layer's default
+            # init and the past taps start at zero. Mixing in the past then has to earn its
+            # place; from a random 3D init, every frame begins as a blend of its
+            # predecessors (ghosting), which training was measured to undo only slowly.
+            with torch.no_grad():
+                flat = nn.Conv2d(in_channels, out_channels, (kh, kw))
+                self.conv.weight.zero_()
+                self.conv.weight[:, :, -1].copy_(flat.weight)
+                self.conv.bias.copy_(flat.bias)
+
+    def forward(self, x_bcthw: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        if cache is not None and self in cache.tails:
+            x_bcthw = torch.cat([cache.tails[self], x_bcthw], dim=2)
+        elif self.kernel_t > 1:
+            first = x_bcthw[:, :, :1]
+            x_bcthw = torch.cat([first.expand(-1, -1, self.kernel_t - 1, -1, -1), x_bcthw], dim=2)
+        length = x_bcthw.shape[2]
+        num_out = max(0, (length - self.kernel_t) // self.stride_t + 1)
+        if cache is not None:
+            # Keep every frame from the next window's start on: the overlap (kt - s frames)
+            # plus anything that did not yet fill a window.
+            cache.tails[self] = x_bcthw[:, :, num_out * self.stride_t :].detach()
+        if num_out == 0:
+            b, _, _, h, w = x_bcthw.shape
+            sh, sw = self.conv.stride[1:]
+            ph, pw = self.conv.padding[1:]
+            kh, kw = self.conv.kernel_size[1:]
+            shape = (b, self.conv.out_channels, 0, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+            return x_bcthw.new_zeros(shape)
+        return self.conv(x_bcthw)
+
+
+class FrameGroupNorm(nn.GroupNorm):
+    """GroupNorm with statistics per frame. Normalising over time would let later frames
+    change earlier ones, and would make chunked results differ from one-shot results."""
+
+    def forward(self, x_bcthw: torch.Tensor) -> torch.Tensor:
+        t = x_bcthw.shape[2]
+        x = rearrange(x_bcthw, "b c t h w -> (b t) c h w")
+        return rearrange(super().forward(x), "(b t) c h w -> b c t h w", t=t)
+
+
+class CausalUpsampleTime(nn.Module):
+    """Doubles the frame count causally: each frame is repeated twice, except the very first
+    frame of a stream, which stays single. So 1 + k frames become 1 + 2k, the inverse of a
+    stride-2 causal convolution."""
+
+    def forward(self, x_bcthw: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        x_bcthw = x_bcthw.repeat_interleave(2, dim=2)
+        if cache is None or self not in cache.started:
+            x_bcthw = x_bcthw[:, :, 1:]
+            if cache is not None and x_bcthw.shape[2] > 0:
+                cache.started.add(self)
+        return x_bcthw
+
+
+def upsample_space(x_bcthw: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour 2x in height and width, frame by frame."""
+    return F.interpolate(x_bcthw, scale_factor=(1, 2, 2), mode="nearest")

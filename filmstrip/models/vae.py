@@ -1,0 +1,384 @@
+"""Video autoencoders: the causal 3D VAE, its per-frame 2D baseline and the FSQ tokenizer.
+
+One encoder/decoder serves all three; the config picks the variant:
+
+* **3D VAE** (`preset("vae3d")`): causal 3x3x3 convolutions, 4x time and 8x space. A clip of
+  1 + 4k frames encodes to 1 + k latent frames, and a single image (T = 1) to one latent
+  frame, so one model serves images and video. KL-regularised Gaussian posterior.
+* **2D baseline** (`preset("vae2d")`): the same network with 1x3x3 kernels and no temporal
+  compression, i.e. an image VAE applied frame by frame. Wider, for a similar parameter
+  count; 4 latent channels, for the same 48x compression as the 3D VAE's 16.
+* **FSQ** (`preset("fsq3d")`): the 3D network with a finite-scalar-quantisation bottleneck,
+  giving discrete video tokens (`codes`).
+
+Layout: pixels are (B, 3, T, H, W) in [-1, 1]; latents (B, C', T', H/8, W/8). The input is
+first folded into `patch` x `patch` pixel blocks (space-to-depth), which moves the costly
+full-resolution convolutions onto a 4x smaller grid; the remaining factor comes from stride-2
+convolutions, the deepest of which also halve time.
+
+Every layer is causal in time (see `causal.py`), so `encode_stream` / `decode_stream` process
+a clip of any length in chunks, in memory that does not grow with its length, and give the
+one-shot result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from filmstrip.checkpoint import load_model
+from filmstrip.models.causal import (
+    CausalConv3d,
+    CausalUpsampleTime,
+    FrameGroupNorm,
+    StreamCache,
+    upsample_space,
+)
+from filmstrip.models.fsq import FSQ
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    in_channels: int = 3
+    latent_channels: int = 16  # KL latents; an FSQ bottleneck has len(fsq_levels) channels instead
+    spatial_factor: int = 8
+    temporal_factor: int = 4
+    channels: tuple[int, ...] = (32, 64, 96)  # width per resolution level, finest first
+    blocks_per_level: int = 1
+    temporal_kernel: int = 3  # 1 makes every layer per-frame: the 2D baseline
+    bottleneck: str = "kl"  # "kl" or "fsq"
+    fsq_levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
+    groups: int = 16
+    # Affine map to unit-scale latents for a diffusion model: z_model = (z - shift) * scale.
+    # Measured on the training data after training (see train/vae_task.py).
+    latent_shift: float = 0.0
+    latent_scale: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(self.channels))
+        object.__setattr__(self, "fsq_levels", tuple(self.fsq_levels))
+        downs = len(self.channels) - 1
+        if self.bottleneck not in ("kl", "fsq"):
+            raise ValueError(f"bottleneck must be 'kl' or 'fsq', got {self.bottleneck!r}")
+        if self.spatial_factor % 2**downs or not _is_power_of_two(self.spatial_factor // 2**downs):
+            raise ValueError(
+                f"spatial_factor {self.spatial_factor} must be a power of two times 2**{downs} "
+                f"(one halving per level after the first)"
+            )
+        if not _is_power_of_two(self.temporal_factor) or self.temporal_factor > 2**downs:
+            raise ValueError(f"temporal_factor {self.temporal_factor} must be a power of two <= 2**{downs}")
+        if self.temporal_kernel == 1 and self.temporal_factor != 1:
+            raise ValueError("a per-frame model (temporal_kernel=1) cannot compress time")
+        if any(c % self.groups for c in self.channels):
+            raise ValueError(f"every channel width must be divisible by groups={self.groups}")
+
+    @property
+    def patch(self) -> int:
+        return self.spatial_factor // 2 ** (len(self.channels) - 1)
+
+    @property
+    def z_channels(self) -> int:
+        return len(self.fsq_levels) if self.bottleneck == "fsq" else self.latent_channels
+
+    @property
+    def compression(self) -> float:
+        """Input values per latent value."""
+        return self.in_channels * self.spatial_factor**2 * self.temporal_factor / self.z_channels
+
+    def temporal_downsamples(self) -> list[bool]:
+        """Which of the stride-2 stages also halve time: the deepest ones, where the grid is
+        small and the network has already mixed neighbouring frames."""
+        downs = len(self.channels) - 1
+        n_time = int(math.log2(self.temporal_factor))
+        return [i >= downs - n_time for i in range(downs)]
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+PRESETS: dict[str, VAEConfig] = {
+    "vae3d": VAEConfig(),
+    # 1x3x3 kernels hold a third of the weights of 3x3x3 ones; wider levels restore the budget.
+    "vae2d": VAEConfig(latent_channels=4, temporal_factor=1, temporal_kernel=1, channels=(64, 112, 160)),
+    "fsq3d": VAEConfig(bottleneck="fsq"),
+    # For tests: a few thousand parameters, same structure.
+    "tiny": VAEConfig(latent_channels=4, channels=(8, 16, 16), groups=4),
+    "tiny2d": VAEConfig(
+        latent_channels=4, temporal_factor=1, temporal_kernel=1, channels=(8, 16, 16), groups=4
+    ),
+    "tinyfsq": VAEConfig(bottleneck="fsq", fsq_levels=(5, 4, 3), channels=(8, 16, 16), groups=4),
+}
+
+
+def preset(name: str, **overrides) -> VAEConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown VAE preset {name!r}; choose from {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, kt: int, groups: int):
+        super().__init__()
+        self.norm1 = FrameGroupNorm(groups, cin)
+        self.conv1 = CausalConv3d(cin, cout, (kt, 3, 3))
+        self.norm2 = FrameGroupNorm(groups, cout)
+        self.conv2 = CausalConv3d(cout, cout, (kt, 3, 3))
+        self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, cache: StreamCache | None) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)), cache)
+        h = self.conv2(F.silu(self.norm2(h)), cache)
+        return self.skip(x) + h
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: VAEConfig, out_channels: int):
+        super().__init__()
+        kt, ch, g = cfg.temporal_kernel, cfg.channels, cfg.groups
+        self.patch = cfg.patch
+        self.conv_in = CausalConv3d(cfg.in_channels * cfg.patch**2, ch[0], (kt, 3, 3))
+        self.levels = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        time_down = cfg.temporal_downsamples()
+        prev = ch[0]
+        for i, width in enumerate(ch):
+            blocks = [ResBlock(prev if j == 0 else width, width, kt, g) for j in range(cfg.blocks_per_level)]
+            self.levels.append(nn.ModuleList(blocks))
+            prev = width
+            if i < len(ch) - 1:
+                st = 2 if time_down[i] else 1
+                self.downs.append(CausalConv3d(width, width, (kt, 3, 3), stride=(st, 2, 2)))
+        self.mid = ResBlock(prev, prev, kt, g)
+        self.norm_out = FrameGroupNorm(g, prev)
+        self.conv_out = CausalConv3d(prev, out_channels, (kt, 3, 3))
+
+    def forward(self, x_bcthw: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        p = self.patch
+        h = rearrange(x_bcthw, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=p, p2=p)
+        h = self.conv_in(h, cache)
+        for i, blocks in enumerate(self.levels):
+            for block in blocks:
+                h = block(h, cache)
+            if i < len(self.downs):
+                h = self.downs[i](h, cache)
+        h = self.mid(h, cache)
+        return self.conv_out(F.silu(self.norm_out(h)), cache)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: VAEConfig, in_channels: int):
+        super().__init__()
+        kt, ch, g = cfg.temporal_kernel, cfg.channels, cfg.groups
+        self.patch = cfg.patch
+        self.conv_in = CausalConv3d(in_channels, ch[-1], (kt, 3, 3))
+        self.mid = ResBlock(ch[-1], ch[-1], kt, g)
+        self.levels = nn.ModuleList()
+        self.ups = nn.ModuleList()
+        self.time_ups = nn.ModuleList()
+        self.up_time = list(reversed(cfg.temporal_downsamples()))
+        prev = ch[-1]
+        for i, width in enumerate(reversed(ch)):
+            blocks = [ResBlock(prev if j == 0 else width, width, kt, g) for j in range(cfg.blocks_per_level)]
+            self.levels.append(nn.ModuleList(blocks))
+            prev = width
+            if i < len(ch) - 1:
+                nxt = ch[-2 - i]
+                self.time_ups.append(CausalUpsampleTime())
+                self.ups.append(CausalConv3d(width, nxt, (kt, 3, 3)))
+                prev = nxt
+        self.norm_out = FrameGroupNorm(g, prev)
+        self.conv_out = CausalConv3d(prev, cfg.in_channels * cfg.patch**2, (kt, 3, 3))
+
+    def forward(self, z_bcthw: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        h = self.mid(self.conv_in(z_bcthw, cache), cache)
+        for i, blocks in enumerate(self.levels):
+            for block in blocks:
+                h = block(h, cache)
+            if i < len(self.ups):
+                if self.up_time[i]:
+                    h = self.time_ups[i](h, cache)
+                h = self.ups[i](upsample_space(h), cache)
+        h = self.conv_out(F.silu(self.norm_out(h)), cache)
+        p = self.patch
+        return rearrange(h, "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
+
+
+@dataclass
+class Encoding:
+    """What the encoder says about a clip: the posterior mean and log-variance (KL), or the
+    quantised latents with log-variance None (FSQ)."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor | None = None
+    extra: dict = field(default_factory=dict)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.logvar is None:
+            return self.mean
+        noise = torch.randn(
+            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
+        )
+        return self.mean + (0.5 * self.logvar).exp() * noise
+
+    def kl(self) -> torch.Tensor:
+        """KL(q || N(0, I)) per latent value, averaged; 0 for FSQ."""
+        if self.logvar is None:
+            return self.mean.new_zeros(())
+        m, lv = self.mean.float(), self.logvar.float()
+        return 0.5 * (m.square() + lv.exp() - 1 - lv).mean()
+
+
+class VideoVAE(nn.Module):
+    """Encode (B, 3, T, H, W) pixels to latents and back. T may be any length >= 1; H and W
+    must be multiples of `spatial_factor`."""
+
+    kind = "vae"
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        moments = 2 * cfg.latent_channels if cfg.bottleneck == "kl" else len(cfg.fsq_levels)
+        self.encoder = Encoder(cfg, moments)
+        self.decoder = Decoder(cfg, cfg.z_channels)
+        self.fsq = FSQ(cfg.fsq_levels) if cfg.bottleneck == "fsq" else None
+
+    # ---- shape rules -------------------------------------------------------------------
+    def latent_frames(self, num_frames: int) -> int:
+        """1 + ceil((T - 1) / tf): a clip that is not 1 + tf*k long is padded at its end by
+        repeating its last frame, and the padding is cropped off after decoding."""
+        return 1 + -(-(num_frames - 1) // self.cfg.temporal_factor)
+
+    def pixel_frames(self, latent_frames: int) -> int:
+        return 1 + (latent_frames - 1) * self.cfg.temporal_factor
+
+    def check_input(self, x_bcthw: torch.Tensor) -> None:
+        f = self.cfg.spatial_factor
+        if x_bcthw.ndim != 5 or x_bcthw.shape[1] != self.cfg.in_channels:
+            raise ValueError(
+                f"expected pixels of shape (B, {self.cfg.in_channels}, T, H, W), got {tuple(x_bcthw.shape)}"
+            )
+        _, _, t, h, w = x_bcthw.shape
+        if t < 1 or h < f or w < f or h % f or w % f:
+            raise ValueError(
+                f"a {h}x{w} frame cannot be encoded: height and width must be positive multiples of "
+                f"the VAE's spatial factor {f} (resize or crop to e.g. {max(f, h // f * f)}x{max(f, w // f * f)})"
+            )
+
+    def _pad_time(self, x_bcthw: torch.Tensor) -> torch.Tensor:
+        t = x_bcthw.shape[2]
+        missing = self.pixel_frames(self.latent_frames(t)) - t
+        if missing:
+            x_bcthw = torch.cat([x_bcthw, x_bcthw[:, :, -1:].expand(-1, -1, missing, -1, -1)], dim=2)
+        return x_bcthw
+
+    # ---- one shot ----------------------------------------------------------------------
+    def _moments(self, x_bcthw: torch.Tensor, cache: StreamCache | None = None) -> Encoding:
+        h = self.encoder(x_bcthw, cache)
+        if self.fsq is not None:
+            return Encoding(self.fsq(h), None, {"pre_quant": h})
+        mean, logvar = h.chunk(2, dim=1)
+        return Encoding(mean, logvar.clamp(-30.0, 20.0))
+
+    def encode_dist(self, x_bcthw: torch.Tensor) -> Encoding:
+        self.check_input(x_bcthw)
+        return self._moments(self._pad_time(x_bcthw))
+
+    def encode(self, x_bcthw: torch.Tensor) -> torch.Tensor:
+        """Deterministic latents (posterior mean, or quantised values): (B, C', T', H', W')."""
+        return self.encode_dist(x_bcthw).mean
+
+    def decode(self, z_bcthw: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
+        """Latents -> pixels (B, 3, 1 + tf*(T'-1), H, W), cropped to num_frames if given."""
+        if z_bcthw.ndim != 5 or z_bcthw.shape[1] != self.cfg.z_channels:
+            raise ValueError(
+                f"expected latents of shape (B, {self.cfg.z_channels}, T', H', W'), got {tuple(z_bcthw.shape)}"
+            )
+        x = self.decoder(z_bcthw)
+        return x[:, :, :num_frames] if num_frames is not None else x
+
+    def forward(self, x_bcthw: torch.Tensor, generator: torch.Generator | None = None):
+        """Training pass: sample the posterior, decode, crop to the input length.
+        Returns (reconstruction, Encoding)."""
+        enc = self.encode_dist(x_bcthw)
+        return self.decode(enc.sample(generator), x_bcthw.shape[2]), enc
+
+    def codes(self, x_bcthw: torch.Tensor) -> torch.Tensor:
+        """Discrete tokens (B, T', H', W') of an FSQ model."""
+        if self.fsq is None:
+            raise ValueError("codes() needs an FSQ model (bottleneck='fsq'); this one is a KL VAE")
+        self.check_input(x_bcthw)
+        return self.fsq.codes(self.encoder(self._pad_time(x_bcthw)).float())
+
+    # ---- streaming ---------------------------------------------------------------------
+    def encode_stream(self, chunks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Encode a clip given as consecutive (B, 3, t_i, H, W) chunks of any sizes; yields
+        latent chunks whose concatenation equals `encode` of the whole clip. Frames are
+        regrouped as 1, tf, tf, ... so each group yields one latent frame; a short last
+        group is padded like `encode` pads."""
+        cache, pending, first = StreamCache(), [], True
+        tf = self.cfg.temporal_factor
+        for chunk in chunks:
+            self.check_input(chunk)
+            pending.append(chunk)
+            buffered = torch.cat(pending, dim=2)
+            n = (buffered.shape[2] - 1) // tf + 1 if first else buffered.shape[2] // tf
+            if n == 0:
+                pending = [buffered]
+                continue
+            used = 1 + (n - 1) * tf if first else n * tf
+            yield self._moments(buffered[:, :, :used], cache).mean
+            pending, first = [buffered[:, :, used:]], False
+        rest = torch.cat(pending, dim=2) if pending else None
+        if rest is not None and rest.shape[2] > 0:
+            pad = tf - rest.shape[2]
+            rest = torch.cat([rest, rest[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2)
+            yield self._moments(rest, cache).mean
+
+    def decode_stream(self, latent_chunks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Decode consecutive latent chunks (B, C', t_i, H', W'); yields pixel chunks whose
+        concatenation equals `decode` of the whole latent clip."""
+        cache = StreamCache()
+        for z in latent_chunks:
+            yield self.decoder(z, cache)
+
+    def encode_chunked(self, x_bcthw: torch.Tensor, chunk_frames: int = 16) -> torch.Tensor:
+        self.check_input(x_bcthw)
+        pieces = x_bcthw.split(chunk_frames, dim=2)
+        return torch.cat(list(self.encode_stream(pieces)), dim=2)
+
+    def decode_chunked(
+        self, z_bcthw: torch.Tensor, chunk_latents: int = 4, num_frames: int | None = None
+    ) -> torch.Tensor:
+        x = torch.cat(list(self.decode_stream(z_bcthw.split(chunk_latents, dim=2))), dim=2)
+        return x[:, :, :num_frames] if num_frames is not None else x
+
+    # ---- latents for diffusion ---------------------------------------------------------
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.cfg.latent_shift) * self.cfg.latent_scale
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        return z / self.cfg.latent_scale + self.cfg.latent_shift
+
+
+def num_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# The 3D VAE and 2D baseline trained on the built-in data ship inside the package.
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def load_vae(path: str | Path | None = None, device: torch.device | str = "cpu") -> VideoVAE:
+    """A trained autoencoder from a model directory (default: the bundled 3D VAE), in eval mode."""
+    config, state, _ = load_model(path if path is not None else BUNDLED_DIR / "vae3d", VideoVAE.kind)
+    model = VideoVAE(VAEConfig(**config))
+    model.load_state_dict(state)
+    return model.to(device).eval()

@@ -1,0 +1,384 @@
+"""One training loop for every model in filmstrip.
+
+The loop knows nothing about VAEs or diffusion. A *task* supplies the model, the loss of a
+batch and what to export; the loop supplies the rest:
+
+* AdamW with linear warm-up then cosine decay, gradient clipping, gradient accumulation;
+* bf16 autocast (on CPUs with AMX bf16 matmuls run several times faster than fp32);
+* an EMA of the weights, which is what gets exported and sampled;
+* a progress bar with loss and it/s, and `log.jsonl` in the run folder;
+* atomic checkpoints every `ckpt_every` steps and on Ctrl-C, and **exact resume**: the data
+  order and every random draw of step s are pure functions of (seed, s, rank), so a run
+  resumed from step s repeats what the uninterrupted run would have done;
+* data parallelism through `torchrun` (gloo on CPU, NCCL on GPU): each rank sees its own
+  slice of every batch, gradients are averaged by DDP.
+
+Run folder layout::
+
+    run/
+      log.jsonl                  one JSON line per logged step
+      checkpoints/step_000500/   model, ema, optimizer, task state (safetensors) + state.json
+      model/                     the EMA weights as a loadable model directory
+      samples/                   whatever the task draws every `sample_every` steps
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from filmstrip.checkpoint import CheckpointError, save_model, save_tensors_atomic, write_json_atomic
+from filmstrip.train.ema import EMA
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 8  # global, across ranks and accumulation
+    accumulate: int = 1
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup: int = 100
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    bf16: bool = True
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 500
+    ckpt_every: int = 500
+    keep_checkpoints: int = 2
+    num_workers: int = 1
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        progress = (step - self.warmup) / max(1, self.steps - self.warmup)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
+
+
+class Task(Protocol):
+    """What the loop needs from a model family."""
+
+    kind: str
+    model: nn.Module
+
+    def loss(
+        self, model: nn.Module, batch: dict, step: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def sample(self, model: nn.Module, out_dir: Path, step: int) -> None: ...
+
+    def export(self, model: nn.Module) -> tuple[dict, dict]:
+        """(config dict, meta dict) to store with the exported EMA weights."""
+        ...
+
+    def state_tensors(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
+# ---- distributed -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Distributed:
+    """Read torchrun's environment; start a process group when there is more than one rank."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Distributed()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend)
+    return Distributed(rank, world, local_rank)
+
+
+def default_device(ddp: Distributed) -> torch.device:
+    return torch.device("cuda", ddp.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+
+
+# ---- data order ------------------------------------------------------------------------
+class StepBatchSampler(Sampler[list[int]]):
+    """Endless batches; the batch of step s on a rank is a pure function of (seed, s, rank):
+    epoch e is a permutation seeded by (seed, e), and the global batch of step s is the slice
+    [s*B, (s+1)*B) of the concatenated epochs, split evenly between ranks."""
+
+    def __init__(
+        self, length: int, batch_size: int, seed: int, start_step: int, rank: int = 0, world: int = 1
+    ):
+        if length == 0:
+            raise ValueError("the dataset is empty")
+        self.length, self.batch_size, self.seed = length, batch_size, seed
+        self.start_step, self.rank, self.world = start_step, rank, world
+
+    def _epoch(self, epoch: int) -> torch.Tensor:
+        return torch.randperm(
+            self.length, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        )
+
+    def batch(self, step: int) -> list[int]:
+        per_rank = self.batch_size // self.world
+        start = step * self.batch_size + self.rank * per_rank
+        out = []
+        for pos in range(start, start + per_rank):
+            out.append(int(self._epoch(pos // self.length)[pos % self.length]))
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start_step
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
+def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+    return g
+
+
+# ---- checkpoints -----------------------------------------------------------------------
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            tensors[f"{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    opt.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted((run_dir / "checkpoints").glob("step_*/state.json"))
+    return ckpts[-1].parent if ckpts else None
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        task: Task,
+        dataset: Dataset,
+        run_dir: str | Path,
+        collate: Callable | None = None,
+        device: torch.device | None = None,
+    ):
+        self.cfg, self.task, self.dataset = cfg, task, dataset
+        self.run_dir = Path(run_dir)
+        self.collate = collate
+        self.ddp = init_distributed()
+        if cfg.batch_size % (self.ddp.world * cfg.accumulate):
+            raise ValueError(
+                f"batch_size {cfg.batch_size} must divide evenly across {self.ddp.world} ranks x "
+                f"{cfg.accumulate} accumulation steps"
+            )
+        self.device = device or default_device(self.ddp)
+        self.model = task.model.to(self.device)
+        self.ema = EMA(self.model, cfg.ema_decay)
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=cfg.betas,
+        )
+        self.step = 0
+        self.wrapped: nn.Module = self.model
+        if self.ddp.world > 1:
+            self.wrapped = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+
+    # -- state ---------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path | None:
+        if not self.ddp.is_main:
+            return None
+        ckpt_root = self.run_dir / "checkpoints"
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        final = ckpt_root / f"step_{self.step:07d}"
+        tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=".tmp_"))
+        opt_tensors, opt_groups = _optimizer_tensors(self.opt)
+        save_tensors_atomic(tmp / "model.safetensors", self.model.state_dict())
+        save_tensors_atomic(tmp / "ema.safetensors", self.ema.state_dict())
+        save_tensors_atomic(tmp / "optimizer.safetensors", opt_tensors)
+        save_tensors_atomic(tmp / "task.safetensors", self.task.state_tensors() or {"_": torch.zeros(1)})
+        write_json_atomic(
+            tmp / "state.json",
+            {"kind": self.task.kind, "step": self.step, "train": asdict(self.cfg), "optimizer": opt_groups},
+        )
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in sorted(ckpt_root.glob("step_*"))[: -self.cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        self.export()
+        return final
+
+    def export(self) -> Path:
+        config, meta = self.task.export(self.ema.model)
+        return save_model(
+            self.run_dir / "model", self.task.kind, config, self.ema.state_dict(), {**meta, "step": self.step}
+        )
+
+    def resume(self, path: Path | None = None) -> bool:
+        """Load the newest checkpoint of the run (or `path`); False when there is none."""
+        path = path or latest_checkpoint(self.run_dir)
+        if path is None:
+            return False
+        state = json.loads((path / "state.json").read_text())
+        if state["kind"] != self.task.kind:
+            raise CheckpointError(f"{path}: a {state['kind']!r} run cannot resume as {self.task.kind!r}")
+        self.model.load_state_dict(load_file(str(path / "model.safetensors")))
+        self.ema.load_state_dict(load_file(str(path / "ema.safetensors")))
+        _load_optimizer(self.opt, load_file(str(path / "optimizer.safetensors")), state["optimizer"])
+        task_state = load_file(str(path / "task.safetensors"))
+        task_state.pop("_", None)
+        self.task.load_state_tensors(task_state)
+        self.step = int(state["step"])
+        return True
+
+    # -- loop ----------------------------------------------------------------------------
+    def _loader(self) -> Iterator[dict]:
+        cfg = self.cfg
+        sampler = StepBatchSampler(
+            len(self.dataset),
+            cfg.batch_size // cfg.accumulate,
+            cfg.seed,
+            self.step * cfg.accumulate,
+            self.ddp.rank,
+            self.ddp.world,
+        )
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=cfg.num_workers,
+            collate_fn=self.collate,
+            persistent_workers=cfg.num_workers > 0,
+        )
+        return iter(loader)
+
+    def _log(self, record: dict) -> None:
+        if self.ddp.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.run_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def fit(self, steps: int | None = None) -> dict:
+        """Train until `steps` (default cfg.steps) and return the last logged values."""
+        cfg = self.cfg
+        end = steps if steps is not None else cfg.steps
+        batches = self._loader()
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        bar = tqdm(
+            total=end,
+            initial=self.step,
+            disable=not self.ddp.is_main,
+            dynamic_ncols=True,
+            desc=self.task.kind,
+        )
+        last: dict = {}
+        t0, steps_timed = time.perf_counter(), 0
+        bad_steps = 0
+        try:
+            while self.step < end:
+                self.model.train()
+                for group in self.opt.param_groups:
+                    group["lr"] = cfg.lr_at(self.step)
+                logs: dict[str, float] = {}
+                for micro in range(cfg.accumulate):
+                    batch = next(batches)
+                    gen = step_generator(
+                        cfg.seed, self.step * cfg.accumulate + micro, self.ddp.rank, self.device
+                    )
+                    sync = micro == cfg.accumulate - 1 or self.ddp.world == 1
+                    ctx = self.wrapped.no_sync() if not sync else contextlib.nullcontext()
+                    with ctx:
+                        with autocast:
+                            loss, micro_logs = self.task.loss(self.wrapped, batch, self.step, gen)
+                        (loss / cfg.accumulate).backward()
+                    for k, v in micro_logs.items():
+                        logs[k] = logs.get(k, 0.0) + v / cfg.accumulate
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                if not torch.isfinite(grad_norm):
+                    # One bad batch must not poison the weights; a run that keeps producing
+                    # them is broken and says so.
+                    bad_steps += 1
+                    self.opt.zero_grad(set_to_none=True)
+                    self._log({"step": self.step + 1, "skipped": "non-finite gradients"})
+                    if bad_steps >= 10:
+                        raise FloatingPointError(
+                            f"step {self.step}: non-finite gradients 10 times in a row; lower --lr or use --fp32"
+                        )
+                    self.step += 1
+                    bar.update(1)
+                    continue
+                bad_steps = 0
+                self.opt.step()
+                self.opt.zero_grad(set_to_none=True)
+                self.ema.update(self.model, self.step)
+                self.step += 1
+                steps_timed += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == end:
+                    elapsed = time.perf_counter() - t0
+                    last = {
+                        "step": self.step,
+                        "lr": cfg.lr_at(self.step - 1),
+                        "grad_norm": float(grad_norm),
+                        "it_s": steps_timed / max(elapsed, 1e-9),
+                        **logs,
+                    }
+                    self._log(last)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "psnr")})
+                    t0, steps_timed = time.perf_counter(), 0
+                if self.ddp.is_main and cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self.task.sample(self.ema.model, self.run_dir / "samples", self.step)
+                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            bar.close()
+            path = self.save_checkpoint()
+            if path is not None:
+                print(f"\ninterrupted: saved {path}; run the same command again to resume")
+            raise
+        bar.close()
+        if self.step % max(cfg.ckpt_every, 1) != 0 or not cfg.ckpt_every:
+            self.save_checkpoint()
+        return last

@@ -1,0 +1,147 @@
+"""Training an autoencoder (3D VAE, 2D baseline or FSQ) with the common trainer.
+
+Loss = L1 + w_ssim * (1 - SSIM) + w_kl * KL  [+ w_gan * hinge adversarial term, from
+`gan_start` on]. Images and video share the model: every `image_every`-th step trains on
+single frames picked from the batch's clips (T = 1), the rest on whole clips, so the causal
+model learns that a lone frame is a complete input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from filmstrip.eval.metrics import flicker, psnr, ssim
+from filmstrip.io import write_video
+from filmstrip.models.discriminator import PatchDiscriminator3d, hinge_d_loss
+from filmstrip.models.vae import VAEConfig, VideoVAE
+from filmstrip.viz import video_grid
+
+
+@dataclass(frozen=True)
+class VAELossConfig:
+    l1: float = 1.0
+    ssim: float = 0.5
+    kl: float = 1e-4  # on the mean KL per latent value
+    gan: float = 0.0  # 0 leaves the discriminator off
+    gan_start: int = 2000
+    gan_lr: float = 2e-4
+    image_every: int = 4  # 0: video only
+
+
+class VAETask:
+    kind = "vae"
+
+    def __init__(
+        self,
+        cfg: VAEConfig,
+        loss_cfg: VAELossConfig,
+        preview: torch.Tensor | None = None,
+        data_name: str = "",
+    ):
+        """`preview`: a few held-out clips (B, C, T, H, W) for the periodic reconstruction grid
+        and for measuring the latent scale at export."""
+        self.cfg, self.loss_cfg = cfg, loss_cfg
+        self.model = VideoVAE(cfg)
+        self.preview = preview
+        self.data_name = data_name
+        self.disc = PatchDiscriminator3d() if loss_cfg.gan > 0 else None
+        self.disc_opt = (
+            torch.optim.AdamW(self.disc.parameters(), lr=loss_cfg.gan_lr, betas=(0.5, 0.9))
+            if self.disc
+            else None
+        )
+
+    def loss(self, model: nn.Module, batch: dict, step: int, generator: torch.Generator):
+        lc = self.loss_cfg
+        device = next(self.model.parameters()).device
+        x = batch["video"].to(device, non_blocking=True)
+        if lc.image_every and step % lc.image_every == 0:
+            t = int(torch.randint(0, x.shape[2], (1,), generator=generator, device=generator.device))
+            x = x[:, :, t : t + 1]
+        recon, enc = model(x, generator=generator)
+        recon = recon.float()
+        l1 = (recon - x).abs().mean()
+        s = ssim(recon, x).mean()
+        kl = enc.kl()
+        loss = lc.l1 * l1 + lc.ssim * (1 - s) + lc.kl * kl
+        logs = {
+            "l1": l1.item(),
+            "ssim": s.item(),
+            "kl": kl.item(),
+            "psnr": psnr(recon.detach(), x).mean().item(),
+        }
+        if self.disc is not None and step >= lc.gan_start:
+            self.disc.to(device)
+            # 1. Discriminator step on real clips vs detached reconstructions.
+            with torch.autocast(device.type, enabled=False):
+                d_loss = hinge_d_loss(self.disc(x), self.disc(recon.detach()))
+            self.disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.disc_opt.step()
+            # 2. Generator term: make reconstructions score as real. fp32, like the step
+            # above: bf16 Conv3d on one-frame clips gave NaNs here.
+            with torch.autocast(device.type, enabled=False):
+                g_loss = -self.disc(recon).mean()
+            loss = loss + lc.gan * g_loss
+            logs.update(d_loss=d_loss.item(), g_loss=g_loss.item())
+        logs["loss"] = loss.item()
+        return loss, logs
+
+    @torch.no_grad()
+    def evaluate(self, model: VideoVAE, clips: torch.Tensor) -> dict[str, float]:
+        model.eval()
+        recon = model.decode(model.encode(clips), clips.shape[2]).clamp(-1, 1)
+        out = {"psnr": float(psnr(recon, clips).mean()), "ssim": float(ssim(recon, clips).mean())}
+        if clips.shape[2] > 1:
+            out["flicker"] = float(flicker(recon, clips).mean())
+        return out
+
+    @torch.no_grad()
+    def sample(self, model: nn.Module, out_dir: Path, step: int) -> None:
+        if self.preview is None:
+            return
+        clips = self.preview.to(next(model.parameters()).device)
+        recon = model.decode(model.encode(clips), clips.shape[2]).clamp(-1, 1)
+        videos, captions = [], []
+        for i in range(len(clips)):
+            videos += [clips[i].cpu(), recon[i].float().cpu()]
+            captions += ["input", f"step {step}: {float(psnr(recon[i : i + 1], clips[i : i + 1])):.1f} dB"]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_video(out_dir / f"step_{step:07d}.mp4", video_grid(videos, captions, columns=4), fps=8)
+
+    @torch.no_grad()
+    def export(self, model: nn.Module) -> tuple[dict, dict]:
+        cfg = self.cfg
+        meta: dict = {"data": self.data_name, "loss": asdict(self.loss_cfg)}
+        if self.preview is not None and cfg.bottleneck == "kl":
+            # Unit-variance latents make the diffusion model's noise scale meaningful.
+            z = model.encode(self.preview.to(next(model.parameters()).device)).float()
+            cfg = replace(cfg, latent_shift=float(z.mean()), latent_scale=float(1 / z.std().clamp_min(1e-6)))
+        if self.preview is not None:
+            meta["preview"] = self.evaluate(model, self.preview.to(next(model.parameters()).device))
+        return asdict(cfg), meta
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        if self.disc is None:
+            return {}
+        out = {f"disc.{k}": v for k, v in self.disc.state_dict().items()}
+        for pid, state in self.disc_opt.state_dict()["state"].items():
+            for key, value in state.items():
+                out[f"disc_opt.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        return out
+
+    def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None:
+        if self.disc is None or not state:
+            return
+        self.disc.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("disc.")})
+        opt_state: dict[int, dict] = {}
+        for name, value in state.items():
+            if name.startswith("disc_opt."):
+                pid, key = name[len("disc_opt.") :].split(".", 1)
+                opt_state.setdefault(int(pid), {})[key] = value
+        sd = self.disc_opt.state_dict()
+        self.disc_opt.load_state_dict({"state": opt_state, "param_groups": sd["param_groups"]})

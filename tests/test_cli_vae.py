@@ -1,0 +1,135 @@
+"""`filmstrip vae ...` end to end with a tiny model trained for a few steps."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import smooth_video
+
+from filmstrip.cli import main
+from filmstrip.io import probe, write_video
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    result = CliRunner().invoke(
+        main,
+        [
+            "vae",
+            "train",
+            "--preset",
+            "tiny",
+            "--run",
+            str(run),
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--frames",
+            "5",
+            "--size",
+            "16",
+            "--workers",
+            "0",
+            "--data",
+            "shapes",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "parameters" in result.output and (run / "model" / "config.json").exists()
+    return run
+
+
+def test_train_resumes_an_existing_run(tiny_run):
+    result = CliRunner().invoke(
+        main,
+        [
+            "vae",
+            "train",
+            "--preset",
+            "tiny",
+            "--run",
+            str(tiny_run),
+            "--steps",
+            "4",
+            "--batch-size",
+            "2",
+            "--frames",
+            "5",
+            "--size",
+            "16",
+            "--workers",
+            "0",
+            "--data",
+            "shapes",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output and "from step 3" in result.output
+
+
+def test_reconstruct_encode_decode(tiny_run, tmp_path):
+    clip = tmp_path / "in.mp4"
+    write_video(clip, torch.from_numpy(smooth_video(7, 24, 40)).permute(3, 0, 1, 2), fps=10)
+    model = str(tiny_run / "model")
+    runner = CliRunner()
+    out = tmp_path / "out.mp4"
+    result = runner.invoke(main, ["vae", "reconstruct", str(clip), "-o", str(out), "-c", model])
+    assert result.exit_code == 0, result.output
+    assert "PSNR" in result.output and "SSIM" in result.output and "flicker" in result.output
+    info = probe(out)
+    assert (info.num_frames, info.height, info.width) == (7, 24, 40)  # 24x40 is already /8
+
+    latents = tmp_path / "z.safetensors"
+    result = runner.invoke(main, ["vae", "encode", str(clip), "-o", str(latents), "-c", model])
+    assert result.exit_code == 0, result.output
+    assert "(4, 3, 3, 5)" in result.output  # 7 frames -> 1 + ceil(6/4) = 3 latent frames
+    decoded = tmp_path / "decoded.mp4"
+    result = runner.invoke(main, ["vae", "decode", str(latents), "-o", str(decoded)])
+    assert result.exit_code == 0, result.output
+    assert probe(decoded).num_frames == 7 and probe(decoded).fps == 10
+
+
+def test_eval_prints_metrics(tiny_run):
+    result = CliRunner().invoke(
+        main,
+        [
+            "vae",
+            "eval",
+            "-c",
+            str(tiny_run / "model"),
+            "--data",
+            "digits",
+            "--clips",
+            "3",
+            "--frames",
+            "5",
+            "--size",
+            "32",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output.strip().splitlines()[-1])
+    assert metrics["clips"] == 3 and np.isfinite(metrics["psnr"]) and 0 < metrics["ssim"] <= 1
+
+
+def test_clear_errors(tiny_run, tmp_path):
+    runner = CliRunner()
+    tiny = tmp_path / "tiny.mp4"
+    write_video(tiny, torch.zeros(3, 3, 6, 6, dtype=torch.uint8), fps=5)
+    result = runner.invoke(
+        main, ["vae", "reconstruct", str(tiny), "-o", str(tmp_path / "o.mp4"), "-c", str(tiny_run / "model")]
+    )
+    assert result.exit_code == 1 and "smaller than the autoencoder's 8x8" in result.output
+    result = runner.invoke(
+        main,
+        ["vae", "reconstruct", str(tiny), "-o", str(tmp_path / "o.mp4"), "-c", str(tmp_path / "nothing")],
+    )
+    assert result.exit_code == 1 and "no such checkpoint" in result.output
+    result = runner.invoke(main, ["vae", "decode", str(tiny), "-o", str(tmp_path / "o.mp4")])
+    assert result.exit_code == 1 and "not a latent file" in result.output
+    assert "Traceback" not in result.output

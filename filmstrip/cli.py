@@ -140,7 +140,8 @@ def vae() -> None:
 @click.option("--crop", type=int, default=None, help="Train on random square crops of this size.")
 @click.option("--fps", type=float, default=None)
 @click.option("--kl", default=1e-4, show_default=True, help="KL weight.")
-@click.option("--ssim-weight", default=0.5, show_default=True)
+@click.option("--l1", "l1_weight", default=0.2, show_default=True, help="L1 weight (MSE has weight 1).")
+@click.option("--ssim-weight", default=0.05, show_default=True)
 @click.option("--gan", default=0.0, show_default=True, help="Adversarial weight; 0 = no discriminator.")
 @click.option("--gan-start", default=2000, show_default=True)
 @click.option("--image-every", default=4, show_default=True, help="Every k-th step trains on single frames.")
@@ -165,6 +166,7 @@ def vae_train(
     crop,
     fps,
     kl,
+    l1_weight,
     ssim_weight,
     gan,
     gan_start,
@@ -209,7 +211,9 @@ def vae_train(
     cfg = init.cfg if init else vae_preset(preset)
     task = VAETask(
         cfg,
-        VAELossConfig(ssim=ssim_weight, kl=kl, gan=gan, gan_start=gan_start, image_every=image_every),
+        VAELossConfig(
+            l1=l1_weight, ssim=ssim_weight, kl=kl, gan=gan, gan_start=gan_start, image_every=image_every
+        ),
         preview=preview,
         data_name="+".join(datasets),
     )

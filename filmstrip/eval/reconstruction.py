@@ -51,15 +51,18 @@ def evaluate(
     per_clip: dict[str, list[float]] = {"psnr": [], "ssim": [], "flicker": []}
     codes = []
     for start in tqdm(range(0, num_clips, batch_size), desc="evaluating", disable=not progress, leave=False):
-        idx = range(start, min(start + batch_size, num_clips))
-        x = torch.stack([dataset[i]["video"] for i in idx]).to(device)
-        recon = model.decode(model.encode(x), x.shape[2]).clamp(-1, 1)
-        per_clip["psnr"] += psnr(recon, x).tolist()
-        per_clip["ssim"] += ssim(recon, x).tolist()
-        if x.shape[2] > 1:
-            per_clip["flicker"] += flicker(recon, x).tolist()
-        if model.fsq is not None:
-            codes.append(model.codes(x).cpu())
+        videos = [dataset[i]["video"] for i in range(start, min(start + batch_size, num_clips))]
+        # Folder clips come in several bucket sizes: batch only clips that stack.
+        groups = [torch.stack(videos)] if len({v.shape for v in videos}) == 1 else [v[None] for v in videos]
+        for x in groups:
+            x = crop_to_multiple(x.to(device), model.cfg.spatial_factor)
+            recon = model.decode(model.encode(x), x.shape[2]).clamp(-1, 1)
+            per_clip["psnr"] += psnr(recon, x).tolist()
+            per_clip["ssim"] += ssim(recon, x).tolist()
+            if x.shape[2] > 1:
+                per_clip["flicker"] += flicker(recon, x).tolist()
+            if model.fsq is not None:
+                codes.append(model.codes(x).cpu())
     out: dict[str, float] = {"clips": float(num_clips)}
     for name, values in per_clip.items():
         if values:

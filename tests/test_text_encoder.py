@@ -1,0 +1,52 @@
+"""The frozen MiniLM text encoder against states recorded from `transformers`."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from filmstrip.text.encoder import MAX_TOKENS, TextEncoder, mean_pool
+
+REFERENCE = Path(__file__).parent / "data" / "minilm_reference.safetensors"
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextEncoder()
+
+
+def test_matches_transformers_reference(encoder):
+    with safe_open(str(REFERENCE), "pt") as f:
+        meta = f.metadata()
+        prompts = [meta[f"prompt_{i}"] for i in range(3)]
+        ref_states = [f.get_tensor(f"states_{i}") for i in range(3)]
+        ref_ids = [f.get_tensor(f"ids_{i}").tolist() for i in range(3)]
+    states, mask = encoder.encode(prompts)
+    for i in range(3):
+        assert encoder.tokenize(prompts[i]) == ref_ids[i]
+        n = len(ref_ids[i])
+        assert mask[i].sum() == n
+        torch.testing.assert_close(states[i, :n], ref_states[i], rtol=0, atol=1e-4)
+        assert torch.all(states[i, n:] == 0)
+
+
+def test_embeddings_separate_meanings(encoder):
+    s, m = encoder.encode(
+        ["a red circle moves to the right", "a red circle moving right", "a blue square moves up"]
+    )
+    e = mean_pool(s, m)
+    assert float(e[0] @ e[1]) > float(e[0] @ e[2])
+
+
+def test_long_prompts_are_cut_with_a_warning(encoder):
+    prompt = "a red circle moves to the right and " * 60
+    with pytest.warns(UserWarning, match="at most 256"):
+        ids = encoder.tokenize(prompt)
+    assert len(ids) == MAX_TOKENS and ids[-1] == 102  # still ends with [SEP]
+
+
+def test_cache_returns_identical_states(encoder):
+    a, _ = encoder.encode(["a green triangle moves down"])
+    b, _ = encoder.encode(["a green triangle moves down"])
+    assert torch.equal(a, b)

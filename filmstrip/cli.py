@@ -411,5 +411,47 @@ def vae_eval(checkpoint, spec, split, clips, frames, size, fps, as_json) -> None
         )
 
 
+@main.command()
+@click.argument("prompt")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("outputs/clip.mp4"),
+    show_default=True,
+)
+@click.option(
+    "--checkpoint",
+    "-c",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Text-to-video model directory [default: the bundled model].",
+)
+@click.option("--frames", default=17, show_default=True)
+@click.option("--fps", default=8.0, show_default=True)
+@click.option("--size", default=64, show_default=True, help="Height and width (a multiple of 16).")
+@click.option("--steps", default=20, show_default=True)
+@click.option("--cfg", "text_scale", default=4.0, show_default=True, help="Text guidance scale (1 = off).")
+@click.option("--solver", type=click.Choice(["euler", "heun"]), default="euler", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--negative", default="", help="Negative prompt (what to steer away from).")
+@friendly_errors
+def generate(
+    prompt, output, checkpoint, frames, fps, size, steps, text_scale, solver, seed, negative
+) -> None:
+    """Generate a video from PROMPT and print its path."""
+    from filmstrip.io import write_video
+    from filmstrip.pipelines.generate import GenerateConfig, check_request, load_pipeline
+    from filmstrip.pipelines.generate import generate as run
+
+    cfg = GenerateConfig(
+        frames=frames, height=size, width=size, steps=steps, text_scale=text_scale, solver=solver, seed=seed
+    )
+    pipe = load_pipeline(checkpoint)
+    check_request(pipe, [prompt], cfg)
+    video = run(pipe, [prompt], cfg, negative=negative)
+    click.echo(str(write_video(output, video[0], fps=fps)))
+
+
 if __name__ == "__main__":
     main()

@@ -27,7 +27,7 @@ MAX_TOKENS = 256
 WIDTH = 384
 
 
-class TextEncoderMissing(RuntimeError):
+class TextEncoderMissing(FileNotFoundError):
     pass
 
 

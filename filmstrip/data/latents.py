@@ -1,0 +1,151 @@
+"""Latent cache: encode a dataset once with the VAE (and the text encoder), train from disk.
+
+A text-to-video model never looks at pixels during training, so encoding every clip again
+at every step would waste most of the compute. `build_latent_cache` runs the frozen VAE and
+text encoder over `num_clips` clips and writes one safetensors shard per `shard_size` clips:
+
+    cache/
+      meta.json                 what was encoded (dataset, sizes, VAE config, latent scale)
+      shard_00000.safetensors   latents (N, C, T', H', W') fp16, text states (N, L, 384) fp16,
+                                text mask (N, L), plus captions and truths in the metadata
+
+`LatentDataset` reads it back as {"latents", "text", "text_mask", "caption", "truth"}.
+Latents are stored as the VAE produced them; `normalize` happens in the training task.
+Writing is atomic per shard, so an interrupted build resumes at the first missing shard.
+
+Images come free: by causality the first latent frame of a clip *is* the latent of its
+first frame encoded alone, so `latents[:, :1]` is an image sample.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from filmstrip.checkpoint import save_tensors_atomic, write_json_atomic
+
+
+@torch.no_grad()
+def build_latent_cache(
+    dataset: Dataset,
+    vae,
+    text_encoder,
+    out_dir: str | Path,
+    num_clips: int,
+    shard_size: int = 256,
+    batch_size: int = 16,
+    description: str = "",
+) -> Path:
+    """Encode the first `num_clips` items of `dataset` into `out_dir`. Returns out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    num_clips = min(num_clips, len(dataset))
+    meta = {
+        "num_clips": num_clips,
+        "shard_size": shard_size,
+        "dataset": description,
+        "vae": asdict(vae.cfg),
+    }
+    meta = json.loads(json.dumps(meta))  # tuples -> lists, as they will read back
+    meta_path = out / "meta.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if {k: old.get(k) for k in meta} != meta:
+            raise ValueError(
+                f"{out}: holds a different latent cache ({old.get('dataset')}); use another folder"
+            )
+    write_json_atomic(meta_path, meta)
+    device = next(vae.parameters()).device
+    shards = range(0, num_clips, shard_size)
+    for s, start in enumerate(tqdm(shards, desc="caching latents", unit="shard")):
+        path = out / f"shard_{s:05d}.safetensors"
+        if path.exists():
+            continue
+        items = [dataset[i] for i in range(start, min(start + shard_size, num_clips))]
+        latents = []
+        for b in range(0, len(items), batch_size):
+            video = torch.stack([it["video"] for it in items[b : b + batch_size]]).to(device)
+            latents.append(vae.encode(video).float().cpu())
+        captions = [it.get("caption", "") for it in items]
+        states, mask = text_encoder.encode(captions)
+        save_tensors_atomic(
+            path,
+            {
+                "latents": torch.cat(latents).half(),
+                "text": states.cpu().half(),
+                "text_mask": mask.cpu(),
+            },
+            metadata={
+                "captions": json.dumps(captions),
+                "truths": json.dumps([it.get("truth") for it in items]),
+            },
+        )
+    return out
+
+
+class LatentDataset(Dataset):
+    """Items of a latent cache. Text states are trimmed to their own length on access and
+    re-padded per batch by `collate_latents`."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        meta_path = self.root / "meta.json"
+        if not meta_path.exists():
+            raise ValueError(
+                f"{self.root}: not a latent cache (no meta.json); build one with `filmstrip latents`"
+            )
+        self.meta = json.loads(meta_path.read_text())
+        self.shards = sorted(self.root.glob("shard_*.safetensors"))
+        expected = -(-self.meta["num_clips"] // self.meta["shard_size"])
+        if len(self.shards) != expected:
+            raise ValueError(
+                f"{self.root}: {len(self.shards)} of {expected} shards; rerun the cache build to finish it"
+            )
+        self._loaded: dict[int, tuple[dict, list, list]] = {}
+
+    def __len__(self) -> int:
+        return self.meta["num_clips"]
+
+    def _shard(self, s: int):
+        if s not in self._loaded:
+            with safe_open(str(self.shards[s]), "pt") as f:
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
+                meta = f.metadata()
+            self._loaded[s] = (tensors, json.loads(meta["captions"]), json.loads(meta["truths"]))
+        return self._loaded[s]
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < len(self):
+            raise IndexError(f"item {i} out of range for a cache of {len(self)} clips")
+        s, j = divmod(i, self.meta["shard_size"])
+        tensors, captions, truths = self._shard(s)
+        n = int(tensors["text_mask"][j].sum())
+        return {
+            "latents": tensors["latents"][j].float(),
+            "text": tensors["text"][j, :n].float(),
+            "caption": captions[j],
+            "truth": truths[j],
+        }
+
+
+def collate_latents(batch: list[dict]) -> dict:
+    """Stack latents; right-pad text states to the longest prompt with a boolean mask."""
+    length = max(item["text"].shape[0] for item in batch)
+    text = torch.zeros(len(batch), length, batch[0]["text"].shape[1])
+    mask = torch.zeros(len(batch), length, dtype=torch.bool)
+    for k, item in enumerate(batch):
+        n = item["text"].shape[0]
+        text[k, :n], mask[k, :n] = item["text"], True
+    return {
+        "latents": torch.stack([item["latents"] for item in batch]),
+        "text": text,
+        "text_mask": mask,
+        "caption": [item["caption"] for item in batch],
+        "truth": [item["truth"] for item in batch],
+    }

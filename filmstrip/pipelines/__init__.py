@@ -1,0 +1,1 @@
+"""Pipelines: frozen parts composed into generation (encode -> denoise -> decode)."""

@@ -1,0 +1,114 @@
+"""Training the video DiT as a text-to-video rectified flow, with the common trainer.
+
+Per step (on cached latents, see data/latents.py):
+1. Normalise latents to unit scale with the VAE's measured shift and scale.
+2. Joint image-video training: on a `image_fraction` share of steps the batch is the first
+   latent frame of each clip (by causality, exactly the latent of that frame as an image).
+3. One noise level per clip, logit-normal and shifted for the token count, broadcast to every
+   frame (the model takes a level per frame; diffusion forcing will draw them per frame).
+4. Drop the text to the empty prompt with probability `text_dropout`, which teaches the
+   unconditional prediction that classifier-free guidance needs.
+5. Loss: MSE between predicted and true velocity, logged per noise-level bin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from filmstrip.diffusion.flow import (
+    FlowConfig,
+    add_noise,
+    loss_by_bin,
+    per_frame_loss,
+    sample_t,
+    timestep_shift,
+    velocity_target,
+)
+from filmstrip.models.dit import DiTConfig, VideoDiT
+
+
+@dataclass(frozen=True)
+class T2VConfig:
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    text_dropout: float = 0.1
+    image_fraction: float = 0.125
+    latent_shift: float = 0.0  # copied from the VAE at construction
+    latent_scale: float = 1.0
+    vae: str = "vae3d"  # the bundled VAE the latents came from, or a path
+
+
+def pad_text(states: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad (B, L, D) states and (B, L) mask to `length` tokens."""
+    extra = length - states.shape[1]
+    if extra <= 0:
+        return states, mask
+    return (
+        torch.cat([states, states.new_zeros(states.shape[0], extra, states.shape[2])], dim=1),
+        torch.cat([mask, mask.new_zeros(mask.shape[0], extra)], dim=1),
+    )
+
+
+class T2VTask:
+    kind = "dit"
+
+    def __init__(self, dit_cfg: DiTConfig, cfg: T2VConfig, null_text: torch.Tensor, sampler=None):
+        """null_text: (L0, 384) states of the empty prompt. sampler: optional callable
+        (model, out_path, step) that draws a sample grid (needs the VAE and text encoder)."""
+        self.dit_cfg, self.cfg = dit_cfg, cfg
+        self.model = VideoDiT(dit_cfg)
+        self.null_text = null_text
+        self.sampler = sampler
+
+    def loss(self, model: nn.Module, batch: dict, step: int, generator: torch.Generator):
+        cfg = self.cfg
+        device = next(self.model.parameters()).device
+        g = generator
+        z = (batch["latents"].to(device) - cfg.latent_shift) * cfg.latent_scale
+        text, mask = batch["text"].to(device), batch["text_mask"].to(device)
+        b = z.shape[0]
+        if (
+            cfg.image_fraction > 0
+            and float(torch.rand((), generator=g, device=g.device)) < cfg.image_fraction
+        ):
+            z = z[:, :, :1]
+        # 4. Text dropout to the empty prompt.
+        drop = torch.rand(b, generator=g, device=g.device) < cfg.text_dropout
+        if drop.any():
+            null = self.null_text.to(device)
+            length = max(text.shape[1], null.shape[0])
+            text, mask = pad_text(text, mask, length)
+            null_states, null_mask = pad_text(
+                null[None], torch.ones(1, null.shape[0], dtype=torch.bool, device=device), length
+            )
+            text = torch.where(drop[:, None, None], null_states, text)
+            mask = torch.where(drop[:, None], null_mask, mask)
+        # 3. Noise level per clip, shifted for the token count.
+        pt, ph, pw = self.dit_cfg.patch
+        tokens = (z.shape[2] // pt) * (z.shape[3] // ph) * (z.shape[4] // pw)
+        t = sample_t((b,), timestep_shift(tokens, cfg.flow), cfg.flow, g, g.device).to(device)
+        t_bt = t[:, None].expand(b, z.shape[2])
+        noise = torch.randn(z.shape, generator=g, device=g.device).to(device)
+        v = model(add_noise(z, noise, t_bt), t_bt, text, mask)
+        frame_loss = per_frame_loss(v, velocity_target(z, noise))
+        loss = frame_loss.mean()
+        logs = {"loss": loss.item(), **loss_by_bin(t_bt.detach().cpu(), frame_loss.detach().cpu())}
+        return loss, logs
+
+    def sample(self, model: nn.Module, out_dir: Path, step: int) -> None:
+        if self.sampler is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            self.sampler(model, out_dir / f"step_{step:07d}.mp4", step)
+
+    def export(self, model: nn.Module) -> tuple[dict, dict]:
+        return {"dit": asdict(self.dit_cfg), "t2v": asdict(self.cfg)}, {}
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {"null_text": self.null_text}
+
+    def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None:
+        if "null_text" in state:
+            self.null_text = state["null_text"]

@@ -1,0 +1,159 @@
+"""Text-to-video with tiny parts: latent cache, training, generation end to end, errors."""
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from filmstrip.checkpoint import CheckpointError, save_model
+from filmstrip.cli import main
+from filmstrip.data import ShapesConfig, ShapesDataset
+from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents
+from filmstrip.io import probe
+from filmstrip.models.dit import preset as dit_preset
+from filmstrip.models.vae import VideoVAE
+from filmstrip.models.vae import preset as vae_preset
+from filmstrip.pipelines.generate import GenerateConfig, generate, load_pipeline
+from filmstrip.text.encoder import TextEncoder
+from filmstrip.train.t2v_task import T2VConfig, T2VTask
+
+
+@pytest.fixture(scope="module")
+def text_encoder():
+    return TextEncoder()
+
+
+@pytest.fixture(scope="module")
+def tiny_vae():
+    torch.manual_seed(0)
+    return VideoVAE(vae_preset("tiny", latent_channels=4)).eval()
+
+
+def shapes(n=6):
+    return ShapesDataset(ShapesConfig(num_frames=5, height=32, width=32, num_clips=n))
+
+
+def test_latent_cache_round_trip_and_resume(tmp_path, tiny_vae, text_encoder):
+    ds = shapes()
+    root = build_latent_cache(ds, tiny_vae, text_encoder, tmp_path / "cache", num_clips=6, shard_size=4)
+    cache = LatentDataset(root)
+    assert len(cache) == 6 and len(cache.shards) == 2
+    item = cache[5]
+    with torch.no_grad():
+        expected = tiny_vae.encode(ds[5]["video"][None])[0]
+    torch.testing.assert_close(item["latents"], expected, rtol=1e-3, atol=1e-3)  # stored as fp16
+    assert item["caption"] == ds[5]["caption"] and item["truth"]["objects"]
+    states, _ = text_encoder.encode([ds[5]["caption"]])
+    torch.testing.assert_close(item["text"], states[0], rtol=1e-3, atol=2e-3)
+    batch = collate_latents([cache[0], cache[5]])
+    assert batch["latents"].shape == (2, 4, 2, 4, 4) and batch["text_mask"].sum() == sum(
+        cache[i]["text"].shape[0] for i in (0, 5)
+    )
+    # An interrupted build resumes: only the missing shard is written again.
+    (root / "shard_00001.safetensors").unlink()
+    first = (root / "shard_00000.safetensors").stat().st_mtime_ns
+    with pytest.raises(ValueError, match="1 of 2 shards"):
+        LatentDataset(root)
+    build_latent_cache(ds, tiny_vae, text_encoder, root, num_clips=6, shard_size=4)
+    assert (root / "shard_00000.safetensors").stat().st_mtime_ns == first
+    assert len(LatentDataset(root)) == 6
+
+
+def test_tiny_dit_overfits_one_clip(tiny_vae, text_encoder):
+    torch.manual_seed(0)
+    null, _ = text_encoder.encode([""])
+    task = T2VTask(
+        dit_preset("tiny", in_channels=4, patch=(1, 1, 1)),
+        T2VConfig(text_dropout=0.0, image_fraction=0.0),
+        null[0],
+    )
+    clip = shapes(1)[0]
+    with torch.no_grad():
+        latents = tiny_vae.encode(clip["video"][None])
+    text, mask = text_encoder.encode([clip["caption"]])
+    batch = {
+        "latents": latents.expand(8, -1, -1, -1, -1),
+        "text": text.expand(8, -1, -1),
+        "text_mask": mask.expand(8, -1),
+    }
+    opt = torch.optim.AdamW(task.model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for step in range(300):
+        loss, _ = task.loss(task.model, batch, step, g)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
+    assert last < first / 10, (first, last)
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory, tiny_vae, text_encoder):
+    root = tmp_path_factory.mktemp("bundle")
+    save_model(root / "vae", "vae", vars(tiny_vae.cfg) | {}, tiny_vae.state_dict())
+    null, _ = text_encoder.encode([""])
+    torch.manual_seed(0)
+    task = T2VTask(dit_preset("tiny", in_channels=4), T2VConfig(vae="vae"), null[0])
+    with torch.no_grad():
+        for p in task.model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)  # open the zero-initialised gates
+    config, meta = task.export(task.model)
+    save_model(root / "t2v", "dit", config, task.model.state_dict(), meta)
+    # The DiT finds its VAE next to itself: "vae" relative to the bundle.
+    (root / "t2v" / "vae").symlink_to(root / "vae")
+    return root / "t2v"
+
+
+def test_generate_is_seeded_and_guidance_matters(tiny_bundle):
+    pipe = load_pipeline(tiny_bundle)
+    cfg = GenerateConfig(frames=9, height=32, width=32, steps=2, seed=3)
+    a = generate(pipe, ["a red circle moves up", "a blue square"], cfg)
+    assert a.shape == (2, 3, 9, 32, 32) and a.abs().max() <= 1
+    assert torch.equal(a, generate(pipe, ["a red circle moves up", "a blue square"], cfg))
+    b = generate(
+        pipe,
+        ["a red circle moves up", "a blue square"],
+        GenerateConfig(frames=9, height=32, width=32, steps=2, seed=4),
+    )
+    assert not torch.equal(a, b)
+    no_cfg = generate(
+        pipe,
+        ["a red circle moves up"],
+        GenerateConfig(frames=9, height=32, width=32, steps=2, seed=3, text_scale=1.0),
+    )
+    assert not torch.equal(no_cfg[0], a[0])
+    negative = generate(pipe, ["a red circle moves up"], cfg, negative="a blue square")
+    assert not torch.equal(negative[0], a[0])
+
+
+def test_generate_cli_end_to_end_and_errors(tiny_bundle, tmp_path):
+    out = tmp_path / "clip.mp4"
+    runner = CliRunner()
+    args = [
+        "generate",
+        "a red circle moves to the right",
+        "-o",
+        str(out),
+        "-c",
+        str(tiny_bundle),
+        "--frames",
+        "9",
+        "--size",
+        "32",
+        "--steps",
+        "2",
+    ]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(out) and probe(out).num_frames == 9
+    result = runner.invoke(main, ["generate", "  ", "-o", str(out), "-c", str(tiny_bundle)])
+    assert result.exit_code == 1 and "prompt is empty" in result.output
+    result = runner.invoke(
+        main, ["generate", "a red circle", "-o", str(out), "-c", str(tiny_bundle), "--size", "40"]
+    )
+    assert result.exit_code == 1 and "multiples of 16" in result.output
+    result = runner.invoke(main, ["generate", "a red circle", "-o", str(out), "-c", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "no such checkpoint" in result.output
+    with pytest.raises(CheckpointError, match="'vae' checkpoint, but a 'dit'"):
+        load_pipeline(tiny_bundle / "vae")

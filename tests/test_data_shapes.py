@@ -112,3 +112,18 @@ def test_bad_config_is_refused():
         ShapesConfig(min_objects=3, max_objects=2)
     with pytest.raises(IndexError):
         ShapesDataset(CFG)[CFG.num_clips]
+
+
+def test_held_out_combinations_never_appear():
+    held = (("green", "triangle", "up"), ("red", "*", "left"))
+    ds = ShapesDataset(ShapesConfig(num_frames=2, height=16, width=16, held_out=held, num_clips=400))
+    seen = [(o.colour, o.shape, o.direction) for i in range(len(ds)) for o in ds.scene(i).objects]
+    assert not any(c == ("green", "triangle", "up") or (c[0] == "red" and c[2] == "left") for c in seen)
+    # The parts still appear, only not together.
+    assert any(c[0] == "green" and c[1] == "triangle" for c in seen)
+    assert any(c[1] == "triangle" and c[2] == "up" for c in seen)
+    assert any(c[0] == "red" and c[2] == "right" for c in seen)
+    with pytest.raises(ValueError, match="leaves no shape"):
+        ShapesDataset(
+            ShapesConfig(held_out=(("red", "*", "*"),), min_objects=9, max_objects=9, still_probability=0)
+        )[0]

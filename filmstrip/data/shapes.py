@@ -55,8 +55,16 @@ class ShapesConfig:
     speed: tuple[float, float] = (0.1, 0.25)  # frame widths per second
     num_clips: int = 10_000
     seed: int = 0
+    # (colour, shape, direction) combinations that never appear, "*" matching anything:
+    # training without ("green", "triangle", "up") and testing on it measures whether a
+    # model composes attributes it only saw apart.
+    held_out: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "held_out", tuple(tuple(h) for h in self.held_out))
+        for combo in self.held_out:
+            if len(combo) != 3:
+                raise ValueError(f"a held-out combination is (colour, shape, direction), got {combo}")
         if not 1 <= self.min_objects <= self.max_objects <= len(COLOURS):
             raise ValueError(f"need 1 <= min_objects <= max_objects <= {len(COLOURS)}")
         if self.background not in ("plain", "textured", "mixed"):
@@ -166,6 +174,13 @@ def render(scene: Scene, cfg: ShapesConfig) -> np.ndarray:
     return np.clip(np.round(frames), 0, 255).astype(np.uint8)
 
 
+def is_held_out(colour: str, shape: str, direction: str, held_out) -> bool:
+    return any(
+        all(want in ("*", have) for want, have in zip(combo, (colour, shape, direction), strict=True))
+        for combo in held_out
+    )
+
+
 def sample_scene(rng: np.random.Generator, cfg: ShapesConfig) -> Scene:
     """Draw a random scene: distinct colours, random shapes, sizes, starts and directions."""
     n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
@@ -180,13 +195,21 @@ def sample_scene(rng: np.random.Generator, cfg: ShapesConfig) -> Scene:
             start = (float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8)))
             if all(math.dist(start, o.start) > 1.6 * (SIZES[size] + SIZES[o.size]) for o in objects):
                 break
+        # Redraw shape and direction until the object is not a held-out combination.
+        for _ in range(100):
+            shape = str(rng.choice(SHAPES))
+            direction = "still" if still else str(rng.choice(moving))
+            if not is_held_out(str(colour), shape, direction, cfg.held_out):
+                break
+        else:
+            raise ValueError(f"held_out {cfg.held_out} leaves no shape and direction for a {colour} object")
         objects.append(
             ShapeObject(
-                shape=str(rng.choice(SHAPES)),
+                shape=shape,
                 colour=str(colour),
                 size=size,
                 start=start,
-                direction="still" if still else str(rng.choice(moving)),
+                direction=direction,
                 speed=0.0 if still else float(rng.uniform(*cfg.speed)),
             )
         )

@@ -411,6 +411,178 @@ def vae_eval(checkpoint, spec, split, clips, frames, size, fps, as_json) -> None
         )
 
 
+@main.group()
+def train() -> None:
+    """Train the generative models."""
+
+
+def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    combos = []
+    for v in values:
+        parts = tuple(p.strip() for p in v.split(","))
+        if len(parts) != 3:
+            raise ValueError(f"--hold-out takes 'colour,shape,direction' (use * for any), got {v!r}")
+        combos.append(parts)
+    return tuple(combos)
+
+
+@train.command("t2v")
+@click.option(
+    "--data", "spec", default="shapes", show_default=True, help="shapes, digits or folder:PATH (captioned)."
+)
+@click.option("--preset", default="small", show_default=True, help="DiT size: tiny, small, base, large.")
+@click.option("--attention", type=click.Choice(["full", "factorized"]), default="full", show_default=True)
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--vae", "vae_path", type=click.Path(path_type=Path), default=None, help="[default: bundled 3D VAE]"
+)
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Latent cache folder [default: RUN/latents].",
+)
+@click.option("--clips", default=10_000, show_default=True, help="Training clips to encode into the cache.")
+@click.option("--frames", default=17, show_default=True)
+@click.option("--size", default=64, show_default=True)
+@click.option("--fps", type=float, default=None)
+@click.option(
+    "--hold-out",
+    "held_out",
+    multiple=True,
+    default=("green,triangle,up", "red,square,left"),
+    show_default=True,
+    help="colour,shape,direction never shown in training (shapes only).",
+)
+@click.option("--steps", default=6000, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--accumulate", default=1, show_default=True)
+@click.option("--lr", default=3e-4, show_default=True)
+@click.option("--warmup", default=300, show_default=True)
+@click.option("--text-dropout", default=0.1, show_default=True)
+@click.option("--bf16/--fp32", default=True, show_default=True)
+@click.option("--workers", default=0, show_default=True)
+@click.option("--ckpt-every", default=500, show_default=True)
+@click.option("--sample-every", default=1000, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@friendly_errors
+def train_t2v(
+    spec,
+    preset,
+    attention,
+    run_dir,
+    vae_path,
+    cache_dir,
+    clips,
+    frames,
+    size,
+    fps,
+    held_out,
+    steps,
+    batch_size,
+    accumulate,
+    lr,
+    warmup,
+    text_dropout,
+    bf16,
+    workers,
+    ckpt_every,
+    sample_every,
+    seed,
+):
+    """Train a text-to-video DiT on VAE latents (cached on first use)."""
+    from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset
+    from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents
+    from filmstrip.diffusion.flow import FlowConfig
+    from filmstrip.io import write_video
+    from filmstrip.models.dit import preset as dit_preset
+    from filmstrip.models.vae import load_vae
+    from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
+    from filmstrip.text.encoder import TextEncoder
+    from filmstrip.train.t2v_task import T2VConfig, T2VTask
+    from filmstrip.train.trainer import TrainConfig, Trainer
+    from filmstrip.viz import video_grid
+
+    vae = load_vae(vae_path)
+    text = TextEncoder()
+    combos = _parse_held_out(held_out) if spec == "shapes" else ()
+    if spec == "shapes":
+        dataset = ShapesDataset(
+            ShapesConfig(
+                num_frames=frames,
+                height=size,
+                width=size,
+                fps=fps or 8.0,
+                seed=seed,
+                held_out=combos,
+                num_clips=clips,
+            )
+        )
+    else:
+        dataset = build_dataset(
+            spec,
+            num_frames=frames,
+            height=size,
+            width=size,
+            fps=fps,
+            seed=seed,
+            clips_per_video=max(1, clips // 100),
+        )
+    cache = build_latent_cache(
+        dataset,
+        vae,
+        text,
+        cache_dir or run_dir / "latents",
+        num_clips=clips,
+        description=f"{spec} {frames}x{size}x{size} held_out={combos}",
+    )
+    latents = LatentDataset(cache)
+    null, _ = text.encode([""])
+    t2v_cfg = T2VConfig(
+        flow=FlowConfig(),
+        text_dropout=text_dropout,
+        latent_shift=vae.cfg.latent_shift,
+        latent_scale=vae.cfg.latent_scale,
+        vae=str(vae_path.resolve()) if vae_path else "vae3d",
+    )
+    sample_prompts = [latents[i]["caption"] for i in range(3)] + [
+        f"a {c} {s} moves {d}" for c, s, d in combos if "*" not in (c, s, d)
+    ][:1]
+
+    def sampler(model, path, step):
+        pipe = Pipeline(model, vae, text, t2v_cfg)
+        videos = generate(
+            pipe, sample_prompts, GenerateConfig(frames=frames, height=size, width=size, seed=0)
+        )
+        write_video(
+            path, video_grid(list(videos), sample_prompts, columns=len(sample_prompts)), fps=fps or 8.0
+        )
+
+    dit_cfg = dit_preset(preset, attention=attention, in_channels=vae.cfg.z_channels)
+    task = T2VTask(dit_cfg, t2v_cfg, null[0], sampler=sampler)
+    train_cfg = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        accumulate=accumulate,
+        lr=lr,
+        warmup=warmup,
+        bf16=bf16,
+        seed=seed,
+        ckpt_every=ckpt_every,
+        sample_every=sample_every,
+        num_workers=workers,
+        ema_decay=0.999,
+    )
+    trainer = Trainer(train_cfg, task, latents, run_dir, collate=collate_latents)
+    if trainer.resume():
+        click.echo(f"resuming {run_dir} from step {trainer.step}")
+    n_params = sum(p.numel() for p in task.model.parameters())
+    click.echo(f"DiT {preset}: {n_params / 1e6:.2f}M parameters; {len(latents)} cached clips in {cache}")
+    trainer.fit()
+    click.echo(f"model: {run_dir / 'model'}")
+
+
 @main.command()
 @click.argument("prompt")
 @click.option(

@@ -32,8 +32,9 @@ class SelfAttention(nn.Module):
         """angles: (N, head_dim / 2) for the token positions; mask: optional boolean
         (N, N) or broadcastable, True where attention is allowed."""
         q, k, v = rearrange(self.qkv(x_bnd), "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        q = apply_rope(self.q_norm(q), angles)
-        k = apply_rope(self.k_norm(k), angles)
+        # Norms and rotations in float32 (as the style asks under autocast), back to q's dtype.
+        q = apply_rope(self.q_norm(q.float()), angles).to(v.dtype)
+        k = apply_rope(self.k_norm(k.float()), angles).to(v.dtype)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(rearrange(y, "b h n d -> b n (h d)"))
 
@@ -56,7 +57,7 @@ class CrossAttention(nn.Module):
     ) -> torch.Tensor:
         q = rearrange(self.q(x_bnd), "b n (h d) -> b h n d", h=self.heads)
         k, v = rearrange(self.kv(context_bld), "b l (two h d) -> two b h l d", two=2, h=self.heads)
-        q, k = self.q_norm(q), self.k_norm(k)
+        q, k = self.q_norm(q.float()).to(v.dtype), self.k_norm(k.float()).to(v.dtype)
         mask = context_mask_bl[:, None, None, :]  # (B, 1, 1, L): same for every head and query
         y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
         return self.out(rearrange(y, "b h n d -> b n (h d)"))

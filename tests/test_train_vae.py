@@ -140,3 +140,16 @@ def test_step_batches_are_a_function_of_step_and_split_across_ranks():
     assert ranks[0] + ranks[1] == batches[1]
     # Every epoch is a permutation: 10 clips, 4 per batch -> the first 10 draws are distinct.
     assert len(set(sum(batches, [])[:10])) == 10
+
+
+def test_loss_is_the_documented_weighted_sum():
+    torch.manual_seed(0)
+    x = torch.stack([shapes()[i]["video"] for i in range(2)])
+    weights = dict(mse=1.0, l1=0.3, ssim=0.2, kl=0.01)
+    task = VAETask(preset("tiny"), VAELossConfig(image_every=0, **weights))
+    loss, logs = task.loss(task.model, {"video": x}, 0, torch.Generator().manual_seed(0))
+    expected = logs["mse"] + 0.3 * logs["l1"] + 0.2 * (1 - logs["ssim"]) + 0.01 * logs["kl"]
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    # The MSE term is the mean squared error of the reconstruction the loss saw.
+    recon, _ = task.model(x, generator=torch.Generator().manual_seed(0))
+    assert logs["mse"] == pytest.approx(float((recon - x).square().mean()), rel=1e-5)

@@ -68,11 +68,13 @@ class VAETask:
             x = x[:, :, t : t + 1]
         recon, enc = model(x, generator=generator)
         recon = recon.float()
+        mse = (recon - x).square().mean()
         l1 = (recon - x).abs().mean()
         s = ssim(recon, x).mean()
         kl = enc.kl()
-        loss = lc.l1 * l1 + lc.ssim * (1 - s) + lc.kl * kl
+        loss = lc.mse * mse + lc.l1 * l1 + lc.ssim * (1 - s) + lc.kl * kl
         logs = {
+            "mse": mse.item(),
             "l1": l1.item(),
             "ssim": s.item(),
             "kl": kl.item(),

@@ -23,6 +23,65 @@ def friendly_errors(fn):
     return wrapper
 
 
+def trainer_options(steps: int, batch_size: int, lr: float, warmup: int, workers: int, sample_every: int):
+    """The flags every training command shares; the command receives them as one
+    `TrainConfig` argument, `train_cfg`. Arguments are this command's defaults."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(
+            *args,
+            steps,
+            batch_size,
+            accumulate,
+            lr,
+            warmup,
+            bf16,
+            workers,
+            ckpt_every,
+            sample_every,
+            seed,
+            **kwargs,
+        ):
+            from filmstrip.train.trainer import TrainConfig
+
+            train_cfg = TrainConfig(
+                steps=steps,
+                batch_size=batch_size,
+                accumulate=accumulate,
+                lr=lr,
+                warmup=warmup,
+                bf16=bf16,
+                seed=seed,
+                ckpt_every=ckpt_every,
+                sample_every=sample_every,
+                num_workers=workers,
+            )
+            return fn(*args, train_cfg=train_cfg, **kwargs)
+
+        options = [
+            click.option("--steps", default=steps, show_default=True),
+            click.option(
+                "--batch-size", default=batch_size, show_default=True, help="Global: all ranks together."
+            ),
+            click.option("--accumulate", default=1, show_default=True, help="Gradient accumulation steps."),
+            click.option("--lr", default=lr, show_default=True),
+            click.option("--warmup", default=warmup, show_default=True),
+            click.option("--bf16/--fp32", default=True, show_default=True),
+            click.option(
+                "--workers", default=workers, show_default=True, help="DataLoader worker processes."
+            ),
+            click.option("--ckpt-every", default=500, show_default=True),
+            click.option("--sample-every", default=sample_every, show_default=True),
+            click.option("--seed", default=0, show_default=True),
+        ]
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
 @click.group()
 @click.version_option(package_name="filmstrip")
 def main() -> None:
@@ -128,11 +187,6 @@ def vae() -> None:
     default=None,
     help="Start from these weights (fine-tuning); the model config comes from them.",
 )
-@click.option("--steps", default=3000, show_default=True)
-@click.option("--batch-size", default=8, show_default=True)
-@click.option("--accumulate", default=1, show_default=True)
-@click.option("--lr", default=5e-4, show_default=True)
-@click.option("--warmup", default=200, show_default=True)
 @click.option(
     "--frames", default=17, show_default=True, help="Frames per training clip (1 + 4k suits the 3D VAE)."
 )
@@ -145,22 +199,13 @@ def vae() -> None:
 @click.option("--gan", default=0.0, show_default=True, help="Adversarial weight; 0 = no discriminator.")
 @click.option("--gan-start", default=2000, show_default=True)
 @click.option("--image-every", default=4, show_default=True, help="Every k-th step trains on single frames.")
-@click.option("--bf16/--fp32", default=True, show_default=True)
-@click.option("--workers", default=1, show_default=True)
-@click.option("--ckpt-every", default=500, show_default=True)
-@click.option("--sample-every", default=500, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@trainer_options(steps=3000, batch_size=8, lr=5e-4, warmup=200, workers=1, sample_every=500)
 @friendly_errors
 def vae_train(
     datasets,
     preset,
     run_dir,
     init_from,
-    steps,
-    batch_size,
-    accumulate,
-    lr,
-    warmup,
     frames,
     size,
     crop,
@@ -171,11 +216,7 @@ def vae_train(
     gan,
     gan_start,
     image_every,
-    bf16,
-    workers,
-    ckpt_every,
-    sample_every,
-    seed,
+    train_cfg,
 ) -> None:
     """Train an autoencoder on built-in data or your own footage (folder:PATH)."""
     import torch
@@ -185,7 +226,7 @@ def vae_train(
     from filmstrip.data.crop import RandomCropDataset
     from filmstrip.models.vae import VAEConfig, load_vae
     from filmstrip.models.vae import preset as vae_preset
-    from filmstrip.train.trainer import TrainConfig, Trainer
+    from filmstrip.train.trainer import Trainer
     from filmstrip.train.vae_task import VAELossConfig, VAETask
 
     def dataset(split: str, offset: int):
@@ -197,11 +238,11 @@ def vae_train(
                 height=size,
                 width=size,
                 fps=fps,
-                seed=seed + offset,
+                seed=train_cfg.seed + offset,
                 split=split,
                 clips_per_video=200,
             )
-            parts.append(RandomCropDataset(ds, crop, seed + offset) if crop else ds)
+            parts.append(RandomCropDataset(ds, crop, train_cfg.seed + offset) if crop else ds)
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
     train_set = dataset("train", 0)
@@ -219,18 +260,6 @@ def vae_train(
     )
     if init is not None:
         task.model.load_state_dict(init.state_dict())
-    train_cfg = TrainConfig(
-        steps=steps,
-        batch_size=batch_size,
-        accumulate=accumulate,
-        lr=lr,
-        warmup=warmup,
-        bf16=bf16,
-        seed=seed,
-        ckpt_every=ckpt_every,
-        sample_every=sample_every,
-        num_workers=workers,
-    )
     trainer = Trainer(train_cfg, task, train_set, run_dir, collate=collate_clips)
     if trainer.resume():
         click.echo(f"resuming {run_dir} from step {trainer.step}")
@@ -455,17 +484,8 @@ def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]
     show_default=True,
     help="colour,shape,direction never shown in training (shapes only).",
 )
-@click.option("--steps", default=6000, show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--accumulate", default=1, show_default=True)
-@click.option("--lr", default=3e-4, show_default=True)
-@click.option("--warmup", default=300, show_default=True)
 @click.option("--text-dropout", default=0.1, show_default=True)
-@click.option("--bf16/--fp32", default=True, show_default=True)
-@click.option("--workers", default=0, show_default=True)
-@click.option("--ckpt-every", default=500, show_default=True)
-@click.option("--sample-every", default=1000, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@trainer_options(steps=6000, batch_size=32, lr=3e-4, warmup=300, workers=0, sample_every=1000)
 @friendly_errors
 def train_t2v(
     spec,
@@ -479,17 +499,8 @@ def train_t2v(
     size,
     fps,
     held_out,
-    steps,
-    batch_size,
-    accumulate,
-    lr,
-    warmup,
     text_dropout,
-    bf16,
-    workers,
-    ckpt_every,
-    sample_every,
-    seed,
+    train_cfg,
 ):
     """Train a text-to-video DiT on VAE latents (cached on first use)."""
     from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset
@@ -501,7 +512,7 @@ def train_t2v(
     from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
     from filmstrip.text.encoder import TextEncoder
     from filmstrip.train.t2v_task import T2VConfig, T2VTask
-    from filmstrip.train.trainer import TrainConfig, Trainer
+    from filmstrip.train.trainer import Trainer
     from filmstrip.viz import video_grid
 
     vae = load_vae(vae_path)
@@ -514,7 +525,7 @@ def train_t2v(
                 height=size,
                 width=size,
                 fps=fps or 8.0,
-                seed=seed,
+                seed=train_cfg.seed,
                 held_out=combos,
                 num_clips=clips,
             )
@@ -526,7 +537,7 @@ def train_t2v(
             height=size,
             width=size,
             fps=fps,
-            seed=seed,
+            seed=train_cfg.seed,
             clips_per_video=max(1, clips // 100),
         )
     cache = build_latent_cache(
@@ -561,19 +572,6 @@ def train_t2v(
 
     dit_cfg = dit_preset(preset, attention=attention, in_channels=vae.cfg.z_channels)
     task = T2VTask(dit_cfg, t2v_cfg, null[0], sampler=sampler)
-    train_cfg = TrainConfig(
-        steps=steps,
-        batch_size=batch_size,
-        accumulate=accumulate,
-        lr=lr,
-        warmup=warmup,
-        bf16=bf16,
-        seed=seed,
-        ckpt_every=ckpt_every,
-        sample_every=sample_every,
-        num_workers=workers,
-        ema_decay=0.999,
-    )
     trainer = Trainer(train_cfg, task, latents, run_dir, collate=collate_latents)
     if trainer.resume():
         click.echo(f"resuming {run_dir} from step {trainer.step}")

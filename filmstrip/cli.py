@@ -432,7 +432,10 @@ def vae_eval(checkpoint, spec, split, clips, frames, size, fps, as_json) -> None
     )
     click.echo(f"  PSNR {result['psnr']:.2f} +- {result['psnr_std']:.2f} dB   SSIM {result['ssim']:.4f}")
     if "flicker" in result:
-        click.echo(f"  flicker {result['flicker']:.3f} grey levels")
+        click.echo(
+            f"  flicker {result['flicker']:.3f} grey levels (mean abs error {result['abs_error']:.3f}; "
+            f"ratio {result['flicker'] / result['abs_error']:.3f})"
+        )
     if "codes_used_fraction" in result:
         click.echo(
             f"  codebook: {result['codes_used_fraction']:.1%} of {int(result['codes_codebook_size'])} used, "

@@ -43,12 +43,12 @@ def reconstruct(model: VideoVAE, x_bcthw: torch.Tensor, chunk_frames: int = 16) 
 def evaluate(
     model: VideoVAE, dataset: Dataset, num_clips: int = 64, batch_size: int = 8, progress: bool = True
 ) -> dict[str, float]:
-    """Mean and standard deviation over `num_clips` clips of PSNR (dB), SSIM and flicker
-    (grey levels), plus codebook usage for an FSQ model."""
+    """Mean and standard deviation over `num_clips` clips of PSNR (dB), SSIM, mean absolute
+    error and flicker (both in grey levels), plus codebook usage for an FSQ model."""
     model.eval()
     device = next(model.parameters()).device
     num_clips = min(num_clips, len(dataset))
-    per_clip: dict[str, list[float]] = {"psnr": [], "ssim": [], "flicker": []}
+    per_clip: dict[str, list[float]] = {"psnr": [], "ssim": [], "flicker": [], "abs_error": []}
     codes = []
     for start in tqdm(range(0, num_clips, batch_size), desc="evaluating", disable=not progress, leave=False):
         videos = [dataset[i]["video"] for i in range(start, min(start + batch_size, num_clips))]
@@ -59,6 +59,7 @@ def evaluate(
             recon = model.decode(model.encode(x), x.shape[2]).clamp(-1, 1)
             per_clip["psnr"] += psnr(recon, x).tolist()
             per_clip["ssim"] += ssim(recon, x).tolist()
+            per_clip["abs_error"] += ((recon - x).abs().flatten(1).mean(1) * 255 / 2).tolist()
             if x.shape[2] > 1:
                 per_clip["flicker"] += flicker(recon, x).tolist()
             if model.fsq is not None:

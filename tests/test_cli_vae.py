@@ -12,61 +12,22 @@ from filmstrip.cli import main
 from filmstrip.io import probe, write_video
 
 
+def train_args(run, steps: int) -> list[str]:
+    return ["vae", "train", "--preset", "tiny", "--run", str(run), "--steps", str(steps), "--batch-size", "2",
+            "--frames", "5", "--size", "16", "--workers", "0", "--data", "shapes"]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("cli") / "run"
-    result = CliRunner().invoke(
-        main,
-        [
-            "vae",
-            "train",
-            "--preset",
-            "tiny",
-            "--run",
-            str(run),
-            "--steps",
-            "3",
-            "--batch-size",
-            "2",
-            "--frames",
-            "5",
-            "--size",
-            "16",
-            "--workers",
-            "0",
-            "--data",
-            "shapes",
-        ],
-    )
+    result = CliRunner().invoke(main, train_args(run, 3))
     assert result.exit_code == 0, result.output
     assert "parameters" in result.output and (run / "model" / "config.json").exists()
     return run
 
 
 def test_train_resumes_an_existing_run(tiny_run):
-    result = CliRunner().invoke(
-        main,
-        [
-            "vae",
-            "train",
-            "--preset",
-            "tiny",
-            "--run",
-            str(tiny_run),
-            "--steps",
-            "4",
-            "--batch-size",
-            "2",
-            "--frames",
-            "5",
-            "--size",
-            "16",
-            "--workers",
-            "0",
-            "--data",
-            "shapes",
-        ],
-    )
+    result = CliRunner().invoke(main, train_args(tiny_run, 4))
     assert result.exit_code == 0, result.output
     assert "resuming" in result.output and "from step 3" in result.output
 

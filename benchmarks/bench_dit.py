@@ -15,21 +15,11 @@ peak measured in the same run, and the time to generate one clip against samplin
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from timing import best_of
 
 from filmstrip.models.dit import VideoDiT, forward_flops, num_parameters, preset
-
-
-def best_of(fn, repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def matmul_peak(device: torch.device, n: int = 2048) -> float:

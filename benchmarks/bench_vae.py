@@ -18,9 +18,9 @@ import json
 import resource
 import subprocess
 import sys
-import time
 
 import torch
+from timing import best_of
 
 from filmstrip.models.vae import VideoVAE, preset
 
@@ -52,16 +52,6 @@ def frames(t0: int, n: int, size: int) -> torch.Tensor:
     x = torch.linspace(0, 1, size).view(1, 1, 1, 1, size)
     phase = torch.tensor([0.0, 2.0, 4.0]).view(1, 3, 1, 1, 1)
     return torch.sin(12 * x + 7 * y + 0.2 * t + phase) * torch.cos(9 * y - 0.1 * t)
-
-
-def best_of(fn, repeats: int = 5) -> float:
-    fn()  # warm-up (oneDNN picks kernels on first use)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -218,7 +218,6 @@ class Encoding:
 
     mean: torch.Tensor
     logvar: torch.Tensor | None = None
-    extra: dict = field(default_factory=dict)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.logvar is None:
@@ -283,7 +282,7 @@ class VideoVAE(nn.Module):
     def _moments(self, x_bcthw: torch.Tensor, cache: StreamCache | None = None) -> Encoding:
         h = self.encoder(x_bcthw, cache)
         if self.fsq is not None:
-            return Encoding(self.fsq(h), None, {"pre_quant": h})
+            return Encoding(self.fsq(h), None)
         mean, logvar = h.chunk(2, dim=1)
         return Encoding(mean, logvar.clamp(-30.0, 20.0))
 

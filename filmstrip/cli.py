@@ -224,7 +224,8 @@ def vae_train(
 
     from filmstrip.data import build_dataset, collate_clips
     from filmstrip.data.crop import RandomCropDataset
-    from filmstrip.models.vae import VAEConfig, load_vae
+    from filmstrip.models import num_parameters
+    from filmstrip.models.vae import load_vae
     from filmstrip.models.vae import preset as vae_preset
     from filmstrip.train.trainer import Trainer
     from filmstrip.train.vae_task import VAELossConfig, VAETask
@@ -263,10 +264,10 @@ def vae_train(
     trainer = Trainer(train_cfg, task, train_set, run_dir, collate=collate_clips)
     if trainer.resume():
         click.echo(f"resuming {run_dir} from step {trainer.step}")
-    n_params = sum(p.numel() for p in task.model.parameters())
+    n_params = num_parameters(task.model)
     click.echo(
         f"{preset if not init else init_from}: {n_params / 1e6:.2f}M parameters, "
-        f"{VAEConfig(**vars(cfg)).compression:.0f}x compression, {len(train_set)} training clips"
+        f"{cfg.compression:.0f}x compression, {len(train_set)} training clips"
     )
     trainer.fit()
     click.echo(f"model: {run_dir / 'model'}")
@@ -510,6 +511,7 @@ def train_t2v(
     from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents
     from filmstrip.diffusion.flow import FlowConfig
     from filmstrip.io import write_video
+    from filmstrip.models import num_parameters
     from filmstrip.models.dit import preset as dit_preset
     from filmstrip.models.vae import load_vae
     from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
@@ -578,7 +580,7 @@ def train_t2v(
     trainer = Trainer(train_cfg, task, latents, run_dir, collate=collate_latents)
     if trainer.resume():
         click.echo(f"resuming {run_dir} from step {trainer.step}")
-    n_params = sum(p.numel() for p in task.model.parameters())
+    n_params = num_parameters(task.model)
     click.echo(f"DiT {preset}: {n_params / 1e6:.2f}M parameters; {len(latents)} cached clips in {cache}")
     trainer.fit()
     click.echo(f"model: {run_dir / 'model'}")

@@ -1,1 +1,7 @@
-"""Models: the video autoencoders (causal 3D VAE, 2D baseline, FSQ) and their parts."""
+"""Models: the video autoencoders, the video DiT and their parts."""
+
+from torch import nn
+
+
+def num_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

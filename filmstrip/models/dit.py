@@ -23,6 +23,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
+from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.attention import CrossAttention, SelfAttention
 from filmstrip.models.embeddings import TimestepEmbedding, patchify, unpatchify
 from filmstrip.models.rope import grid_positions, rope_angles
@@ -200,10 +201,6 @@ class VideoDiT(nn.Module):
             x = block(x, c_btd, grid, angles, context, context_mask)
         out = self.final(x, c_btd, grid[1] * grid[2])
         return unpatchify(out, grid, cfg.patch)
-
-
-def num_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def forward_flops(

@@ -34,6 +34,7 @@ from einops import rearrange
 from torch import nn
 
 from filmstrip.checkpoint import load_model
+from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.causal import (
     CausalConv3d,
     CausalUpsampleTime,
@@ -365,10 +366,6 @@ class VideoVAE(nn.Module):
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         return z / self.cfg.latent_scale + self.cfg.latent_shift
-
-
-def num_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 # The 3D VAE and 2D baseline trained on the built-in data ship inside the package.

@@ -167,7 +167,7 @@ def step_generator(seed: int, step: int, rank: int, device: torch.device) -> tor
 
 
 # ---- checkpoints -----------------------------------------------------------------------
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     sd = opt.state_dict()
     tensors = {}
     for pid, state in sd["state"].items():
@@ -176,7 +176,7 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
     return tensors, {"param_groups": sd["param_groups"]}
 
 
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
     state: dict[int, dict] = {}
     for name, value in tensors.items():
         pid, key = name.split(".", 1)
@@ -235,7 +235,7 @@ class Trainer:
         ckpt_root.mkdir(parents=True, exist_ok=True)
         final = ckpt_root / f"step_{self.step:07d}"
         tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=".tmp_"))
-        opt_tensors, opt_groups = _optimizer_tensors(self.opt)
+        opt_tensors, opt_groups = optimizer_tensors(self.opt)
         save_tensors_atomic(tmp / "model.safetensors", self.model.state_dict())
         save_tensors_atomic(tmp / "ema.safetensors", self.ema.state_dict())
         save_tensors_atomic(tmp / "optimizer.safetensors", opt_tensors)
@@ -267,7 +267,7 @@ class Trainer:
             raise CheckpointError(f"{path}: a {state['kind']!r} run cannot resume as {self.task.kind!r}")
         self.model.load_state_dict(load_file(str(path / "model.safetensors")))
         self.ema.load_state_dict(load_file(str(path / "ema.safetensors")))
-        _load_optimizer(self.opt, load_file(str(path / "optimizer.safetensors")), state["optimizer"])
+        load_optimizer(self.opt, load_file(str(path / "optimizer.safetensors")), state["optimizer"])
         task_state = load_file(str(path / "task.safetensors"))
         task_state.pop("_", None)
         self.task.load_state_tensors(task_state)

@@ -21,6 +21,7 @@ from filmstrip.eval.metrics import flicker, psnr, ssim
 from filmstrip.io import write_video
 from filmstrip.models.discriminator import PatchDiscriminator3d, hinge_d_loss
 from filmstrip.models.vae import VAEConfig, VideoVAE
+from filmstrip.train.trainer import load_optimizer, optimizer_tensors
 from filmstrip.viz import video_grid
 
 
@@ -134,20 +135,15 @@ class VAETask:
     def state_tensors(self) -> dict[str, torch.Tensor]:
         if self.disc is None:
             return {}
+        opt_tensors, _ = optimizer_tensors(self.disc_opt)  # hyperparameters come from the config
         out = {f"disc.{k}": v for k, v in self.disc.state_dict().items()}
-        for pid, state in self.disc_opt.state_dict()["state"].items():
-            for key, value in state.items():
-                out[f"disc_opt.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-        return out
+        return out | {f"disc_opt.{k}": v for k, v in opt_tensors.items()}
 
     def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None:
         if self.disc is None or not state:
             return
         self.disc.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("disc.")})
-        opt_state: dict[int, dict] = {}
-        for name, value in state.items():
-            if name.startswith("disc_opt."):
-                pid, key = name[len("disc_opt.") :].split(".", 1)
-                opt_state.setdefault(int(pid), {})[key] = value
-        sd = self.disc_opt.state_dict()
-        self.disc_opt.load_state_dict({"state": opt_state, "param_groups": sd["param_groups"]})
+        opt_tensors = {k[len("disc_opt.") :]: v for k, v in state.items() if k.startswith("disc_opt.")}
+        load_optimizer(
+            self.disc_opt, opt_tensors, {"param_groups": self.disc_opt.state_dict()["param_groups"]}
+        )

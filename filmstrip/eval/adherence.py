@@ -4,9 +4,12 @@ For each frame: every pixel bright and saturated enough to stand out from the da
 background is given the nearest palette colour (`COLOURS`); per colour, the largest
 connected blob is that object. Then, per object:
 
-* **shape** from how much of its bounding box the blob fills: a circle fills pi/4 = 0.79,
-  a square 1.0 and an upward triangle 0.5, so a majority vote over frames is robust to
-  blur and partial occlusion;
+* **shape** from two scale-free features of the blob that survive blur (which rounds
+  corners and eats thin tips, so simpler ones such as the share of the bounding box that
+  is filled do not): how low its centre of mass sits in its box (2/3 for an upward
+  triangle, 1/2 for a circle or a square), and its extent along the diagonals over its
+  extent along the axes (sqrt 2 for a square, 1 for a circle). A majority vote over frames
+  absorbs what is left of blur and partial occlusion;
 * **direction** from the centroid track before its first bounce (a reversal of x or y
   velocity), snapped to the nearest of 8 compass directions, or "still" when it barely moves;
 * **consistency**: the share of frames on which the object is found with its majority shape.
@@ -31,7 +34,11 @@ from filmstrip.io.layout import to_uint8_thwc
 
 _PALETTE = np.array(list(COLOURS.values()), dtype=np.float32)
 _NAMES = list(COLOURS)
-_FILL = {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5}
+# Decision thresholds, each halfway between the ideal values of the shapes it separates:
+# mass centre at 2/3 (triangle) vs 1/2 of the box height; diagonal/axis extent sqrt(2) for a
+# square whose corners blur rounds to ~1.3, vs 1.0 for a circle.
+_TRIANGLE_CENTRE = 0.58
+_SQUARE_DIAGONAL = 1.15
 _COMPASS = ["right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right"]
 
 
@@ -66,6 +73,7 @@ def _segment(frame_hw3: np.ndarray, cfg: AdherenceConfig) -> np.ndarray:
 
 
 def _largest_blob(mask: np.ndarray, min_area: float):
+    """(area, shape, centroid) of the largest connected blob, or None if it is too small."""
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
         return None
@@ -73,12 +81,20 @@ def _largest_blob(mask: np.ndarray, min_area: float):
     area = stats[k, cv2.CC_STAT_AREA]
     if area < min_area:
         return None
-    w, h = stats[k, cv2.CC_STAT_WIDTH], stats[k, cv2.CC_STAT_HEIGHT]
-    return area, area / float(w * h), tuple(centroids[k])
+    ys, xs = np.nonzero(labels == k)
+    return area, _shape_of(xs, ys), tuple(centroids[k])
 
 
-def _shape_from_fill(fill: float) -> str:
-    return min(_FILL, key=lambda s: abs(_FILL[s] - fill))
+def _shape_of(xs: np.ndarray, ys: np.ndarray) -> str:
+    height = ys.max() - ys.min() + 1
+    centre = (ys.mean() - ys.min() + 0.5) / height  # 0 = top of the box, 1 = bottom
+    if centre > _TRIANGLE_CENTRE:
+        return "triangle"
+    # Extents measured pixel edge to pixel edge: a pixel spans 1 along an axis, sqrt(2) along a diagonal.
+    axis = (xs.max() - xs.min() + 1 + height) / 2
+    s, d = xs + ys, xs - ys
+    diagonal = (s.max() - s.min() + d.max() - d.min()) / (2 * math.sqrt(2)) + math.sqrt(2)
+    return "square" if diagonal / axis > _SQUARE_DIAGONAL else "circle"
 
 
 def _direction(track: list[tuple[float, float] | None], width: int, fps: float, cfg: AdherenceConfig) -> str:
@@ -124,7 +140,7 @@ def detect(video, fps: float = 8.0, cfg: AdherenceConfig | None = None) -> list[
         hits = [b for b in blobs if b is not None]
         if len(hits) < cfg.min_frames_fraction * t_len:
             continue
-        shapes = [_shape_from_fill(b[1]) for b in hits]
+        shapes = [b[1] for b in hits]
         majority = max(set(shapes), key=shapes.count)
         track = [b[2] if b is not None else None for b in blobs]
         found.append(

@@ -199,6 +199,14 @@ def vae() -> None:
 @click.option("--gan", default=0.0, show_default=True, help="Adversarial weight; 0 = no discriminator.")
 @click.option("--gan-start", default=2000, show_default=True)
 @click.option("--image-every", default=4, show_default=True, help="Every k-th step trains on single frames.")
+@click.option(
+    "--temporal", default=0.0, show_default=True, help="Weight of the flicker (temporal difference) loss."
+)
+@click.option(
+    "--freeze-encoder",
+    is_flag=True,
+    help="Train the decoder only (with --init): keeps the latent space of models trained on it.",
+)
 @trainer_options(steps=3000, batch_size=8, lr=5e-4, warmup=200, workers=1, sample_every=500)
 @friendly_errors
 def vae_train(
@@ -216,6 +224,8 @@ def vae_train(
     gan,
     gan_start,
     image_every,
+    temporal,
+    freeze_encoder,
     train_cfg,
 ) -> None:
     """Train an autoencoder on built-in data or your own footage (folder:PATH)."""
@@ -250,14 +260,23 @@ def vae_train(
     held_out = dataset("test", 1) if not any(d.startswith("folder:") for d in datasets) else train_set
     preview = torch.stack([held_out[i * max(1, len(held_out) // 8)]["video"] for i in range(8)])
     init = load_vae(init_from) if init_from else None
+    if freeze_encoder and init is None:
+        raise click.UsageError("--freeze-encoder fine-tunes a trained model's decoder: give it with --init")
     cfg = init.cfg if init else vae_preset(preset)
     task = VAETask(
         cfg,
         VAELossConfig(
-            l1=l1_weight, ssim=ssim_weight, kl=kl, gan=gan, gan_start=gan_start, image_every=image_every
+            l1=l1_weight,
+            ssim=ssim_weight,
+            kl=kl,
+            gan=gan,
+            gan_start=gan_start,
+            image_every=image_every,
+            temporal=temporal,
         ),
         preview=preview,
         data_name="+".join(datasets),
+        freeze_encoder=freeze_encoder,
     )
     if init is not None:
         task.model.load_state_dict(init.state_dict())
@@ -449,6 +468,10 @@ def train() -> None:
     """Train the generative models."""
 
 
+# Attribute combinations kept out of text-to-video training, to test composition.
+_HELD_OUT = ("green,triangle,up", "red,square,left")
+
+
 def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
     combos = []
     for v in values:
@@ -484,7 +507,7 @@ def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]
     "--hold-out",
     "held_out",
     multiple=True,
-    default=("green,triangle,up", "red,square,left"),
+    default=_HELD_OUT,
     show_default=True,
     help="colour,shape,direction never shown in training (shapes only).",
 )
@@ -630,3 +653,73 @@ def generate(
 
 if __name__ == "__main__":
     main()
+
+
+@main.group("eval")
+def eval_group() -> None:
+    """Evaluate trained models."""
+
+
+@eval_group.command("adherence")
+@click.option(
+    "--checkpoint",
+    "-c",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Text-to-video model directory [default: the bundled model].",
+)
+@click.option("--prompts", default=200, show_default=True, help="Half seen in training, half held out.")
+@click.option("--frames", default=17, show_default=True)
+@click.option("--size", default=64, show_default=True)
+@click.option("--steps", default=20, show_default=True)
+@click.option("--cfg", "text_scale", default=4.0, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--held-out",
+    "held_out",
+    multiple=True,
+    default=_HELD_OUT,
+    show_default=True,
+    help="The combinations the model was trained without (as in `train t2v`).",
+)
+@click.option("--train-seed", default=0, show_default=True, help="The seed the model was trained with.")
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
+)
+@friendly_errors
+def eval_adherence(
+    checkpoint, prompts, frames, size, steps, text_scale, seed, held_out, train_seed, json_path
+):
+    """Prompt adherence of a `shapes` text-to-video model: colour, shape, direction, count."""
+    import json
+
+    from filmstrip.eval.prompt_suite import SuiteConfig, run_suite
+    from filmstrip.pipelines.generate import GenerateConfig, load_pipeline
+
+    suite = SuiteConfig(
+        num_prompts=prompts,
+        frames=frames,
+        size=size,
+        train_seed=train_seed,
+        held_out=_parse_held_out(held_out),
+    )
+    gen = GenerateConfig(
+        frames=frames, height=size, width=size, steps=steps, text_scale=text_scale, seed=seed
+    )
+    result = run_suite(load_pipeline(checkpoint), suite, gen)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1))
+    click.echo(f"{'prompts':<22}{'n':>4}  colour  shape  direction  count  consistency")
+    for part, label in (("seen", "seen in training"), ("held_out", "held-out combinations")):
+        m, n = result[part], sum(r["set"] == part for r in result["prompts"])
+        if m:
+            click.echo(
+                f"{label:<22}{n:>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%} "
+                f"{m['count']:6.1%} {m['consistency']:12.1%}"
+            )
+    if result["held_out_object"]:
+        m = result["held_out_object"]
+        click.echo(
+            f"{'  the held-out objects':<22}{'':>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%}"
+        )

@@ -1,5 +1,6 @@
-"""Run by tests/test_ddp.py under torchrun: train a tiny VAE for a few steps on 2 CPU ranks
-and write each rank's final weights digest."""
+"""Run by tests/test_ddp.py under torchrun: train a tiny VAE and a tiny text-to-video DiT (whose
+steps mix image and video clips, two forward passes per step) for a few steps on 2 CPU ranks
+and write each rank's final weights digests."""
 
 import hashlib
 import json
@@ -10,7 +11,10 @@ import torch
 import torch.distributed as dist
 
 from filmstrip.data import ShapesConfig, ShapesDataset, collate_clips
+from filmstrip.data.latents import collate_latents
+from filmstrip.models.dit import preset as dit_preset
 from filmstrip.models.vae import preset
+from filmstrip.train.t2v_task import T2VConfig, T2VTask
 from filmstrip.train.trainer import TrainConfig, Trainer
 from filmstrip.train.vae_task import VAELossConfig, VAETask
 
@@ -34,8 +38,22 @@ def main(out_dir: Path) -> None:
     trainer = Trainer(cfg, task, ds, out_dir / "run", collate=collate_clips)
     first_batch = trainer._loader().__next__()["video"]
     trainer.fit()
+    # Text to video on random latents: batches of 8 split into 2 images + 6 clips.
+    g = torch.Generator().manual_seed(1)
+    latents = [
+        {"latents": torch.randn(4, 3, 4, 4, generator=g), "text": torch.randn(1 + i % 3, 384, generator=g)}
+        | {"caption": "", "truth": {}}
+        for i in range(16)
+    ]
+    dit_task = T2VTask(dit_preset("tiny", in_channels=4), T2VConfig(image_fraction=0.25), torch.zeros(1, 384))
+    dit_before = digest(dit_task.model)
+    Trainer(
+        cfg.__class__(**{**vars(cfg), "batch_size": 8}), dit_task, latents, out_dir / "dit", collate_latents
+    ).fit()
     rank = dist.get_rank()
     record = {
+        "dit_before": dit_before,
+        "dit_after": digest(dit_task.model),
         "rank": rank,
         "world": dist.get_world_size(),
         "before": before,

@@ -33,5 +33,7 @@ def test_two_processes_stay_in_sync(tmp_path):
     # ... yet both end with identical weights and EMA, which moved from the start.
     assert ranks[0]["after"] == ranks[1]["after"] != ranks[0]["before"]
     assert ranks[0]["ema"] == ranks[1]["ema"]
+    # Also when a step runs two forward passes (the DiT's image and video groups).
+    assert ranks[0]["dit_after"] == ranks[1]["dit_after"] != ranks[0]["dit_before"]
     # Only rank 0 writes the run folder.
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()

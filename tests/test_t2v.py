@@ -1,5 +1,7 @@
 """Text-to-video with tiny parts: latent cache, training, generation end to end, errors."""
 
+import json
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -8,6 +10,7 @@ from filmstrip.checkpoint import CheckpointError, save_model
 from filmstrip.cli import main
 from filmstrip.data import ShapesConfig, ShapesDataset
 from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents
+from filmstrip.eval.prompt_suite import SuiteConfig, held_out_prompts, run_suite, seen_prompts
 from filmstrip.io import probe
 from filmstrip.models.dit import preset as dit_preset
 from filmstrip.models.vae import VideoVAE
@@ -88,6 +91,27 @@ def test_tiny_dit_overfits_one_clip(tiny_vae, text_encoder):
     assert last < first / 10, (first, last)
 
 
+def test_batches_mix_images_and_videos(text_encoder):
+    null, _ = text_encoder.encode([""])
+    task = T2VTask(
+        dit_preset("tiny", in_channels=4), T2VConfig(image_fraction=0.25, text_dropout=0.0), null[0]
+    )
+    seen = []
+
+    def model(x, t, text, mask):
+        seen.append((tuple(x.shape), tuple(t.shape), text.shape[0]))
+        return torch.zeros_like(x)
+
+    text, mask = text_encoder.encode(["a red circle"] * 8)
+    batch = {"latents": torch.randn(8, 4, 3, 4, 4), "text": text, "text_mask": mask}
+    loss, logs = task.loss(model, batch, 0, torch.Generator().manual_seed(0))
+    # 2 of 8 clips go in as their first latent frame, the other 6 as whole clips, in one step.
+    assert seen == [((2, 4, 1, 4, 4), (2, 1), 2), ((6, 4, 3, 4, 4), (6, 3), 6)]
+    assert {"loss_image", "loss_video"} <= set(logs)
+    # Each clip weighs the same: the loss is the mean of the two groups' per-clip losses.
+    assert loss.item() == pytest.approx((2 * logs["loss_image"] + 6 * logs["loss_video"]) / 8, rel=1e-6)
+
+
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory, tiny_vae, text_encoder):
     root = tmp_path_factory.mktemp("bundle")
@@ -125,6 +149,32 @@ def test_generate_is_seeded_and_guidance_matters(tiny_bundle):
     assert not torch.equal(no_cfg[0], a[0])
     negative = generate(pipe, ["a red circle moves up"], cfg, negative="a blue square")
     assert not torch.equal(negative[0], a[0])
+    # In a batch, prompt k uses seed + k: the same video as generating it alone.
+    alone = generate(pipe, ["a blue square"], GenerateConfig(frames=9, height=32, width=32, steps=2, seed=4))
+    torch.testing.assert_close(alone[0], a[1], atol=1e-4, rtol=0)
+
+
+def test_prompt_suite_prompts_and_scores(tiny_bundle):
+    cfg = SuiteConfig(num_prompts=4, frames=9, size=32)
+    train = ShapesDataset(ShapesConfig(num_frames=9, height=32, width=32, held_out=cfg.held_out))
+    # "Seen" prompts are the training captions themselves.
+    assert [c for c, _ in seen_prompts(cfg, 3)] == [train[i]["caption"] for i in range(3)]
+    # Held-out prompts each contain an excluded combination, taken in turn.
+    held = held_out_prompts(cfg, 4)
+    for k, (_, truth) in enumerate(held):
+        want = cfg.held_out[k % len(cfg.held_out)]
+        assert any((o["colour"], o["shape"], o["direction"]) == want for o in truth["objects"])
+    result = run_suite(
+        load_pipeline(tiny_bundle),
+        cfg,
+        GenerateConfig(frames=9, height=32, width=32, steps=2),
+        progress=False,
+    )
+    assert [r["set"] for r in result["prompts"]] == ["seen", "seen", "held_out", "held_out"]
+    for part in ("seen", "held_out"):
+        assert set(result[part]) == {"colour", "shape", "direction", "count", "consistency"}
+        assert all(0 <= v <= 1 for v in result[part].values())
+    assert set(result["held_out_object"]) == {"colour", "shape", "direction"}
 
 
 def test_generate_cli_end_to_end_and_errors(tiny_bundle, tmp_path):
@@ -157,3 +207,12 @@ def test_generate_cli_end_to_end_and_errors(tiny_bundle, tmp_path):
     assert result.exit_code == 1 and "no such checkpoint" in result.output
     with pytest.raises(CheckpointError, match="'vae' checkpoint, but a 'dit'"):
         load_pipeline(tiny_bundle / "vae")
+
+
+def test_eval_adherence_cli(tiny_bundle, tmp_path):
+    out = tmp_path / "adherence.json"
+    args = ["eval", "adherence", "-c", str(tiny_bundle), "--prompts", "2", "--frames", "9", "--size", "32"]
+    result = CliRunner().invoke(main, [*args, "--steps", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "seen in training" in result.output and "held-out combinations" in result.output
+    assert len(json.loads(out.read_text())["prompts"]) == 2

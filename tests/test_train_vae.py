@@ -145,12 +145,31 @@ def test_step_batches_are_a_function_of_step_and_split_across_ranks():
 def test_loss_is_the_documented_weighted_sum():
     torch.manual_seed(0)
     x = torch.stack([shapes()[i]["video"] for i in range(2)])
-    weights = dict(mse=1.0, l1=0.3, ssim=0.2, kl=0.01)
+    weights = dict(mse=1.0, l1=0.3, ssim=0.2, kl=0.01, temporal=0.5)
     task = VAETask(preset("tiny"), VAELossConfig(image_every=0, **weights))
     loss, logs = task.loss(task.model, {"video": x}, 0, torch.Generator().manual_seed(0))
-    expected = logs["mse"] + 0.3 * logs["l1"] + 0.2 * (1 - logs["ssim"]) + 0.01 * logs["kl"]
+    expected = (
+        logs["mse"] + 0.3 * logs["l1"] + 0.2 * (1 - logs["ssim"]) + 0.01 * logs["kl"] + 0.5 * logs["temporal"]
+    )
     assert loss.item() == pytest.approx(expected, rel=1e-5)
-    # The MSE term is the mean squared error of the reconstruction the loss saw.
+    # The MSE and temporal terms are those of the reconstruction the loss saw.
     with torch.no_grad():
         recon, _ = task.model(x, generator=torch.Generator().manual_seed(0))
     assert logs["mse"] == pytest.approx((recon - x).square().mean().item(), rel=1e-5)
+    change = (recon[:, :, 1:] - recon[:, :, :-1]) - (x[:, :, 1:] - x[:, :, :-1])
+    assert logs["temporal"] == pytest.approx(change.abs().mean().item(), rel=1e-5)
+
+
+def test_a_frozen_encoder_keeps_the_latent_space(tmp_path):
+    x = torch.stack([shapes()[i]["video"] for i in range(2)])
+    task = VAETask(preset("tiny"), VAELossConfig(image_every=0, temporal=1.0), preview=x, freeze_encoder=True)
+    encoder = {k: v.clone() for k, v in task.model.encoder.state_dict().items()}
+    decoder = {k: v.clone() for k, v in task.model.decoder.state_dict().items()}
+    cfg = TrainConfig(steps=2, batch_size=2, lr=1e-3, warmup=0, log_every=1, sample_every=0, ckpt_every=0)
+    Trainer(cfg, task, shapes(), tmp_path / "run", collate=collate_clips).fit()
+    after = task.model.state_dict()
+    assert all(torch.equal(v, after[f"encoder.{k}"]) for k, v in encoder.items())
+    assert any(not torch.equal(v, after[f"decoder.{k}"]) for k, v in decoder.items())
+    # The export keeps the latent normalisation the diffusion models were trained with.
+    config, _ = task.export(task.model)
+    assert (config["latent_shift"], config["latent_scale"]) == (task.cfg.latent_shift, task.cfg.latent_scale)

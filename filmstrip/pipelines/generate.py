@@ -5,7 +5,7 @@
 `Pipeline` holds the three frozen parts (DiT, VAE, text encoder). Guidance runs the
 conditional and the unconditional (or negative-prompt) predictions as one batch of 2B, and
 is skipped entirely at scale 1. Everything random comes from one seeded generator on the
-CPU, so a seed gives the same video on any device.
+CPU, so a seed gives the same video on any device; in a batch, prompt k uses seed + k.
 """
 
 from __future__ import annotations
@@ -102,7 +102,14 @@ def generate(
         cfg.height // f,
         cfg.width // f,
     )
-    noise = torch.randn(shape, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    # Prompt k gets the noise of seed + k, so a batch reproduces the same prompts generated
+    # one by one (and a suite's results do not depend on its batch size).
+    noise = torch.stack(
+        [
+            torch.randn(shape[1:], generator=torch.Generator().manual_seed(cfg.seed + k))
+            for k in range(shape[0])
+        ]
+    ).to(device)
     pt, ph, pw = pipe.dit.cfg.patch
     tokens = (shape[2] // pt) * (shape[3] // ph) * (shape[4] // pw)
     sched = schedule(cfg.steps, shape[2], timestep_shift(tokens, pipe.t2v.flow))

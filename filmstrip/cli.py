@@ -499,7 +499,7 @@ def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]
     default=None,
     help="Latent cache folder [default: RUN/latents].",
 )
-@click.option("--clips", default=10_000, show_default=True, help="Training clips to encode into the cache.")
+@click.option("--clips", default=20_000, show_default=True, help="Training clips to encode into the cache.")
 @click.option("--frames", default=17, show_default=True)
 @click.option("--size", default=64, show_default=True)
 @click.option("--fps", type=float, default=None)
@@ -512,7 +512,7 @@ def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]
     help="colour,shape,direction never shown in training (shapes only).",
 )
 @click.option("--text-dropout", default=0.1, show_default=True)
-@trainer_options(steps=6000, batch_size=32, lr=3e-4, warmup=300, workers=0, sample_every=1000)
+@trainer_options(steps=9000, batch_size=32, lr=3e-4, warmup=300, workers=0, sample_every=1000)
 @friendly_errors
 def train_t2v(
     spec,
@@ -568,13 +568,9 @@ def train_t2v(
             seed=train_cfg.seed,
             clips_per_video=max(1, clips // 100),
         )
+    description = f"{spec} {frames}x{size}x{size} held_out={combos}"
     cache = build_latent_cache(
-        dataset,
-        vae,
-        text,
-        cache_dir or run_dir / "latents",
-        num_clips=clips,
-        description=f"{spec} {frames}x{size}x{size} held_out={combos}",
+        dataset, vae, text, cache_dir or run_dir / "latents", num_clips=clips, description=description
     )
     latents = LatentDataset(cache)
     null, _ = text.encode([""])
@@ -597,9 +593,12 @@ def train_t2v(
         write_video(
             path, video_grid(list(videos), sample_prompts, columns=len(sample_prompts)), fps=fps or 8.0
         )
+        path.with_suffix(".txt").write_text("\n".join(sample_prompts) + "\n")  # the grid's prompts, in order
 
     dit_cfg = dit_preset(preset, attention=attention, in_channels=vae.cfg.z_channels)
-    task = T2VTask(dit_cfg, t2v_cfg, null[0], sampler=sampler)
+    task = T2VTask(
+        dit_cfg, t2v_cfg, null[0], sampler=sampler, data_name=f"{description}, {len(latents)} clips"
+    )
     trainer = Trainer(train_cfg, task, latents, run_dir, collate=collate_latents)
     if trainer.resume():
         click.echo(f"resuming {run_dir} from step {trainer.step}")

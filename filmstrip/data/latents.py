@@ -98,7 +98,7 @@ class LatentDataset(Dataset):
         meta_path = self.root / "meta.json"
         if not meta_path.exists():
             raise ValueError(
-                f"{self.root}: not a latent cache (no meta.json); build one with `filmstrip latents`"
+                f"{self.root}: not a latent cache (no meta.json); `filmstrip train t2v` builds one on first use"
             )
         self.meta = json.loads(meta_path.read_text())
         self.shards = sorted(self.root.glob("shard_*.safetensors"))

@@ -26,7 +26,7 @@ import torch
 class FlowConfig:
     logit_mean: float = 0.0
     logit_std: float = 1.0
-    reference_tokens: int = 64  # token count at which the shift is 1 (one 64x64 frame, patch 2)
+    reference_tokens: int = 64  # token count at which the shift is 1 (one 128x128 frame at patch 2)
     shift: float | None = None  # fixed shift; None: from the token count
 
 

@@ -84,9 +84,9 @@ def run_suite(
     "held_out_object": means over the held-out objects alone, "prompts": per-prompt rows}."""
     cfg = cfg or SuiteConfig()
     gen = gen or GenerateConfig(frames=cfg.frames, height=cfg.size, width=cfg.size)
-    half = cfg.num_prompts // 2 if cfg.held_out else cfg.num_prompts
-    suite = [("seen", *p) for p in seen_prompts(cfg, cfg.num_prompts - half if cfg.held_out else half)]
-    suite += [("held_out", *p) for p in held_out_prompts(cfg, half if cfg.held_out else 0)]
+    n_held_out = cfg.num_prompts // 2 if cfg.held_out else 0
+    suite = [("seen", *p) for p in seen_prompts(cfg, cfg.num_prompts - n_held_out)]
+    suite += [("held_out", *p) for p in held_out_prompts(cfg, n_held_out)]
     rows = []
     bar = tqdm(total=len(suite), desc="adherence", unit="prompt", disable=not progress)
     for start in range(0, len(suite), batch_size):

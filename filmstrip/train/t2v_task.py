@@ -56,10 +56,14 @@ def pad_text(states: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[tor
 class T2VTask:
     kind = "dit"
 
-    def __init__(self, dit_cfg: DiTConfig, cfg: T2VConfig, null_text: torch.Tensor, sampler=None):
+    def __init__(
+        self, dit_cfg: DiTConfig, cfg: T2VConfig, null_text: torch.Tensor, sampler=None, data_name: str = ""
+    ):
         """null_text: (L0, 384) states of the empty prompt. sampler: optional callable
-        (model, out_path, step) that draws a sample grid (needs the VAE and text encoder)."""
+        (model, out_path, step) that draws a sample grid (needs the VAE and text encoder).
+        data_name: what the model is trained on, recorded in the exported model."""
         self.dit_cfg, self.cfg = dit_cfg, cfg
+        self.data_name = data_name
         self.model = VideoDiT(dit_cfg)
         self.null_text = null_text
         self.sampler = sampler
@@ -115,7 +119,7 @@ class T2VTask:
             self.sampler(model, out_dir / f"step_{step:07d}.mp4", step)
 
     def export(self, model: nn.Module) -> tuple[dict, dict]:
-        return {"dit": asdict(self.dit_cfg), "t2v": asdict(self.cfg)}, {}
+        return {"dit": asdict(self.dit_cfg), "t2v": asdict(self.cfg)}, {"data": self.data_name}
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {"null_text": self.null_text}

@@ -1,12 +1,16 @@
 """Training an autoencoder (3D VAE, 2D baseline or FSQ) with the common trainer.
 
-Loss = MSE + w_l1 * L1 + w_ssim * (1 - SSIM) + w_kl * KL [+ w_temporal * L1 of the
-frame-to-frame differences] [+ w_gan * hinge adversarial term, from `gan_start` on]. MSE leads: with L1 in the lead the model learned sparse content
-(white strokes on black) far more slowly, since L1 pulls an unsure pixel to the median, here
-the background. Measured over 300 steps on shapes + digits: 18.6 / 13.8 dB (shapes / digits)
-with L1 + 0.5 SSIM against 21.8 / 20.6 dB with MSE; the small L1 and SSIM terms sharpen later. Images and video share the model: every `image_every`-th step trains on
-single frames picked from the batch's clips (T = 1), the rest on whole clips, so the causal
-model learns that a lone frame is a complete input.
+Loss = MSE + w_l1 * L1 + w_ssim * (1 - SSIM) + w_kl * KL
+       [+ w_temporal * L1 of the frame-to-frame differences]
+       [+ w_gan * hinge adversarial term, from `gan_start` on].
+
+MSE leads: with L1 in the lead the model learned sparse content (white strokes on black) far
+more slowly, since L1 pulls an unsure pixel to the median, here the background. Measured over
+300 steps on shapes + digits: 18.6 / 13.8 dB (shapes / digits) with L1 + 0.5 SSIM against
+21.8 / 20.6 dB with MSE; the small L1 and SSIM terms sharpen later. Images and video share the
+model: every `image_every`-th step trains on single frames picked from the batch's clips
+(T = 1), the rest on whole clips, so the causal model learns that a lone frame is a complete
+input.
 """
 
 from __future__ import annotations
@@ -83,9 +87,6 @@ class VAETask:
         s = ssim(recon, x).mean()
         kl = enc.kl()
         loss = lc.mse * mse + lc.l1 * l1 + lc.ssim * (1 - s) + lc.kl * kl
-        if lc.temporal and x.shape[2] > 1:
-            temporal = (recon.diff(dim=2) - x.diff(dim=2)).abs().mean()
-            loss = loss + lc.temporal * temporal
         logs = {
             "mse": mse.item(),
             "l1": l1.item(),
@@ -94,6 +95,8 @@ class VAETask:
             "psnr": psnr(recon.detach(), x).mean().item(),
         }
         if lc.temporal and x.shape[2] > 1:
+            temporal = (recon.diff(dim=2) - x.diff(dim=2)).abs().mean()
+            loss = loss + lc.temporal * temporal
             logs["temporal"] = temporal.item()
         if self.disc is not None and step >= lc.gan_start:
             self.disc.to(device)

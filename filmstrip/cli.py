@@ -512,6 +512,16 @@ def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]
     help="colour,shape,direction never shown in training (shapes only).",
 )
 @click.option("--text-dropout", default=0.1, show_default=True)
+@click.option(
+    "--motion", default=0.0, show_default=True, help="Weight of the motion (frame difference) loss."
+)
+@click.option(
+    "--init",
+    "init_from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Start from this DiT (fine-tuning); its config replaces --preset.",
+)
 @trainer_options(steps=9000, batch_size=32, lr=3e-4, warmup=300, workers=0, sample_every=1000)
 @friendly_errors
 def train_t2v(
@@ -527,14 +537,18 @@ def train_t2v(
     fps,
     held_out,
     text_dropout,
+    motion,
+    init_from,
     train_cfg,
 ):
     """Train a text-to-video DiT on VAE latents (cached on first use)."""
+    from filmstrip.checkpoint import load_model
     from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset
     from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents
     from filmstrip.diffusion.flow import FlowConfig
     from filmstrip.io import write_video
     from filmstrip.models import num_parameters
+    from filmstrip.models.dit import DiTConfig
     from filmstrip.models.dit import preset as dit_preset
     from filmstrip.models.vae import load_vae
     from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
@@ -577,6 +591,7 @@ def train_t2v(
     t2v_cfg = T2VConfig(
         flow=FlowConfig(),
         text_dropout=text_dropout,
+        motion=motion,
         latent_shift=vae.cfg.latent_shift,
         latent_scale=vae.cfg.latent_scale,
         vae=str(vae_path.resolve()) if vae_path else "vae3d",
@@ -595,10 +610,16 @@ def train_t2v(
         )
         path.with_suffix(".txt").write_text("\n".join(sample_prompts) + "\n")  # the grid's prompts, in order
 
-    dit_cfg = dit_preset(preset, attention=attention, in_channels=vae.cfg.z_channels)
+    if init_from:
+        init_config, init_state, _ = load_model(init_from, "dit")
+        dit_cfg = DiTConfig(**init_config["dit"])
+    else:
+        dit_cfg = dit_preset(preset, attention=attention, in_channels=vae.cfg.z_channels)
     task = T2VTask(
         dit_cfg, t2v_cfg, null[0], sampler=sampler, data_name=f"{description}, {len(latents)} clips"
     )
+    if init_from:
+        task.model.load_state_dict(init_state)
     trainer = Trainer(train_cfg, task, latents, run_dir, collate=collate_latents)
     if trainer.resume():
         click.echo(f"resuming {run_dir} from step {trainer.step}")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from filmstrip.checkpoint import CheckpointError, save_model
+from filmstrip.checkpoint import CheckpointError, load_model, save_model
 from filmstrip.cli import main
 from filmstrip.data import ShapesConfig, ShapesDataset
 from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents
@@ -216,3 +216,33 @@ def test_eval_adherence_cli(tiny_bundle, tmp_path):
     assert result.exit_code == 0, result.output
     assert "seen in training" in result.output and "held-out combinations" in result.output
     assert len(json.loads(out.read_text())["prompts"]) == 2
+
+
+def test_motion_loss_is_added_per_clip(text_encoder):
+    null, _ = text_encoder.encode([""])
+    text, mask = text_encoder.encode(["a red circle moves up"] * 4)
+    batch = {"latents": torch.randn(4, 4, 3, 4, 4), "text": text, "text_mask": mask}
+    losses = {}
+    for weight in (0.0, 0.5):
+        torch.manual_seed(0)
+        task = T2VTask(
+            dit_preset("tiny", in_channels=4), T2VConfig(image_fraction=0.0, motion=weight), null[0]
+        )
+        losses[weight] = task.loss(task.model, batch, 0, torch.Generator().manual_seed(0))
+    (plain, plain_logs), (with_motion, logs) = losses[0.0], losses[0.5]
+    assert "motion" not in plain_logs and logs["motion"] > 0
+    assert with_motion.item() == pytest.approx(plain.item() + 0.5 * logs["motion"], rel=1e-5)
+
+
+def test_train_t2v_cli_fine_tunes_from_init(tiny_bundle, tmp_path):
+    args = ["train", "t2v", "--vae", str(tiny_bundle.parent / "vae"), "--preset", "tiny", "--clips", "4"]
+    args += ["--frames", "5", "--size", "32", "--batch-size", "2", "--sample-every", "0", "--ckpt-every", "0"]
+    first = CliRunner().invoke(main, [*args, "--run", str(tmp_path / "a"), "--steps", "2"])
+    assert first.exit_code == 0, first.output
+    # With a zero learning rate, a fine-tune from the first model must export it unchanged.
+    init = ["--init", str(tmp_path / "a" / "model"), "--motion", "0.5", "--lr", "0", "--steps", "1"]
+    second = CliRunner().invoke(main, [*args, "--run", str(tmp_path / "b"), *init])
+    assert second.exit_code == 0, second.output
+    _, a, _ = load_model(tmp_path / "a" / "model", "dit")
+    _, b, meta = load_model(tmp_path / "b" / "model", "dit")
+    assert all(torch.equal(a[k], b[k]) for k in a) and meta["step"] == 1

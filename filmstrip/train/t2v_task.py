@@ -9,7 +9,8 @@ Per step (on cached latents, see data/latents.py):
 4. One noise level per clip, logit-normal and shifted for the token count, broadcast to every
    frame (the model takes a level per frame; diffusion forcing will draw them per frame).
 5. Loss: MSE between predicted and true velocity, averaged per clip and then over the batch;
-   logged per noise-level bin and for images and videos apart.
+   logged per noise-level bin and for images and videos apart. Optionally (`motion`), plus
+   the MSE of the frame-to-frame changes of the predicted clean latents.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class T2VConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     text_dropout: float = 0.1
     image_fraction: float = 0.125  # of each batch's clips, trained as single images
+    # Weight of an extra loss on the frame-to-frame changes of the predicted clean latents
+    # (x0 = x_t - t v): motion is a small share of the velocity loss, so it is learned last.
+    motion: float = 0.0
     latent_shift: float = 0.0  # copied from the VAE at construction
     latent_scale: float = 1.0
     vae: str = "vae3d"  # the bundled VAE the latents came from, or a path
@@ -103,8 +107,16 @@ class T2VTask:
             t_bt = t[:, None].expand(n, zg.shape[2])
             noise = torch.randn(zg.shape, generator=g, device=g.device).to(device)
             v = model(add_noise(zg, noise, t_bt), t_bt, text[rows], mask[rows])
-            frame_loss = per_frame_loss(v, velocity_target(zg, noise))  # (n, T)
-            per_sample.append(frame_loss.mean(dim=1))
+            target = velocity_target(zg, noise)
+            frame_loss = per_frame_loss(v, target)  # (n, T)
+            clip_loss = frame_loss.mean(dim=1)
+            if cfg.motion and zg.shape[2] > 1:
+                # x0 error = -t (v error), t shared by the frames of a clip.
+                x0_error = (v.float() - target.float()) * t[:, None, None, None, None]
+                motion = x0_error.diff(dim=2).square().mean(dim=(1, 2, 3, 4))
+                clip_loss = clip_loss + cfg.motion * motion
+                logs["motion"] = float(motion.detach().mean())
+            per_sample.append(clip_loss)
             t_frames.append(t_bt.detach().flatten().cpu())
             loss_frames.append(frame_loss.detach().flatten().cpu())
             logs[f"loss_{name}"] = float(frame_loss.detach().mean())

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from filmstrip.data.shapes import DEFAULT_HELD_OUT
 from filmstrip.io import VideoReadError, VideoWriteError
 
 
@@ -468,8 +469,7 @@ def train() -> None:
     """Train the generative models."""
 
 
-# Attribute combinations kept out of text-to-video training, to test composition.
-_HELD_OUT = ("green,triangle,up", "red,square,left")
+_HELD_OUT = tuple(",".join(combo) for combo in DEFAULT_HELD_OUT)  # as --hold-out flags
 
 
 def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
@@ -624,7 +624,9 @@ def train_t2v(
     if trainer.resume():
         click.echo(f"resuming {run_dir} from step {trainer.step}")
     n_params = num_parameters(task.model)
-    click.echo(f"DiT {preset}: {n_params / 1e6:.2f}M parameters; {len(latents)} cached clips in {cache}")
+    click.echo(
+        f"DiT {init_from or preset}: {n_params / 1e6:.2f}M parameters; {len(latents)} cached clips in {cache}"
+    )
     trainer.fit()
     click.echo(f"model: {run_dir / 'model'}")
 
@@ -669,10 +671,6 @@ def generate(
     check_request(pipe, [prompt], cfg)
     video = run(pipe, [prompt], cfg, negative=negative)
     click.echo(str(write_video(output, video[0], fps=fps)))
-
-
-if __name__ == "__main__":
-    main()
 
 
 @main.group("eval")
@@ -743,3 +741,7 @@ def eval_adherence(
         click.echo(
             f"{'  the held-out objects':<22}{'':>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%}"
         )
+
+
+if __name__ == "__main__":
+    main()

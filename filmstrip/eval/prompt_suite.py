@@ -19,11 +19,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 from tqdm import tqdm
 
-from filmstrip.data.shapes import ShapesConfig, caption, ground_truth, is_held_out, sample_scene
+from filmstrip.data.shapes import (
+    DEFAULT_HELD_OUT,
+    ShapesConfig,
+    caption,
+    ground_truth,
+    is_held_out,
+    sample_scene,
+)
 from filmstrip.eval.adherence import score
 from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
-
-DEFAULT_HELD_OUT = (("green", "triangle", "up"), ("red", "square", "left"))
 
 
 @dataclass(frozen=True)

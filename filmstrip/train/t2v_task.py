@@ -96,12 +96,12 @@ class T2VTask:
         n_image = round(b * cfg.image_fraction) if z.shape[2] > 1 else 0
         groups = {"image": (z[:n_image, :, :1], slice(0, n_image)), "video": (z[n_image:], slice(n_image, b))}
         per_sample, t_frames, loss_frames, logs = [], [], [], {}
+        pt, ph, pw = self.dit_cfg.patch
         for name, (zg, rows) in groups.items():
             n = zg.shape[0]
             if n == 0:
                 continue
             # 4. Noise level per clip, shifted for the token count.
-            pt, ph, pw = self.dit_cfg.patch
             tokens = (zg.shape[2] // pt) * (zg.shape[3] // ph) * (zg.shape[4] // pw)
             t = sample_t((n,), timestep_shift(tokens, cfg.flow), cfg.flow, g, g.device).to(device)
             t_bt = t[:, None].expand(n, zg.shape[2])

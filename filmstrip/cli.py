@@ -516,6 +516,18 @@ def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]
     "--motion", default=0.0, show_default=True, help="Weight of the motion (frame difference) loss."
 )
 @click.option(
+    "--frame-embedding/--no-frame-embedding",
+    default=False,
+    show_default=True,
+    help="Give the DiT each latent frame's absolute index (added to a model given with --init).",
+)
+@click.option(
+    "--frame-noise",
+    default=0.0,
+    show_default=True,
+    help="Share of video clips with a noise level per latent frame (diffusion forcing).",
+)
+@click.option(
     "--init",
     "init_from",
     type=click.Path(path_type=Path),
@@ -538,10 +550,14 @@ def train_t2v(
     held_out,
     text_dropout,
     motion,
+    frame_noise,
+    frame_embedding,
     init_from,
     train_cfg,
 ):
     """Train a text-to-video DiT on VAE latents (cached on first use)."""
+    from dataclasses import replace
+
     from filmstrip.checkpoint import load_model
     from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset
     from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents
@@ -592,6 +608,7 @@ def train_t2v(
         flow=FlowConfig(),
         text_dropout=text_dropout,
         motion=motion,
+        frame_noise=frame_noise,
         latent_shift=vae.cfg.latent_shift,
         latent_scale=vae.cfg.latent_scale,
         vae=str(vae_path.resolve()) if vae_path else "vae3d",
@@ -613,13 +630,21 @@ def train_t2v(
     if init_from:
         init_config, init_state, _ = load_model(init_from, "dit")
         dit_cfg = DiTConfig(**init_config["dit"])
+        dit_cfg = replace(dit_cfg, frame_embedding=dit_cfg.frame_embedding or frame_embedding)
     else:
-        dit_cfg = dit_preset(preset, attention=attention, in_channels=vae.cfg.z_channels)
+        dit_cfg = dit_preset(
+            preset, attention=attention, in_channels=vae.cfg.z_channels, frame_embedding=frame_embedding
+        )
     task = T2VTask(
         dit_cfg, t2v_cfg, null[0], sampler=sampler, data_name=f"{description}, {len(latents)} clips"
     )
     if init_from:
-        task.model.load_state_dict(init_state)
+        # Only a newly added frame embedding may be missing; it starts at zero (a no-op).
+        missing, unexpected = task.model.load_state_dict(init_state, strict=False)
+        if unexpected or any(not k.startswith("frame_embed.") for k in missing):
+            raise click.UsageError(
+                f"{init_from} does not fit this DiT: missing {missing}, unexpected {unexpected}"
+            )
     trainer = Trainer(train_cfg, task, latents, run_dir, collate=collate_latents)
     if trainer.resume():
         click.echo(f"resuming {run_dir} from step {trainer.step}")

@@ -101,6 +101,25 @@ def test_per_frame_timestep_reaches_only_its_frame_tokens_through_modulation(att
     assert torch.all(diff[[0, 1, 3]] == 0)
 
 
+def test_frame_embedding_gives_tokens_their_absolute_frame_index():
+    """RoPE sees only relative positions, so shifting a clip's frame positions changes
+    nothing; with the frame embedding open it does. Fresh, the embedding is a no-op, so a
+    trained model without it loads into a model with it and predicts the same."""
+    z, (ctx, mask) = torch.randn(2, 16, 3, 4, 4), text()
+    t = torch.full((2, 3), 0.5)
+    plain = perturbed(VideoDiT(preset("tiny"))).eval()
+    with_index = VideoDiT(preset("tiny", frame_embedding=True)).eval()
+    missing, unexpected = with_index.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("frame_embed.") for k in missing)
+    with torch.no_grad():
+        torch.testing.assert_close(with_index(z, t, ctx, mask), plain(z, t, ctx, mask))
+        shifted = {"rope_offset": (3.0, 0.0, 0.0)}
+        torch.testing.assert_close(plain(z, t, ctx, mask, **shifted), plain(z, t, ctx, mask))
+        perturbed(with_index.frame_embed, seed=1)
+        moved = (with_index(z, t, ctx, mask, **shifted) - with_index(z, t, ctx, mask)).abs()
+    assert moved.amax() > 1e-3
+
+
 @pytest.mark.parametrize("attention", ["full", "factorized"])
 def test_text_padding_is_ignored_and_batch_items_are_independent(attention):
     model = perturbed(VideoDiT(preset("tiny", attention=attention))).eval()

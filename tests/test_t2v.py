@@ -234,15 +234,44 @@ def test_motion_loss_is_added_per_clip(text_encoder):
     assert with_motion.item() == pytest.approx(plain.item() + 0.5 * logs["motion"], rel=1e-5)
 
 
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_frame_noise_draws_a_level_per_latent_frame(text_encoder, share):
+    null, _ = text_encoder.encode([""])
+    text, mask = text_encoder.encode(["a red circle moves up"] * 64)
+    batch = {"latents": torch.randn(64, 4, 3, 4, 4), "text": text, "text_mask": mask}
+    seen = []
+
+    def model(x, t, text, mask):
+        seen.append(t)
+        return torch.zeros_like(x)
+
+    task = T2VTask(
+        dit_preset("tiny", in_channels=4),
+        T2VConfig(image_fraction=0.125, frame_noise=share, text_dropout=0.0),
+        null[0],
+    )
+    task.loss(model, batch, 0, torch.Generator().manual_seed(0))
+    image_t, video_t = seen
+    assert image_t.shape == (8, 1) and video_t.shape == (56, 3)
+    per_frame = (video_t != video_t[:, :1]).any(dim=1).float().mean().item()
+    # Clips not drawn per frame keep one shared level; the drawn share is close to `share`.
+    assert per_frame == pytest.approx(share, abs=0.15)
+    assert ((video_t > 0) & (video_t < 1)).all()
+
+
 def test_train_t2v_cli_fine_tunes_from_init(tiny_bundle, tmp_path):
     args = ["train", "t2v", "--vae", str(tiny_bundle.parent / "vae"), "--preset", "tiny", "--clips", "4"]
     args += ["--frames", "5", "--size", "32", "--batch-size", "2", "--sample-every", "0", "--ckpt-every", "0"]
     first = CliRunner().invoke(main, [*args, "--run", str(tmp_path / "a"), "--steps", "2"])
     assert first.exit_code == 0, first.output
     # With a zero learning rate, a fine-tune from the first model must export it unchanged.
+    # Adding the frame embedding keeps every trained weight and starts the new ones at zero.
     init = ["--init", str(tmp_path / "a" / "model"), "--motion", "0.5", "--lr", "0", "--steps", "1"]
+    init += ["--frame-noise", "0.5", "--frame-embedding"]
     second = CliRunner().invoke(main, [*args, "--run", str(tmp_path / "b"), *init])
     assert second.exit_code == 0, second.output
     _, a, _ = load_model(tmp_path / "a" / "model", "dit")
-    _, b, meta = load_model(tmp_path / "b" / "model", "dit")
+    config, b, meta = load_model(tmp_path / "b" / "model", "dit")
     assert all(torch.equal(a[k], b[k]) for k in a) and meta["step"] == 1
+    assert config["dit"]["frame_embedding"] and config["t2v"]["frame_noise"] == 0.5
+    assert not b["frame_embed.mlp.2.weight"].any()

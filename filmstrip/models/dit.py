@@ -2,6 +2,7 @@
 
     latents (B, C, T, H, W) --patchify--> tokens (B, N, D), N = T/pt * H/ph * W/pw
     t (B, T) --sinusoid + MLP--> c (B, T', D), plus the pooled text vector
+    frame index k --sinusoid + MLP--> added to c (optional: absolute time; RoPE is relative)
     for each block:
         x += gate_1 * SelfAttention(modulate(norm(x), shift_1, scale_1))    3D RoPE, full or (2+1)D
         x += CrossAttention(norm(x), text tokens, text mask)
@@ -25,7 +26,7 @@ from torch import nn
 
 from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.attention import CrossAttention, SelfAttention
-from filmstrip.models.embeddings import TimestepEmbedding, patchify, unpatchify
+from filmstrip.models.embeddings import FrameEmbedding, TimestepEmbedding, patchify, unpatchify
 from filmstrip.models.rope import grid_positions, rope_angles
 
 
@@ -40,6 +41,8 @@ class DiTConfig:
     context_dim: int = 384  # text encoder width (all-MiniLM-L6-v2)
     attention: str = "full"  # "full" spatiotemporal, or "factorized": spatial then temporal
     rope_theta: float = 10_000.0
+    # Tell every token its absolute latent-frame index through AdaLN (see FrameEmbedding).
+    frame_embedding: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "patch", tuple(self.patch))
@@ -142,6 +145,7 @@ class VideoDiT(nn.Module):
         self.x_embed = nn.Linear(cfg.in_channels * pt * ph * pw, cfg.width)
         self.t_embed = TimestepEmbedding(cfg.width)
         self.context_embed = nn.Linear(cfg.context_dim, cfg.width)  # pooled text -> AdaLN condition
+        self.frame_embed = FrameEmbedding(cfg.width) if cfg.frame_embedding else None
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
         self.final = FinalLayer(cfg)
         self.initialize_weights()
@@ -162,7 +166,11 @@ class VideoDiT(nn.Module):
             nn.init.zeros_(block.ada[-1].bias)
             nn.init.zeros_(block.cross.out.weight)
             nn.init.zeros_(block.cross.out.bias)
-        # 4. Output layer: zero, so a fresh model predicts zeros.
+        # 4. Frame index: starts switched off (see FrameEmbedding).
+        if self.frame_embed is not None:
+            nn.init.zeros_(self.frame_embed.mlp[-1].weight)
+            nn.init.zeros_(self.frame_embed.mlp[-1].bias)
+        # 5. Output layer: zero, so a fresh model predicts zeros.
         nn.init.zeros_(self.final.ada[-1].weight)
         nn.init.zeros_(self.final.ada[-1].bias)
         nn.init.zeros_(self.final.linear.weight)
@@ -195,6 +203,10 @@ class VideoDiT(nn.Module):
         mask_f = context_mask.to(context.dtype)[..., None]
         pooled = (context * mask_f).sum(1) / mask_f.sum(1).clamp_min(1)
         c_btd = c_btd + self.context_embed(pooled)[:, None]
+        if self.frame_embed is not None:
+            # A streamed chunk continues the frame count where the last one stopped.
+            index = torch.arange(grid[0], device=z_bcthw.device) * rope_scale[0] + rope_offset[0]
+            c_btd = c_btd + self.frame_embed(index)[None]
         positions = grid_positions(*grid, offset=rope_offset, scale=rope_scale, device=z_bcthw.device)
         angles = rope_angles(positions, cfg.head_dim, cfg.rope_theta)
         for block in self.blocks:

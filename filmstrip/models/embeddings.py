@@ -31,12 +31,14 @@ def unpatchify(
     )
 
 
-def sinusoidal(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """(...,) noise levels in [0, 1] -> (..., dim) sin/cos features, in float32. Levels are
+def sinusoidal(
+    t: torch.Tensor, dim: int, max_period: float = 10_000.0, scale: float = 1000.0
+) -> torch.Tensor:
+    """(...,) values -> (..., dim) sin/cos features, in float32. Noise levels in [0, 1] are
     scaled by 1000 so neighbouring steps of a sampler get visibly different features."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[..., None] * 1000 * freqs
+    args = t.float()[..., None] * scale * freqs
     return torch.cat([args.cos(), args.sin()], dim=-1)
 
 
@@ -50,3 +52,25 @@ class TimestepEmbedding(nn.Module):
 
     def forward(self, t_bt: torch.Tensor) -> torch.Tensor:
         return self.mlp(sinusoidal(t_bt, self.freq_dim).to(self.mlp[0].weight.dtype))
+
+
+class FrameEmbedding(nn.Module):
+    """Absolute index of each latent frame (T,) -> (T, D), added to the per-frame condition.
+
+    RoPE tells attention only how far apart two frames are, so a token cannot tell which
+    frame it is in, and "the object is k frames further along its path" has to be pieced
+    together from relative offsets layer by layer. Under AdaLN every token of frame k gets
+    this vector directly. The last layer starts at zero, so adding it to a trained model
+    changes nothing until fine-tuning opens it.
+    """
+
+    def __init__(self, dim: int, freq_dim: int = 64):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, index_t: torch.Tensor) -> torch.Tensor:
+        # Period 1 to 100 frames: neighbouring frames differ, and streamed chunks (offset
+        # indices) still land on distinct, smoothly varying features.
+        features = sinusoidal(index_t, self.freq_dim, max_period=100.0, scale=1.0)
+        return self.mlp(features.to(self.mlp[0].weight.dtype))

@@ -7,7 +7,11 @@ Per step (on cached latents, see data/latents.py):
 3. Joint image-video batches: an `image_fraction` share of every batch trains as images, the
    first latent frame of their clips (by causality, exactly the latent of that frame alone).
 4. One noise level per clip, logit-normal and shifted for the token count, broadcast to every
-   frame (the model takes a level per frame; diffusion forcing will draw them per frame).
+   frame; or, for a `frame_noise` share of the video clips, one level per latent frame
+   (diffusion forcing). Under a shared level the prompt's direction of motion barely changes
+   the loss: every frame is equally noisy, so the frames themselves reveal the motion. With
+   a clean frame next to a noisy one, predicting the noisy frame means knowing where the
+   object goes, and the motion words carry real weight.
 5. Loss: MSE between predicted and true velocity, averaged per clip and then over the batch;
    logged per noise-level bin and for images and videos apart. Optionally (`motion`), plus
    the MSE of the frame-to-frame changes of the predicted clean latents.
@@ -41,6 +45,8 @@ class T2VConfig:
     # Weight of an extra loss on the frame-to-frame changes of the predicted clean latents
     # (x0 = x_t - t v): motion is a small share of the velocity loss, so it is learned last.
     motion: float = 0.0
+    # Share of video clips trained with an independent noise level per latent frame.
+    frame_noise: float = 0.0
     latent_shift: float = 0.0  # copied from the VAE at construction
     latent_scale: float = 1.0
     vae: str = "vae3d"  # the bundled VAE the latents came from, or a path
@@ -103,16 +109,21 @@ class T2VTask:
                 continue
             # 4. Noise level per clip, shifted for the token count.
             tokens = (zg.shape[2] // pt) * (zg.shape[3] // ph) * (zg.shape[4] // pw)
-            t = sample_t((n,), timestep_shift(tokens, cfg.flow), cfg.flow, g, g.device).to(device)
+            shift = timestep_shift(tokens, cfg.flow)
+            t = sample_t((n,), shift, cfg.flow, g, g.device).to(device)
             t_bt = t[:, None].expand(n, zg.shape[2])
+            if cfg.frame_noise and zg.shape[2] > 1:
+                per_frame = torch.rand(n, generator=g, device=g.device).to(device) < cfg.frame_noise
+                t_frame = sample_t((n, zg.shape[2]), shift, cfg.flow, g, g.device).to(device)
+                t_bt = torch.where(per_frame[:, None], t_frame, t_bt)
             noise = torch.randn(zg.shape, generator=g, device=g.device).to(device)
             v = model(add_noise(zg, noise, t_bt), t_bt, text[rows], mask[rows])
             target = velocity_target(zg, noise)
             frame_loss = per_frame_loss(v, target)  # (n, T)
             clip_loss = frame_loss.mean(dim=1)
             if cfg.motion and zg.shape[2] > 1:
-                # x0 error = -t (v error), t shared by the frames of a clip.
-                x0_error = (v.float() - target.float()) * t[:, None, None, None, None]
+                # x0 error = -t (v error), t of each frame.
+                x0_error = (v.float() - target.float()) * t_bt[:, None, :, None, None]
                 motion = x0_error.diff(dim=2).square().mean(dim=(1, 2, 3, 4))
                 clip_loss = clip_loss + cfg.motion * motion
                 logs["motion"] = float(motion.detach().mean())

@@ -511,6 +511,12 @@ def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]
     show_default=True,
     help="colour,shape,direction never shown in training (shapes only).",
 )
+@click.option(
+    "--start-words",
+    default=0.0,
+    show_default=True,
+    help="Chance that a caption says where an object starts (shapes only).",
+)
 @click.option("--text-dropout", default=0.1, show_default=True)
 @click.option(
     "--motion", default=0.0, show_default=True, help="Weight of the motion (frame difference) loss."
@@ -520,6 +526,12 @@ def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]
     default=False,
     show_default=True,
     help="Give the DiT each latent frame's absolute index (added to a model given with --init).",
+)
+@click.option(
+    "--place-embedding/--no-place-embedding",
+    default=False,
+    show_default=True,
+    help="Give the DiT each token's place in the frame (added to a model given with --init).",
 )
 @click.option(
     "--frame-noise",
@@ -548,10 +560,12 @@ def train_t2v(
     size,
     fps,
     held_out,
+    start_words,
     text_dropout,
     motion,
     frame_noise,
     frame_embedding,
+    place_embedding,
     init_from,
     train_cfg,
 ):
@@ -586,6 +600,7 @@ def train_t2v(
                 seed=train_cfg.seed,
                 held_out=combos,
                 num_clips=clips,
+                start_words=start_words,
             )
         )
     else:
@@ -599,6 +614,8 @@ def train_t2v(
             clips_per_video=max(1, clips // 100),
         )
     description = f"{spec} {frames}x{size}x{size} held_out={combos}"
+    if spec == "shapes" and start_words:
+        description += f" start_words={start_words}"
     cache = build_latent_cache(
         dataset, vae, text, cache_dir or run_dir / "latents", num_clips=clips, description=description
     )
@@ -630,18 +647,26 @@ def train_t2v(
     if init_from:
         init_config, init_state, _ = load_model(init_from, "dit")
         dit_cfg = DiTConfig(**init_config["dit"])
-        dit_cfg = replace(dit_cfg, frame_embedding=dit_cfg.frame_embedding or frame_embedding)
+        dit_cfg = replace(
+            dit_cfg,
+            frame_embedding=dit_cfg.frame_embedding or frame_embedding,
+            place_embedding=dit_cfg.place_embedding or place_embedding,
+        )
     else:
         dit_cfg = dit_preset(
-            preset, attention=attention, in_channels=vae.cfg.z_channels, frame_embedding=frame_embedding
+            preset,
+            attention=attention,
+            in_channels=vae.cfg.z_channels,
+            frame_embedding=frame_embedding,
+            place_embedding=place_embedding,
         )
     task = T2VTask(
         dit_cfg, t2v_cfg, null[0], sampler=sampler, data_name=f"{description}, {len(latents)} clips"
     )
     if init_from:
-        # Only a newly added frame embedding may be missing; it starts at zero (a no-op).
+        # Only newly added frame / place embeddings may be missing; they start at zero (no-ops).
         missing, unexpected = task.model.load_state_dict(init_state, strict=False)
-        if unexpected or any(not k.startswith("frame_embed.") for k in missing):
+        if unexpected or any(not k.startswith(("frame_embed.", "place_embed.")) for k in missing):
             raise click.UsageError(
                 f"{init_from} does not fit this DiT: missing {missing}, unexpected {unexpected}"
             )
@@ -727,11 +752,17 @@ def eval_group() -> None:
 )
 @click.option("--train-seed", default=0, show_default=True, help="The seed the model was trained with.")
 @click.option(
+    "--start-words",
+    default=0.0,
+    show_default=True,
+    help="Chance that a prompt says where an object starts (as in `train t2v`).",
+)
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
 @friendly_errors
 def eval_adherence(
-    checkpoint, prompts, frames, size, steps, text_scale, seed, held_out, train_seed, json_path
+    checkpoint, prompts, frames, size, steps, text_scale, seed, held_out, train_seed, start_words, json_path
 ):
     """Prompt adherence of a `shapes` text-to-video model: colour, shape, direction, count."""
     import json
@@ -745,6 +776,7 @@ def eval_adherence(
         size=size,
         train_seed=train_seed,
         held_out=_parse_held_out(held_out),
+        start_words=start_words,
     )
     gen = GenerateConfig(
         frames=frames, height=size, width=size, steps=steps, text_scale=text_scale, seed=seed

@@ -1,6 +1,7 @@
 """The shapes dataset: determinism, ground truth that matches the pixels, truthful captions."""
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from filmstrip.data.motion import _DIRECTION_PHRASES, DIRECTIONS
 from filmstrip.data.shapes import (
+    _REGION_PHRASES,
     COLOURS,
     Scene,
     ShapesConfig,
@@ -17,6 +19,7 @@ from filmstrip.data.shapes import (
     collate_clips,
     ground_truth,
     render,
+    start_region,
 )
 
 CFG = ShapesConfig(num_frames=12, height=48, width=64, num_clips=64)
@@ -127,3 +130,34 @@ def test_held_out_combinations_never_appear():
         ShapesDataset(
             ShapesConfig(held_out=(("red", "*", "*"),), min_objects=9, max_objects=9, still_probability=0)
         )[0]
+
+
+def test_start_region_reads_thirds_of_the_start_range():
+    assert start_region((0.25, 0.25)) == "top left"
+    assert start_region((0.5, 0.5)) == "centre"
+    assert start_region((0.7, 0.5)) == "right"
+    assert start_region((0.5, 0.75)) == "bottom"
+    assert start_region((0.3, 0.79)) == "bottom left"
+
+
+def test_start_words_insert_where_each_object_starts_and_nothing_else():
+    told_cfg = dataclasses.replace(CFG, start_words=1.0)
+    ds = ShapesDataset(CFG)
+    phrases = {
+        region: [f"{lead}{p}" for p in options for lead in ("", "starting ")]
+        for region, options in _REGION_PHRASES.items()
+    }
+    every = sorted({p for ps in phrases.values() for p in ps}, key=len, reverse=True)
+    for i in range(40):
+        scene = ds.scene(i)
+        told = caption(scene, told_cfg)
+        for obj in scene.objects:
+            after = told.split(f"{obj.colour} {obj.shape} ", 1)[1]
+            said = [p for p in every if after.startswith(p + " ")]
+            assert said and said[0] in phrases[start_region(obj.start)], (told, obj.start)
+        # Taking the start phrases out gives back the caption without them, word for word.
+        stripped = re.sub(r" (" + "|".join(map(re.escape, every)) + r")(?= )", "", told)
+        assert stripped == caption(scene, CFG)
+    half = dataclasses.replace(CFG, start_words=0.5)
+    told_share = np.mean([caption(ds.scene(i), half) != caption(ds.scene(i), CFG) for i in range(len(ds))])
+    assert 0.5 < told_share < 0.95  # 1 - 0.5^objects for 1-3 objects

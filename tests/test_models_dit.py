@@ -120,6 +120,27 @@ def test_frame_embedding_gives_tokens_their_absolute_frame_index():
     assert moved.amax() > 1e-3
 
 
+def test_place_embedding_gives_tokens_their_place_in_the_frame():
+    """Fresh, the place embedding is a no-op (a trained model loads into it unchanged); open,
+    it changes predictions, gives every place its own vector, and measures places in
+    fractions of the frame, so the centre of a 3x3 grid is the centre of a 1x1 grid."""
+    z, (ctx, mask) = torch.randn(2, 16, 3, 4, 4), text()
+    t = torch.full((2, 3), 0.5)
+    plain = perturbed(VideoDiT(preset("tiny"))).eval()
+    with_place = VideoDiT(preset("tiny", place_embedding=True)).eval()
+    missing, unexpected = with_place.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("place_embed.") for k in missing)
+    with torch.no_grad():
+        torch.testing.assert_close(with_place(z, t, ctx, mask), plain(z, t, ctx, mask))
+        embed = perturbed(with_place.place_embed, seed=1)
+        torch.testing.assert_close(embed(3, 3)[4], embed(1, 1)[0])
+        grid = embed(4, 4)
+        apart = torch.cdist(grid, grid) + torch.eye(16) * 1e9
+        assert apart.amin() > 1e-3
+        moved = (with_place(z, t, ctx, mask) - plain(z, t, ctx, mask)).abs()
+    assert moved.amax() > 1e-3
+
+
 @pytest.mark.parametrize("attention", ["full", "factorized"])
 def test_text_padding_is_ignored_and_batch_items_are_independent(attention):
     model = perturbed(VideoDiT(preset("tiny", attention=attention))).eval()

@@ -1,6 +1,7 @@
 """Text-to-video with tiny parts: latent cache, training, generation end to end, errors."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -159,6 +160,12 @@ def test_prompt_suite_prompts_and_scores(tiny_bundle):
     train = ShapesDataset(ShapesConfig(num_frames=9, height=32, width=32, held_out=cfg.held_out))
     # "Seen" prompts are the training captions themselves.
     assert [c for c, _ in seen_prompts(cfg, 3)] == [train[i]["caption"] for i in range(3)]
+    # ... also when training captions say where objects start.
+    told = replace(cfg, start_words=1.0)
+    train_told = ShapesDataset(replace(train.cfg, start_words=1.0))
+    assert [c for c, _ in seen_prompts(told, 3)] == [train_told[i]["caption"] for i in range(3)]
+    pairs = zip(held_out_prompts(told, 2), held_out_prompts(cfg, 2), strict=True)
+    assert all(len(a) > len(b) for (a, _), (b, _) in pairs)
     # Held-out prompts each contain an excluded combination, taken in turn.
     held = held_out_prompts(cfg, 4)
     for k, (_, truth) in enumerate(held):
@@ -265,13 +272,14 @@ def test_train_t2v_cli_fine_tunes_from_init(tiny_bundle, tmp_path):
     first = CliRunner().invoke(main, [*args, "--run", str(tmp_path / "a"), "--steps", "2"])
     assert first.exit_code == 0, first.output
     # With a zero learning rate, a fine-tune from the first model must export it unchanged.
-    # Adding the frame embedding keeps every trained weight and starts the new ones at zero.
+    # Adding the frame and place embeddings keeps every trained weight and starts the new ones at zero.
     init = ["--init", str(tmp_path / "a" / "model"), "--motion", "0.5", "--lr", "0", "--steps", "1"]
-    init += ["--frame-noise", "0.5", "--frame-embedding"]
+    init += ["--frame-noise", "0.5", "--frame-embedding", "--place-embedding", "--start-words", "0.5"]
     second = CliRunner().invoke(main, [*args, "--run", str(tmp_path / "b"), *init])
     assert second.exit_code == 0, second.output
     _, a, _ = load_model(tmp_path / "a" / "model", "dit")
     config, b, meta = load_model(tmp_path / "b" / "model", "dit")
     assert all(torch.equal(a[k], b[k]) for k in a) and meta["step"] == 1
-    assert config["dit"]["frame_embedding"] and config["t2v"]["frame_noise"] == 0.5
-    assert not b["frame_embed.mlp.2.weight"].any()
+    assert config["dit"]["frame_embedding"] and config["dit"]["place_embedding"]
+    assert config["t2v"]["frame_noise"] == 0.5
+    assert not b["frame_embed.mlp.2.weight"].any() and not b["place_embed.mlp.2.weight"].any()

@@ -40,11 +40,18 @@ class SuiteConfig:
     train_seed: int = 0  # the `ShapesConfig.seed` the model was trained with
     held_out: tuple[tuple[str, str, str], ...] = DEFAULT_HELD_OUT
     scene_seed: int = 2024  # where the fresh held-out scenes come from
+    start_words: float = 0.0  # chance that a prompt says where an object starts, as in training
 
 
 def _shapes_cfg(cfg: SuiteConfig, seed: int, held_out) -> ShapesConfig:
     return ShapesConfig(
-        num_frames=cfg.frames, height=cfg.size, width=cfg.size, fps=cfg.fps, seed=seed, held_out=held_out
+        num_frames=cfg.frames,
+        height=cfg.size,
+        width=cfg.size,
+        fps=cfg.fps,
+        seed=seed,
+        held_out=held_out,
+        start_words=cfg.start_words,
     )
 
 

@@ -3,6 +3,7 @@
     latents (B, C, T, H, W) --patchify--> tokens (B, N, D), N = T/pt * H/ph * W/pw
     t (B, T) --sinusoid + MLP--> c (B, T', D), plus the pooled text vector
     frame index k --sinusoid + MLP--> added to c (optional: absolute time; RoPE is relative)
+    place in the frame (y, x) --sinusoid + MLP--> added to the tokens (optional: absolute space)
     for each block:
         x += gate_1 * SelfAttention(modulate(norm(x), shift_1, scale_1))    3D RoPE, full or (2+1)D
         x += CrossAttention(norm(x), text tokens, text mask)
@@ -26,7 +27,13 @@ from torch import nn
 
 from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.attention import CrossAttention, SelfAttention
-from filmstrip.models.embeddings import FrameEmbedding, TimestepEmbedding, patchify, unpatchify
+from filmstrip.models.embeddings import (
+    FrameEmbedding,
+    PlaceEmbedding,
+    TimestepEmbedding,
+    patchify,
+    unpatchify,
+)
 from filmstrip.models.rope import grid_positions, rope_angles
 
 
@@ -43,6 +50,8 @@ class DiTConfig:
     rope_theta: float = 10_000.0
     # Tell every token its absolute latent-frame index through AdaLN (see FrameEmbedding).
     frame_embedding: bool = False
+    # Tell every token where in the frame it is, as fractions of H and W (see PlaceEmbedding).
+    place_embedding: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "patch", tuple(self.patch))
@@ -146,6 +155,7 @@ class VideoDiT(nn.Module):
         self.t_embed = TimestepEmbedding(cfg.width)
         self.context_embed = nn.Linear(cfg.context_dim, cfg.width)  # pooled text -> AdaLN condition
         self.frame_embed = FrameEmbedding(cfg.width) if cfg.frame_embedding else None
+        self.place_embed = PlaceEmbedding(cfg.width) if cfg.place_embedding else None
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
         self.final = FinalLayer(cfg)
         self.initialize_weights()
@@ -166,10 +176,11 @@ class VideoDiT(nn.Module):
             nn.init.zeros_(block.ada[-1].bias)
             nn.init.zeros_(block.cross.out.weight)
             nn.init.zeros_(block.cross.out.bias)
-        # 4. Frame index: starts switched off (see FrameEmbedding).
-        if self.frame_embed is not None:
-            nn.init.zeros_(self.frame_embed.mlp[-1].weight)
-            nn.init.zeros_(self.frame_embed.mlp[-1].bias)
+        # 4. Frame index and place in the frame: start switched off (see their modules).
+        for embed in (self.frame_embed, self.place_embed):
+            if embed is not None:
+                nn.init.zeros_(embed.mlp[-1].weight)
+                nn.init.zeros_(embed.mlp[-1].bias)
         # 5. Output layer: zero, so a fresh model predicts zeros.
         nn.init.zeros_(self.final.ada[-1].weight)
         nn.init.zeros_(self.final.ada[-1].bias)
@@ -198,6 +209,9 @@ class VideoDiT(nn.Module):
             raise ValueError(f"t must be (B,) or (B, T) = ({b}, {frames}), got {tuple(t.shape)}")
         tokens, grid = patchify(z_bcthw, cfg.patch)
         x = self.x_embed(tokens)  # (B, N, D)
+        if self.place_embed is not None:
+            place = self.place_embed(grid[1], grid[2], device=x.device)  # (H'*W', D)
+            x = x + place.repeat(grid[0], 1)[None]  # tokens are in "t h w" order
         # One noise level per token frame; a temporal patch takes its first frame's level.
         c_btd = self.t_embed(t[:, :: cfg.patch[0]])  # (B, T', D)
         mask_f = context_mask.to(context.dtype)[..., None]

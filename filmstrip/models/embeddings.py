@@ -54,6 +54,31 @@ class TimestepEmbedding(nn.Module):
         return self.mlp(sinusoidal(t_bt, self.freq_dim).to(self.mlp[0].weight.dtype))
 
 
+class PlaceEmbedding(nn.Module):
+    """Where each token sits in the frame, as fractions of its height and width -> (H*W, D),
+    added to the tokens.
+
+    RoPE is relative in space too: at high noise every token looks alike, and a token cannot
+    tell the top left of the frame from the bottom right, so "a circle in the top left" has
+    nothing to attach to. Fractions of the frame (not token indices) keep the embedding
+    meaningful at any H and W. Like FrameEmbedding, the last layer starts at zero.
+    """
+
+    def __init__(self, dim: int, freq_dim: int = 64):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(2 * freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, height: int, width: int, device=None) -> torch.Tensor:
+        # Token centres in (0, 1); periods from 1/10 of the frame to 10 frames.
+        ys = (torch.arange(height, device=device) + 0.5) / height
+        xs = (torch.arange(width, device=device) + 0.5) / width
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        fy = sinusoidal(yy.reshape(-1), self.freq_dim, max_period=100.0, scale=10.0)
+        fx = sinusoidal(xx.reshape(-1), self.freq_dim, max_period=100.0, scale=10.0)
+        return self.mlp(torch.cat([fy, fx], dim=-1).to(self.mlp[0].weight.dtype))
+
+
 class FrameEmbedding(nn.Module):
     """Absolute index of each latent frame (T,) -> (T, D), added to the per-frame condition.
 

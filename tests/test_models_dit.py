@@ -101,22 +101,32 @@ def test_per_frame_timestep_reaches_only_its_frame_tokens_through_modulation(att
     assert torch.all(diff[[0, 1, 3]] == 0)
 
 
+def added_to_a_trained_model(option: str):
+    """A trained-looking model, the same with `option` switched on and the trained weights
+    loaded into it, and inputs. Checks that only the new embedding's weights are missing and
+    that, fresh, it changes no prediction."""
+    z, (ctx, mask) = torch.randn(2, 16, 3, 4, 4), text()
+    t = torch.full((2, 3), 0.5)
+    plain = perturbed(VideoDiT(preset("tiny"))).eval()
+    extended = VideoDiT(preset("tiny", **{option: True})).eval()
+    missing, unexpected = extended.load_state_dict(plain.state_dict(), strict=False)
+    prefix = option.replace("_embedding", "_embed.")
+    assert not unexpected and missing and all(k.startswith(prefix) for k in missing)
+    with torch.no_grad():
+        torch.testing.assert_close(extended(z, t, ctx, mask), plain(z, t, ctx, mask))
+    return plain, extended, (z, t, ctx, mask)
+
+
 def test_frame_embedding_gives_tokens_their_absolute_frame_index():
     """RoPE sees only relative positions, so shifting a clip's frame positions changes
     nothing; with the frame embedding open it does. Fresh, the embedding is a no-op, so a
     trained model without it loads into a model with it and predicts the same."""
-    z, (ctx, mask) = torch.randn(2, 16, 3, 4, 4), text()
-    t = torch.full((2, 3), 0.5)
-    plain = perturbed(VideoDiT(preset("tiny"))).eval()
-    with_index = VideoDiT(preset("tiny", frame_embedding=True)).eval()
-    missing, unexpected = with_index.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(k.startswith("frame_embed.") for k in missing)
+    plain, with_index, inputs = added_to_a_trained_model("frame_embedding")
     with torch.no_grad():
-        torch.testing.assert_close(with_index(z, t, ctx, mask), plain(z, t, ctx, mask))
         shifted = {"rope_offset": (3.0, 0.0, 0.0)}
-        torch.testing.assert_close(plain(z, t, ctx, mask, **shifted), plain(z, t, ctx, mask))
+        torch.testing.assert_close(plain(*inputs, **shifted), plain(*inputs))
         perturbed(with_index.frame_embed, seed=1)
-        moved = (with_index(z, t, ctx, mask, **shifted) - with_index(z, t, ctx, mask)).abs()
+        moved = (with_index(*inputs, **shifted) - with_index(*inputs)).abs()
     assert moved.amax() > 1e-3
 
 
@@ -124,20 +134,14 @@ def test_place_embedding_gives_tokens_their_place_in_the_frame():
     """Fresh, the place embedding is a no-op (a trained model loads into it unchanged); open,
     it changes predictions, gives every place its own vector, and measures places in
     fractions of the frame, so the centre of a 3x3 grid is the centre of a 1x1 grid."""
-    z, (ctx, mask) = torch.randn(2, 16, 3, 4, 4), text()
-    t = torch.full((2, 3), 0.5)
-    plain = perturbed(VideoDiT(preset("tiny"))).eval()
-    with_place = VideoDiT(preset("tiny", place_embedding=True)).eval()
-    missing, unexpected = with_place.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(k.startswith("place_embed.") for k in missing)
+    plain, with_place, inputs = added_to_a_trained_model("place_embedding")
     with torch.no_grad():
-        torch.testing.assert_close(with_place(z, t, ctx, mask), plain(z, t, ctx, mask))
         embed = perturbed(with_place.place_embed, seed=1)
         torch.testing.assert_close(embed(3, 3)[4], embed(1, 1)[0])
         grid = embed(4, 4)
         apart = torch.cdist(grid, grid) + torch.eye(16) * 1e9
         assert apart.amin() > 1e-3
-        moved = (with_place(z, t, ctx, mask) - plain(z, t, ctx, mask)).abs()
+        moved = (with_place(*inputs) - plain(*inputs)).abs()
     assert moved.amax() > 1e-3
 
 

@@ -208,6 +208,13 @@ def vae() -> None:
     is_flag=True,
     help="Train the decoder only (with --init): keeps the latent space of models trained on it.",
 )
+@click.option(
+    "--time-upsample",
+    type=click.Choice(["repeat", "learned"]),
+    default=None,
+    help="How the decoder doubles time [default: the preset's, or --init's]; 'learned' can be "
+    "added to a trained 'repeat' decoder with --init (it starts as a repeat).",
+)
 @trainer_options(steps=3000, batch_size=8, lr=5e-4, warmup=200, workers=1, sample_every=500)
 @friendly_errors
 def vae_train(
@@ -227,9 +234,12 @@ def vae_train(
     image_every,
     temporal,
     freeze_encoder,
+    time_upsample,
     train_cfg,
 ) -> None:
     """Train an autoencoder on built-in data or your own footage (folder:PATH)."""
+    from dataclasses import replace
+
     import torch
     from torch.utils.data import ConcatDataset
 
@@ -264,6 +274,10 @@ def vae_train(
     if freeze_encoder and init is None:
         raise click.UsageError("--freeze-encoder fine-tunes a trained model's decoder: give it with --init")
     cfg = init.cfg if init else vae_preset(preset)
+    if time_upsample:
+        if cfg.temporal_factor == 1:
+            raise click.UsageError("--time-upsample needs a model that compresses time (not the 2D baseline)")
+        cfg = replace(cfg, time_upsample=time_upsample)
     task = VAETask(
         cfg,
         VAELossConfig(
@@ -280,7 +294,11 @@ def vae_train(
         freeze_encoder=freeze_encoder,
     )
     if init is not None:
-        task.model.load_state_dict(init.state_dict())
+        # A learned time upsampling added to a "repeat" decoder is the one part allowed to be
+        # missing: it starts as an exact repeat.
+        missing, unexpected = task.model.load_state_dict(init.state_dict(), strict=False)
+        if unexpected or any(".time_ups." not in k for k in missing):
+            raise click.UsageError(f"{init_from} does not fit: missing {missing}, unexpected {unexpected}")
     trainer = Trainer(train_cfg, task, train_set, run_dir, collate=collate_clips)
     if trainer.resume():
         click.echo(f"resuming {run_dir} from step {trainer.step}")

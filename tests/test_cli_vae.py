@@ -32,6 +32,17 @@ def test_train_resumes_an_existing_run(tiny_run):
     assert "resuming" in result.output and "from step 3" in result.output
 
 
+def test_learned_time_upsampling_fine_tunes_a_trained_decoder(tiny_run, tmp_path):
+    args = train_args(tmp_path / "ft", 2) + ["--init", str(tiny_run / "model"), "--freeze-encoder"]
+    result = CliRunner().invoke(main, [*args, "--time-upsample", "learned"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "ft" / "model" / "config.json").read_text())["config"]
+    assert config["time_upsample"] == "learned"
+    result = CliRunner().invoke(main, ["vae", "train", "--preset", "tiny2d", "--time-upsample", "learned",
+                                       "--run", str(tmp_path / "2d"), "--steps", "1"])  # fmt: skip
+    assert result.exit_code != 0 and "2D baseline" in result.output
+
+
 def test_reconstruct_encode_decode(tiny_run, tmp_path):
     clip = tmp_path / "in.mp4"
     write_video(clip, torch.from_numpy(smooth_video(7, 24, 40)).permute(3, 0, 1, 2), fps=10)

@@ -8,9 +8,9 @@ from filmstrip.models.fsq import FSQ, codebook_usage
 from filmstrip.models.vae import VideoVAE, preset
 
 
-def tiny(name: str = "tiny", seed: int = 0) -> VideoVAE:
+def tiny(name: str = "tiny", seed: int = 0, **overrides) -> VideoVAE:
     torch.manual_seed(seed)
-    model = VideoVAE(preset(name)).double().eval()
+    model = VideoVAE(preset(name, **overrides)).double().eval()
     # Fresh GroupNorm/conv weights make nearly constant outputs; random biases make every
     # layer's contribution visible to the equality checks below.
     with torch.no_grad():
@@ -63,10 +63,11 @@ def test_encoder_is_causal(k):
     assert not torch.allclose(z[:, :, first_affected], z2[:, :, first_affected])
 
 
+@pytest.mark.parametrize("upsample", ["repeat", "learned"])
 @pytest.mark.parametrize("j", [1, 2, 4])
-def test_decoder_is_causal(j):
+def test_decoder_is_causal(j, upsample):
     """Latent frame j (pixels 4j-3 .. 4j) never changes an earlier decoded frame."""
-    model = tiny()
+    model = tiny(time_upsample=upsample)
     z = model.encode(clip(17))
     z2 = z.clone()
     z2[:, :, j] += 1.0
@@ -88,17 +89,18 @@ def test_2d_baseline_is_per_frame():
 
 
 @pytest.mark.parametrize(
-    "name, chunks",
+    "name, chunks, overrides",
     [
-        ("tiny", (1, 4, 4, 4)),  # the natural grouping: one latent frame per chunk
-        ("tiny", (3, 5, 2, 1)),  # chunks that cut across groups, and a padded last group
-        ("tiny", (2, 1, 1, 1, 1, 1, 7)),
-        ("tiny2d", (3, 2)),
-        ("tinyfsq", (4, 6)),
+        ("tiny", (1, 4, 4, 4), {}),  # the natural grouping: one latent frame per chunk
+        ("tiny", (3, 5, 2, 1), {}),  # chunks that cut across groups, and a padded last group
+        ("tiny", (2, 1, 1, 1, 1, 1, 7), {}),
+        ("tiny", (3, 5, 2, 1), {"time_upsample": "learned"}),
+        ("tiny2d", (3, 2), {}),
+        ("tinyfsq", (4, 6), {}),
     ],
 )
-def test_streaming_equals_one_shot(name, chunks):
-    model = tiny(name)
+def test_streaming_equals_one_shot(name, chunks, overrides):
+    model = tiny(name, **overrides)
     x = clip(sum(chunks), 16, 16)
     z = model.encode(x)
     z_stream = torch.cat(list(model.encode_stream(x.split(list(chunks), dim=2))), dim=2)
@@ -107,6 +109,28 @@ def test_streaming_equals_one_shot(name, chunks):
     for size in (1, 2):
         x_stream = torch.cat(list(model.decode_stream(z.split(size, dim=2))), dim=2)
         torch.testing.assert_close(x_stream, x_hat, rtol=0, atol=1e-10)
+
+
+def test_learned_time_upsampling_starts_as_a_repeat():
+    """A trained "repeat" decoder loads into a "learned" one unchanged; once its projections
+    move, the two frames made from one frame differ."""
+    repeat = tiny()
+    learned = VideoVAE(preset("tiny", time_upsample="learned")).double().eval()
+    missing, unexpected = learned.load_state_dict(repeat.state_dict(), strict=False)
+    assert not unexpected and missing and all(".time_ups." in k for k in missing)
+    z = repeat.encode(clip(9))
+    torch.testing.assert_close(learned.decode(z), repeat.decode(z), rtol=0, atol=1e-12)
+    # The deepest stage (8x8 -> 16x16 here) has the first upsampling; its output frames 1, 2
+    # come from latent frame 1. Make the second copy differ and check the pixels do too.
+    up = learned.decoder.time_ups[0]
+    h = torch.randn(1, up.proj.in_channels, 2, 4, 4, dtype=torch.float64)
+    same = up(h)
+    assert same.shape[2] == 3 and torch.equal(same[:, :, 1], same[:, :, 2])
+    with torch.no_grad():
+        up.proj.weight[up.proj.in_channels :] *= 0.5
+    apart = up(h)
+    assert not torch.allclose(apart[:, :, 1], apart[:, :, 2])
+    assert not torch.allclose(learned.decode(z), repeat.decode(z))
 
 
 def test_stream_cache_stays_bounded():
@@ -154,6 +178,8 @@ def test_config_validation():
         preset("tiny", temporal_factor=8)
     with pytest.raises(ValueError, match="per-frame"):
         preset("tiny", temporal_kernel=1)
+    with pytest.raises(ValueError, match="time_upsample"):
+        preset("tiny", time_upsample="linear")
     with pytest.raises(ValueError, match="unknown VAE preset"):
         preset("huge")
 

@@ -107,6 +107,36 @@ class CausalUpsampleTime(nn.Module):
         return x_bcthw
 
 
+class LearnedUpsampleTime(nn.Module):
+    """Doubles the frame count causally like `CausalUpsampleTime`, but each of the two new
+    frames gets its own learned projection (depth-to-time: C channels -> 2C -> two frames of
+    C). After a plain repeat the two copies are identical, and only the few causal
+    convolutions that follow can tell them apart; with this, the latent can say where an
+    object is in each of the frames it stands for. Starts as an exact repeat (both halves
+    of the kernel are the identity), so it can replace `CausalUpsampleTime` in a trained
+    decoder without changing its output."""
+
+    def __init__(self, channels: int, kernel: int = 3):
+        super().__init__()
+        self.proj = nn.Conv3d(
+            channels, 2 * channels, (1, kernel, kernel), padding=(0, kernel // 2, kernel // 2)
+        )
+        with torch.no_grad():
+            self.proj.weight.zero_()
+            self.proj.bias.zero_()
+            eye = torch.eye(channels)
+            self.proj.weight[:channels, :, 0, kernel // 2, kernel // 2] = eye
+            self.proj.weight[channels:, :, 0, kernel // 2, kernel // 2] = eye
+
+    def forward(self, x_bcthw: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        x_bcthw = rearrange(self.proj(x_bcthw), "b (two c) t h w -> b c (t two) h w", two=2)
+        if cache is None or self not in cache.started:
+            x_bcthw = x_bcthw[:, :, 1:]
+            if cache is not None and x_bcthw.shape[2] > 0:
+                cache.started.add(self)
+        return x_bcthw
+
+
 def upsample_space(x_bcthw: torch.Tensor) -> torch.Tensor:
     """Nearest-neighbour 2x in height and width, frame by frame."""
     return F.interpolate(x_bcthw, scale_factor=(1, 2, 2), mode="nearest")

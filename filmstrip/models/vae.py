@@ -39,6 +39,7 @@ from filmstrip.models.causal import (
     CausalConv3d,
     CausalUpsampleTime,
     FrameGroupNorm,
+    LearnedUpsampleTime,
     StreamCache,
     upsample_space,
 )
@@ -57,6 +58,9 @@ class VAEConfig:
     bottleneck: str = "kl"  # "kl" or "fsq"
     fsq_levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
     groups: int = 16
+    # How the decoder doubles time: "repeat" each frame, or "learned" (a projection per new
+    # frame, see causal.LearnedUpsampleTime). A trained "repeat" decoder loads into "learned".
+    time_upsample: str = "repeat"
     # Affine map to unit-scale latents for a diffusion model: z_model = (z - shift) * scale.
     # Measured on the training data after training (see train/vae_task.py).
     latent_shift: float = 0.0
@@ -66,6 +70,8 @@ class VAEConfig:
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "fsq_levels", tuple(self.fsq_levels))
         downs = len(self.channels) - 1
+        if self.time_upsample not in ("repeat", "learned"):
+            raise ValueError(f"time_upsample must be 'repeat' or 'learned', got {self.time_upsample!r}")
         if self.bottleneck not in ("kl", "fsq"):
             raise ValueError(f"bottleneck must be 'kl' or 'fsq', got {self.bottleneck!r}")
         if self.spatial_factor % 2**downs or not _is_power_of_two(self.spatial_factor // 2**downs):
@@ -192,7 +198,8 @@ class Decoder(nn.Module):
             prev = width
             if i < len(ch) - 1:
                 nxt = ch[-2 - i]
-                self.time_ups.append(CausalUpsampleTime())
+                learned = cfg.time_upsample == "learned" and self.up_time[i]
+                self.time_ups.append(LearnedUpsampleTime(width) if learned else CausalUpsampleTime())
                 self.ups.append(CausalConv3d(width, nxt, (kt, 3, 3)))
                 prev = nxt
         self.norm_out = FrameGroupNorm(g, prev)

@@ -99,12 +99,17 @@ class CausalUpsampleTime(nn.Module):
     stride-2 causal convolution."""
 
     def forward(self, x_bcthw: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
-        x_bcthw = x_bcthw.repeat_interleave(2, dim=2)
-        if cache is None or self not in cache.started:
-            x_bcthw = x_bcthw[:, :, 1:]
-            if cache is not None and x_bcthw.shape[2] > 0:
-                cache.started.add(self)
-        return x_bcthw
+        return _single_first_frame(self, x_bcthw.repeat_interleave(2, dim=2), cache)
+
+
+def _single_first_frame(layer: nn.Module, doubled: torch.Tensor, cache: StreamCache | None) -> torch.Tensor:
+    """Drop the first of the two frames made from a stream's very first frame, so 1 + k
+    frames double to 1 + 2k; later chunks of the stream keep both."""
+    if cache is None or layer not in cache.started:
+        doubled = doubled[:, :, 1:]
+        if cache is not None and doubled.shape[2] > 0:
+            cache.started.add(layer)
+    return doubled
 
 
 class LearnedUpsampleTime(nn.Module):
@@ -129,12 +134,8 @@ class LearnedUpsampleTime(nn.Module):
             self.proj.weight[channels:, :, 0, kernel // 2, kernel // 2] = eye
 
     def forward(self, x_bcthw: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
-        x_bcthw = rearrange(self.proj(x_bcthw), "b (two c) t h w -> b c (t two) h w", two=2)
-        if cache is None or self not in cache.started:
-            x_bcthw = x_bcthw[:, :, 1:]
-            if cache is not None and x_bcthw.shape[2] > 0:
-                cache.started.add(self)
-        return x_bcthw
+        doubled = rearrange(self.proj(x_bcthw), "b (two c) t h w -> b c (t two) h w", two=2)
+        return _single_first_frame(self, doubled, cache)
 
 
 def upsample_space(x_bcthw: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,16 @@ def friendly_errors(fn):
     return wrapper
 
 
+def load_init(model, state: dict, source, may_be_new: tuple[str, ...]) -> None:
+    """Load `--init` weights into `model`. Only parameters whose names contain one of
+    `may_be_new` may be missing: parts added to a trained model that start as no-ops."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not any(part in k for part in may_be_new) for k in missing):
+        raise click.UsageError(
+            f"{source} does not fit this model: missing {missing}, unexpected {unexpected}"
+        )
+
+
 def trainer_options(steps: int, batch_size: int, lr: float, warmup: int, workers: int, sample_every: int):
     """The flags every training command shares; the command receives them as one
     `TrainConfig` argument, `train_cfg`. Arguments are this command's defaults."""
@@ -294,11 +304,8 @@ def vae_train(
         freeze_encoder=freeze_encoder,
     )
     if init is not None:
-        # A learned time upsampling added to a "repeat" decoder is the one part allowed to be
-        # missing: it starts as an exact repeat.
-        missing, unexpected = task.model.load_state_dict(init.state_dict(), strict=False)
-        if unexpected or any(".time_ups." not in k for k in missing):
-            raise click.UsageError(f"{init_from} does not fit: missing {missing}, unexpected {unexpected}")
+        # A learned time upsampling added to a "repeat" decoder starts as an exact repeat.
+        load_init(task.model, init.state_dict(), init_from, may_be_new=(".time_ups.",))
     trainer = Trainer(train_cfg, task, train_set, run_dir, collate=collate_clips)
     if trainer.resume():
         click.echo(f"resuming {run_dir} from step {trainer.step}")
@@ -682,12 +689,8 @@ def train_t2v(
         dit_cfg, t2v_cfg, null[0], sampler=sampler, data_name=f"{description}, {len(latents)} clips"
     )
     if init_from:
-        # Only newly added frame / place embeddings may be missing; they start at zero (no-ops).
-        missing, unexpected = task.model.load_state_dict(init_state, strict=False)
-        if unexpected or any(not k.startswith(("frame_embed.", "place_embed.")) for k in missing):
-            raise click.UsageError(
-                f"{init_from} does not fit this DiT: missing {missing}, unexpected {unexpected}"
-            )
+        # Newly added frame / place embeddings start at zero (no-ops).
+        load_init(task.model, init_state, init_from, may_be_new=("frame_embed.", "place_embed."))
     trainer = Trainer(train_cfg, task, latents, run_dir, collate=collate_latents)
     if trainer.resume():
         click.echo(f"resuming {run_dir} from step {trainer.step}")

@@ -565,6 +565,12 @@ def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]
     help="Share of video clips with a noise level per latent frame (diffusion forcing).",
 )
 @click.option(
+    "--shift",
+    type=float,
+    default=None,
+    help="Fixed timestep shift for training and sampling [default: from the token count].",
+)
+@click.option(
     "--init",
     "init_from",
     type=click.Path(path_type=Path),
@@ -591,6 +597,7 @@ def train_t2v(
     frame_noise,
     frame_embedding,
     place_embedding,
+    shift,
     init_from,
     train_cfg,
 ):
@@ -647,7 +654,7 @@ def train_t2v(
     latents = LatentDataset(cache)
     null, _ = text.encode([""])
     t2v_cfg = T2VConfig(
-        flow=FlowConfig(),
+        flow=FlowConfig(shift=shift),
         text_dropout=text_dropout,
         motion=motion,
         frame_noise=frame_noise,
@@ -725,10 +732,16 @@ def train_t2v(
 @click.option("--cfg", "text_scale", default=4.0, show_default=True, help="Text guidance scale (1 = off).")
 @click.option("--solver", type=click.Choice(["euler", "heun"]), default="euler", show_default=True)
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--lag",
+    default=0.0,
+    show_default=True,
+    help="Pyramid schedule: how far the last frame trails the first (for --frame-noise models).",
+)
 @click.option("--negative", default="", help="Negative prompt (what to steer away from).")
 @friendly_errors
 def generate(
-    prompt, output, checkpoint, frames, fps, size, steps, text_scale, solver, seed, negative
+    prompt, output, checkpoint, frames, fps, size, steps, text_scale, solver, seed, lag, negative
 ) -> None:
     """Generate a video from PROMPT and print its path."""
     from filmstrip.io import write_video
@@ -736,7 +749,14 @@ def generate(
     from filmstrip.pipelines.generate import generate as run
 
     cfg = GenerateConfig(
-        frames=frames, height=size, width=size, steps=steps, text_scale=text_scale, solver=solver, seed=seed
+        frames=frames,
+        height=size,
+        width=size,
+        steps=steps,
+        text_scale=text_scale,
+        solver=solver,
+        seed=seed,
+        lag=lag,
     )
     pipe = load_pipeline(checkpoint)
     check_request(pipe, [prompt], cfg)
@@ -764,6 +784,12 @@ def eval_group() -> None:
 @click.option("--cfg", "text_scale", default=4.0, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option(
+    "--lag",
+    default=0.0,
+    show_default=True,
+    help="Pyramid schedule: how far the last frame trails the first (for --frame-noise models).",
+)
+@click.option(
     "--held-out",
     "held_out",
     multiple=True,
@@ -783,7 +809,18 @@ def eval_group() -> None:
 )
 @friendly_errors
 def eval_adherence(
-    checkpoint, prompts, frames, size, steps, text_scale, seed, held_out, train_seed, start_words, json_path
+    checkpoint,
+    prompts,
+    frames,
+    size,
+    steps,
+    text_scale,
+    seed,
+    lag,
+    held_out,
+    train_seed,
+    start_words,
+    json_path,
 ):
     """Prompt adherence of a `shapes` text-to-video model: colour, shape, direction, count."""
     import json
@@ -800,7 +837,7 @@ def eval_adherence(
         start_words=start_words,
     )
     gen = GenerateConfig(
-        frames=frames, height=size, width=size, steps=steps, text_scale=text_scale, seed=seed
+        frames=frames, height=size, width=size, steps=steps, text_scale=text_scale, seed=seed, lag=lag
     )
     result = run_suite(load_pipeline(checkpoint), suite, gen)
     if json_path:

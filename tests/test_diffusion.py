@@ -81,6 +81,19 @@ def test_schedule_shape_and_shift():
         schedule(0, 3)
 
 
+def test_pyramid_schedule_lags_later_frames():
+    s = schedule(10, 5, shift=2.0, lag=1.0)
+    assert s.shape == (11, 5) and torch.all(s[0] == 1) and torch.all(s[-1] == 0)
+    assert torch.all(s[1:] <= s[:-1])  # no frame ever gets noisier
+    assert torch.all(s[:, 1:] >= s[:, :-1])  # a later frame is never cleaner than an earlier one
+    # With lag 1 the first frame is clean half-way through, while the last has not started.
+    assert s[5, 0] == 0 and s[5, -1] == 1
+    assert torch.equal(schedule(10, 5, shift=2.0, lag=0.0), schedule(10, 5, shift=2.0))
+    assert torch.equal(schedule(4, 1, lag=1.0), schedule(4, 1))  # one frame: nothing to lag
+    with pytest.raises(ValueError, match="lag"):
+        schedule(4, 3, lag=-0.5)
+
+
 def test_per_frame_noise_levels():
     x0, noise = torch.zeros(1, 1, 3, 2, 2), torch.ones(1, 1, 3, 2, 2)
     xt = add_noise(x0, noise, torch.tensor([[0.0, 0.5, 1.0]]))

@@ -275,11 +275,12 @@ def test_train_t2v_cli_fine_tunes_from_init(tiny_bundle, tmp_path):
     # Adding the frame and place embeddings keeps every trained weight and starts the new ones at zero.
     init = ["--init", str(tmp_path / "a" / "model"), "--motion", "0.5", "--lr", "0", "--steps", "1"]
     init += ["--frame-noise", "0.5", "--frame-embedding", "--place-embedding", "--start-words", "0.5"]
+    init += ["--shift", "4.5"]
     second = CliRunner().invoke(main, [*args, "--run", str(tmp_path / "b"), *init])
     assert second.exit_code == 0, second.output
     _, a, _ = load_model(tmp_path / "a" / "model", "dit")
     config, b, meta = load_model(tmp_path / "b" / "model", "dit")
     assert all(torch.equal(a[k], b[k]) for k in a) and meta["step"] == 1
     assert config["dit"]["frame_embedding"] and config["dit"]["place_embedding"]
-    assert config["t2v"]["frame_noise"] == 0.5
+    assert config["t2v"]["frame_noise"] == 0.5 and config["t2v"]["flow"]["shift"] == 4.5
     assert not b["frame_embed.mlp.2.weight"].any() and not b["place_embed.mlp.2.weight"].any()

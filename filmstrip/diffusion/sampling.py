@@ -18,12 +18,24 @@ from filmstrip.diffusion.flow import shift_t
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, t (B, T)) -> v
 
 
-def schedule(steps: int, num_frames: int, shift: float = 1.0) -> torch.Tensor:
-    """Uniform in t from 1 to 0, then shifted: (steps + 1, T), identical columns."""
+def schedule(steps: int, num_frames: int, shift: float = 1.0, lag: float = 0.0) -> torch.Tensor:
+    """Uniform in t from 1 to 0, then shifted: (steps + 1, T).
+
+    lag = 0 gives identical columns (every frame at the same noise level). lag > 0 gives a
+    pyramid (diffusion forcing): frame k starts later and finishes later than frame k - 1,
+    the last frame `lag` times the whole run behind the first, so each frame is denoised
+    while the frames before it are already clearer. Needs a model trained with a noise
+    level per frame (`T2VConfig.frame_noise`)."""
     if steps < 1:
         raise ValueError(f"need at least one sampling step, got {steps}")
-    t = shift_t(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift).float()
-    return t[:, None].expand(steps + 1, num_frames).contiguous()
+    if lag < 0:
+        raise ValueError(f"lag must be >= 0, got {lag}")
+    progress = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)[:, None]  # (steps + 1, 1)
+    if num_frames == 1:
+        lag = 0.0  # nothing to trail: one frame takes the whole run
+    delay = torch.linspace(0.0, 1.0, num_frames, dtype=torch.float64)[None]  # (1, T)
+    own = (progress * (1 + lag) - lag * delay).clamp(0.0, 1.0)  # (steps + 1, T)
+    return shift_t(1.0 - own, shift).float().expand(steps + 1, num_frames).contiguous()
 
 
 def step(x: torch.Tensor, v: torch.Tensor, t_from: torch.Tensor, t_to: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,9 @@ class GenerateConfig:
     text_scale: float = 4.0
     solver: str = "euler"
     seed: int = 0
+    # Pyramid schedule: how far (a share of the run) the last frame trails the first. 0: every
+    # frame at one noise level. Only for models trained with per-frame noise levels.
+    lag: float = 0.0
 
 
 @dataclass
@@ -78,6 +81,8 @@ def check_request(pipe: Pipeline, prompts: list[str], cfg: GenerateConfig) -> No
         raise ValueError(f"cannot generate {cfg.frames} frames: ask for at least 1")
     if cfg.steps < 1:
         raise ValueError(f"cannot sample in {cfg.steps} steps: use at least 1")
+    if cfg.lag < 0:
+        raise ValueError(f"the pyramid lag is a share of the run, at least 0; got {cfg.lag}")
 
 
 @torch.no_grad()
@@ -112,7 +117,7 @@ def generate(
     ).to(device)
     pt, ph, pw = pipe.dit.cfg.patch
     tokens = (shape[2] // pt) * (shape[3] // ph) * (shape[4] // pw)
-    sched = schedule(cfg.steps, shape[2], timestep_shift(tokens, pipe.t2v.flow))
+    sched = schedule(cfg.steps, shape[2], timestep_shift(tokens, pipe.t2v.flow), cfg.lag)
 
     # 3. Denoise with guidance: both branches in one batch.
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

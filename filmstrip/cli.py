@@ -495,6 +495,12 @@ def train() -> None:
 
 
 _HELD_OUT = tuple(",".join(combo) for combo in DEFAULT_HELD_OUT)  # as --hold-out flags
+_LAG = click.option(
+    "--lag",
+    default=0.0,
+    show_default=True,
+    help="Pyramid schedule: how far the last frame trails the first (for --frame-noise models).",
+)
 
 
 def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
@@ -732,12 +738,7 @@ def train_t2v(
 @click.option("--cfg", "text_scale", default=4.0, show_default=True, help="Text guidance scale (1 = off).")
 @click.option("--solver", type=click.Choice(["euler", "heun"]), default="euler", show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option(
-    "--lag",
-    default=0.0,
-    show_default=True,
-    help="Pyramid schedule: how far the last frame trails the first (for --frame-noise models).",
-)
+@_LAG
 @click.option("--negative", default="", help="Negative prompt (what to steer away from).")
 @friendly_errors
 def generate(
@@ -783,12 +784,7 @@ def eval_group() -> None:
 @click.option("--steps", default=20, show_default=True)
 @click.option("--cfg", "text_scale", default=4.0, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option(
-    "--lag",
-    default=0.0,
-    show_default=True,
-    help="Pyramid schedule: how far the last frame trails the first (for --frame-noise models).",
-)
+@_LAG
 @click.option(
     "--held-out",
     "held_out",

@@ -204,6 +204,10 @@ def test_generate_cli_end_to_end_and_errors(tiny_bundle, tmp_path):
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert result.output.strip() == str(out) and probe(out).num_frames == 9
+    result = runner.invoke(main, [*args, "--lag", "0.5"])  # a pyramid schedule runs end to end
+    assert result.exit_code == 0 and probe(out).num_frames == 9, result.output
+    result = runner.invoke(main, [*args, "--lag", "-1"])
+    assert result.exit_code == 1 and "pyramid lag" in result.output
     result = runner.invoke(main, ["generate", "  ", "-o", str(out), "-c", str(tiny_bundle)])
     assert result.exit_code == 1 and "prompt is empty" in result.output
     result = runner.invoke(

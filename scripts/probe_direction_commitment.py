@@ -21,21 +21,20 @@ import argparse
 
 import torch
 
+from filmstrip.data.motion import DIRECTIONS
 from filmstrip.data.shapes import ShapesConfig, ShapesDataset
 from filmstrip.diffusion.sampling import sample
 from filmstrip.eval.adherence import detect
 from filmstrip.pipelines.generate import load_pipeline
 
+FRAMES = 17
 SWAP = {"left": "right", "right": "left", "up": "down", "down": "up", "top": "bottom", "bottom": "top"}
+# The compass direction pointing the other way, from the vectors the data draws motion from.
 OPPOSITE = {
-    "right": "left",
-    "left": "right",
-    "up": "down",
-    "down": "up",
-    "up-right": "down-left",
-    "down-left": "up-right",
-    "up-left": "down-right",
-    "down-right": "up-left",
+    a: b
+    for a, va in DIRECTIONS.items()
+    for b, vb in DIRECTIONS.items()
+    if a != "still" and vb == (-va[0], -va[1])
 }
 
 
@@ -59,7 +58,7 @@ def main() -> None:
     pipe = load_pipeline(args.checkpoint)
     # A seed no training cache uses; one moving object that never reaches a wall.
     data = ShapesDataset(
-        ShapesConfig(num_frames=17, seed=12345, num_clips=10**6, max_objects=1, still_probability=0)
+        ShapesConfig(num_frames=FRAMES, seed=12345, num_clips=10**6, max_objects=1, still_probability=0)
     )
     items, i = [], 0
     while len(items) < args.clips:
@@ -81,7 +80,7 @@ def main() -> None:
                     out = sample(
                         lambda x, t, c=cond, m=mask: pipe.dit(x, t, c, m), (1 - t0) * z + t0 * noise, sched
                     )
-                video = pipe.vae.decode(out.float() / pipe.t2v.latent_scale + pipe.t2v.latent_shift, 17)
+                video = pipe.vae.decode(out.float() / pipe.t2v.latent_scale + pipe.t2v.latent_shift, FRAMES)
                 found = [detect(v.clamp(-1, 1)) for v in video]
                 same = sum(bool(d) and d[0].direction == w for d, w in zip(found, truth, strict=True))
                 flipped = sum(

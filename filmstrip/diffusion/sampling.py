@@ -23,9 +23,9 @@ def schedule(steps: int, num_frames: int, shift: float = 1.0, lag: float = 0.0) 
 
     lag = 0 gives identical columns (every frame at the same noise level). lag > 0 gives a
     pyramid (diffusion forcing): frame k starts later and finishes later than frame k - 1,
-    the last frame `lag` times the whole run behind the first, so each frame is denoised
-    while the frames before it are already clearer. Needs a model trained with a noise
-    level per frame (`T2VConfig.frame_noise`)."""
+    the last frame starting `lag` times the first frame's run after it, so each frame is
+    denoised while the frames before it are already clearer. Needs a model trained with a
+    noise level per frame (`T2VConfig.frame_noise`)."""
     if steps < 1:
         raise ValueError(f"need at least one sampling step, got {steps}")
     if lag < 0:

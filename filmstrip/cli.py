@@ -608,7 +608,10 @@ def train_t2v(
     train_cfg,
 ):
     """Train a text-to-video DiT on VAE latents (cached on first use)."""
+    import os
     from dataclasses import replace
+
+    import torch
 
     from filmstrip.checkpoint import load_model
     from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset
@@ -625,8 +628,11 @@ def train_t2v(
     from filmstrip.train.trainer import Trainer
     from filmstrip.viz import video_grid
 
-    vae = load_vae(vae_path)
-    text = TextEncoder()
+    # The frozen encoders run where the DiT trains: on a GPU the cache builds in a minute.
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
+    vae = load_vae(vae_path, device)
+    text = TextEncoder(device)
     combos = _parse_held_out(held_out) if spec == "shapes" else ()
     if spec == "shapes":
         dataset = ShapesDataset(
@@ -655,7 +661,13 @@ def train_t2v(
     if spec == "shapes" and start_words:
         description += f" start_words={start_words}"
     cache = build_latent_cache(
-        dataset, vae, text, cache_dir or run_dir / "latents", num_clips=clips, description=description
+        dataset,
+        vae,
+        text,
+        cache_dir or run_dir / "latents",
+        num_clips=clips,
+        description=description,
+        workers=train_cfg.num_workers,
     )
     latents = LatentDataset(cache)
     null, _ = text.encode([""])

@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from filmstrip.checkpoint import CheckpointError, load_model, save_model
 from filmstrip.cli import main
@@ -52,14 +53,19 @@ def test_latent_cache_round_trip_and_resume(tmp_path, tiny_vae, text_encoder):
     assert batch["latents"].shape == (2, 4, 2, 4, 4) and batch["text_mask"].sum() == sum(
         cache[i]["text"].shape[0] for i in (0, 5)
     )
-    # An interrupted build resumes: only the missing shard is written again.
+    # An interrupted build resumes: only the missing shard is written again, here by loader
+    # worker processes, and it comes out as it was.
+    before = load_file(str(root / "shard_00001.safetensors"))
     (root / "shard_00001.safetensors").unlink()
     first = (root / "shard_00000.safetensors").stat().st_mtime_ns
     with pytest.raises(ValueError, match="1 of 2 shards"):
         LatentDataset(root)
-    build_latent_cache(ds, tiny_vae, text_encoder, root, num_clips=6, shard_size=4)
+    build_latent_cache(ds, tiny_vae, text_encoder, root, num_clips=6, shard_size=4, workers=2)
     assert (root / "shard_00000.safetensors").stat().st_mtime_ns == first
     assert len(LatentDataset(root)) == 6
+    after = load_file(str(root / "shard_00001.safetensors"))
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-3)
 
 
 def test_tiny_dit_overfits_one_clip(tiny_vae, text_encoder):

@@ -50,3 +50,16 @@ def test_cache_returns_identical_states(encoder):
     a, _ = encoder.encode(["a green triangle moves down"])
     b, _ = encoder.encode(["a green triangle moves down"])
     assert torch.equal(a, b)
+
+
+def test_states_do_not_depend_on_batch_mates(encoder):
+    prompt = "a pink circle moves left"
+    encoder.forget()
+    alone, _ = encoder.encode([prompt])
+    encoder.forget()
+    batched, mask = encoder.encode(
+        ["a large white square and a small orange triangle drift apart", prompt, ""]
+    )
+    n = alone.shape[1]
+    assert mask[1].sum() == n
+    torch.testing.assert_close(batched[1, :n], alone[0], rtol=0, atol=1e-5)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from filmstrip.checkpoint import save_tensors_atomic, write_json_atomic
@@ -41,8 +41,10 @@ def build_latent_cache(
     shard_size: int = 256,
     batch_size: int = 16,
     description: str = "",
+    workers: int = 0,
 ) -> Path:
-    """Encode the first `num_clips` items of `dataset` into `out_dir`. Returns out_dir."""
+    """Encode the first `num_clips` items of `dataset` into `out_dir` with `workers` loader
+    processes rendering clips. Returns out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     num_clips = min(num_clips, len(dataset))
@@ -62,20 +64,25 @@ def build_latent_cache(
             )
     write_json_atomic(meta_path, meta)
     device = next(vae.parameters()).device
-    shards = range(0, num_clips, shard_size)
-    for s, start in enumerate(tqdm(shards, desc="caching latents", unit="shard")):
-        path = out / f"shard_{s:05d}.safetensors"
-        if path.exists():
-            continue
-        items = [dataset[i] for i in range(start, min(start + shard_size, num_clips))]
+    starts = range(0, num_clips, shard_size)
+    missing = [s for s, start in enumerate(starts) if not (out / f"shard_{s:05d}.safetensors").exists()]
+    # One loader batch per missing shard: `workers` processes render whole shards while the
+    # VAE (on its own device, a GPU if it is there) encodes the one before.
+    loader = DataLoader(
+        dataset,
+        batch_sampler=[range(starts[s], min(starts[s] + shard_size, num_clips)) for s in missing],
+        num_workers=workers,
+        collate_fn=_stack_shard,
+    )
+    for s, shard in zip(missing, tqdm(loader, desc="caching latents", unit="shard"), strict=True):
         latents = []
-        for b in range(0, len(items), batch_size):
-            video = torch.stack([it["video"] for it in items[b : b + batch_size]]).to(device)
-            latents.append(vae.encode(video).float().cpu())
-        captions = [it.get("caption", "") for it in items]
+        for b in range(0, len(shard["video"]), batch_size):
+            latents.append(vae.encode(shard["video"][b : b + batch_size].to(device)).float().cpu())
+        captions = shard["captions"]
         states, mask = text_encoder.encode(captions)
+        text_encoder.forget()  # captions rarely repeat; keep memory flat over a long build
         save_tensors_atomic(
-            path,
+            out / f"shard_{s:05d}.safetensors",
             {
                 "latents": torch.cat(latents).half(),
                 "text": states.cpu().half(),
@@ -83,10 +90,20 @@ def build_latent_cache(
             },
             metadata={
                 "captions": json.dumps(captions),
-                "truths": json.dumps([it.get("truth") for it in items]),
+                "truths": json.dumps(shard["truths"]),
             },
         )
     return out
+
+
+def _stack_shard(items: list[dict]) -> dict:
+    """A shard's clips as one tensor: a worker hands the loader one shared-memory block per
+    shard instead of one per clip."""
+    return {
+        "video": torch.stack([it["video"] for it in items]),
+        "captions": [it.get("caption", "") for it in items],
+        "truths": [it.get("truth") for it in items],
+    }
 
 
 class LatentDataset(Dataset):

@@ -157,17 +157,28 @@ class TextEncoder:
         return ids
 
     @torch.no_grad()
-    def _encode_one(self, prompt: str) -> torch.Tensor:
-        if prompt not in self._cache:
-            ids = torch.tensor([self.tokenize(prompt)], device=self.device)
-            mask = torch.ones_like(ids, dtype=torch.bool)
+    def _encode_new(self, prompts: list[str], batch_size: int = 256) -> None:
+        """Encode prompts not yet cached, in padded batches of similar length. Padding is
+        masked out of attention, so a prompt's states do not depend on its batch mates."""
+        todo = sorted({p for p in prompts if p not in self._cache}, key=lambda p: len(p))
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            token_lists = [self.tokenize(p) for p in chunk]
+            length = max(len(ids) for ids in token_lists)
+            ids = torch.zeros(len(chunk), length, dtype=torch.long)
+            mask = torch.zeros(len(chunk), length, dtype=torch.bool)
+            for i, tokens in enumerate(token_lists):
+                ids[i, : len(tokens)] = torch.tensor(tokens)
+                mask[i, : len(tokens)] = True
             with torch.autocast(self.device.type, enabled=False):
-                self._cache[prompt] = self.model(ids, mask)[0].float()
-        return self._cache[prompt]
+                states = self.model(ids.to(self.device), mask.to(self.device)).float()
+            for i, (prompt, tokens) in enumerate(zip(chunk, token_lists, strict=True)):
+                self._cache[prompt] = states[i, : len(tokens)].clone()
 
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded states (B, L, 384) with mask (B, L), True on real tokens."""
-        states = [self._encode_one(p) for p in prompts]
+        self._encode_new(prompts)
+        states = [self._cache[p] for p in prompts]
         length = max(s.shape[0] for s in states)
         out = torch.zeros(len(states), length, WIDTH, device=self.device)
         mask = torch.zeros(len(states), length, dtype=torch.bool, device=self.device)
@@ -175,6 +186,10 @@ class TextEncoder:
             out[i, : s.shape[0]] = s
             mask[i, : s.shape[0]] = True
         return out, mask
+
+    def forget(self) -> None:
+        """Empty the per-prompt cache (a latent-cache build encodes each caption once)."""
+        self._cache.clear()
 
 
 def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -864,6 +864,13 @@ def eval_adherence(
         click.echo(
             f"{'  the held-out objects':<22}{'':>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%}"
         )
+    for count, m in result["by_objects"].items():
+        n = sum(r["objects"] == count for r in result["prompts"])
+        label = f"all, {count} object{'s' if count > 1 else ''}"
+        click.echo(
+            f"{label:<22}{n:>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%} "
+            f"{m['count']:6.1%} {m['consistency']:12.1%}"
+        )
 
 
 if __name__ == "__main__":

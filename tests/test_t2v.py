@@ -188,6 +188,12 @@ def test_prompt_suite_prompts_and_scores(tiny_bundle):
         assert set(result[part]) == {"colour", "shape", "direction", "count", "consistency"}
         assert all(0 <= v <= 1 for v in result[part].values())
     assert set(result["held_out_object"]) == {"colour", "shape", "direction"}
+    counts = [r["objects"] for r in result["prompts"]]
+    assert counts == [len(truth["objects"]) for _, truth in seen_prompts(cfg, 2) + held[:2]]
+    assert sorted(result["by_objects"]) == sorted(set(counts))
+    for n, m in result["by_objects"].items():
+        rows = [r["direction"] for r in result["prompts"] if r["objects"] == n]
+        assert m["direction"] == pytest.approx(sum(rows) / len(rows))
 
 
 def test_generate_cli_end_to_end_and_errors(tiny_bundle, tmp_path):

@@ -93,7 +93,8 @@ def run_suite(
     progress: bool = True,
 ) -> dict:
     """Generate every prompt and score it. Returns {"seen": means, "held_out": means,
-    "held_out_object": means over the held-out objects alone, "prompts": per-prompt rows}."""
+    "held_out_object": means over the held-out objects alone, "by_objects": {object count:
+    means over all prompts}, "prompts": per-prompt rows}."""
     cfg = cfg or SuiteConfig()
     gen = gen or GenerateConfig(frames=cfg.frames, height=cfg.size, width=cfg.size)
     n_held_out = cfg.num_prompts // 2 if cfg.held_out else 0
@@ -106,7 +107,7 @@ def run_suite(
         # Prompt k of the suite is generated from seed gen.seed + k, whatever the batch size.
         videos = generate(pipe, [c[1] for c in chunk], replace(gen, seed=gen.seed + start))
         for (kind, text, truth), video in zip(chunk, videos, strict=True):
-            row = {"set": kind, "prompt": text, **score(video, truth)}
+            row = {"set": kind, "prompt": text, "objects": len(truth["objects"]), **score(video, truth)}
             if kind == "held_out":
                 special = [
                     o
@@ -123,5 +124,11 @@ def run_suite(
         "seen": _mean([{k: r[k] for k in metrics} for r in rows if r["set"] == "seen"]),
         "held_out": _mean([{k: r[k] for k in metrics} for r in rows if r["set"] == "held_out"]),
         "held_out_object": _mean([r["held_out_object"] for r in rows if "held_out_object" in r]),
+        # Both sets together, by how many objects the prompt names: binding each attribute
+        # to the right object is what separates a one-object prompt from a three-object one.
+        "by_objects": {
+            n: _mean([{k: r[k] for k in metrics} for r in rows if r["objects"] == n])
+            for n in sorted({r["objects"] for r in rows})
+        },
         "prompts": rows,
     }

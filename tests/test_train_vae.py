@@ -140,6 +140,9 @@ def test_step_batches_are_a_function_of_step_and_split_across_ranks():
     assert ranks[0] + ranks[1] == batches[1]
     # Every epoch is a permutation: 10 clips, 4 per batch -> the first 10 draws are distinct.
     assert len(set(sum(batches, [])[:10])) == 10
+    # The documented order: epochs seeded by (seed, epoch), concatenated, cut into batches.
+    epochs = [torch.randperm(10, generator=torch.Generator().manual_seed(3 * 100_003 + e)) for e in range(4)]
+    assert sum(batches, []) == torch.cat(epochs)[:32].tolist()
 
 
 def test_loss_is_the_documented_weighted_sum():

@@ -139,11 +139,15 @@ class StepBatchSampler(Sampler[list[int]]):
             raise ValueError("the dataset is empty")
         self.length, self.batch_size, self.seed = length, batch_size, seed
         self.start_step, self.rank, self.world = start_step, rank, world
+        self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
     def _epoch(self, epoch: int) -> torch.Tensor:
-        return torch.randperm(
-            self.length, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        )
+        # Kept until the next epoch starts: drawing the permutation again for every sample
+        # cost 0.2 s per batch of 256 from 40,000 clips, and capped a GPU at 5 steps/s.
+        if epoch != self._perm_epoch:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._perm, self._perm_epoch = torch.randperm(self.length, generator=generator), epoch
+        return self._perm
 
     def batch(self, step: int) -> list[int]:
         per_rank = self.batch_size // self.world

@@ -608,10 +608,7 @@ def train_t2v(
     train_cfg,
 ):
     """Train a text-to-video DiT on VAE latents (cached on first use)."""
-    import os
     from dataclasses import replace
-
-    import torch
 
     from filmstrip.checkpoint import load_model
     from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset
@@ -625,12 +622,11 @@ def train_t2v(
     from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
     from filmstrip.text.encoder import TextEncoder
     from filmstrip.train.t2v_task import T2VConfig, T2VTask
-    from filmstrip.train.trainer import Trainer
+    from filmstrip.train.trainer import Trainer, default_device, init_distributed
     from filmstrip.viz import video_grid
 
     # The frozen encoders run where the DiT trains: on a GPU the cache builds in a minute.
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
+    device = default_device(init_distributed())
     vae = load_vae(vae_path, device)
     text = TextEncoder(device)
     combos = _parse_held_out(held_out) if spec == "shapes" else ()

@@ -565,6 +565,13 @@ def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]
     help="Give the DiT each token's place in the frame (added to a model given with --init).",
 )
 @click.option(
+    "--text-refiner",
+    default=0,
+    show_default=True,
+    help="Trainable self-attention layers over the prompt's tokens, so each word gathers its clause "
+    "(added to a model given with --init, where it starts as a pass-through).",
+)
+@click.option(
     "--frame-noise",
     default=0.0,
     show_default=True,
@@ -603,6 +610,7 @@ def train_t2v(
     frame_noise,
     frame_embedding,
     place_embedding,
+    text_refiner,
     shift,
     init_from,
     train_cfg,
@@ -697,6 +705,7 @@ def train_t2v(
             dit_cfg,
             frame_embedding=dit_cfg.frame_embedding or frame_embedding,
             place_embedding=dit_cfg.place_embedding or place_embedding,
+            text_refiner=max(dit_cfg.text_refiner, text_refiner),
         )
     else:
         dit_cfg = dit_preset(
@@ -705,13 +714,16 @@ def train_t2v(
             in_channels=vae.cfg.z_channels,
             frame_embedding=frame_embedding,
             place_embedding=place_embedding,
+            text_refiner=text_refiner,
         )
     task = T2VTask(
         dit_cfg, t2v_cfg, null[0], sampler=sampler, data_name=f"{description}, {len(latents)} clips"
     )
     if init_from:
-        # Newly added frame / place embeddings start at zero (no-ops).
-        load_init(task.model, init_state, init_from, may_be_new=("frame_embed.", "place_embed."))
+        # Newly added frame / place embeddings and text refiner layers start as no-ops.
+        load_init(
+            task.model, init_state, init_from, may_be_new=("frame_embed.", "place_embed.", "text_refiner.")
+        )
     trainer = Trainer(train_cfg, task, latents, run_dir, collate=collate_latents)
     if trainer.resume():
         click.echo(f"resuming {run_dir} from step {trainer.step}")

@@ -6,6 +6,7 @@ import torch
 from filmstrip.models.dit import DiTBlock, VideoDiT, forward_flops, num_parameters, preset
 from filmstrip.models.embeddings import patchify, unpatchify
 from filmstrip.models.rope import apply_rope, axes_split, grid_positions, rope_angles
+from filmstrip.models.text_refiner import TextRefiner
 
 
 def text(b=2, length=6, dim=384, seed=0):
@@ -101,16 +102,23 @@ def test_per_frame_timestep_reaches_only_its_frame_tokens_through_modulation(att
     assert torch.all(diff[[0, 1, 3]] == 0)
 
 
-def added_to_a_trained_model(option: str):
+NEW_PART = {
+    "frame_embedding": "frame_embed.",
+    "place_embedding": "place_embed.",
+    "text_refiner": "text_refiner.",
+}
+
+
+def added_to_a_trained_model(option: str, value=True):
     """A trained-looking model, the same with `option` switched on and the trained weights
-    loaded into it, and inputs. Checks that only the new embedding's weights are missing and
+    loaded into it, and inputs. Checks that only the new part's weights are missing and
     that, fresh, it changes no prediction."""
     z, (ctx, mask) = torch.randn(2, 16, 3, 4, 4), text()
     t = torch.full((2, 3), 0.5)
     plain = perturbed(VideoDiT(preset("tiny"))).eval()
-    extended = VideoDiT(preset("tiny", **{option: True})).eval()
+    extended = VideoDiT(preset("tiny", **{option: value})).eval()
     missing, unexpected = extended.load_state_dict(plain.state_dict(), strict=False)
-    prefix = option.replace("_embedding", "_embed.")
+    prefix = NEW_PART[option]
     assert not unexpected and missing and all(k.startswith(prefix) for k in missing)
     with torch.no_grad():
         torch.testing.assert_close(extended(z, t, ctx, mask), plain(z, t, ctx, mask))
@@ -145,9 +153,44 @@ def test_place_embedding_gives_tokens_their_place_in_the_frame():
     assert moved.amax() > 1e-3
 
 
-@pytest.mark.parametrize("attention", ["full", "factorized"])
+def test_text_refiner_starts_as_a_pass_through_then_rewrites_the_prompt():
+    """Added to a trained model, a fresh refiner changes nothing; open, it changes what the
+    cross-attention reads."""
+    _, refined, inputs = added_to_a_trained_model("text_refiner", 2)
+    with torch.no_grad():
+        before = refined(*inputs)
+        perturbed(refined.text_refiner, seed=1)
+        moved = (refined(*inputs) - before).abs()
+    assert moved.amax() > 1e-3
+
+
+def test_text_refiner_sees_word_order():
+    """Gathering a clause means knowing which words are near: a one-layer refiner learns to
+    put at every position the (unrelated, random) token that follows it, which attention by
+    content alone cannot do. Its 1D RoPE gives it the offsets."""
+    g = torch.Generator().manual_seed(0)
+    vocab = torch.randn(16, 32, generator=g)
+    refiner = TextRefiner(32, depth=1, heads=2)
+    head = torch.nn.Linear(32, 32)
+    opt = torch.optim.Adam([*refiner.parameters(), *head.parameters()], lr=3e-3)
+    mask = torch.ones(64, 8, dtype=torch.bool)
+    losses = []
+    for _ in range(300):
+        x = vocab[torch.randint(0, 16, (64, 8), generator=g)]
+        loss = (head(refiner(x, mask))[:, :-1] - x[:, 1:]).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-20:]) / 20 < 0.1 * sum(losses[:20]) / 20
+
+
+@pytest.mark.parametrize("attention", ["full", "factorized", "refined"])
 def test_text_padding_is_ignored_and_batch_items_are_independent(attention):
-    model = perturbed(VideoDiT(preset("tiny", attention=attention))).eval()
+    if attention == "refined":
+        model = perturbed(VideoDiT(preset("tiny", text_refiner=1))).eval()
+    else:
+        model = perturbed(VideoDiT(preset("tiny", attention=attention))).eval()
     z, t = torch.randn(2, 16, 3, 4, 4), torch.rand(2, 3)
     ctx, mask = text()
     ctx2 = ctx.clone()

@@ -2,6 +2,7 @@
 
     latents (B, C, T, H, W) --patchify--> tokens (B, N, D), N = T/pt * H/ph * W/pw
     t (B, T) --sinusoid + MLP--> c (B, T', D), plus the pooled text vector
+    text tokens --optional refiner (self-attention over the prompt, 1D RoPE)--> context
     frame index k --sinusoid + MLP--> added to c (optional: absolute time; RoPE is relative)
     place in the frame (y, x) --sinusoid + MLP--> added to the tokens (optional: absolute space)
     for each block:
@@ -35,6 +36,9 @@ from filmstrip.models.embeddings import (
     unpatchify,
 )
 from filmstrip.models.rope import grid_positions, rope_angles
+from filmstrip.models.text_refiner import TextRefiner
+
+REFINER_HEAD_DIM = 64  # the text refiner's heads: 6 over all-MiniLM-L6-v2's 384 channels
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class DiTConfig:
     frame_embedding: bool = False
     # Tell every token where in the frame it is, as fractions of H and W (see PlaceEmbedding).
     place_embedding: bool = False
+    # Trainable self-attention layers over the text tokens before cross-attention reads them,
+    # so each word can gather its clause (see text_refiner.py); 0: read the encoder's states.
+    text_refiner: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "patch", tuple(self.patch))
@@ -59,6 +66,8 @@ class DiTConfig:
             raise ValueError(f"attention must be 'full' or 'factorized', got {self.attention!r}")
         if self.width % self.heads or (self.width // self.heads) % 2:
             raise ValueError(f"width {self.width} must split into {self.heads} heads of even size")
+        if self.text_refiner and self.context_dim % REFINER_HEAD_DIM:
+            raise ValueError(f"a text refiner needs context_dim divisible by {REFINER_HEAD_DIM}")
 
     @property
     def head_dim(self) -> int:
@@ -156,6 +165,11 @@ class VideoDiT(nn.Module):
         self.context_embed = nn.Linear(cfg.context_dim, cfg.width)  # pooled text -> AdaLN condition
         self.frame_embed = FrameEmbedding(cfg.width) if cfg.frame_embedding else None
         self.place_embed = PlaceEmbedding(cfg.width) if cfg.place_embedding else None
+        self.text_refiner = (
+            TextRefiner(cfg.context_dim, cfg.text_refiner, cfg.context_dim // REFINER_HEAD_DIM)
+            if cfg.text_refiner
+            else None
+        )
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
         self.final = FinalLayer(cfg)
         self.initialize_weights()
@@ -181,7 +195,10 @@ class VideoDiT(nn.Module):
             if embed is not None:
                 nn.init.zeros_(embed.mlp[-1].weight)
                 nn.init.zeros_(embed.mlp[-1].bias)
-        # 5. Output layer: zero, so a fresh model predicts zeros.
+        # 5. Text refiner: its branches start at zero, so it passes the encoder's states through.
+        if self.text_refiner is not None:
+            self.text_refiner.zero_branches()
+        # 6. Output layer: zero, so a fresh model predicts zeros.
         nn.init.zeros_(self.final.ada[-1].weight)
         nn.init.zeros_(self.final.ada[-1].bias)
         nn.init.zeros_(self.final.linear.weight)
@@ -217,6 +234,8 @@ class VideoDiT(nn.Module):
         mask_f = context_mask.to(context.dtype)[..., None]
         pooled = (context * mask_f).sum(1) / mask_f.sum(1).clamp_min(1)
         c_btd = c_btd + self.context_embed(pooled)[:, None]
+        if self.text_refiner is not None:
+            context = self.text_refiner(context, context_mask)
         if self.frame_embed is not None:
             # A streamed chunk continues the frame count where the last one stopped.
             index = torch.arange(grid[0], device=z_bcthw.device) * rope_scale[0] + rope_offset[0]
@@ -250,8 +269,13 @@ def forward_flops(
     attn += 2 * n * context_len * d
     patch_in = pt * ph * pw * cfg.in_channels
     dense = cfg.depth * per_block_dense + n * patch_in * d * 2
+    attn_all = cfg.depth * attn
+    if cfg.text_refiner:  # per layer: qkv + out (4 D^2) and a 2x MLP (4 D^2) per text token
+        cd = cfg.context_dim
+        dense += cfg.text_refiner * context_len * 8 * cd * cd
+        attn_all += cfg.text_refiner * 2 * context_len * context_len * cd
     return {
         "dense": 2.0 * dense,
-        "attention": 2.0 * cfg.depth * attn,
-        "total": 2.0 * (dense + cfg.depth * attn),
+        "attention": 2.0 * attn_all,
+        "total": 2.0 * (dense + attn_all),
     }

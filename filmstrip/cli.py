@@ -859,13 +859,13 @@ def eval_adherence(
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=1))
-    click.echo(f"{'prompts':<22}{'n':>4}  colour  shape  direction  count  consistency")
+    click.echo(f"{'prompts':<22}{'n':>4}  colour  shape  direction  count  consistency  swapped")
     for part, label in (("seen", "seen in training"), ("held_out", "held-out combinations")):
         m, n = result[part], sum(r["set"] == part for r in result["prompts"])
         if m:
             click.echo(
                 f"{label:<22}{n:>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%} "
-                f"{m['count']:6.1%} {m['consistency']:12.1%}"
+                f"{m['count']:6.1%} {m['consistency']:12.1%} {m['swapped']:8.1%}"
             )
     if result["held_out_object"]:
         m = result["held_out_object"]
@@ -877,7 +877,7 @@ def eval_adherence(
         label = f"all, {count} object{'s' if count > 1 else ''}"
         click.echo(
             f"{label:<22}{n:>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%} "
-            f"{m['count']:6.1%} {m['consistency']:12.1%}"
+            f"{m['count']:6.1%} {m['consistency']:12.1%} {m['swapped']:8.1%}"
         )
 
 

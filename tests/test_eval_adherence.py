@@ -37,6 +37,7 @@ def test_catches_wrong_colour_direction_and_extra_objects(clips):
         "direction": 1.0,
         "count": 1.0,
         "consistency": pytest.approx(1.0, abs=0.07),
+        "swapped": 0.0,
     }
     # Played backwards, the object moves the opposite way.
     assert score(video.flip(1), truth)["direction"] == 0.0
@@ -52,6 +53,24 @@ def test_catches_wrong_colour_direction_and_extra_objects(clips):
     assert score(video, wrong)["colour"] == 0.0 and score(video, wrong)["count"] == 0.0
     # A blank video finds nothing.
     assert score(torch.full_like(video, -0.8), truth)["colour"] == 0.0
+
+
+def test_swapped_counts_objects_that_take_another_objects_direction(clips):
+    """Two objects asked to move each other's way: the real clip scores 0 direction, and every
+    miss is a swap (a binding error), not a wrong or missing motion."""
+    clip = next(
+        c
+        for c in clips
+        if len(objs := c["truth"]["objects"]) == 2
+        and objs[0]["direction"] != objs[1]["direction"]
+        and score(c["video"], c["truth"])["direction"] == 1.0
+    )
+    truth = clip["truth"]
+    a, b = truth["objects"]
+    exchanged = {**truth, "objects": [{**a, "direction": b["direction"]}, {**b, "direction": a["direction"]}]}
+    assert score(clip["video"], truth)["swapped"] == 0.0
+    assert score(clip["video"], exchanged)["direction"] == 0.0
+    assert score(clip["video"], exchanged)["swapped"] == 1.0
 
 
 def _blurred(video: torch.Tensor, sigma: float) -> torch.Tensor:

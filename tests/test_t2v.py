@@ -185,7 +185,7 @@ def test_prompt_suite_prompts_and_scores(tiny_bundle):
     )
     assert [r["set"] for r in result["prompts"]] == ["seen", "seen", "held_out", "held_out"]
     for part in ("seen", "held_out"):
-        assert set(result[part]) == {"colour", "shape", "direction", "count", "consistency"}
+        assert set(result[part]) == {"colour", "shape", "direction", "count", "consistency", "swapped"}
         assert all(0 <= v <= 1 for v in result[part].values())
     assert set(result["held_out_object"]) == {"colour", "shape", "direction"}
     counts = [r["objects"] for r in result["prompts"]]

@@ -161,7 +161,9 @@ def score(
 ) -> dict[str, float]:
     """Per-video accuracies in [0, 1]: colour (prompt objects whose colour is found), shape and
     direction (of those found), count (1 if exactly the prompt's objects are found), and
-    consistency (mean share of frames each found object keeps its colour and shape)."""
+    consistency (mean share of frames each found object keeps its colour and shape). And one
+    error rate, swapped: the share of found objects that move the way *another* object of the
+    prompt should and not their own (a binding error; always 0 for one object)."""
     found = {d.colour: d for d in detect(video, fps or truth.get("fps", 8.0), cfg)}
     wanted = truth["objects"]
     hits = [found.get(o["colour"]) for o in wanted]
@@ -173,4 +175,11 @@ def score(
         "direction": sum(o["direction"] == d.direction for o, d in matched) / n if n else 0.0,
         "count": float(len(found) == len(wanted) and n == len(wanted)),
         "consistency": float(np.mean([d.consistency for _, d in matched])) if n else 0.0,
+        "swapped": sum(
+            d.direction != o["direction"] and any(d.direction == p["direction"] for p in wanted if p is not o)
+            for o, d in matched
+        )
+        / n
+        if n
+        else 0.0,
     }

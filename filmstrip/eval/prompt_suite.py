@@ -119,7 +119,7 @@ def run_suite(
             rows.append(row)
         bar.update(len(chunk))
     bar.close()
-    metrics = ("colour", "shape", "direction", "count", "consistency")
+    metrics = ("colour", "shape", "direction", "count", "consistency", "swapped")
     return {
         "seen": _mean([{k: r[k] for k in metrics} for r in rows if r["set"] == "seen"]),
         "held_out": _mean([{k: r[k] for k in metrics} for r in rows if r["set"] == "held_out"]),

@@ -1,6 +1,8 @@
 """Training an autoencoder: overfitting, checkpoints, exact resume, adversarial term, errors."""
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -83,6 +85,29 @@ def test_resume_equals_uninterrupted(tmp_path, gan):
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert latest_checkpoint(tmp_path / "a").name == "step_0000004"
     assert (tmp_path / "a" / "model" / "model.safetensors").exists()
+
+
+def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
+    """A stop from outside (SIGTERM, as a scheduler or `kill` sends) mid-run loses nothing:
+    the trainer saves the step it reached, re-raises, and a new trainer resumes from it."""
+    trainer = make_trainer(tmp_path, steps=6)
+    loss = trainer.task.loss
+
+    def loss_then_stop(model, batch, step, generator):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss(model, batch, step, generator)
+
+    trainer.task.loss = loss_then_stop
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is only set during fit
+    assert latest_checkpoint(tmp_path).name == "step_0000003"
+    resumed = make_trainer(tmp_path, steps=6)
+    assert resumed.resume() and resumed.step == 3
+    resumed.fit()
+    assert resumed.step == 6
 
 
 def test_adversarial_term_trains_the_discriminator():

@@ -7,7 +7,7 @@ batch and what to export; the loop supplies the rest:
 * bf16 autocast (on CPUs with AMX bf16 matmuls run several times faster than fp32);
 * an EMA of the weights, which is what gets exported and sampled;
 * a progress bar with loss and it/s, and `log.jsonl` in the run folder;
-* atomic checkpoints every `ckpt_every` steps and on Ctrl-C, and **exact resume**: the data
+* atomic checkpoints every `ckpt_every` steps and on Ctrl-C or SIGTERM, and **exact resume**: the data
   order and every random draw of step s are pure functions of (seed, s, rank), so a run
   resumed from step s repeats what the uninterrupted run would have done;
 * data parallelism through `torchrun` (gloo on CPU, NCCL on GPU): each rank sees its own
@@ -29,7 +29,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -188,6 +190,10 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
     opt.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     ckpts = sorted((run_dir / "checkpoints").glob("step_*/state.json"))
     return ckpts[-1].parent if ckpts else None
@@ -320,6 +326,11 @@ class Trainer:
         last: dict = {}
         t0, steps_timed = time.perf_counter(), 0
         bad_steps = 0
+        # SIGTERM (a batch scheduler's stop, `kill`) takes Ctrl-C's path: save, then stop. A job
+        # started in the background of a script ignores SIGINT, so SIGTERM is its only stop.
+        on_term = None
+        if threading.current_thread() is threading.main_thread():
+            on_term = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             while self.step < end:
                 self.model.train()
@@ -382,6 +393,9 @@ class Trainer:
             if path is not None:
                 print(f"\ninterrupted: saved {path}; run the same command again to resume")
             raise
+        finally:
+            if on_term is not None:
+                signal.signal(signal.SIGTERM, on_term)
         bar.close()
         if self.step % max(cfg.ckpt_every, 1) != 0 or not cfg.ckpt_every:
             self.save_checkpoint()

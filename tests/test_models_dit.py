@@ -162,6 +162,8 @@ def test_text_refiner_starts_as_a_pass_through_then_rewrites_the_prompt():
         perturbed(refined.text_refiner, seed=1)
         moved = (refined(*inputs) - before).abs()
     assert moved.amax() > 1e-3
+    with pytest.raises(ValueError, match="number of layers"):
+        preset("tiny", text_refiner=-1)
 
 
 def test_text_refiner_sees_word_order():

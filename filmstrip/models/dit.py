@@ -66,6 +66,8 @@ class DiTConfig:
             raise ValueError(f"attention must be 'full' or 'factorized', got {self.attention!r}")
         if self.width % self.heads or (self.width // self.heads) % 2:
             raise ValueError(f"width {self.width} must split into {self.heads} heads of even size")
+        if self.text_refiner < 0:
+            raise ValueError(f"text_refiner is a number of layers, got {self.text_refiner}")
         if self.text_refiner and self.context_dim % REFINER_HEAD_DIM:
             raise ValueError(f"a text refiner needs context_dim divisible by {REFINER_HEAD_DIM}")
 

@@ -169,17 +169,16 @@ def score(
     hits = [found.get(o["colour"]) for o in wanted]
     matched = [(o, d) for o, d in zip(wanted, hits, strict=True) if d is not None]
     n = len(matched)
+    # A swap: the object misses its own direction and takes another prompt object's instead.
+    swaps = sum(
+        d.direction != o["direction"] and any(d.direction == p["direction"] for p in wanted if p is not o)
+        for o, d in matched
+    )
     return {
         "colour": sum(d is not None for d in hits) / len(wanted),
         "shape": sum(o["shape"] == d.shape for o, d in matched) / n if n else 0.0,
         "direction": sum(o["direction"] == d.direction for o, d in matched) / n if n else 0.0,
         "count": float(len(found) == len(wanted) and n == len(wanted)),
         "consistency": float(np.mean([d.consistency for _, d in matched])) if n else 0.0,
-        "swapped": sum(
-            d.direction != o["direction"] and any(d.direction == p["direction"] for p in wanted if p is not o)
-            for o, d in matched
-        )
-        / n
-        if n
-        else 0.0,
+        "swapped": swaps / n if n else 0.0,
     }

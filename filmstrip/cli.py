@@ -183,7 +183,12 @@ def vae() -> None:
     show_default=True,
     help="shapes, digits or folder:PATH; repeat to mix.",
 )
-@click.option("--preset", default="vae3d", show_default=True, help="vae3d, vae2d, fsq3d, tiny, ...")
+@click.option("--preset", default="vae3d", show_default=True, help="vae3d, vae3d21, vae2d, fsq3d, tiny, ...")
+@click.option(
+    "--channels",
+    default=None,
+    help="Width per resolution level, finest first, e.g. 48,96,144 [default: the preset's].",
+)
 @click.option(
     "--run",
     "run_dir",
@@ -230,6 +235,7 @@ def vae() -> None:
 def vae_train(
     datasets,
     preset,
+    channels,
     run_dir,
     init_from,
     frames,
@@ -283,7 +289,15 @@ def vae_train(
     init = load_vae(init_from) if init_from else None
     if freeze_encoder and init is None:
         raise click.UsageError("--freeze-encoder fine-tunes a trained model's decoder: give it with --init")
-    cfg = init.cfg if init else vae_preset(preset)
+    if channels and init:
+        raise click.UsageError("--channels shapes a new model; a model given with --init keeps its own")
+    try:
+        widths = tuple(int(c) for c in channels.split(",")) if channels else None
+    except ValueError:
+        raise click.BadParameter(
+            f"expected integers like 48,96,144, got {channels!r}", param_hint="--channels"
+        ) from None
+    cfg = init.cfg if init else vae_preset(preset, **({"channels": widths} if widths else {}))
     if time_upsample:
         if cfg.temporal_factor == 1:
             raise click.UsageError("--time-upsample needs a model that compresses time (not the 2D baseline)")
@@ -503,6 +517,35 @@ _LAG = click.option(
 )
 
 
+def _parse_objects(value: str) -> tuple[int, int]:
+    """'3' -> (3, 3); '2-3' -> (2, 3)."""
+    try:
+        low, _, high = value.partition("-")
+        bounds = int(low), int(high or low)
+    except ValueError:
+        raise click.BadParameter(f"expected N or MIN-MAX, got {value!r}", param_hint="--objects") from None
+    if not 1 <= bounds[0] <= bounds[1]:
+        raise click.BadParameter(f"need 1 <= MIN <= MAX, got {value!r}", param_hint="--objects")
+    return bounds
+
+
+def _join_caches(first, others):
+    """One dataset over several latent caches: same VAE, same clip size."""
+    from torch.utils.data import ConcatDataset
+
+    for other in others:
+        a, b = first.meta["vae"], other.meta["vae"]
+        # A field one cache predates is at its default in the other: compare the shared ones.
+        if any(a[k] != b[k] for k in a.keys() & b.keys()):
+            raise click.UsageError(f"{other.root} was encoded by another VAE than {first.root}")
+        if other[0]["latents"].shape != first[0]["latents"].shape:
+            raise click.UsageError(
+                f"{other.root} holds latents of shape {tuple(other[0]['latents'].shape)}, "
+                f"{first.root} of {tuple(first[0]['latents'].shape)}: clips must be the same size"
+            )
+    return ConcatDataset([first, *others])
+
+
 def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
     combos = []
     for v in values:
@@ -547,6 +590,19 @@ def _parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]
     default=0.0,
     show_default=True,
     help="Chance that a caption says where an object starts (shapes only).",
+)
+@click.option(
+    "--objects",
+    default="1-3",
+    show_default=True,
+    help="Objects per clip, N or MIN-MAX (shapes only): e.g. a cache of hard 3-object scenes.",
+)
+@click.option(
+    "--extra-cache",
+    "extra_caches",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Further built latent caches (same VAE) to train on as well; repeat to add more.",
 )
 @click.option("--text-dropout", default=0.1, show_default=True)
 @click.option(
@@ -605,6 +661,8 @@ def train_t2v(
     fps,
     held_out,
     start_words,
+    objects,
+    extra_caches,
     text_dropout,
     motion,
     frame_noise,
@@ -638,6 +696,9 @@ def train_t2v(
     vae = load_vae(vae_path, device)
     text = TextEncoder(device)
     combos = _parse_held_out(held_out) if spec == "shapes" else ()
+    min_objects, max_objects = _parse_objects(objects)
+    if spec != "shapes" and (min_objects, max_objects) != (1, 3):
+        raise click.UsageError("--objects applies to --data shapes only")
     if spec == "shapes":
         dataset = ShapesDataset(
             ShapesConfig(
@@ -649,6 +710,8 @@ def train_t2v(
                 held_out=combos,
                 num_clips=clips,
                 start_words=start_words,
+                min_objects=min_objects,
+                max_objects=max_objects,
             )
         )
     else:
@@ -664,6 +727,8 @@ def train_t2v(
     description = f"{spec} {frames}x{size}x{size} held_out={combos}"
     if spec == "shapes" and start_words:
         description += f" start_words={start_words}"
+    if (min_objects, max_objects) != (1, 3):
+        description += f" objects={min_objects}-{max_objects}"
     cache = build_latent_cache(
         dataset,
         vae,
@@ -674,6 +739,8 @@ def train_t2v(
         workers=train_cfg.num_workers,
     )
     latents = LatentDataset(cache)
+    if extra_caches:
+        latents = _join_caches(latents, [LatentDataset(c) for c in extra_caches])
     null, _ = text.encode([""])
     t2v_cfg = T2VConfig(
         flow=FlowConfig(shift=shift),

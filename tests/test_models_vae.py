@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from filmstrip.models.causal import CausalConv3d, StreamCache
+from filmstrip.models.causal import CausalConv2Plus1d, CausalConv3d, StreamCache
 from filmstrip.models.fsq import FSQ, codebook_usage
 from filmstrip.models.vae import VideoVAE, preset
 
@@ -50,10 +50,11 @@ def test_single_image_is_first_latent_frame():
     )
 
 
+@pytest.mark.parametrize("factorized", [False, True])
 @pytest.mark.parametrize("k", [1, 4, 5, 8, 13, 16])
-def test_encoder_is_causal(k):
+def test_encoder_is_causal(k, factorized):
     """Changing frame k changes no latent frame before ceil(k / 4)."""
-    model = tiny()
+    model = tiny(factorized=factorized)
     x = clip(17)
     x2 = x.clone()
     x2[:, :, k] = -x2[:, :, k]
@@ -63,11 +64,11 @@ def test_encoder_is_causal(k):
     assert not torch.allclose(z[:, :, first_affected], z2[:, :, first_affected])
 
 
-@pytest.mark.parametrize("upsample", ["repeat", "learned"])
+@pytest.mark.parametrize("upsample, factorized", [("repeat", False), ("learned", False), ("learned", True)])
 @pytest.mark.parametrize("j", [1, 2, 4])
-def test_decoder_is_causal(j, upsample):
+def test_decoder_is_causal(j, upsample, factorized):
     """Latent frame j (pixels 4j-3 .. 4j) never changes an earlier decoded frame."""
-    model = tiny(time_upsample=upsample)
+    model = tiny(time_upsample=upsample, factorized=factorized)
     z = model.encode(clip(17))
     z2 = z.clone()
     z2[:, :, j] += 1.0
@@ -95,6 +96,7 @@ def test_2d_baseline_is_per_frame():
         ("tiny", (3, 5, 2, 1), {}),  # chunks that cut across groups, and a padded last group
         ("tiny", (2, 1, 1, 1, 1, 1, 7), {}),
         ("tiny", (3, 5, 2, 1), {"time_upsample": "learned"}),
+        ("tiny", (3, 5, 2, 1), {"time_upsample": "learned", "factorized": True}),
         ("tiny2d", (3, 2), {}),
         ("tinyfsq", (4, 6), {}),
     ],
@@ -159,6 +161,26 @@ def test_causal_conv_matches_explicit_padding():
     assert conv(x).shape[2] == 5  # 1 + 8 frames -> 1 + 4
 
 
+def test_factorized_conv_starts_per_frame_and_mixes_time_causally():
+    """A fresh (2+1)D layer is exactly its 1x3x3 spatial convolution, frame by frame; once
+    its temporal taps are trained, frame t reads frames t-2..t and never t+1."""
+    torch.manual_seed(0)
+    conv = CausalConv2Plus1d(2, 3, (3, 3, 3)).double()
+    x = torch.randn(1, 2, 7, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(conv(x), conv.space(x), rtol=0, atol=1e-12)
+    with torch.no_grad():
+        conv.time.conv.weight.add_(torch.randn_like(conv.time.conv.weight))
+    y = conv(x)
+    x2 = x.clone()
+    x2[:, :, 4] += 1
+    changed = (conv(x2) - y).abs().amax(dim=(0, 1, 3, 4)) > 0
+    assert changed.tolist() == [False] * 4 + [True] * 3
+    # (kh kw + kt) C^2 weights rather than kh kw kt C^2: the width a 3D VAE can afford.
+    full = sum(p.numel() for p in CausalConv3d(64, 64).parameters())
+    split = sum(p.numel() for p in CausalConv2Plus1d(64, 64).parameters())
+    assert split < full / 2
+
+
 def test_bad_inputs_have_clear_errors():
     model = tiny()
     with pytest.raises(ValueError, match="multiples of the VAE's spatial factor 8"):
@@ -180,6 +202,8 @@ def test_config_validation():
         preset("tiny", temporal_kernel=1)
     with pytest.raises(ValueError, match="time_upsample"):
         preset("tiny", time_upsample="linear")
+    with pytest.raises(ValueError, match="factorized"):
+        preset("tiny2d", factorized=True)
     with pytest.raises(ValueError, match="unknown VAE preset"):
         preset("huge")
 

@@ -300,3 +300,34 @@ def test_train_t2v_cli_fine_tunes_from_init(tiny_bundle, tmp_path):
     assert config["dit"]["frame_embedding"] and config["dit"]["place_embedding"]
     assert config["t2v"]["frame_noise"] == 0.5 and config["t2v"]["flow"]["shift"] == 4.5
     assert not b["frame_embed.mlp.2.weight"].any() and not b["place_embed.mlp.2.weight"].any()
+
+
+def test_train_t2v_on_object_counts_and_several_caches(tiny_bundle, tmp_path):
+    """--objects fixes the objects per clip; --extra-cache adds built caches to the data, and
+    refuses one whose clips do not stack with the main cache's."""
+    args = ["train", "t2v", "--vae", str(tiny_bundle.parent / "vae"), "--preset", "tiny", "--clips", "4"]
+    args += ["--size", "32", "--batch-size", "2", "--sample-every", "0", "--ckpt-every", "0", "--steps", "1"]
+    three = CliRunner().invoke(main, [*args, "--frames", "5", "--objects", "3", "--run", str(tmp_path / "a")])
+    assert three.exit_code == 0, three.output
+    cache = LatentDataset(tmp_path / "a" / "latents")
+    assert [len(cache[i]["truth"]["objects"]) for i in range(4)] == [3] * 4
+    assert "objects=3-3" in cache.meta["dataset"]
+    extra = ["--extra-cache", str(tmp_path / "a" / "latents")]
+    both = CliRunner().invoke(main, [*args, "--frames", "5", "--run", str(tmp_path / "b"), *extra])
+    assert both.exit_code == 0, both.output
+    assert "8 cached clips" in both.output
+    longer = CliRunner().invoke(main, [*args, "--frames", "9", "--run", str(tmp_path / "c"), *extra])
+    assert longer.exit_code != 0 and "same size" in longer.output
+    bad = CliRunner().invoke(main, [*args, "--objects", "3-1", "--run", str(tmp_path / "d")])
+    assert bad.exit_code != 0 and "MIN <= MAX" in bad.output
+
+
+def test_latent_cache_written_before_a_new_vae_field_still_opens(tmp_path, tiny_vae, text_encoder):
+    ds = shapes(4)
+    root = build_latent_cache(ds, tiny_vae, text_encoder, tmp_path / "cache", num_clips=4, shard_size=4)
+    meta = json.loads((root / "meta.json").read_text())
+    del meta["vae"]["factorized"]  # as written before (2+1)D VAEs existed
+    (root / "meta.json").write_text(json.dumps(meta))
+    build_latent_cache(ds, tiny_vae, text_encoder, root, num_clips=4, shard_size=4)
+    with pytest.raises(ValueError, match="different latent cache"):
+        build_latent_cache(ds, tiny_vae, text_encoder, root, num_clips=3, shard_size=4)

@@ -58,6 +58,9 @@ def build_latent_cache(
     meta_path = out / "meta.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
+        # A cache written before a VAE config field existed lacks it: read it as the default.
+        defaults = json.loads(json.dumps(asdict(type(vae.cfg)())))
+        old["vae"] = {**defaults, **old.get("vae", {})}
         if {k: old.get(k) for k in meta} != meta:
             raise ValueError(
                 f"{out}: holds a different latent cache ({old.get('dataset')}); use another folder"

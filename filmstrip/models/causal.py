@@ -83,6 +83,34 @@ class CausalConv3d(nn.Module):
         return self.conv(x_bcthw)
 
 
+class CausalConv2Plus1d(nn.Module):
+    """A (2+1)D factorisation of `CausalConv3d`: a 1 x kh x kw convolution in space followed
+    by a kt x 1 x 1 causal convolution in time, with the temporal stride on the second. For C
+    channels it holds C^2 (kh kw + kt) weights instead of C^2 kh kw kt, so a network can be
+    as wide as a per-frame one at a similar budget. The temporal layer starts as the identity
+    on the present frame, so a fresh layer is exactly a 2D convolution and time mixing has to
+    earn its place (as in `CausalConv3d`)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: tuple[int, int, int] = (3, 3, 3),
+        stride: tuple[int, int, int] = (1, 1, 1),
+    ):
+        super().__init__()
+        kt, kh, kw = kernel
+        self.space = CausalConv3d(in_channels, out_channels, (1, kh, kw), stride=(1, *stride[1:]))
+        self.time = CausalConv3d(out_channels, out_channels, (kt, 1, 1), stride=(stride[0], 1, 1))
+        with torch.no_grad():
+            self.time.conv.weight.zero_()
+            self.time.conv.weight[:, :, -1, 0, 0].copy_(torch.eye(out_channels))
+            self.time.conv.bias.zero_()
+
+    def forward(self, x_bcthw: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        return self.time(self.space(x_bcthw, cache), cache)
+
+
 class FrameGroupNorm(nn.GroupNorm):
     """GroupNorm with statistics per frame. Normalising over time would let later frames
     change earlier ones, and would make chunked results differ from one-shot results."""

@@ -36,6 +36,7 @@ from torch import nn
 from filmstrip.checkpoint import load_model
 from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.causal import (
+    CausalConv2Plus1d,
     CausalConv3d,
     CausalUpsampleTime,
     FrameGroupNorm,
@@ -55,6 +56,9 @@ class VAEConfig:
     channels: tuple[int, ...] = (32, 64, 96)  # width per resolution level, finest first
     blocks_per_level: int = 1
     temporal_kernel: int = 3  # 1 makes every layer per-frame: the 2D baseline
+    # (2+1)D: each kt x 3 x 3 convolution becomes a 1 x 3 x 3 one in space and a kt x 1 x 1
+    # one in time (causal.CausalConv2Plus1d), which buys width at the same parameter count.
+    factorized: bool = False
     bottleneck: str = "kl"  # "kl" or "fsq"
     fsq_levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
     groups: int = 16
@@ -83,6 +87,8 @@ class VAEConfig:
             raise ValueError(f"temporal_factor {self.temporal_factor} must be a power of two <= 2**{downs}")
         if self.temporal_kernel == 1 and self.temporal_factor != 1:
             raise ValueError("a per-frame model (temporal_kernel=1) cannot compress time")
+        if self.factorized and self.temporal_kernel == 1:
+            raise ValueError("factorized splits space from time: it needs temporal_kernel > 1")
         if any(c % self.groups for c in self.channels):
             raise ValueError(f"every channel width must be divisible by groups={self.groups}")
 
@@ -98,6 +104,11 @@ class VAEConfig:
     def compression(self) -> float:
         """Input values per latent value."""
         return self.in_channels * self.spatial_factor**2 * self.temporal_factor / self.z_channels
+
+    def conv(self, cin: int, cout: int, stride: tuple[int, int, int] = (1, 1, 1)) -> nn.Module:
+        """The network's kt x 3 x 3 convolution: full 3D, or (2+1)D when `factorized`."""
+        layer = CausalConv2Plus1d if self.factorized else CausalConv3d
+        return layer(cin, cout, (self.temporal_kernel, 3, 3), stride=stride)
 
     def temporal_downsamples(self) -> list[bool]:
         """Which of the stride-2 stages also halve time: the deepest ones, where the grid is
@@ -116,6 +127,8 @@ PRESETS: dict[str, VAEConfig] = {
     # 1x3x3 kernels hold a third of the weights of 3x3x3 ones; wider levels restore the budget.
     "vae2d": VAEConfig(latent_channels=4, temporal_factor=1, temporal_kernel=1, channels=(64, 112, 160)),
     "fsq3d": VAEConfig(bottleneck="fsq"),
+    # The 3D VAE at the 2D baseline's widths, affordable because its convolutions are (2+1)D.
+    "vae3d21": VAEConfig(channels=(64, 112, 160), factorized=True),
     # For tests: a few thousand parameters, same structure.
     "tiny": VAEConfig(latent_channels=4, channels=(8, 16, 16), groups=4),
     "tiny2d": VAEConfig(
@@ -132,12 +145,12 @@ def preset(name: str, **overrides) -> VAEConfig:
 
 
 class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, kt: int, groups: int):
+    def __init__(self, cfg: VAEConfig, cin: int, cout: int):
         super().__init__()
-        self.norm1 = FrameGroupNorm(groups, cin)
-        self.conv1 = CausalConv3d(cin, cout, (kt, 3, 3))
-        self.norm2 = FrameGroupNorm(groups, cout)
-        self.conv2 = CausalConv3d(cout, cout, (kt, 3, 3))
+        self.norm1 = FrameGroupNorm(cfg.groups, cin)
+        self.conv1 = cfg.conv(cin, cout)
+        self.norm2 = FrameGroupNorm(cfg.groups, cout)
+        self.conv2 = cfg.conv(cout, cout)
         self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None) -> torch.Tensor:
@@ -149,23 +162,23 @@ class ResBlock(nn.Module):
 class Encoder(nn.Module):
     def __init__(self, cfg: VAEConfig, out_channels: int):
         super().__init__()
-        kt, ch, g = cfg.temporal_kernel, cfg.channels, cfg.groups
+        ch, g = cfg.channels, cfg.groups
         self.patch = cfg.patch
-        self.conv_in = CausalConv3d(cfg.in_channels * cfg.patch**2, ch[0], (kt, 3, 3))
+        self.conv_in = cfg.conv(cfg.in_channels * cfg.patch**2, ch[0])
         self.levels = nn.ModuleList()
         self.downs = nn.ModuleList()
         time_down = cfg.temporal_downsamples()
         prev = ch[0]
         for i, width in enumerate(ch):
-            blocks = [ResBlock(prev if j == 0 else width, width, kt, g) for j in range(cfg.blocks_per_level)]
+            blocks = [ResBlock(cfg, prev if j == 0 else width, width) for j in range(cfg.blocks_per_level)]
             self.levels.append(nn.ModuleList(blocks))
             prev = width
             if i < len(ch) - 1:
                 st = 2 if time_down[i] else 1
-                self.downs.append(CausalConv3d(width, width, (kt, 3, 3), stride=(st, 2, 2)))
-        self.mid = ResBlock(prev, prev, kt, g)
+                self.downs.append(cfg.conv(width, width, stride=(st, 2, 2)))
+        self.mid = ResBlock(cfg, prev, prev)
         self.norm_out = FrameGroupNorm(g, prev)
-        self.conv_out = CausalConv3d(prev, out_channels, (kt, 3, 3))
+        self.conv_out = cfg.conv(prev, out_channels)
 
     def forward(self, x_bcthw: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         p = self.patch
@@ -183,27 +196,27 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, cfg: VAEConfig, in_channels: int):
         super().__init__()
-        kt, ch, g = cfg.temporal_kernel, cfg.channels, cfg.groups
+        ch, g = cfg.channels, cfg.groups
         self.patch = cfg.patch
-        self.conv_in = CausalConv3d(in_channels, ch[-1], (kt, 3, 3))
-        self.mid = ResBlock(ch[-1], ch[-1], kt, g)
+        self.conv_in = cfg.conv(in_channels, ch[-1])
+        self.mid = ResBlock(cfg, ch[-1], ch[-1])
         self.levels = nn.ModuleList()
         self.ups = nn.ModuleList()
         self.time_ups = nn.ModuleList()
         self.up_time = list(reversed(cfg.temporal_downsamples()))
         prev = ch[-1]
         for i, width in enumerate(reversed(ch)):
-            blocks = [ResBlock(prev if j == 0 else width, width, kt, g) for j in range(cfg.blocks_per_level)]
+            blocks = [ResBlock(cfg, prev if j == 0 else width, width) for j in range(cfg.blocks_per_level)]
             self.levels.append(nn.ModuleList(blocks))
             prev = width
             if i < len(ch) - 1:
                 nxt = ch[-2 - i]
                 learned = cfg.time_upsample == "learned" and self.up_time[i]
                 self.time_ups.append(LearnedUpsampleTime(width) if learned else CausalUpsampleTime())
-                self.ups.append(CausalConv3d(width, nxt, (kt, 3, 3)))
+                self.ups.append(cfg.conv(width, nxt))
                 prev = nxt
         self.norm_out = FrameGroupNorm(g, prev)
-        self.conv_out = CausalConv3d(prev, cfg.in_channels * cfg.patch**2, (kt, 3, 3))
+        self.conv_out = cfg.conv(prev, cfg.in_channels * cfg.patch**2)
 
     def forward(self, z_bcthw: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         h = self.mid(self.conv_in(z_bcthw, cache), cache)

@@ -531,12 +531,17 @@ def _parse_objects(value: str) -> tuple[int, int]:
 
 def _join_caches(first, others):
     """One dataset over several latent caches: same VAE, same clip size."""
+    import json
+    from dataclasses import asdict
+
     from torch.utils.data import ConcatDataset
 
+    from filmstrip.models.vae import VAEConfig
+
+    # A cache written before a VAE config field existed lacks it: read it as the default.
+    defaults = json.loads(json.dumps(asdict(VAEConfig())))
     for other in others:
-        a, b = first.meta["vae"], other.meta["vae"]
-        # A field one cache predates is at its default in the other: compare the shared ones.
-        if any(a[k] != b[k] for k in a.keys() & b.keys()):
+        if {**defaults, **first.meta["vae"]} != {**defaults, **other.meta["vae"]}:
             raise click.UsageError(f"{other.root} was encoded by another VAE than {first.root}")
         if other[0]["latents"].shape != first[0]["latents"].shape:
             raise click.UsageError(

@@ -531,17 +531,12 @@ def _parse_objects(value: str) -> tuple[int, int]:
 
 def _join_caches(first, others):
     """One dataset over several latent caches: same VAE, same clip size."""
-    import json
-    from dataclasses import asdict
-
     from torch.utils.data import ConcatDataset
 
-    from filmstrip.models.vae import VAEConfig
+    from filmstrip.data.latents import vae_config_dict
 
-    # A cache written before a VAE config field existed lacks it: read it as the default.
-    defaults = json.loads(json.dumps(asdict(VAEConfig())))
     for other in others:
-        if {**defaults, **first.meta["vae"]} != {**defaults, **other.meta["vae"]}:
+        if vae_config_dict(first.meta["vae"]) != vae_config_dict(other.meta["vae"]):
             raise click.UsageError(f"{other.root} was encoded by another VAE than {first.root}")
         if other[0]["latents"].shape != first[0]["latents"].shape:
             raise click.UsageError(

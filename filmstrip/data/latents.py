@@ -29,6 +29,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from filmstrip.checkpoint import save_tensors_atomic, write_json_atomic
+from filmstrip.models.vae import VAEConfig
+
+
+def vae_config_dict(saved: dict) -> dict:
+    """A cache's recorded VAE config, with any field that it predates read as the default."""
+    return {**json.loads(json.dumps(asdict(VAEConfig()))), **saved}
 
 
 @torch.no_grad()
@@ -58,9 +64,7 @@ def build_latent_cache(
     meta_path = out / "meta.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        # A cache written before a VAE config field existed lacks it: read it as the default.
-        defaults = json.loads(json.dumps(asdict(type(vae.cfg)())))
-        old["vae"] = {**defaults, **old.get("vae", {})}
+        old["vae"] = vae_config_dict(old.get("vae", {}))
         if {k: old.get(k) for k in meta} != meta:
             raise ValueError(
                 f"{out}: holds a different latent cache ({old.get('dataset')}); use another folder"

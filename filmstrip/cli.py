@@ -190,6 +190,13 @@ def vae() -> None:
     help="Width per resolution level, finest first, e.g. 48,96,144 [default: the preset's].",
 )
 @click.option(
+    "--temporal-factor",
+    type=int,
+    default=None,
+    help="Time compression, a power of two (1 + k*factor frames -> 1 + k) [default: the preset's].",
+)
+@click.option("--latent-channels", type=int, default=None, help="KL latent channels [default: the preset's].")
+@click.option(
     "--run",
     "run_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -236,6 +243,8 @@ def vae_train(
     datasets,
     preset,
     channels,
+    temporal_factor,
+    latent_channels,
     run_dir,
     init_from,
     frames,
@@ -289,15 +298,19 @@ def vae_train(
     init = load_vae(init_from) if init_from else None
     if freeze_encoder and init is None:
         raise click.UsageError("--freeze-encoder fine-tunes a trained model's decoder: give it with --init")
-    if channels and init:
-        raise click.UsageError("--channels shapes a new model; a model given with --init keeps its own")
-    try:
-        widths = tuple(int(c) for c in channels.split(",")) if channels else None
-    except ValueError:
-        raise click.BadParameter(
-            f"expected integers like 48,96,144, got {channels!r}", param_hint="--channels"
-        ) from None
-    cfg = init.cfg if init else vae_preset(preset, **({"channels": widths} if widths else {}))
+    shape = {"channels": channels, "temporal_factor": temporal_factor, "latent_channels": latent_channels}
+    shape = {k: v for k, v in shape.items() if v is not None}
+    if shape and init:
+        options = ", ".join("--" + k.replace("_", "-") for k in shape)
+        raise click.UsageError(f"{options} shape a new model; a model given with --init keeps its own")
+    if channels:
+        try:
+            shape["channels"] = tuple(int(c) for c in channels.split(","))
+        except ValueError:
+            raise click.BadParameter(
+                f"expected integers like 48,96,144, got {channels!r}", param_hint="--channels"
+            ) from None
+    cfg = init.cfg if init else vae_preset(preset, **shape)
     if time_upsample:
         if cfg.temporal_factor == 1:
             raise click.UsageError("--time-upsample needs a model that compresses time (not the 2D baseline)")
@@ -673,7 +686,8 @@ def train_t2v(
     init_from,
     train_cfg,
 ):
-    """Train a text-to-video DiT on VAE latents (cached on first use)."""
+    """Train a text-to-video DiT on VAE latents (cached on first use; --steps 0 only builds
+    the cache, e.g. several in parallel before one run trains on them all)."""
     from dataclasses import replace
 
     from filmstrip.checkpoint import load_model
@@ -741,6 +755,9 @@ def train_t2v(
     latents = LatentDataset(cache)
     if extra_caches:
         latents = _join_caches(latents, [LatentDataset(c) for c in extra_caches])
+    if train_cfg.steps == 0:
+        click.echo(f"latent cache ready: {cache} ({len(latents)} clips); --steps 0 trains nothing")
+        return
     null, _ = text.encode([""])
     t2v_cfg = T2VConfig(
         flow=FlowConfig(shift=shift),
@@ -880,6 +897,13 @@ def eval_group() -> None:
     show_default=True,
     help="The combinations the model was trained without (as in `train t2v`).",
 )
+@click.option(
+    "--samples",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Videos per prompt, each from its own noise: more average out the sampling noise.",
+)
 @click.option("--train-seed", default=0, show_default=True, help="The seed the model was trained with.")
 @click.option(
     "--start-words",
@@ -901,6 +925,7 @@ def eval_adherence(
     seed,
     lag,
     held_out,
+    samples,
     train_seed,
     start_words,
     json_path,
@@ -918,6 +943,7 @@ def eval_adherence(
         train_seed=train_seed,
         held_out=_parse_held_out(held_out),
         start_words=start_words,
+        samples=samples,
     )
     gen = GenerateConfig(
         frames=frames, height=size, width=size, steps=steps, text_scale=text_scale, seed=seed, lag=lag
@@ -926,9 +952,10 @@ def eval_adherence(
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=1))
-    click.echo(f"{'prompts':<22}{'n':>4}  colour  shape  direction  count  consistency  swapped")
+    per = f", {samples} videos each" if samples > 1 else ""
+    click.echo(f"{'prompts' + per:<22}{'n':>4}  colour  shape  direction  count  consistency  swapped")
     for part, label in (("seen", "seen in training"), ("held_out", "held-out combinations")):
-        m, n = result[part], sum(r["set"] == part for r in result["prompts"])
+        m, n = result[part], sum(r["set"] == part and r["sample"] == 0 for r in result["prompts"])
         if m:
             click.echo(
                 f"{label:<22}{n:>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%} "
@@ -940,7 +967,7 @@ def eval_adherence(
             f"{'  the held-out objects':<22}{'':>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%}"
         )
     for count, m in result["by_objects"].items():
-        n = sum(r["objects"] == count for r in result["prompts"])
+        n = sum(r["objects"] == count and r["sample"] == 0 for r in result["prompts"])
         label = f"all, {count} object{'s' if count > 1 else ''}"
         click.echo(
             f"{label:<22}{n:>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%} "

@@ -105,3 +105,19 @@ def test_clear_errors(tiny_run, tmp_path):
     result = runner.invoke(main, ["vae", "decode", str(tiny), "-o", str(tmp_path / "o.mp4")])
     assert result.exit_code == 1 and "not a latent file" in result.output
     assert "Traceback" not in result.output
+
+
+def test_shape_options_make_a_new_model_and_refuse_an_init(tiny_run, tmp_path):
+    """--channels, --temporal-factor and --latent-channels shape a model trained from scratch:
+    e.g. 2x time and 8 channels, the same 48x compression as the default 4x time and 16."""
+    shape = ["--channels", "8,16,32", "--temporal-factor", "2", "--latent-channels", "8"]
+    result = CliRunner().invoke(main, train_args(tmp_path / "t2", 1) + shape)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "t2" / "model" / "config.json").read_text())["config"]
+    assert (config["channels"], config["temporal_factor"], config["latent_channels"]) == ([8, 16, 32], 2, 8)
+    refused = CliRunner().invoke(
+        main, [*train_args(tmp_path / "ft", 1), "--init", str(tiny_run / "model"), *shape]
+    )
+    assert refused.exit_code != 0 and "--temporal-factor" in refused.output and "--init" in refused.output
+    odd = CliRunner().invoke(main, [*train_args(tmp_path / "t3", 1), "--temporal-factor", "3"])
+    assert odd.exit_code == 1 and "power of two" in odd.output

@@ -238,7 +238,15 @@ def test_eval_adherence_cli(tiny_bundle, tmp_path):
     result = CliRunner().invoke(main, [*args, "--steps", "1", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "seen in training" in result.output and "held-out combinations" in result.output
-    assert len(json.loads(out.read_text())["prompts"]) == 2
+    first_rows = json.loads(out.read_text())["prompts"]
+    assert len(first_rows) == 2
+    # --samples 2: every prompt twice, from other noise; the first videos are the ones above.
+    again = CliRunner().invoke(main, [*args, "--steps", "1", "--samples", "2", "--json", str(out)])
+    assert again.exit_code == 0, again.output
+    rows = json.loads(out.read_text())["prompts"]
+    assert [r["sample"] for r in rows] == [0, 0, 1, 1] and "2 videos each" in again.output
+    assert rows[:2] == first_rows
+    assert CliRunner().invoke(main, [*args, "--samples", "0"]).exit_code != 0
 
 
 def test_motion_loss_is_added_per_clip(text_encoder):
@@ -320,6 +328,13 @@ def test_train_t2v_on_object_counts_and_several_caches(tiny_bundle, tmp_path):
     assert longer.exit_code != 0 and "same size" in longer.output
     bad = CliRunner().invoke(main, [*args, "--objects", "3-1", "--run", str(tmp_path / "d")])
     assert bad.exit_code != 0 and "MIN <= MAX" in bad.output
+    # --steps 0 builds (or checks) the caches and stops: no run folder, no model.
+    only = CliRunner().invoke(
+        main, [*args, "--frames", "5", "--run", str(tmp_path / "e"), *extra, "--steps", "0"]
+    )
+    assert only.exit_code == 0, only.output
+    assert "latent cache ready" in only.output and "8 clips" in only.output
+    assert (tmp_path / "e" / "latents" / "meta.json").exists() and not (tmp_path / "e" / "model").exists()
 
 
 def test_latent_cache_written_before_a_new_vae_field_still_opens(tmp_path, tiny_vae, text_encoder):

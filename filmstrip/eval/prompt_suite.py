@@ -41,6 +41,10 @@ class SuiteConfig:
     held_out: tuple[tuple[str, str, str], ...] = DEFAULT_HELD_OUT
     scene_seed: int = 2024  # where the fresh held-out scenes come from
     start_words: float = 0.0  # chance that a prompt says where an object starts, as in training
+    # Videos per prompt, each from its own noise. With one, the score carries the noise of
+    # the draw (the bundled model's direction on the 100 seen prompts ranged from 87.7% to
+    # 93.8% over four seeds); more videos per prompt average it down.
+    samples: int = 1
 
 
 def _shapes_cfg(cfg: SuiteConfig, seed: int, held_out) -> ShapesConfig:
@@ -100,14 +104,19 @@ def run_suite(
     n_held_out = cfg.num_prompts // 2 if cfg.held_out else 0
     suite = [("seen", *p) for p in seen_prompts(cfg, cfg.num_prompts - n_held_out)]
     suite += [("held_out", *p) for p in held_out_prompts(cfg, n_held_out)]
+    if cfg.samples < 1:
+        raise ValueError(f"samples must be >= 1, got {cfg.samples}")
+    # Video j of prompt k is generated from seed gen.seed + j * len(suite) + k, whatever the
+    # batch size, so the first video of every prompt does not depend on `samples`.
+    jobs = [(j, *item) for j in range(cfg.samples) for item in suite]
     rows = []
-    bar = tqdm(total=len(suite), desc="adherence", unit="prompt", disable=not progress)
-    for start in range(0, len(suite), batch_size):
-        chunk = suite[start : start + batch_size]
-        # Prompt k of the suite is generated from seed gen.seed + k, whatever the batch size.
-        videos = generate(pipe, [c[1] for c in chunk], replace(gen, seed=gen.seed + start))
-        for (kind, text, truth), video in zip(chunk, videos, strict=True):
-            row = {"set": kind, "prompt": text, "objects": len(truth["objects"]), **score(video, truth)}
+    bar = tqdm(total=len(jobs), desc="adherence", unit="video", disable=not progress)
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        videos = generate(pipe, [c[2] for c in chunk], replace(gen, seed=gen.seed + start))
+        for (sample, kind, text, truth), video in zip(chunk, videos, strict=True):
+            row = {"set": kind, "prompt": text, "sample": sample, "objects": len(truth["objects"])}
+            row.update(score(video, truth))
             if kind == "held_out":
                 special = [
                     o

@@ -311,6 +311,8 @@ def vae_train(
                 f"expected integers like 48,96,144, got {channels!r}", param_hint="--channels"
             ) from None
     cfg = init.cfg if init else vae_preset(preset, **shape)
+    if latent_channels is not None and cfg.bottleneck == "fsq":
+        raise click.UsageError("--latent-channels sets KL latents; an FSQ model has one channel per level")
     if time_upsample:
         if cfg.temporal_factor == 1:
             raise click.UsageError("--time-upsample needs a model that compresses time (not the 2D baseline)")

@@ -121,3 +121,7 @@ def test_shape_options_make_a_new_model_and_refuse_an_init(tiny_run, tmp_path):
     assert refused.exit_code != 0 and "--temporal-factor" in refused.output and "--init" in refused.output
     odd = CliRunner().invoke(main, [*train_args(tmp_path / "t3", 1), "--temporal-factor", "3"])
     assert odd.exit_code == 1 and "power of two" in odd.output
+    fsq = CliRunner().invoke(
+        main, [*train_args(tmp_path / "t4", 1), "--preset", "tinyfsq", "--latent-channels", "8"]
+    )
+    assert fsq.exit_code != 0 and "FSQ" in fsq.output

@@ -211,7 +211,10 @@ def vae() -> None:
     help="Start from these weights (fine-tuning); the model config comes from them.",
 )
 @click.option(
-    "--frames", default=17, show_default=True, help="Frames per training clip (1 + 4k suits the 3D VAE)."
+    "--frames",
+    default=17,
+    show_default=True,
+    help="Frames per training clip (1 + k * the temporal factor suits a 3D VAE).",
 )
 @click.option("--size", default=64, show_default=True, help="Frame size (bucket area for folders).")
 @click.option("--crop", type=int, default=None, help="Train on random square crops of this size.")

@@ -301,18 +301,17 @@ def vae_train(
     init = load_vae(init_from) if init_from else None
     if freeze_encoder and init is None:
         raise click.UsageError("--freeze-encoder fine-tunes a trained model's decoder: give it with --init")
-    shape = {"channels": channels, "temporal_factor": temporal_factor, "latent_channels": latent_channels}
+    try:
+        widths = tuple(int(c) for c in channels.split(",")) if channels else None
+    except ValueError:
+        raise click.BadParameter(
+            f"expected integers like 48,96,144, got {channels!r}", param_hint="--channels"
+        ) from None
+    shape = {"channels": widths, "temporal_factor": temporal_factor, "latent_channels": latent_channels}
     shape = {k: v for k, v in shape.items() if v is not None}
     if shape and init:
         options = ", ".join("--" + k.replace("_", "-") for k in shape)
         raise click.UsageError(f"{options} shape a new model; a model given with --init keeps its own")
-    if channels:
-        try:
-            shape["channels"] = tuple(int(c) for c in channels.split(","))
-        except ValueError:
-            raise click.BadParameter(
-                f"expected integers like 48,96,144, got {channels!r}", param_hint="--channels"
-            ) from None
     cfg = init.cfg if init else vae_preset(preset, **shape)
     if latent_channels is not None and cfg.bottleneck == "fsq":
         raise click.UsageError("--latent-channels sets KL latents; an FSQ model has one channel per level")

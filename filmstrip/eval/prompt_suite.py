@@ -98,14 +98,14 @@ def run_suite(
 ) -> dict:
     """Generate every prompt and score it. Returns {"seen": means, "held_out": means,
     "held_out_object": means over the held-out objects alone, "by_objects": {object count:
-    means over all prompts}, "prompts": per-prompt rows}."""
+    means over all prompts}, "prompts": one row per video, `sample` numbering a prompt's videos}."""
     cfg = cfg or SuiteConfig()
+    if cfg.samples < 1:
+        raise ValueError(f"samples must be >= 1, got {cfg.samples}")
     gen = gen or GenerateConfig(frames=cfg.frames, height=cfg.size, width=cfg.size)
     n_held_out = cfg.num_prompts // 2 if cfg.held_out else 0
     suite = [("seen", *p) for p in seen_prompts(cfg, cfg.num_prompts - n_held_out)]
     suite += [("held_out", *p) for p in held_out_prompts(cfg, n_held_out)]
-    if cfg.samples < 1:
-        raise ValueError(f"samples must be >= 1, got {cfg.samples}")
     # Video j of prompt k is generated from seed gen.seed + j * len(suite) + k, whatever the
     # batch size, so the first video of every prompt does not depend on `samples`.
     jobs = [(j, *item) for j in range(cfg.samples) for item in suite]

@@ -19,6 +19,7 @@ import argparse
 import torch
 from timing import best_of
 
+from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.dit import VideoDiT, forward_flops, num_parameters, preset
 
 
@@ -44,7 +45,7 @@ def training(args, device: torch.device, peak: float) -> None:
 
     def step():
         with torch.autocast(device.type, torch.bfloat16):
-            loss = model(z, t, ctx, mask).float().square().mean()
+            loss = model(z, t, Conditioning(ctx, mask)).float().square().mean()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -62,7 +63,7 @@ def training(args, device: torch.device, peak: float) -> None:
 
 
 def sampling(args, device: torch.device) -> None:
-    from filmstrip.models.vae import BUNDLED_DIR
+    from filmstrip.checkpoint import BUNDLED_DIR
     from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate, load_pipeline
 
     if (BUNDLED_DIR / "t2v" / "config.json").exists():

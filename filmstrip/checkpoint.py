@@ -1,9 +1,13 @@
 """Model files on disk: a directory holding `model.safetensors` and `config.json`.
 
 `config.json` names the kind of model ("vae", "dit", ...), its config dataclass as a dict and
-free-form metadata (training step, metrics). No pickle anywhere: weights are safetensors and
-everything else is JSON. Writes are atomic (write to a temporary sibling, then rename), so
-an interrupted save never leaves a half-written checkpoint behind.
+free-form metadata (training step, metrics), and the format version it was written in. No
+pickle anywhere: weights are safetensors and everything else is JSON. Writes are atomic (write
+to a temporary sibling, then rename), so an interrupted save never leaves a half-written
+checkpoint behind.
+
+The models shipped with filmstrip live in `BUNDLED_DIR` (`filmstrip/weights/NAME`); a model
+argument is either one of their names or a path (`resolve`).
 """
 
 from __future__ import annotations
@@ -17,11 +21,30 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-FORMAT_VERSION = 1
+from filmstrip.errors import InputError
+
+# 2: a DiT's config holds "spec" (what sampling needs) apart from "train" (how it was trained);
+# format 1 held both in "t2v". Readers accept every version up to this one.
+FORMAT_VERSION = 2
+BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint path that is missing, incomplete or of the wrong kind."""
+
+
+def resolve(model: str | Path | None, default: str, relative_to: Path | None = None) -> Path:
+    """The directory of a model given by name (a bundled model), by path, or not at all
+    (`default`, a bundled name). A relative path is looked up next to `relative_to` first, so
+    a checkpoint can name the VAE folder stored beside it."""
+    if model is None:
+        return BUNDLED_DIR / default
+    ref = Path(model)
+    candidates = [BUNDLED_DIR / ref] if ref.parts and len(ref.parts) == 1 else []
+    if relative_to is not None and not ref.is_absolute():
+        candidates.append(Path(relative_to) / ref)
+    candidates.append(ref)
+    return next((c for c in candidates if (c / "config.json").exists()), ref)
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
@@ -97,6 +120,14 @@ def read_config(directory: str | Path, kind: str | None = None) -> dict:
         info = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{cfg_path}: unreadable config ({e})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        raise CheckpointError(f"{cfg_path}: not a filmstrip model config (no 'config' object)")
+    version = info.get("format", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{directory}: written in checkpoint format {version}, newer than this filmstrip reads "
+            f"({FORMAT_VERSION}); update filmstrip"
+        )
     if kind is not None and info.get("kind") != kind:
         raise CheckpointError(
             f"{directory}: this is a {info.get('kind')!r} checkpoint, but a {kind!r} checkpoint is needed"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from filmstrip.errors import InputError
 from filmstrip.io.layout import ArrayLike, to_uint8_thwc
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -54,7 +55,7 @@ def video_grid(
 ) -> np.ndarray:
     """Clips `(C, T, H, W)` (uint8, or float in [-1, 1]) -> one grid clip, uint8 `(3, T, H', W')`."""
     if not videos:
-        raise ValueError("video_grid needs at least one video")
+        raise InputError("video_grid needs at least one video")
     clips = [to_uint8_thwc(v) for v in videos]
     th, tw = tile
     scale = max(0.3, tw / 480)

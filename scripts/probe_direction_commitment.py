@@ -25,6 +25,7 @@ from filmstrip.data.motion import DIRECTIONS
 from filmstrip.data.shapes import ShapesConfig, ShapesDataset
 from filmstrip.diffusion.sampling import sample
 from filmstrip.eval.adherence import detect
+from filmstrip.models.conditioning import Conditioning
 from filmstrip.pipelines.generate import load_pipeline
 
 FRAMES = 17
@@ -68,7 +69,7 @@ def main() -> None:
     truth = [it["truth"]["objects"][0]["direction"] for it in items]
     with torch.no_grad():
         z = pipe.vae.encode(torch.stack([it["video"] for it in items]))
-        z = (z - pipe.t2v.latent_shift) * pipe.t2v.latent_scale
+        z = pipe.spec.normalize(z)
         noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(1))
         print(f"{len(items)} clips; share whose generated direction is the clip's (true) or the swapped one")
         for t0 in (float(v) for v in args.levels.split(",")):
@@ -78,9 +79,11 @@ def main() -> None:
                 sched = torch.linspace(t0, 0.0, args.steps + 1)[:, None].expand(-1, z.shape[2]).contiguous()
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     out = sample(
-                        lambda x, t, c=cond, m=mask: pipe.dit(x, t, c, m), (1 - t0) * z + t0 * noise, sched
+                        lambda x, t, c=cond, m=mask: pipe.dit(x, t, Conditioning(c, m)),
+                        (1 - t0) * z + t0 * noise,
+                        sched,
                     )
-                video = pipe.vae.decode(out.float() / pipe.t2v.latent_scale + pipe.t2v.latent_shift, FRAMES)
+                video = pipe.vae.decode(pipe.spec.denormalize(out.float()), FRAMES)
                 found = [detect(v.clamp(-1, 1)) for v in video]
                 same = sum(bool(d) and d[0].direction == w for d, w in zip(found, truth, strict=True))
                 flipped = sum(

@@ -17,6 +17,7 @@ import torch
 
 from filmstrip.data.latents import LatentDataset
 from filmstrip.diffusion.flow import add_noise, velocity_target
+from filmstrip.models.conditioning import Conditioning
 from filmstrip.pipelines.generate import load_pipeline
 
 DIRECTION_SWAP = {
@@ -65,7 +66,7 @@ def main() -> None:
             items.append(item)
         if len(items) == args.clips:
             break
-    z = (torch.stack([it["latents"] for it in items]) - pipe.t2v.latent_shift) * pipe.t2v.latent_scale
+    z = pipe.spec.normalize(torch.stack([it["latents"] for it in items]))
     noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
     variants = {
         "true caption": lambda c: c,
@@ -80,7 +81,7 @@ def main() -> None:
             per_t = []
             for level in (0.3, 0.5, 0.7, 0.9):
                 t = torch.full((len(items), z.shape[2]), level)
-                v = pipe.dit(add_noise(z, noise, t), t, states, mask)
+                v = pipe.dit(add_noise(z, noise, t), t, Conditioning(states, mask))
                 per_t.append((v - velocity_target(z, noise)).square().mean())
             losses[name] = float(torch.stack(per_t).mean())
     base = losses["true caption"]

@@ -12,6 +12,7 @@ import torch.distributed as dist
 
 from filmstrip.data import ShapesConfig, ShapesDataset, collate_clips
 from filmstrip.data.latents import collate_latents
+from filmstrip.diffusion.spec import ModelSpec
 from filmstrip.models.dit import preset as dit_preset
 from filmstrip.models.vae import preset
 from filmstrip.train.t2v_task import T2VConfig, T2VTask
@@ -45,7 +46,9 @@ def main(out_dir: Path) -> None:
         | {"caption": "", "truth": {}}
         for i in range(16)
     ]
-    dit_task = T2VTask(dit_preset("tiny", in_channels=4), T2VConfig(image_fraction=0.25), torch.zeros(1, 384))
+    dit_task = T2VTask(
+        dit_preset("tiny", in_channels=4), ModelSpec(), T2VConfig(image_fraction=0.25), torch.zeros(1, 384)
+    )
     dit_before = digest(dit_task.model)
     Trainer(
         cfg.__class__(**{**vars(cfg), "batch_size": 8}), dit_task, latents, out_dir / "dit", collate_latents

@@ -118,7 +118,7 @@ def test_shape_options_make_a_new_model_and_refuse_an_init(tiny_run, tmp_path):
     refused = CliRunner().invoke(
         main, [*train_args(tmp_path / "ft", 1), "--init", str(tiny_run / "model"), *shape]
     )
-    assert refused.exit_code != 0 and "--temporal-factor" in refused.output and "--init" in refused.output
+    assert refused.exit_code != 0 and "temporal_factor" in refused.output and "init" in refused.output
     odd = CliRunner().invoke(main, [*train_args(tmp_path / "t3", 1), "--temporal-factor", "3"])
     assert odd.exit_code == 1 and "power of two" in odd.output
     fsq = CliRunner().invoke(

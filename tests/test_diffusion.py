@@ -14,7 +14,8 @@ from filmstrip.diffusion.flow import (
     timestep_shift,
     velocity_target,
 )
-from filmstrip.diffusion.sampling import guided, sample, schedule, step
+from filmstrip.diffusion.guidance import combine, guidance_plan
+from filmstrip.diffusion.sampling import sample, schedule, step
 
 
 def gaussian_velocity(mu: float, sigma: float):
@@ -119,10 +120,51 @@ def test_guidance_scale_one_is_the_conditional_prediction():
     # float64 so the comparison is about the formula, not about rounding near zero.
     g = torch.Generator().manual_seed(0)
     u, c, i = torch.randn(3, 2, 4, 3, 1, 1, generator=g, dtype=torch.float64).unbind(0)
-    assert torch.equal(guided(u, c, 1.0), c)
-    assert torch.allclose(guided(u, c, 1.0, v_image=i, image_scale=1.0), c, atol=1e-12)
-    assert torch.allclose(guided(u, c, 0.0), u, atol=1e-12)
-    assert torch.allclose(guided(u, c, 3.0), u + 3 * (c - u), atol=1e-12)
+
+    def run(levels, scales):
+        base, runs = guidance_plan(scales)
+        return combine(dict(enumerate(levels)), base, runs)
+
+    assert torch.equal(run([u, c], [1.0]), c)
+    assert torch.allclose(run([u, i, c], [1.0, 1.0]), c, atol=1e-12)
+    assert torch.allclose(run([u, c], [0.0]), u, atol=1e-12)
+    assert torch.equal(run([u, c], [3.0]), u + 3 * (c - u))  # the formula text-to-video shipped with
+    # Separate image and text scales (InstructPix2Pix): v_u + s_i (v_i - v_u) + s_t (v_c - v_i).
+    assert torch.allclose(run([u, i, c], [1.5, 4.0]), u + 1.5 * (i - u) + 4.0 * (c - i), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "scales, needed",
+    [
+        ([4.0], [0, 1]),
+        ([1.0], [1]),  # scale 1 skips the unconditional branch
+        ([1.0, 1.0], [2]),
+        ([1.0, 4.0], [1, 2]),  # image kept, text guided
+        ([3.0, 3.0], [0, 2]),  # equal scales: the middle level cancels
+        ([2.0, 1.0], [0, 1, 2]),
+        ([], [0]),
+    ],
+)
+def test_guidance_runs_only_the_levels_it_needs_in_one_batch(scales, needed):
+    from filmstrip.diffusion.guidance import guided
+    from filmstrip.models.conditioning import Conditioning
+
+    ids = [torch.full((2, 3, 1), float(k), dtype=torch.float64) for k in range(len(scales) + 1)]
+    levels = [Conditioning(vectors={"id": i}) for i in ids]
+    calls = []
+
+    def model(x, t, cond):
+        calls.append(cond.vectors["id"][:, 0, 0].tolist())
+        # A prediction that depends on the level: level k predicts (k + 1) * x.
+        return x * (cond.vectors["id"][:, :1, :, None, None] + 1)
+
+    x, t = torch.randn(2, 4, 3, 2, 2, dtype=torch.float64), torch.rand(2, 3)
+    v = guided(model, levels, scales)(x, t)
+    assert calls == [[float(k) for k in needed for _ in range(2)]]  # one forward, B rows per level
+    expected = x.clone()  # v_0 + sum s_i (v_i - v_{i-1}) with v_k = (k + 1) x
+    for s in scales:
+        expected = expected + s * x
+    torch.testing.assert_close(v, expected)
 
 
 def test_loss_by_bin():

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.dit import DiTBlock, VideoDiT, forward_flops, num_parameters, preset
 from filmstrip.models.embeddings import patchify, unpatchify
 from filmstrip.models.rope import apply_rope, axes_split, grid_positions, rope_angles
@@ -79,7 +80,7 @@ def test_fresh_block_is_identity_and_fresh_model_predicts_zero(attention):
     c = torch.randn(2, 5, cfg.width)
     angles = rope_angles(grid_positions(5, 4, 4), cfg.head_dim)
     assert torch.equal(block(x, c, (5, 4, 4), angles, ctx, mask), x)
-    out = model(torch.randn(2, 16, 5, 8, 8), torch.rand(2, 5), ctx, mask)
+    out = model(torch.randn(2, 16, 5, 8, 8), torch.rand(2, 5), Conditioning(ctx, mask))
     assert out.shape == (2, 16, 5, 8, 8) and torch.count_nonzero(out) == 0
 
 
@@ -97,7 +98,11 @@ def test_per_frame_timestep_reaches_only_its_frame_tokens_through_modulation(att
     t2 = t.clone()
     t2[:, 2] = 0.9
     with torch.no_grad():
-        diff = (model(z, t, ctx, mask) - model(z, t2, ctx, mask)).abs().amax(dim=(0, 1, 3, 4))
+        diff = (
+            (model(z, t, Conditioning(ctx, mask)) - model(z, t2, Conditioning(ctx, mask)))
+            .abs()
+            .amax(dim=(0, 1, 3, 4))
+        )
     assert diff[2] > 1e-4
     assert torch.all(diff[[0, 1, 3]] == 0)
 
@@ -121,8 +126,10 @@ def added_to_a_trained_model(option: str, value=True):
     prefix = NEW_PART[option]
     assert not unexpected and missing and all(k.startswith(prefix) for k in missing)
     with torch.no_grad():
-        torch.testing.assert_close(extended(z, t, ctx, mask), plain(z, t, ctx, mask))
-    return plain, extended, (z, t, ctx, mask)
+        torch.testing.assert_close(
+            extended(z, t, Conditioning(ctx, mask)), plain(z, t, Conditioning(ctx, mask))
+        )
+    return plain, extended, (z, t, Conditioning(ctx, mask))
 
 
 def test_frame_embedding_gives_tokens_their_absolute_frame_index():
@@ -198,9 +205,9 @@ def test_text_padding_is_ignored_and_batch_items_are_independent(attention):
     ctx2 = ctx.clone()
     ctx2[-1, ~mask[-1]] = 100.0  # garbage in the padded positions of item 1
     with torch.no_grad():
-        a, b = model(z, t, ctx, mask), model(z, t, ctx2, mask)
+        a, b = model(z, t, Conditioning(ctx, mask)), model(z, t, Conditioning(ctx2, mask))
         torch.testing.assert_close(a, b)
-        single = model(z[:1], t[:1], ctx[:1], mask[:1])
+        single = model(z[:1], t[:1], Conditioning(ctx[:1], mask[:1]))
     torch.testing.assert_close(single, a[:1], rtol=1e-4, atol=1e-5)
 
 
@@ -211,8 +218,8 @@ def test_factorized_attention_differs_from_full_and_both_handle_variable_sizes()
     ctx, mask = text(b=1)
     for shape in [(1, 4, 4), (3, 6, 4), (5, 2, 8)]:
         z = torch.randn(1, 16, *shape)
-        assert full(z, torch.rand(1, shape[0]), ctx, mask).shape == z.shape
-        assert fact(z, torch.rand(1), ctx, mask).shape == z.shape
+        assert full(z, torch.rand(1, shape[0]), Conditioning(ctx, mask)).shape == z.shape
+        assert fact(z, torch.rand(1), Conditioning(ctx, mask)).shape == z.shape
 
 
 def test_parameter_and_flop_counts():

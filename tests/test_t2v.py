@@ -12,6 +12,7 @@ from filmstrip.checkpoint import CheckpointError, load_model, save_model
 from filmstrip.cli import main
 from filmstrip.data import ShapesConfig, ShapesDataset
 from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents
+from filmstrip.diffusion.spec import ModelSpec
 from filmstrip.eval.prompt_suite import SuiteConfig, held_out_prompts, run_suite, seen_prompts
 from filmstrip.io import probe
 from filmstrip.models.dit import preset as dit_preset
@@ -73,6 +74,7 @@ def test_tiny_dit_overfits_one_clip(tiny_vae, text_encoder):
     null, _ = text_encoder.encode([""])
     task = T2VTask(
         dit_preset("tiny", in_channels=4, patch=(1, 1, 1)),
+        ModelSpec(),
         T2VConfig(text_dropout=0.0, image_fraction=0.0),
         null[0],
     )
@@ -101,12 +103,15 @@ def test_tiny_dit_overfits_one_clip(tiny_vae, text_encoder):
 def test_batches_mix_images_and_videos(text_encoder):
     null, _ = text_encoder.encode([""])
     task = T2VTask(
-        dit_preset("tiny", in_channels=4), T2VConfig(image_fraction=0.25, text_dropout=0.0), null[0]
+        dit_preset("tiny", in_channels=4),
+        ModelSpec(),
+        T2VConfig(image_fraction=0.25, text_dropout=0.0),
+        null[0],
     )
     seen = []
 
-    def model(x, t, text, mask):
-        seen.append((tuple(x.shape), tuple(t.shape), text.shape[0]))
+    def model(x, t, cond):
+        seen.append((tuple(x.shape), tuple(t.shape), cond.context.shape[0]))
         return torch.zeros_like(x)
 
     text, mask = text_encoder.encode(["a red circle"] * 8)
@@ -125,7 +130,7 @@ def tiny_bundle(tmp_path_factory, tiny_vae, text_encoder):
     save_model(root / "vae", "vae", vars(tiny_vae.cfg) | {}, tiny_vae.state_dict())
     null, _ = text_encoder.encode([""])
     torch.manual_seed(0)
-    task = T2VTask(dit_preset("tiny", in_channels=4), T2VConfig(vae="vae"), null[0])
+    task = T2VTask(dit_preset("tiny", in_channels=4), ModelSpec(vae="vae"), T2VConfig(), null[0])
     with torch.no_grad():
         for p in task.model.parameters():
             p.add_(torch.randn_like(p) * 0.05)  # open the zero-initialised gates
@@ -257,7 +262,10 @@ def test_motion_loss_is_added_per_clip(text_encoder):
     for weight in (0.0, 0.5):
         torch.manual_seed(0)
         task = T2VTask(
-            dit_preset("tiny", in_channels=4), T2VConfig(image_fraction=0.0, motion=weight), null[0]
+            dit_preset("tiny", in_channels=4),
+            ModelSpec(),
+            T2VConfig(image_fraction=0.0, motion=weight),
+            null[0],
         )
         losses[weight] = task.loss(task.model, batch, 0, torch.Generator().manual_seed(0))
     (plain, plain_logs), (with_motion, logs) = losses[0.0], losses[0.5]
@@ -272,12 +280,13 @@ def test_frame_noise_draws_a_level_per_latent_frame(text_encoder, share):
     batch = {"latents": torch.randn(64, 4, 3, 4, 4), "text": text, "text_mask": mask}
     seen = []
 
-    def model(x, t, text, mask):
+    def model(x, t, cond):
         seen.append(t)
         return torch.zeros_like(x)
 
     task = T2VTask(
         dit_preset("tiny", in_channels=4),
+        ModelSpec(),
         T2VConfig(image_fraction=0.125, frame_noise=share, text_dropout=0.0),
         null[0],
     )
@@ -306,7 +315,7 @@ def test_train_t2v_cli_fine_tunes_from_init(tiny_bundle, tmp_path):
     config, b, meta = load_model(tmp_path / "b" / "model", "dit")
     assert all(torch.equal(a[k], b[k]) for k in a) and meta["step"] == 1
     assert config["dit"]["frame_embedding"] and config["dit"]["place_embedding"]
-    assert config["t2v"]["frame_noise"] == 0.5 and config["t2v"]["flow"]["shift"] == 4.5
+    assert config["train"]["frame_noise"] == 0.5 and config["spec"]["flow"]["shift"] == 4.5
     assert not b["frame_embed.mlp.2.weight"].any() and not b["place_embed.mlp.2.weight"].any()
 
 

@@ -7,6 +7,7 @@ from torch.utils.data import Dataset
 from filmstrip.data.digits import DigitsConfig, DigitsDataset
 from filmstrip.data.folder import FolderConfig, FolderDataset
 from filmstrip.data.shapes import ShapesConfig, ShapesDataset, collate_clips
+from filmstrip.errors import InputError
 
 __all__ = [
     "DigitsConfig",
@@ -61,4 +62,4 @@ def build_dataset(
                 seed=seed,
             )
         )
-    raise ValueError(f"unknown dataset {spec!r}: use 'shapes', 'digits' or 'folder:PATH'")
+    raise InputError(f"unknown dataset {spec!r}: use 'shapes', 'digits' or 'folder:PATH'")

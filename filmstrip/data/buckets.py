@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from filmstrip.errors import InputError
+
 DEFAULT_ASPECTS = (9 / 16, 2 / 3, 3 / 4, 1.0, 4 / 3, 3 / 2, 16 / 9)  # width / height
 
 
@@ -67,7 +69,7 @@ def center_crop(video_cthw: torch.Tensor, bucket: Bucket) -> torch.Tensor:
     """Crop the middle (bucket.height, bucket.width) of a (..., H, W) tensor."""
     h, w = video_cthw.shape[-2:]
     if h < bucket.height or w < bucket.width:
-        raise ValueError(f"a {h}x{w} frame is smaller than the {bucket.height}x{bucket.width} bucket")
+        raise InputError(f"a {h}x{w} frame is smaller than the {bucket.height}x{bucket.width} bucket")
     top, left = (h - bucket.height) // 2, (w - bucket.width) // 2
     return video_cthw[..., top : top + bucket.height, left : left + bucket.width]
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset
 
+from filmstrip.errors import InputError
+
 
 class RandomCropDataset(Dataset):
     def __init__(self, base: Dataset, size: int, seed: int = 0):
@@ -20,7 +22,7 @@ class RandomCropDataset(Dataset):
         video = item["video"]  # (C, T, H, W)
         h, w = video.shape[-2:]
         if h < self.size or w < self.size:
-            raise ValueError(
+            raise InputError(
                 f"cannot crop {self.size}x{self.size} from {h}x{w} frames: lower the crop or raise the size"
             )
         rng = np.random.default_rng([self.seed, 7, i])

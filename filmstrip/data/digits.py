@@ -18,6 +18,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from filmstrip.data.motion import DIRECTIONS, bouncing_path, describe_motion, join_clauses
+from filmstrip.errors import InputError
 from filmstrip.io.layout import to_float_cthw
 
 _NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -39,11 +40,11 @@ class DigitsConfig:
 
     def __post_init__(self):
         if self.split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
+            raise InputError(f"split must be 'train' or 'test', got {self.split!r}")
         if not 1 <= self.min_digits <= self.max_digits:
-            raise ValueError("need 1 <= min_digits <= max_digits")
+            raise InputError("need 1 <= min_digits <= max_digits")
         if self.digit_size > min(self.height, self.width):
-            raise ValueError(f"digit_size {self.digit_size} does not fit a {self.height}x{self.width} frame")
+            raise InputError(f"digit_size {self.digit_size} does not fit a {self.height}x{self.width} frame")
 
 
 @functools.cache

@@ -32,6 +32,7 @@ from filmstrip.data.buckets import (
     cover_size,
     make_buckets,
 )
+from filmstrip.errors import InputError
 from filmstrip.io import VideoInfo, VideoReadError, frame_timestamps, probe, read_video
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi", ".m4v")
@@ -73,7 +74,7 @@ def _read_captions(root: Path) -> dict[str, str]:
             entry = json.loads(line)
             captions[str(entry["file"])] = str(entry["caption"])
         except (json.JSONDecodeError, KeyError, TypeError):
-            raise ValueError(
+            raise InputError(
                 f'{path}:{number}: expected a JSON object like {{"file": "clip.mp4", "caption": "..."}}'
             ) from None
     return captions
@@ -86,7 +87,7 @@ class FolderDataset(Dataset):
         self.cfg = cfg
         root = Path(cfg.root)
         if not root.is_dir():
-            raise ValueError(f"{root}: not a folder; give the folder that holds your videos")
+            raise InputError(f"{root}: not a folder; give the folder that holds your videos")
         self.buckets = make_buckets(cfg.area, cfg.aspects)
         self.epoch = 0
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
@@ -105,7 +106,7 @@ class FolderDataset(Dataset):
                 stacklevel=2,
             )
         if not self.items:
-            raise ValueError(
+            raise InputError(
                 f"{root}: no usable videos among {len(files)} files with suffixes {', '.join(VIDEO_SUFFIXES)}"
             )
         self._same_bucket: dict[Bucket, list[int]] = {}

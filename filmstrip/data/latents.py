@@ -29,12 +29,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from filmstrip.checkpoint import save_tensors_atomic, write_json_atomic
-from filmstrip.models.vae import VAEConfig
+from filmstrip.errors import InputError
 
 
-def vae_config_dict(saved: dict) -> dict:
-    """A cache's recorded VAE config, with any field that it predates read as the default."""
-    return {**json.loads(json.dumps(asdict(VAEConfig()))), **saved}
+def vae_config_dict(saved: dict, config_cls: type) -> dict:
+    """A cache's recorded VAE config, with any field that it predates read as the default of
+    `config_cls` (the VAE's config class: data code does not import models)."""
+    return {**json.loads(json.dumps(asdict(config_cls()))), **saved}
 
 
 @torch.no_grad()
@@ -64,9 +65,9 @@ def build_latent_cache(
     meta_path = out / "meta.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        old["vae"] = vae_config_dict(old.get("vae", {}))
+        old["vae"] = vae_config_dict(old.get("vae", {}), type(vae.cfg))
         if {k: old.get(k) for k in meta} != meta:
-            raise ValueError(
+            raise InputError(
                 f"{out}: holds a different latent cache ({old.get('dataset')}); use another folder"
             )
     write_json_atomic(meta_path, meta)
@@ -121,14 +122,14 @@ class LatentDataset(Dataset):
         self.root = Path(root)
         meta_path = self.root / "meta.json"
         if not meta_path.exists():
-            raise ValueError(
+            raise InputError(
                 f"{self.root}: not a latent cache (no meta.json); `filmstrip train t2v` builds one on first use"
             )
         self.meta = json.loads(meta_path.read_text())
         self.shards = sorted(self.root.glob("shard_*.safetensors"))
         expected = -(-self.meta["num_clips"] // self.meta["shard_size"])
         if len(self.shards) != expected:
-            raise ValueError(
+            raise InputError(
                 f"{self.root}: {len(self.shards)} of {expected} shards; rerun the cache build to finish it"
             )
         self._loaded: dict[int, tuple[dict, list, list]] = {}

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from filmstrip.data.motion import DIRECTIONS, bouncing_path, describe_motion, join_clauses
+from filmstrip.errors import InputError
 from filmstrip.io.layout import to_float_cthw
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -74,15 +75,15 @@ class ShapesConfig:
         object.__setattr__(self, "held_out", tuple(tuple(h) for h in self.held_out))
         for combo in self.held_out:
             if len(combo) != 3:
-                raise ValueError(f"a held-out combination is (colour, shape, direction), got {combo}")
+                raise InputError(f"a held-out combination is (colour, shape, direction), got {combo}")
         if not 1 <= self.min_objects <= self.max_objects <= len(COLOURS):
-            raise ValueError(f"need 1 <= min_objects <= max_objects <= {len(COLOURS)}")
+            raise InputError(f"need 1 <= min_objects <= max_objects <= {len(COLOURS)}")
         if self.background not in ("plain", "textured", "mixed"):
-            raise ValueError(f"background must be plain, textured or mixed, got {self.background!r}")
+            raise InputError(f"background must be plain, textured or mixed, got {self.background!r}")
         if not 0.0 <= self.start_words <= 1.0:
-            raise ValueError(f"start_words is a probability, got {self.start_words}")
+            raise InputError(f"start_words is a probability, got {self.start_words}")
         if min(self.num_frames, self.height, self.width) < 1 or self.fps <= 0:
-            raise ValueError("num_frames, height, width and fps must be positive")
+            raise InputError("num_frames, height, width and fps must be positive")
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ def sample_scene(rng: np.random.Generator, cfg: ShapesConfig) -> Scene:
             if not is_held_out(str(colour), shape, direction, cfg.held_out):
                 break
         else:
-            raise ValueError(f"held_out {cfg.held_out} leaves no shape and direction for a {colour} object")
+            raise InputError(f"held_out {cfg.held_out} leaves no shape and direction for a {colour} object")
         objects.append(
             ShapeObject(
                 shape=shape,

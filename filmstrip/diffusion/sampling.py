@@ -2,8 +2,9 @@
 
 A schedule is a (steps + 1, T) matrix of noise levels, one column per latent frame, from
 row 0 (the start, usually all 1) to the last row (usually all 0). Full-sequence sampling,
-image conditioning (a clean frame stays at 0) and, later, diffusion forcing are just
-different matrices fed to the same loop.
+image conditioning (a clean frame's column stays at 0, so a step leaves it as it is) and
+diffusion forcing are just different matrices fed to the same loop. Guidance wraps the model
+call (guidance.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from filmstrip.diffusion.flow import shift_t
+from filmstrip.errors import InputError
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, t (B, T)) -> v
 
@@ -27,9 +29,9 @@ def schedule(steps: int, num_frames: int, shift: float = 1.0, lag: float = 0.0) 
     denoised while the frames before it are already clearer. Needs a model trained with a
     noise level per frame (`T2VConfig.frame_noise`)."""
     if steps < 1:
-        raise ValueError(f"need at least one sampling step, got {steps}")
+        raise InputError(f"need at least one sampling step, got {steps}")
     if lag < 0:
-        raise ValueError(f"lag must be >= 0, got {lag}")
+        raise InputError(f"lag must be >= 0, got {lag}")
     progress = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)[:, None]  # (steps + 1, 1)
     if num_frames == 1:
         lag = 0.0  # nothing to trail: one frame takes the whole run
@@ -58,7 +60,7 @@ def sample(
     at both ends of each step (two model calls; second order). Unlike diffusion in sigma,
     the flow's velocity is defined at t = 0, so the last step is corrected too."""
     if solver not in ("euler", "heun"):
-        raise ValueError(f"solver must be 'euler' or 'heun', got {solver!r}")
+        raise InputError(f"solver must be 'euler' or 'heun', got {solver!r}")
     x = noise
     b = noise.shape[0]
     for i in tqdm(range(len(sched) - 1), disable=not progress, desc="sampling", leave=False):
@@ -69,25 +71,3 @@ def sample(
             v = 0.5 * (v + velocity(x_pred, t_to[None].expand(b, -1)))
         x = step(x, v, t_from, t_to)
     return x
-
-
-def guided(
-    v_uncond: torch.Tensor,
-    v_text: torch.Tensor,
-    text_scale: float,
-    v_image: torch.Tensor | None = None,
-    image_scale: float = 1.0,
-) -> torch.Tensor:
-    """Classifier-free guidance with separate scales for the image and the text condition.
-
-    Without an image condition: v = v_u + s_text (v_text - v_u), where v_u is the prediction
-    for the unconditional or negative prompt. With one (`v_image` = image only, `v_text` =
-    image + text), guidance composes (Brooks et al., 2023):
-        v = v_u + s_image (v_image - v_u) + s_text (v_text - v_image).
-    Scale 1 returns the fully conditional prediction (exactly: callers skip the unconditional
-    pass then)."""
-    if v_image is None and text_scale == 1.0:
-        return v_text
-    if v_image is None:
-        return v_uncond + text_scale * (v_text - v_uncond)
-    return v_uncond + image_scale * (v_image - v_uncond) + text_scale * (v_text - v_image)

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from filmstrip.errors import InputError
+
 
 def _real(x: torch.Tensor) -> torch.Tensor:
     """At least float32 (uint8 and bf16 go up; float64 stays, for reference comparisons)."""
@@ -22,7 +24,7 @@ def _as_frames(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     if x.ndim == 4:
         x = x.unsqueeze(2)
     if x.ndim != 5:
-        raise ValueError(f"expected (B, C, T, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
+        raise InputError(f"expected (B, C, T, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
     t = x.shape[2]
     x = _real(x)
     return (rearrange(x, "b c t h w -> (b t) c h w") + 1) / 2, t
@@ -32,7 +34,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB with a [0, 1] peak, over all frames of each clip: (B,).
     Identical clips give +inf."""
     if x.shape != y.shape:
-        raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+        raise InputError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
     mse = ((_real(x) - _real(y)) / 2).square().flatten(1).mean(1)
     return -10 * torch.log10(mse)
 
@@ -54,7 +56,7 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5, truncate: flo
         with torch.autocast(x.device.type, enabled=False):
             return ssim_map(x.float(), y.float(), sigma, truncate)
     if h < 2 * radius + 1 or w < 2 * radius + 1:
-        raise ValueError(f"SSIM needs frames of at least {2 * radius + 1}x{2 * radius + 1}, got {h}x{w}")
+        raise InputError(f"SSIM needs frames of at least {2 * radius + 1}x{2 * radius + 1}, got {h}x{w}")
     g = _gaussian_window(sigma, radius, x.device, x.dtype)
     gh = g.view(1, 1, -1, 1).expand(c, 1, -1, 1)
     gw = g.view(1, 1, 1, -1).expand(c, 1, 1, -1)
@@ -73,7 +75,7 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5, truncate: flo
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean SSIM over all frames and channels of each clip: (B,)."""
     if x.shape != y.shape:
-        raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+        raise InputError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
     fx, t = _as_frames(x)
     fy, _ = _as_frames(y)
     per_frame = ssim_map(fx, fy).flatten(1).mean(1)
@@ -86,12 +88,12 @@ def flicker(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     from frame to frame exactly as the input does, whatever its per-frame error; a per-frame
     codec whose errors jump between frames scores high even on a still shot. (B,)"""
     if recon.shape != target.shape or recon.ndim != 5:
-        raise ValueError(
+        raise InputError(
             f"flicker needs two (B, C, T, H, W) clips of equal shape, got {tuple(recon.shape)} "
             f"and {tuple(target.shape)}"
         )
     if recon.shape[2] < 2:
-        raise ValueError("flicker needs at least two frames")
+        raise InputError("flicker needs at least two frames")
     d_recon = _real(recon).diff(dim=2)
     d_target = _real(target).diff(dim=2)
     return (d_recon - d_target).abs().flatten(1).mean(1) * 255 / 2

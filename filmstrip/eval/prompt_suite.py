@@ -27,6 +27,7 @@ from filmstrip.data.shapes import (
     is_held_out,
     sample_scene,
 )
+from filmstrip.errors import InputError
 from filmstrip.eval.adherence import score
 from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
 
@@ -76,7 +77,7 @@ def held_out_prompts(cfg: SuiteConfig, n: int) -> list[tuple[str, dict]]:
     i = 0
     while len(out) < n:
         if i > 10_000 * n:
-            raise ValueError(f"no scene with a held-out combination among {i} draws: {cfg.held_out}")
+            raise InputError(f"no scene with a held-out combination among {i} draws: {cfg.held_out}")
         want = cfg.held_out[len(out) % len(cfg.held_out)]
         scene = sample_scene(np.random.default_rng([shapes.seed, i]), shapes)
         i += 1
@@ -101,7 +102,7 @@ def run_suite(
     means over all prompts}, "prompts": one row per video, `sample` numbering a prompt's videos}."""
     cfg = cfg or SuiteConfig()
     if cfg.samples < 1:
-        raise ValueError(f"samples must be >= 1, got {cfg.samples}")
+        raise InputError(f"samples must be >= 1, got {cfg.samples}")
     gen = gen or GenerateConfig(frames=cfg.frames, height=cfg.size, width=cfg.size)
     n_held_out = cfg.num_prompts // 2 if cfg.held_out else 0
     suite = [("seen", *p) for p in seen_prompts(cfg, cfg.num_prompts - n_held_out)]

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from filmstrip.errors import InputError
 from filmstrip.eval.metrics import flicker, psnr, ssim
 from filmstrip.models.fsq import codebook_usage
 from filmstrip.models.vae import VideoVAE
@@ -22,7 +23,7 @@ def crop_to_multiple(x_bcthw: torch.Tensor, multiple: int) -> torch.Tensor:
     h, w = x_bcthw.shape[-2:]
     nh, nw = h // multiple * multiple, w // multiple * multiple
     if nh == 0 or nw == 0:
-        raise ValueError(
+        raise InputError(
             f"a {h}x{w} video is smaller than the autoencoder's {multiple}x{multiple} compression block"
         )
     top, left = (h - nh) // 2, (w - nw) // 2

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from filmstrip.errors import InputError
+
 ArrayLike = torch.Tensor | np.ndarray
 
 
@@ -26,14 +28,14 @@ def to_uint8_thwc(video_cthw: ArrayLike) -> np.ndarray:
     elif np.issubdtype(video_cthw.dtype, np.floating):
         video_cthw = np.round((np.clip(video_cthw, -1, 1) + 1) * 127.5).astype(np.uint8)
     if video_cthw.ndim != 4:
-        raise ValueError(f"expected a video of shape (C, T, H, W), got shape {tuple(video_cthw.shape)}")
+        raise InputError(f"expected a video of shape (C, T, H, W), got shape {tuple(video_cthw.shape)}")
     if video_cthw.dtype != np.uint8:
-        raise ValueError(f"expected uint8 or float video, got dtype {video_cthw.dtype}")
+        raise InputError(f"expected uint8 or float video, got dtype {video_cthw.dtype}")
     channels = video_cthw.shape[0]
     if channels == 1:
         video_cthw = np.repeat(video_cthw, 3, axis=0)
     elif channels != 3:
-        raise ValueError(f"expected 1 or 3 channels in (C, T, H, W), got C={channels}")
+        raise InputError(f"expected 1 or 3 channels in (C, T, H, W), got C={channels}")
     return np.ascontiguousarray(video_cthw.transpose(1, 2, 3, 0))
 
 

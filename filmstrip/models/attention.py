@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from filmstrip.errors import InputError
 from filmstrip.models.rope import apply_rope
 
 
@@ -19,7 +20,7 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()
         if dim % heads:
-            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+            raise InputError(f"width {dim} is not divisible by {heads} heads")
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.q_norm = nn.RMSNorm(dim // heads, eps=1e-6)

@@ -1,13 +1,14 @@
-"""The video Diffusion Transformer: latents + noise level per frame + text -> a prediction.
+"""The video Diffusion Transformer: latents + noise level per frame + conditions -> a prediction.
 
     latents (B, C, T, H, W) --patchify--> tokens (B, N, D), N = T/pt * H/ph * W/pw
     t (B, T) --sinusoid + MLP--> c (B, T', D), plus the pooled text vector
     text tokens --optional refiner (self-attention over the prompt, 1D RoPE)--> context
     frame index k --sinusoid + MLP--> added to c (optional: absolute time; RoPE is relative)
+    each per-frame condition vector (action, camera, ...) --MLP--> added to c of its frame
     place in the frame (y, x) --sinusoid + MLP--> added to the tokens (optional: absolute space)
     for each block:
         x += gate_1 * SelfAttention(modulate(norm(x), shift_1, scale_1))    3D RoPE, full or (2+1)D
-        x += CrossAttention(norm(x), text tokens, text mask)
+        x += CrossAttention(norm(x), text tokens, text mask)                 when there is text
         x += gate_2 * MLP(modulate(norm(x), shift_2, scale_2))
     (shift, scale, gate) come from c of *the token's own frame* (AdaLN-Zero, per frame)
     final: modulate(norm(x)) -> Linear -> unpatchify -> (B, C, T, H, W)
@@ -15,7 +16,8 @@
 The model knows nothing about diffusion: what it predicts (a velocity, for rectified flow)
 is decided by the objective that trains it. Every gate, the cross-attention output and the
 final layer start at zero, so a fresh model outputs zeros and every fresh block is the
-identity; training opens them as they become useful.
+identity; training opens them as they become useful. Conditions arrive as one
+`Conditioning` (models/conditioning.py); a model with `context_dim = 0` has no text path.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
+from filmstrip.errors import InputError
 from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.attention import CrossAttention, SelfAttention
+from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.embeddings import (
+    ConditionEmbedding,
     FrameEmbedding,
     PlaceEmbedding,
     TimestepEmbedding,
@@ -49,7 +54,7 @@ class DiTConfig:
     depth: int = 6
     heads: int = 4
     mlp_ratio: float = 4.0
-    context_dim: int = 384  # text encoder width (all-MiniLM-L6-v2)
+    context_dim: int = 384  # text encoder width (all-MiniLM-L6-v2); 0: no text, no cross-attention
     attention: str = "full"  # "full" spatiotemporal, or "factorized": spatial then temporal
     rope_theta: float = 10_000.0
     # Tell every token its absolute latent-frame index through AdaLN (see FrameEmbedding).
@@ -59,17 +64,27 @@ class DiTConfig:
     # Trainable self-attention layers over the text tokens before cross-attention reads them,
     # so each word can gather its clause (see text_refiner.py); 0: read the encoder's states.
     text_refiner: int = 0
+    # Per-frame condition vectors added to the AdaLN input: (name, dim) pairs, e.g.
+    # (("action", 18),) for a world model. See models/conditioning.py.
+    vectors: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "patch", tuple(self.patch))
+        object.__setattr__(self, "vectors", tuple((str(n), int(d)) for n, d in self.vectors))
+        if len({n for n, _ in self.vectors}) != len(self.vectors) or any(d < 1 for _, d in self.vectors):
+            raise InputError(f"vectors must have distinct names and positive sizes, got {self.vectors}")
+        if self.context_dim < 0:
+            raise InputError(f"context_dim is a width (0: no text), got {self.context_dim}")
+        if self.text_refiner and not self.context_dim:
+            raise InputError("a text refiner needs text: context_dim must be positive")
         if self.attention not in ("full", "factorized"):
-            raise ValueError(f"attention must be 'full' or 'factorized', got {self.attention!r}")
+            raise InputError(f"attention must be 'full' or 'factorized', got {self.attention!r}")
         if self.width % self.heads or (self.width // self.heads) % 2:
-            raise ValueError(f"width {self.width} must split into {self.heads} heads of even size")
+            raise InputError(f"width {self.width} must split into {self.heads} heads of even size")
         if self.text_refiner < 0:
-            raise ValueError(f"text_refiner is a number of layers, got {self.text_refiner}")
+            raise InputError(f"text_refiner is a number of layers, got {self.text_refiner}")
         if self.text_refiner and self.context_dim % REFINER_HEAD_DIM:
-            raise ValueError(f"a text refiner needs context_dim divisible by {REFINER_HEAD_DIM}")
+            raise InputError(f"a text refiner needs context_dim divisible by {REFINER_HEAD_DIM}")
 
     @property
     def head_dim(self) -> int:
@@ -86,7 +101,7 @@ PRESETS: dict[str, DiTConfig] = {
 
 def preset(name: str, **overrides) -> DiTConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown DiT preset {name!r}; choose from {', '.join(PRESETS)}")
+        raise InputError(f"unknown DiT preset {name!r}; choose from {', '.join(PRESETS)}")
     return replace(PRESETS[name], **overrides)
 
 
@@ -105,7 +120,7 @@ class DiTBlock(nn.Module):
         self.norm_t = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6) if self.factorized else None
         self.attn_t = SelfAttention(d, cfg.heads) if self.factorized else None
         self.norm2 = nn.LayerNorm(d, eps=1e-6)
-        self.cross = CrossAttention(d, cfg.context_dim, cfg.heads)
+        self.cross = CrossAttention(d, cfg.context_dim, cfg.heads) if cfg.context_dim else None
         self.norm3 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         hidden = int(d * cfg.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
@@ -118,8 +133,8 @@ class DiTBlock(nn.Module):
         c_btd: torch.Tensor,
         grid: tuple[int, int, int],
         angles: torch.Tensor,
-        context: torch.Tensor,
-        context_mask: torch.Tensor,
+        context: torch.Tensor | None,
+        context_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         t, h, w = grid
         # Per-frame modulation, repeated over the h*w tokens of each frame ("t h w" order).
@@ -138,7 +153,8 @@ class DiTBlock(nn.Module):
             y = rearrange(modulate(self.norm_t(x), shift_t, scale_t), "b (t s) d -> (b s) t d", t=t)
             y = rearrange(self.attn_t(y, angles[:: h * w]), "(b s) t d -> b (t s) d", s=h * w)
             x = x + gate_t * y
-        x = x + self.cross(self.norm2(x), context, context_mask)
+        if self.cross is not None and context is not None:
+            x = x + self.cross(self.norm2(x), context, context_mask)
         return x + gate2 * self.mlp(modulate(self.norm3(x), shift2, scale2))
 
 
@@ -164,13 +180,17 @@ class VideoDiT(nn.Module):
         pt, ph, pw = cfg.patch
         self.x_embed = nn.Linear(cfg.in_channels * pt * ph * pw, cfg.width)
         self.t_embed = TimestepEmbedding(cfg.width)
-        self.context_embed = nn.Linear(cfg.context_dim, cfg.width)  # pooled text -> AdaLN condition
+        # Pooled text -> AdaLN condition.
+        self.context_embed = nn.Linear(cfg.context_dim, cfg.width) if cfg.context_dim else None
         self.frame_embed = FrameEmbedding(cfg.width) if cfg.frame_embedding else None
         self.place_embed = PlaceEmbedding(cfg.width) if cfg.place_embedding else None
         self.text_refiner = (
             TextRefiner(cfg.context_dim, cfg.text_refiner, cfg.context_dim // REFINER_HEAD_DIM)
             if cfg.text_refiner
             else None
+        )
+        self.vector_embed = nn.ModuleDict(
+            {name: ConditionEmbedding(dim, cfg.width) for name, dim in cfg.vectors}
         )
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
         self.final = FinalLayer(cfg)
@@ -190,10 +210,12 @@ class VideoDiT(nn.Module):
         for block in self.blocks:
             nn.init.zeros_(block.ada[-1].weight)
             nn.init.zeros_(block.ada[-1].bias)
-            nn.init.zeros_(block.cross.out.weight)
-            nn.init.zeros_(block.cross.out.bias)
-        # 4. Frame index and place in the frame: start switched off (see their modules).
-        for embed in (self.frame_embed, self.place_embed):
+            if block.cross is not None:
+                nn.init.zeros_(block.cross.out.weight)
+                nn.init.zeros_(block.cross.out.bias)
+        # 4. Frame index, place in the frame and condition vectors: start switched off, so
+        #    adding one to a trained model changes nothing until training opens it.
+        for embed in (self.frame_embed, self.place_embed, *self.vector_embed.values()):
             if embed is not None:
                 nn.init.zeros_(embed.mlp[-1].weight)
                 nn.init.zeros_(embed.mlp[-1].bias)
@@ -210,22 +232,23 @@ class VideoDiT(nn.Module):
         self,
         z_bcthw: torch.Tensor,
         t: torch.Tensor,
-        context: torch.Tensor,
-        context_mask: torch.Tensor,
+        cond: Conditioning | None = None,
         rope_offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
         rope_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
     ) -> torch.Tensor:
         """z: (B, C, T, H, W) noisy latents; t: noise level per latent frame (B, T), or (B,)
-        for one level for all; context: text tokens (B, L, context_dim) with boolean mask
-        (B, L), True for real tokens. Returns a (B, C, T, H, W) prediction."""
+        for one level for all; cond: text tokens and per-frame vectors (None: unconditional).
+        Returns a (B, C, T, H, W) prediction."""
         cfg = self.cfg
+        cond = cond if cond is not None else Conditioning()
+        context, context_mask = cond.context, cond.context_mask
         b, c, frames = z_bcthw.shape[:3]
         if c != cfg.in_channels:
-            raise ValueError(f"expected {cfg.in_channels} latent channels, got {c}")
+            raise InputError(f"expected {cfg.in_channels} latent channels, got {c}")
         if t.ndim == 1:
             t = t[:, None].expand(b, frames)
         if t.shape != (b, frames):
-            raise ValueError(f"t must be (B,) or (B, T) = ({b}, {frames}), got {tuple(t.shape)}")
+            raise InputError(f"t must be (B,) or (B, T) = ({b}, {frames}), got {tuple(t.shape)}")
         tokens, grid = patchify(z_bcthw, cfg.patch)
         x = self.x_embed(tokens)  # (B, N, D)
         if self.place_embed is not None:
@@ -233,21 +256,44 @@ class VideoDiT(nn.Module):
             x = x + place.repeat(grid[0], 1)[None]  # tokens are in "t h w" order
         # One noise level per token frame; a temporal patch takes its first frame's level.
         c_btd = self.t_embed(t[:, :: cfg.patch[0]])  # (B, T', D)
-        mask_f = context_mask.to(context.dtype)[..., None]
-        pooled = (context * mask_f).sum(1) / mask_f.sum(1).clamp_min(1)
-        c_btd = c_btd + self.context_embed(pooled)[:, None]
-        if self.text_refiner is not None:
-            context = self.text_refiner(context, context_mask)
+        if context is not None:
+            if not cfg.context_dim:
+                raise InputError("this model takes no text (context_dim = 0), but text was given")
+            mask_f = context_mask.to(context.dtype)[..., None]
+            pooled = (context * mask_f).sum(1) / mask_f.sum(1).clamp_min(1)
+            c_btd = c_btd + self.context_embed(pooled)[:, None]
+            if self.text_refiner is not None:
+                context = self.text_refiner(context, context_mask)
         if self.frame_embed is not None:
             # A streamed chunk continues the frame count where the last one stopped.
             index = torch.arange(grid[0], device=z_bcthw.device) * rope_scale[0] + rope_offset[0]
             c_btd = c_btd + self.frame_embed(index)[None]
+        c_btd = c_btd + self._vectors(cond, b, frames)
         positions = grid_positions(*grid, offset=rope_offset, scale=rope_scale, device=z_bcthw.device)
         angles = rope_angles(positions, cfg.head_dim, cfg.rope_theta)
         for block in self.blocks:
             x = block(x, c_btd, grid, angles, context, context_mask)
         out = self.final(x, c_btd, grid[1] * grid[2])
         return unpatchify(out, grid, cfg.patch)
+
+    def _vectors(self, cond: Conditioning, b: int, frames: int) -> torch.Tensor | float:
+        """Sum of the embedded per-frame condition vectors, (B, T', D); absent rows add zero."""
+        unknown = set(cond.vectors) - set(self.vector_embed)
+        if unknown:
+            known = ", ".join(self.vector_embed) or "none"
+            raise InputError(f"this model has no condition named {sorted(unknown)}; it takes: {known}")
+        total: torch.Tensor | float = 0.0
+        for name, embed in self.vector_embed.items():
+            if name not in cond.vectors:
+                continue
+            v = cond.vectors[name]
+            if v.shape[:2] != (b, frames) or v.shape[2] != embed.in_dim:
+                raise InputError(
+                    f"condition {name!r} must be (B, T, dim) = ({b}, {frames}, {embed.in_dim}), got {tuple(v.shape)}"
+                )
+            e = embed(v[:, :: self.cfg.patch[0]])  # a temporal patch reads its first frame
+            total = total + e * cond.is_present(name).to(e.dtype)[:, None, None]
+        return total
 
 
 def forward_flops(
@@ -256,6 +302,7 @@ def forward_flops(
     """Multiply-add FLOPs (x2) of one forward pass for latents of (T, H, W), split into the
     dense layers (weights x tokens) and attention scores/values (tokens x tokens)."""
     t, h, w = latent_shape
+    context_len = context_len if cfg.context_dim else 0
     pt, ph, pw = cfg.patch
     gt, gs = t // pt, (h // ph) * (w // pw)
     n, d = gt * gs, cfg.width

@@ -8,13 +8,15 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from filmstrip.errors import InputError
+
 
 def patchify(z_bcthw: torch.Tensor, patch: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[int, int, int]]:
     """(B, C, T, H, W) -> tokens (B, N, C*pt*ph*pw) in "t h w" order, and the token grid."""
     pt, ph, pw = patch
     _, _, t, h, w = z_bcthw.shape
     if t % pt or h % ph or w % pw:
-        raise ValueError(
+        raise InputError(
             f"latents of {t}x{h}x{w} (frames x height x width) do not divide into {pt}x{ph}x{pw} patches"
         )
     tokens = rearrange(z_bcthw, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
@@ -99,3 +101,22 @@ class FrameEmbedding(nn.Module):
         # indices) still land on distinct, smoothly varying features.
         features = sinusoidal(index_t, self.freq_dim, max_period=100.0, scale=1.0)
         return self.mlp(features.to(self.mlp[0].weight.dtype))
+
+
+class ConditionEmbedding(nn.Module):
+    """A per-frame condition vector (B, T, in_dim) -> (B, T, D), added to the AdaLN input.
+    Its last layer starts at zero (set by the DiT), so a new condition starts switched off."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.in_dim = in_dim
+        self.mlp = nn.Sequential(nn.Linear(in_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, v_btk: torch.Tensor) -> torch.Tensor:
+        return self.mlp(v_btk.to(self.mlp[0].weight.dtype))
+
+
+def token_grid(latent_thw: tuple[int, int, int], patch: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The (T', H', W') grid of tokens that latents of (T, H, W) make at this patch size: the
+    one place that says how latents become tokens (the timestep shift counts them)."""
+    return tuple(n // p for n, p in zip(latent_thw, patch, strict=True))

@@ -16,6 +16,8 @@ import math
 import torch
 from torch import nn
 
+from filmstrip.errors import InputError
+
 
 class FSQ(nn.Module):
     """Quantise (B, D, ...) with D = len(levels) channels; returns values on the grid."""
@@ -23,7 +25,7 @@ class FSQ(nn.Module):
     def __init__(self, levels: tuple[int, ...]):
         super().__init__()
         if not levels or min(levels) < 2:
-            raise ValueError(f"FSQ needs at least one channel and >= 2 levels each, got {levels}")
+            raise InputError(f"FSQ needs at least one channel and >= 2 levels each, got {levels}")
         self.levels = tuple(int(n) for n in levels)
         levels_t = torch.tensor(self.levels, dtype=torch.float32)
         # Mixed-radix place values: code = sum_i digit_i * prod_{j < i} L_j.

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import torch
 
+from filmstrip.errors import InputError
+
 
 def axes_split(head_dim: int) -> tuple[int, int, int]:
     """Channels per axis (t, h, w), each even: a quarter for time, the rest shared by space."""
     if head_dim % 2 or head_dim < 6:
-        raise ValueError(f"3D RoPE needs an even head_dim >= 6, got {head_dim}")
+        raise InputError(f"3D RoPE needs an even head_dim >= 6, got {head_dim}")
     dt = max(2, head_dim // 4 // 2 * 2)
     rest = head_dim - dt
     dh = rest // 2 // 2 * 2

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from filmstrip.checkpoint import load_model
+from filmstrip.checkpoint import load_model, resolve
+from filmstrip.errors import InputError
 from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.causal import (
     CausalConv2Plus1d,
@@ -75,22 +76,22 @@ class VAEConfig:
         object.__setattr__(self, "fsq_levels", tuple(self.fsq_levels))
         downs = len(self.channels) - 1
         if self.time_upsample not in ("repeat", "learned"):
-            raise ValueError(f"time_upsample must be 'repeat' or 'learned', got {self.time_upsample!r}")
+            raise InputError(f"time_upsample must be 'repeat' or 'learned', got {self.time_upsample!r}")
         if self.bottleneck not in ("kl", "fsq"):
-            raise ValueError(f"bottleneck must be 'kl' or 'fsq', got {self.bottleneck!r}")
+            raise InputError(f"bottleneck must be 'kl' or 'fsq', got {self.bottleneck!r}")
         if self.spatial_factor % 2**downs or not _is_power_of_two(self.spatial_factor // 2**downs):
-            raise ValueError(
+            raise InputError(
                 f"spatial_factor {self.spatial_factor} must be a power of two times 2**{downs} "
                 f"(one halving per level after the first)"
             )
         if not _is_power_of_two(self.temporal_factor) or self.temporal_factor > 2**downs:
-            raise ValueError(f"temporal_factor {self.temporal_factor} must be a power of two <= 2**{downs}")
+            raise InputError(f"temporal_factor {self.temporal_factor} must be a power of two <= 2**{downs}")
         if self.temporal_kernel == 1 and self.temporal_factor != 1:
-            raise ValueError("a per-frame model (temporal_kernel=1) cannot compress time")
+            raise InputError("a per-frame model (temporal_kernel=1) cannot compress time")
         if self.factorized and self.temporal_kernel == 1:
-            raise ValueError("factorized splits space from time: it needs temporal_kernel > 1")
+            raise InputError("factorized splits space from time: it needs temporal_kernel > 1")
         if any(c % self.groups for c in self.channels):
-            raise ValueError(f"every channel width must be divisible by groups={self.groups}")
+            raise InputError(f"every channel width must be divisible by groups={self.groups}")
 
     @property
     def patch(self) -> int:
@@ -140,7 +141,7 @@ PRESETS: dict[str, VAEConfig] = {
 
 def preset(name: str, **overrides) -> VAEConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown VAE preset {name!r}; choose from {', '.join(PRESETS)}")
+        raise InputError(f"unknown VAE preset {name!r}; choose from {', '.join(PRESETS)}")
     return replace(PRESETS[name], **overrides)
 
 
@@ -282,12 +283,12 @@ class VideoVAE(nn.Module):
     def check_input(self, x_bcthw: torch.Tensor) -> None:
         f = self.cfg.spatial_factor
         if x_bcthw.ndim != 5 or x_bcthw.shape[1] != self.cfg.in_channels:
-            raise ValueError(
+            raise InputError(
                 f"expected pixels of shape (B, {self.cfg.in_channels}, T, H, W), got {tuple(x_bcthw.shape)}"
             )
         _, _, t, h, w = x_bcthw.shape
         if t < 1 or h < f or w < f or h % f or w % f:
-            raise ValueError(
+            raise InputError(
                 f"a {h}x{w} frame cannot be encoded: height and width must be positive multiples of "
                 f"the VAE's spatial factor {f} (resize or crop to e.g. {max(f, h // f * f)}x{max(f, w // f * f)})"
             )
@@ -318,7 +319,7 @@ class VideoVAE(nn.Module):
     def decode(self, z_bcthw: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
         """Latents -> pixels (B, 3, 1 + tf*(T'-1), H, W), cropped to num_frames if given."""
         if z_bcthw.ndim != 5 or z_bcthw.shape[1] != self.cfg.z_channels:
-            raise ValueError(
+            raise InputError(
                 f"expected latents of shape (B, {self.cfg.z_channels}, T', H', W'), got {tuple(z_bcthw.shape)}"
             )
         x = self.decoder(z_bcthw)
@@ -333,7 +334,7 @@ class VideoVAE(nn.Module):
     def codes(self, x_bcthw: torch.Tensor) -> torch.Tensor:
         """Discrete tokens (B, T', H', W') of an FSQ model."""
         if self.fsq is None:
-            raise ValueError("codes() needs an FSQ model (bottleneck='fsq'); this one is a KL VAE")
+            raise InputError("codes() needs an FSQ model (bottleneck='fsq'); this one is a KL VAE")
         self.check_input(x_bcthw)
         return self.fsq.codes(self.encoder(self._pad_time(x_bcthw)).float())
 
@@ -382,19 +383,26 @@ class VideoVAE(nn.Module):
 
     # ---- latents for diffusion ---------------------------------------------------------
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
-        return (z - self.cfg.latent_shift) * self.cfg.latent_scale
+        return normalize_latents(z, self.cfg.latent_shift, self.cfg.latent_scale)
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
-        return z / self.cfg.latent_scale + self.cfg.latent_shift
+        return denormalize_latents(z, self.cfg.latent_shift, self.cfg.latent_scale)
 
 
-# The 3D VAE and 2D baseline trained on the built-in data ship inside the package.
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "weights"
+def normalize_latents(z: torch.Tensor, shift: float, scale: float) -> torch.Tensor:
+    """VAE latents -> the unit-variance latents a diffusion model works on (the one place that
+    says how; `shift` and `scale` are measured when the VAE is exported)."""
+    return (z - shift) * scale
+
+
+def denormalize_latents(z: torch.Tensor, shift: float, scale: float) -> torch.Tensor:
+    return z / scale + shift
 
 
 def load_vae(path: str | Path | None = None, device: torch.device | str = "cpu") -> VideoVAE:
-    """A trained autoencoder from a model directory (default: the bundled 3D VAE), in eval mode."""
-    config, state, _ = load_model(path if path is not None else BUNDLED_DIR / "vae3d", VideoVAE.kind)
+    """A trained autoencoder from a model directory or a bundled model's name (default: the
+    bundled 3D VAE), in eval mode."""
+    config, state, _ = load_model(resolve(path, "vae3d"), VideoVAE.kind)
     model = VideoVAE(VAEConfig(**config))
     model.load_state_dict(state)
     return model.to(device).eval()

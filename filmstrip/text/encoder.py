@@ -23,11 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from filmstrip.errors import FilmstripError
+
 MAX_TOKENS = 256
 WIDTH = 384
 
 
-class TextEncoderMissing(FileNotFoundError):
+class TextEncoderMissing(FilmstripError, FileNotFoundError):
     pass
 
 

@@ -1,7 +1,7 @@
 """Training the video DiT as a text-to-video rectified flow, with the common trainer.
 
 Per step (on cached latents, see data/latents.py):
-1. Normalise latents to unit scale with the VAE's measured shift and scale.
+1. Normalise latents to unit scale with the spec's shift and scale (the VAE's, measured).
 2. Drop the text to the empty prompt with probability `text_dropout`, which teaches the
    unconditional prediction that classifier-free guidance needs.
 3. Joint image-video batches: an `image_fraction` share of every batch trains as images, the
@@ -19,27 +19,22 @@ Per step (on cached latents, see data/latents.py):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from filmstrip.diffusion.flow import (
-    FlowConfig,
-    add_noise,
-    loss_by_bin,
-    per_frame_loss,
-    sample_t,
-    timestep_shift,
-    velocity_target,
-)
+from filmstrip.diffusion.flow import add_noise, loss_by_bin, per_frame_loss, sample_t, velocity_target
+from filmstrip.diffusion.spec import ModelSpec
+from filmstrip.models.conditioning import Conditioning, pad_tokens
 from filmstrip.models.dit import DiTConfig, VideoDiT
 
 
 @dataclass(frozen=True)
 class T2VConfig:
-    flow: FlowConfig = field(default_factory=FlowConfig)
+    """How a text-to-video DiT is trained; what sampling needs is in its `ModelSpec`."""
+
     text_dropout: float = 0.1
     image_fraction: float = 0.125  # of each batch's clips, trained as single images
     # Weight of an extra loss on the frame-to-frame changes of the predicted clean latents
@@ -47,32 +42,25 @@ class T2VConfig:
     motion: float = 0.0
     # Share of video clips trained with an independent noise level per latent frame.
     frame_noise: float = 0.0
-    latent_shift: float = 0.0  # copied from the VAE at construction
-    latent_scale: float = 1.0
-    vae: str = "vae3d"  # the bundled VAE the latents came from, or a path
-
-
-def pad_text(states: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad (B, L, D) states and (B, L) mask to `length` tokens."""
-    extra = length - states.shape[1]
-    if extra <= 0:
-        return states, mask
-    return (
-        torch.cat([states, states.new_zeros(states.shape[0], extra, states.shape[2])], dim=1),
-        torch.cat([mask, mask.new_zeros(mask.shape[0], extra)], dim=1),
-    )
 
 
 class T2VTask:
     kind = "dit"
 
     def __init__(
-        self, dit_cfg: DiTConfig, cfg: T2VConfig, null_text: torch.Tensor, sampler=None, data_name: str = ""
+        self,
+        dit_cfg: DiTConfig,
+        spec: ModelSpec,
+        cfg: T2VConfig,
+        null_text: torch.Tensor,
+        sampler=None,
+        data_name: str = "",
     ):
-        """null_text: (L0, 384) states of the empty prompt. sampler: optional callable
+        """spec: the flow settings, latent normalisation and VAE, exported with the model.
+        null_text: (L0, 384) states of the empty prompt. sampler: optional callable
         (model, out_path, step) that draws a sample grid (needs the VAE and text encoder).
         data_name: what the model is trained on, recorded in the exported model."""
-        self.dit_cfg, self.cfg = dit_cfg, cfg
+        self.dit_cfg, self.spec, self.cfg = dit_cfg, spec, cfg
         self.data_name = data_name
         self.model = VideoDiT(dit_cfg)
         self.null_text = null_text
@@ -82,7 +70,7 @@ class T2VTask:
         cfg = self.cfg
         device = next(self.model.parameters()).device
         g = generator
-        z = (batch["latents"].to(device) - cfg.latent_shift) * cfg.latent_scale
+        z = self.spec.normalize(batch["latents"].to(device))
         text, mask = batch["text"].to(device), batch["text_mask"].to(device)
         b = z.shape[0]
         # 2. Text dropout to the empty prompt.
@@ -90,8 +78,8 @@ class T2VTask:
         if drop.any():
             null = self.null_text.to(device)
             length = max(text.shape[1], null.shape[0])
-            text, mask = pad_text(text, mask, length)
-            null_states, null_mask = pad_text(
+            text, mask = pad_tokens(text, mask, length)
+            null_states, null_mask = pad_tokens(
                 null[None], torch.ones(1, null.shape[0], dtype=torch.bool, device=device), length
             )
             text = torch.where(drop[:, None, None], null_states, text)
@@ -102,22 +90,21 @@ class T2VTask:
         n_image = round(b * cfg.image_fraction) if z.shape[2] > 1 else 0
         groups = {"image": (z[:n_image, :, :1], slice(0, n_image)), "video": (z[n_image:], slice(n_image, b))}
         per_sample, t_frames, loss_frames, logs = [], [], [], {}
-        pt, ph, pw = self.dit_cfg.patch
         for name, (zg, rows) in groups.items():
             n = zg.shape[0]
             if n == 0:
                 continue
             # 4. Noise level per clip, shifted for the token count.
-            tokens = (zg.shape[2] // pt) * (zg.shape[3] // ph) * (zg.shape[4] // pw)
-            shift = timestep_shift(tokens, cfg.flow)
-            t = sample_t((n,), shift, cfg.flow, g, g.device).to(device)
+            shift = self.spec.shift(tuple(zg.shape[2:]), self.dit_cfg.patch)
+            flow = self.spec.flow
+            t = sample_t((n,), shift, flow, g, g.device).to(device)
             t_bt = t[:, None].expand(n, zg.shape[2])
             if cfg.frame_noise and zg.shape[2] > 1:
                 per_frame = torch.rand(n, generator=g, device=g.device).to(device) < cfg.frame_noise
-                t_frame = sample_t((n, zg.shape[2]), shift, cfg.flow, g, g.device).to(device)
+                t_frame = sample_t((n, zg.shape[2]), shift, flow, g, g.device).to(device)
                 t_bt = torch.where(per_frame[:, None], t_frame, t_bt)
             noise = torch.randn(zg.shape, generator=g, device=g.device).to(device)
-            v = model(add_noise(zg, noise, t_bt), t_bt, text[rows], mask[rows])
+            v = model(add_noise(zg, noise, t_bt), t_bt, Conditioning(text[rows], mask[rows]))
             target = velocity_target(zg, noise)
             frame_loss = per_frame_loss(v, target)  # (n, T)
             clip_loss = frame_loss.mean(dim=1)
@@ -142,7 +129,9 @@ class T2VTask:
             self.sampler(model, out_dir / f"step_{step:07d}.mp4", step)
 
     def export(self, model: nn.Module) -> tuple[dict, dict]:
-        return {"dit": asdict(self.dit_cfg), "t2v": asdict(self.cfg)}, {"data": self.data_name}
+        return {"dit": asdict(self.dit_cfg), "spec": asdict(self.spec), "train": asdict(self.cfg)}, {
+            "data": self.data_name
+        }
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {"null_text": self.null_text}

@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from filmstrip.checkpoint import CheckpointError, save_model, save_tensors_atomic, write_json_atomic
+from filmstrip.errors import InputError, TrainingError
 from filmstrip.train.ema import EMA
 
 
@@ -68,6 +69,9 @@ class TrainConfig:
     ckpt_every: int = 500
     keep_checkpoints: int = 2
     num_workers: int = 1
+    # End the run here, before its schedule does (None: at `steps`): how a stage that was
+    # stopped early is reproduced.
+    stop_at: int | None = None
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -138,7 +142,7 @@ class StepBatchSampler(Sampler[list[int]]):
         self, length: int, batch_size: int, seed: int, start_step: int, rank: int = 0, world: int = 1
     ):
         if length == 0:
-            raise ValueError("the dataset is empty")
+            raise InputError("the dataset is empty")
         self.length, self.batch_size, self.seed = length, batch_size, seed
         self.start_step, self.rank, self.world = start_step, rank, world
         self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
@@ -214,7 +218,7 @@ class Trainer:
         self.collate = collate
         self.ddp = init_distributed()
         if cfg.batch_size % (self.ddp.world * cfg.accumulate):
-            raise ValueError(
+            raise InputError(
                 f"batch_size {cfg.batch_size} must divide evenly across {self.ddp.world} ranks x "
                 f"{cfg.accumulate} accumulation steps"
             )
@@ -313,7 +317,7 @@ class Trainer:
     def fit(self, steps: int | None = None) -> dict:
         """Train until `steps` (default cfg.steps) and return the last logged values."""
         cfg = self.cfg
-        end = steps if steps is not None else cfg.steps
+        end = steps if steps is not None else (cfg.stop_at if cfg.stop_at is not None else cfg.steps)
         batches = self._loader()
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
         bar = tqdm(
@@ -358,7 +362,7 @@ class Trainer:
                     self.opt.zero_grad(set_to_none=True)
                     self._log({"step": self.step + 1, "skipped": "non-finite gradients"})
                     if bad_steps >= 10:
-                        raise FloatingPointError(
+                        raise TrainingError(
                             f"step {self.step}: non-finite gradients 10 times in a row; lower --lr or use --fp32"
                         )
                     self.step += 1

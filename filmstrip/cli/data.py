@@ -1,0 +1,75 @@
+"""`filmstrip data`: look at the built-in datasets and your own videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def data() -> None:
+    """Inspect the built-in datasets and your own videos."""
+
+
+@data.command()
+@click.argument("name")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the grid: .mp4, .webm or .gif.",
+)
+@click.option("-n", "--num", default=8, show_default=True, help="Clips in the grid.")
+@click.option("--columns", default=4, show_default=True)
+@click.option("--frames", default=16, show_default=True, help="Frames per clip.")
+@click.option(
+    "--size", default=64, show_default=True, help="Clip height and width (bucket area for folders)."
+)
+@click.option(
+    "--fps", type=float, default=None, help="Sampling rate [default: 8, or the source rate for folders]."
+)
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def preview(
+    name: str,
+    output: Path,
+    num: int,
+    columns: int,
+    frames: int,
+    size: int,
+    fps: float | None,
+    split: str,
+    seed: int,
+) -> None:
+    """Render a captioned grid of clips from NAME: shapes, digits or folder:PATH."""
+    from filmstrip.data import build_dataset
+    from filmstrip.io import write_video
+    from filmstrip.viz import video_grid
+
+    dataset = build_dataset(name, num_frames=frames, height=size, width=size, fps=fps, seed=seed, split=split)
+    items = [dataset[i] for i in range(min(num, len(dataset)))]
+    grid = video_grid(
+        [it["video"] for it in items], [it["caption"] or "(no caption)" for it in items], columns
+    )
+    # Play at the sampling rate; a folder sampled at its own rate plays at its first video's.
+    rate = fps or getattr(dataset.cfg, "fps", None) or dataset.items[0].info.fps
+    path = write_video(output, grid, fps=rate)
+    click.echo(str(path))
+
+
+@data.command("probe")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def probe_cmd(paths: tuple[Path, ...]) -> None:
+    """Print size, frame count, fps and duration of each video."""
+    from filmstrip.io import probe
+
+    for path in paths:
+        info = probe(path)
+        vfr = ", variable frame rate" if info.variable_frame_rate else ""
+        bad = ", TRUNCATED" if info.truncated else ""
+        click.echo(
+            f"{path}: {info.width}x{info.height}, {info.num_frames} frames, {info.fps:.3f} fps, "
+            f"{info.duration:.2f} s, {info.codec}/{info.pix_fmt}{vfr}{bad}"
+        )

@@ -1,0 +1,115 @@
+"""`filmstrip eval`: measure trained models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from filmstrip.cli.generate import LAG
+from filmstrip.train.recipes import ClipData, parse_held_out
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Evaluate trained models."""
+
+
+@eval_group.command("adherence")
+@click.option(
+    "--checkpoint",
+    "-c",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Text-to-video model directory [default: the bundled model].",
+)
+@click.option("--prompts", default=200, show_default=True, help="Half seen in training, half held out.")
+@click.option("--frames", default=17, show_default=True)
+@click.option("--size", default=64, show_default=True)
+@click.option("--steps", default=20, show_default=True)
+@click.option("--cfg", "text_scale", default=4.0, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@LAG
+@click.option(
+    "--held-out",
+    "held_out",
+    multiple=True,
+    default=ClipData().held_out,
+    show_default=True,
+    help="The combinations the model was trained without (as in `train t2v`).",
+)
+@click.option(
+    "--samples",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Videos per prompt, each from its own noise: more average out the sampling noise.",
+)
+@click.option("--train-seed", default=0, show_default=True, help="The seed the model was trained with.")
+@click.option(
+    "--start-words",
+    default=0.0,
+    show_default=True,
+    help="Chance that a prompt says where an object starts (as in `train t2v`).",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
+)
+def eval_adherence(
+    checkpoint,
+    prompts,
+    frames,
+    size,
+    steps,
+    text_scale,
+    seed,
+    lag,
+    held_out,
+    samples,
+    train_seed,
+    start_words,
+    json_path,
+):
+    """Prompt adherence of a `shapes` text-to-video model: colour, shape, direction, count."""
+    import json
+
+    from filmstrip.eval.prompt_suite import SuiteConfig, run_suite
+    from filmstrip.pipelines.generate import GenerateConfig, load_pipeline
+
+    suite = SuiteConfig(
+        num_prompts=prompts,
+        frames=frames,
+        size=size,
+        train_seed=train_seed,
+        held_out=parse_held_out(held_out),
+        start_words=start_words,
+        samples=samples,
+    )
+    gen = GenerateConfig(
+        frames=frames, height=size, width=size, steps=steps, text_scale=text_scale, seed=seed, lag=lag
+    )
+    result = run_suite(load_pipeline(checkpoint), suite, gen)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1))
+    per = f", {samples} videos each" if samples > 1 else ""
+    click.echo(f"{'prompts' + per:<22}{'n':>4}  colour  shape  direction  count  consistency  swapped")
+    for part, label in (("seen", "seen in training"), ("held_out", "held-out combinations")):
+        m, n = result[part], sum(r["set"] == part and r["sample"] == 0 for r in result["prompts"])
+        if m:
+            click.echo(
+                f"{label:<22}{n:>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%} "
+                f"{m['count']:6.1%} {m['consistency']:12.1%} {m['swapped']:8.1%}"
+            )
+    if result["held_out_object"]:
+        m = result["held_out_object"]
+        click.echo(
+            f"{'  the held-out objects':<22}{'':>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%}"
+        )
+    for count, m in result["by_objects"].items():
+        n = sum(r["objects"] == count and r["sample"] == 0 for r in result["prompts"])
+        label = f"all, {count} object{'s' if count > 1 else ''}"
+        click.echo(
+            f"{label:<22}{n:>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%} "
+            f"{m['count']:6.1%} {m['consistency']:12.1%} {m['swapped']:8.1%}"
+        )

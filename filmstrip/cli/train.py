@@ -1,0 +1,128 @@
+"""`filmstrip train`: train the generative models from recipes (train/recipes.py)."""
+
+from __future__ import annotations
+
+import click
+
+from filmstrip.cli.recipe_options import Opt, recipe_options, trainer_opts
+from filmstrip.config import to_dict
+from filmstrip.models.dit import PRESETS as DIT_PRESETS
+from filmstrip.models.dit import preset as dit_preset
+from filmstrip.train.recipes import T2VRecipe
+
+
+@click.group()
+def train() -> None:
+    """Train the generative models."""
+
+
+def _preset_layer(name: str) -> dict:
+    """--preset: the named DiT size as the recipe's `dit` section (under a config file)."""
+    dit = to_dict(dit_preset(name))
+    dit.pop("in_channels")  # from the VAE
+    return {"dit": dit}
+
+
+@train.command("t2v")
+@recipe_options(
+    T2VRecipe,
+    [
+        Opt(("--data", "source"), "data.source", "shapes, digits or folder:PATH (captioned)."),
+        Opt(
+            ("--preset",),
+            None,
+            "DiT size; its settings sit under --config and --set.",
+            {"type": click.Choice(list(DIT_PRESETS)), "default": "small", "show_default": True},
+            layer=_preset_layer,
+        ),
+        Opt(
+            ("--attention",),
+            "dit.attention",
+            "Full or (2+1)D attention.",
+            {"type": click.Choice(["full", "factorized"])},
+        ),
+        Opt(
+            ("--run",),
+            "run",
+            "Run folder; an existing run resumes.",
+            {"type": click.Path(file_okay=False), "show_default": False},
+        ),
+        Opt(
+            ("--vae",),
+            "vae",
+            "The autoencoder of the latent space [default: bundled 3D VAE].",
+            {"type": click.Path()},
+        ),
+        Opt(
+            ("--cache",),
+            "cache",
+            "Latent cache folder [default: RUN/latents].",
+            {"type": click.Path(file_okay=False)},
+        ),
+        Opt(("--clips",), "data.clips", "Training clips to encode into the cache."),
+        Opt(("--frames",), "data.frames", "Frames per clip."),
+        Opt(("--size",), "data.size", "Frame height and width."),
+        Opt(("--fps",), "data.fps", "Sampling rate [default: 8, or each video's own].", {"type": float}),
+        Opt(
+            ("--hold-out", "held_out"),
+            "data.held_out",
+            "colour,shape,direction never shown in training (shapes only; repeat).",
+            {"multiple": True},
+        ),
+        Opt(
+            ("--start-words",),
+            "data.start_words",
+            "Chance that a caption says where an object starts (shapes).",
+        ),
+        Opt(("--objects",), "data.objects", "Objects per clip, N or MIN-MAX (shapes only)."),
+        Opt(
+            ("--extra-cache", "extra_caches"),
+            "extra_caches",
+            "Further built latent caches (same VAE) to train on as well; repeat to add more.",
+            {"multiple": True, "type": click.Path(file_okay=False)},
+        ),
+        Opt(("--text-dropout",), "task.text_dropout", "Share of captions dropped to the empty prompt."),
+        Opt(("--motion",), "task.motion", "Weight of the motion (frame difference) loss."),
+        Opt(
+            ("--frame-embedding/--no-frame-embedding",),
+            "dit.frame_embedding",
+            "Give the DiT each latent frame's absolute index (added to a model given with --init).",
+        ),
+        Opt(
+            ("--place-embedding/--no-place-embedding",),
+            "dit.place_embedding",
+            "Give the DiT each token's place in the frame (added to a model given with --init).",
+        ),
+        Opt(
+            ("--text-refiner",),
+            "dit.text_refiner",
+            "Self-attention layers over the prompt's tokens (added to an --init model as a pass-through).",
+        ),
+        Opt(
+            ("--frame-noise",),
+            "task.frame_noise",
+            "Share of video clips with a noise level per latent frame.",
+        ),
+        Opt(
+            ("--shift",),
+            "flow.shift",
+            "Fixed timestep shift for training and sampling [default: from the token count].",
+            {"type": float},
+        ),
+        Opt(
+            ("--init",),
+            "init",
+            "Start from this DiT (fine-tuning); its config replaces --preset.",
+            {"type": click.Path()},
+        ),
+        *trainer_opts(),
+    ],
+)
+def train_t2v(recipe: T2VRecipe) -> None:
+    """Train a text-to-video DiT on VAE latents (cached on first use; --steps 0 only builds
+    the cache, e.g. several in parallel before one run trains on them all)."""
+    from filmstrip.train.recipes import train_t2v as run
+
+    out = run(recipe, log=click.echo)
+    if recipe.train.steps:
+        click.echo(f"model: {out}")

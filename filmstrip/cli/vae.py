@@ -1,0 +1,263 @@
+"""`filmstrip vae`: train and use the video autoencoders (3D VAE, 2D baseline, FSQ)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from filmstrip.cli.recipe_options import Opt, recipe_options, trainer_opts
+from filmstrip.errors import InputError
+from filmstrip.train.recipes import VAERecipe
+
+
+@click.group()
+def vae() -> None:
+    """Train and use the video autoencoders (3D VAE, 2D baseline, FSQ)."""
+
+
+def _widths(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(c) for c in value.split(","))
+    except ValueError:
+        raise InputError(f"--channels takes integers like 48,96,144, got {value!r}") from None
+
+
+@vae.command("train")
+@recipe_options(
+    VAERecipe,
+    [
+        Opt(("--data",), "data", "shapes, digits or folder:PATH; repeat to mix.", {"multiple": True}),
+        Opt(("--preset",), "preset", "vae3d, vae3d21, vae2d, fsq3d, tiny, ..."),
+        Opt(
+            ("--channels",),
+            "channels",
+            "Width per resolution level, finest first, e.g. 48,96,144 [default: the preset's].",
+            {"default": None},
+            convert=_widths,
+        ),
+        Opt(
+            ("--temporal-factor",),
+            "temporal_factor",
+            "Time compression, a power of two (1 + k*factor frames -> 1 + k) [default: the preset's].",
+            {"type": int},
+        ),
+        Opt(
+            ("--latent-channels",),
+            "latent_channels",
+            "KL latent channels [default: the preset's].",
+            {"type": int},
+        ),
+        Opt(
+            ("--run",),
+            "run",
+            "Run folder (checkpoints, log, samples); an existing run resumes.",
+            {"type": click.Path(file_okay=False), "show_default": False},
+        ),
+        Opt(
+            ("--init",),
+            "init",
+            "Start from these weights (fine-tuning); the model config comes from them.",
+            {"type": click.Path()},
+        ),
+        Opt(
+            ("--frames",), "frames", "Frames per training clip (1 + k * the temporal factor suits a 3D VAE)."
+        ),
+        Opt(("--size",), "size", "Frame size (bucket area for folders)."),
+        Opt(("--crop",), "crop", "Train on random square crops of this size.", {"type": int}),
+        Opt(("--fps",), "fps", "Sampling rate [default: 8, or each video's own].", {"type": float}),
+        Opt(("--kl",), "loss.kl", "KL weight."),
+        Opt(("--l1",), "loss.l1", "L1 weight (MSE has weight 1)."),
+        Opt(("--ssim-weight",), "loss.ssim", "SSIM weight."),
+        Opt(("--gan",), "loss.gan", "Adversarial weight; 0 = no discriminator."),
+        Opt(("--gan-start",), "loss.gan_start", "Step at which the discriminator starts."),
+        Opt(("--image-every",), "loss.image_every", "Every k-th step trains on single frames."),
+        Opt(("--temporal",), "loss.temporal", "Weight of the flicker (temporal difference) loss."),
+        Opt(
+            ("--freeze-encoder",),
+            "freeze_encoder",
+            "Train the decoder only (with --init): keeps the latent space of models trained on it.",
+            {"is_flag": True},
+        ),
+        Opt(
+            ("--time-upsample",),
+            "time_upsample",
+            "How the decoder doubles time [default: the preset's, or --init's]; 'learned' can be "
+            "added to a trained 'repeat' decoder with --init (it starts as a repeat).",
+            {"type": click.Choice(["repeat", "learned"])},
+        ),
+        *trainer_opts(),
+    ],
+)
+def vae_train(recipe: VAERecipe) -> None:
+    """Train an autoencoder on built-in data or your own footage (folder:PATH)."""
+    from filmstrip.train.recipes import train_vae
+
+    click.echo(f"model: {train_vae(recipe, log=click.echo)}")
+
+
+_CHECKPOINT = click.option(
+    "--checkpoint",
+    "-c",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model directory [default: the bundled 3D VAE].",
+)
+
+
+def _read_for_vae(path: Path, frames: int | None, size: int | None, fps: float | None):
+    """(1, 3, T, H, W) float clip, resized so its short side is `size` and cropped to /8."""
+    import torch
+
+    from filmstrip.eval.reconstruction import crop_to_multiple
+    from filmstrip.io import probe, read_video
+
+    info = probe(path)
+    target = None
+    if size:
+        scale = size / min(info.height, info.width)
+        target = (max(8, round(info.height * scale)), max(8, round(info.width * scale)))
+    video, clip = read_video(path, num_frames=frames, fps=fps, size=target, dtype=torch.float32)
+    return crop_to_multiple(video.unsqueeze(0), 8), clip.fps
+
+
+@vae.command("reconstruct")
+@click.argument("input_path", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@_CHECKPOINT
+@click.option("--frames", type=int, default=None, help="Read only this many frames [default: all].")
+@click.option("--size", type=int, default=None, help="Resize so the short side is this [default: as is].")
+@click.option("--fps", type=float, default=None)
+@click.option("--side-by-side", is_flag=True, help="Write input and reconstruction next to each other.")
+def vae_reconstruct(input_path, output, checkpoint, frames, size, fps, side_by_side) -> None:
+    """Encode and decode a video; print PSNR, SSIM and flicker against the input."""
+    import torch
+
+    from filmstrip.eval.metrics import flicker, psnr, ssim
+    from filmstrip.eval.reconstruction import reconstruct
+    from filmstrip.io import write_video
+    from filmstrip.models.vae import load_vae
+
+    model = load_vae(checkpoint)
+    x, rate = _read_for_vae(input_path, frames, size, fps)
+    recon = reconstruct(model, x)
+    out = torch.cat([x, recon], dim=-1) if side_by_side else recon
+    path = write_video(output, out[0], fps=rate)
+    line = f"{path}: {x.shape[2]} frames {x.shape[3]}x{x.shape[4]}, PSNR {float(psnr(recon, x)):.2f} dB, SSIM {float(ssim(recon, x)):.4f}"
+    if x.shape[2] > 1:
+        line += f", flicker {float(flicker(recon, x)):.2f}"
+    click.echo(line)
+
+
+@vae.command("encode")
+@click.argument("input_path", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Latent file (.safetensors).",
+)
+@_CHECKPOINT
+@click.option("--frames", type=int, default=None)
+@click.option("--size", type=int, default=None)
+@click.option("--fps", type=float, default=None)
+def vae_encode(input_path, output, checkpoint, frames, size, fps) -> None:
+    """Encode a video to a latent file."""
+    from filmstrip.checkpoint import BUNDLED_DIR, save_tensors_atomic
+    from filmstrip.models.vae import load_vae
+
+    model = load_vae(checkpoint)
+    x, rate = _read_for_vae(input_path, frames, size, fps)
+    import torch
+
+    with torch.no_grad():
+        z = model.encode_chunked(x)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_tensors_atomic(
+        output,
+        {"latents": z[0]},
+        metadata={
+            "fps": str(rate),
+            "num_frames": str(x.shape[2]),
+            "checkpoint": str(checkpoint or BUNDLED_DIR / "vae3d"),
+        },
+    )
+    click.echo(f"{output}: latents {tuple(z.shape[1:])} from {tuple(x.shape[1:])}")
+
+
+@vae.command("decode")
+@click.argument("latent_path", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@_CHECKPOINT
+def vae_decode(latent_path, output, checkpoint) -> None:
+    """Decode a latent file written by `filmstrip vae encode` to a video."""
+    import torch
+    from safetensors import safe_open
+
+    from filmstrip.io import write_video
+    from filmstrip.models.vae import load_vae
+
+    if not latent_path.exists():
+        raise InputError(f"{latent_path}: no such latent file")
+    try:
+        with safe_open(str(latent_path), "pt") as f:
+            meta = f.metadata() or {}
+            z = f.get_tensor("latents")
+    except Exception as e:
+        raise InputError(
+            f"{latent_path}: not a latent file written by `filmstrip vae encode` ({e})"
+        ) from None
+    model = load_vae(checkpoint or meta.get("checkpoint"))
+    with torch.no_grad():
+        x = model.decode_chunked(z.unsqueeze(0).float(), num_frames=int(meta.get("num_frames", 0)) or None)
+    path = write_video(output, x[0].clamp(-1, 1), fps=float(meta.get("fps", 8)))
+    click.echo(f"{path}: {x.shape[2]} frames {x.shape[3]}x{x.shape[4]}")
+
+
+@vae.command("eval")
+@_CHECKPOINT
+@click.option("--data", "spec", default="shapes", show_default=True)
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option("--clips", default=64, show_default=True)
+@click.option("--frames", default=17, show_default=True)
+@click.option("--size", default=64, show_default=True)
+@click.option("--fps", type=float, default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def vae_eval(checkpoint, spec, split, clips, frames, size, fps, as_json) -> None:
+    """PSNR, SSIM and flicker of an autoencoder on held-out clips (and FSQ codebook usage)."""
+    import json
+
+    from filmstrip.data import build_dataset
+    from filmstrip.eval.reconstruction import evaluate
+    from filmstrip.models.vae import load_vae
+
+    model = load_vae(checkpoint)
+    dataset = build_dataset(
+        spec,
+        num_frames=frames,
+        height=size,
+        width=size,
+        fps=fps,
+        seed=1,
+        split=split,
+        clips_per_video=max(1, clips // 4),
+    )
+    result = evaluate(model, dataset, clips)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(
+        f"{spec} ({split}, {int(result['clips'])} clips of {frames} frames, {result['compression']:.0f}x):"
+    )
+    click.echo(f"  PSNR {result['psnr']:.2f} +- {result['psnr_std']:.2f} dB   SSIM {result['ssim']:.4f}")
+    if "flicker" in result:
+        click.echo(
+            f"  flicker {result['flicker']:.3f} grey levels (mean abs error {result['abs_error']:.3f}; "
+            f"ratio {result['flicker'] / result['abs_error']:.3f})"
+        )
+    if "codes_used_fraction" in result:
+        click.echo(
+            f"  codebook: {result['codes_used_fraction']:.1%} of {int(result['codes_codebook_size'])} used, "
+            f"perplexity {result['codes_perplexity']:.0f}"
+        )

@@ -1,0 +1,134 @@
+"""The denoising core every pipeline shares, one function per step:
+
+    shape = latent_shape(pipe, batch, frames, height, width)
+    x     = initial_noise(shape, seed, device)
+    sched = make_schedule(pipe, shape, steps, lag)
+    x, sched = place_frames(x, sched, clean_frames)     (only for clean-frame conditions)
+    z     = denoise(pipe.dit, x, sched, levels, scales, solver)
+    video = decode(pipe, z, frames)
+
+Text to video, image to video, keyframes, world-model rollouts: each is a different set of
+prepared conditions (prepare.py) around the same `denoise`. Everything random comes from one
+seeded generator on the CPU, so a seed gives the same video on any device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from filmstrip.checkpoint import load_model, resolve
+from filmstrip.diffusion.guidance import guided
+from filmstrip.diffusion.sampling import sample, schedule
+from filmstrip.diffusion.spec import ModelSpec
+from filmstrip.errors import FilmstripError, InputError
+from filmstrip.models.conditioning import Conditioning
+from filmstrip.models.dit import DiTConfig, VideoDiT
+from filmstrip.models.vae import VideoVAE, load_vae
+from filmstrip.text.encoder import TextEncoder
+
+
+@dataclass
+class Pipeline:
+    """The frozen parts: a DiT, the VAE of its latent space, the text encoder when the DiT
+    reads text, and the spec that says how its latents and noise levels are read."""
+
+    dit: VideoDiT
+    vae: VideoVAE
+    text: TextEncoder | None
+    spec: ModelSpec
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.dit.parameters()).device
+
+
+def load_pipeline(path: str | Path | None = None, device: torch.device | str = "cpu") -> Pipeline:
+    """The DiT in `path` (default: the bundled text-to-video model) with its VAE, and the text
+    encoder if the DiT takes text."""
+    directory = resolve(path, "t2v")
+    config, state, _ = load_model(directory, VideoDiT.kind)
+    dit = VideoDiT(DiTConfig(**config["dit"]))
+    dit.load_state_dict(state)
+    # Format 1 kept the spec inside the training settings ("t2v").
+    spec = ModelSpec.from_dict(config.get("spec", config.get("t2v", {})))
+    vae_dir = resolve(spec.vae, "vae3d", relative_to=directory)
+    if not (vae_dir / "config.json").exists():
+        raise InputError(f"{directory}: the VAE {spec.vae!r} that this model was trained with was not found")
+    text = TextEncoder(device) if dit.cfg.context_dim else None
+    return Pipeline(dit.to(device).eval(), load_vae(vae_dir, device), text, spec)
+
+
+def latent_shape(pipe: Pipeline, batch: int, frames: int, height: int, width: int) -> tuple[int, ...]:
+    """(B, C, T', H', W') of the latents of `batch` videos of frames x height x width."""
+    f = pipe.vae.cfg.spatial_factor
+    block = f * max(pipe.dit.cfg.patch[1:])
+    if height < block or width < block or height % block or width % block:
+        raise InputError(
+            f"cannot generate {height}x{width}: height and width must be positive multiples of {block} "
+            f"(the VAE's {f}x times the DiT's patch)"
+        )
+    if frames < 1:
+        raise InputError(f"cannot generate {frames} frames: ask for at least 1")
+    return (batch, pipe.dit.cfg.in_channels, pipe.vae.latent_frames(frames), height // f, width // f)
+
+
+def initial_noise(shape: Sequence[int], seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Gaussian noise of `shape`; row k comes from seed + k, so a batch reproduces the same
+    requests made one by one (and a suite's results do not depend on its batch size)."""
+    rows = [
+        torch.randn(tuple(shape[1:]), generator=torch.Generator().manual_seed(seed + k))
+        for k in range(shape[0])
+    ]
+    return torch.stack(rows).to(device)
+
+
+def make_schedule(pipe: Pipeline, shape: Sequence[int], steps: int, lag: float = 0.0) -> torch.Tensor:
+    """(steps + 1, T') noise levels, shifted as the model was trained for this many tokens."""
+    return schedule(steps, shape[2], pipe.spec.shift(tuple(shape[2:]), pipe.dit.cfg.patch), lag)
+
+
+def place_frames(
+    x: torch.Tensor, sched: torch.Tensor, frames: Mapping[int, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean-frame conditions: latent frame k of every row holds frames[k] ((B, C, H', W') or
+    (C, H', W'), normalised latents) at noise level 0 for the whole run. Returns x and a
+    schedule whose columns k are 0: the model sees t = 0 there and no step moves them."""
+    x, sched = x.clone(), sched.clone()
+    for k, latent in frames.items():
+        if not -x.shape[2] <= k < x.shape[2]:
+            raise InputError(f"latent frame {k} is outside a clip of {x.shape[2]} latent frames")
+        x[:, :, k] = latent.to(x.device, x.dtype)
+        sched[:, k] = 0.0
+    return x, sched
+
+
+@torch.no_grad()
+def denoise(
+    model: VideoDiT,
+    x: torch.Tensor,
+    sched: torch.Tensor,
+    levels: Sequence[Conditioning],
+    scales: Sequence[float] = (),
+    solver: str = "euler",
+    progress: bool = False,
+) -> torch.Tensor:
+    """Integrate x (B, C, T', H', W') along `sched`, guided over `levels` (all-null to all-real
+    conditioning, see diffusion/guidance.py) with `scales`. Returns the clean latents."""
+    device = x.device
+    levels = [level.to(device) for level in levels]
+    return sample(guided(model, levels, scales), x, sched, solver, progress=progress)
+
+
+@torch.no_grad()
+def decode(pipe: Pipeline, z: torch.Tensor, frames: int) -> torch.Tensor:
+    """Normalised latents -> videos (B, 3, frames, H, W) in [-1, 1], checked to be finite."""
+    video = pipe.vae.decode(pipe.spec.denormalize(z), frames)
+    if not torch.isfinite(video).all():
+        raise FilmstripError(
+            "the model produced non-finite values (NaN or Inf): check the options and the weights"
+        )
+    return video.clamp(-1, 1)

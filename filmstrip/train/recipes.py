@@ -1,0 +1,362 @@
+"""Training runs as data: a recipe (nested frozen dataclasses) and the function that runs it.
+
+    from filmstrip.train.recipes import T2VRecipe, train_t2v
+    train_t2v(T2VRecipe(run="runs/t2v"))                    # the bundled model's first stage
+
+The CLI builds the same recipes from a TOML file (`--config`), its options and `--set a.b=v`
+overrides (cli/recipe_options.py); `recipes/` holds the files that reproduce the bundled
+models stage by stage. Each run writes its resolved recipe to RUN/recipe.toml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch.utils.data import ConcatDataset, Dataset
+
+from filmstrip.checkpoint import load_model, resolve
+from filmstrip.config import from_dict, to_dict, to_toml
+from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset, collate_clips
+from filmstrip.data.crop import RandomCropDataset
+from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents, vae_config_dict
+from filmstrip.data.shapes import DEFAULT_HELD_OUT
+from filmstrip.diffusion.flow import FlowConfig
+from filmstrip.diffusion.spec import ModelSpec
+from filmstrip.errors import InputError
+from filmstrip.io import write_video
+from filmstrip.models.dit import DiTConfig, VideoDiT
+from filmstrip.models.vae import VAEConfig, VideoVAE, load_vae
+from filmstrip.models.vae import preset as vae_preset
+from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
+from filmstrip.text.encoder import TextEncoder
+from filmstrip.train.t2v_task import T2VConfig, T2VTask
+from filmstrip.train.trainer import TrainConfig, Trainer, default_device, init_distributed
+from filmstrip.train.vae_task import VAELossConfig, VAETask
+from filmstrip.viz import video_grid
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ClipData:
+    """Which clips a run trains on."""
+
+    source: str = "shapes"  # shapes, digits or folder:PATH
+    clips: int = 20_000  # t2v: clips encoded into the latent cache
+    frames: int = 17
+    size: int = 64  # frame height and width (the bucket area for folders)
+    fps: float | None = None  # None: 8 for the built-in sets, each video's own rate for folders
+    # shapes only: (colour, shape, direction) never shown in training ("*" matches any).
+    held_out: tuple[str, ...] = tuple(",".join(c) for c in DEFAULT_HELD_OUT)
+    start_words: float = 0.0  # shapes only: chance that a caption says where an object starts
+    objects: str = "1-3"  # shapes only: objects per clip, N or MIN-MAX
+
+
+@dataclass(frozen=True)
+class T2VRecipe:
+    run: str = ""  # run folder: checkpoints, log, samples, model/
+    data: ClipData = field(default_factory=ClipData)
+    cache: str | None = None  # latent cache folder [RUN/latents]
+    extra_caches: tuple[str, ...] = ()  # further built caches (same VAE, same clip size)
+    vae: str | None = None  # the autoencoder of the latent space [the bundled 3D VAE]
+    # Start from this DiT; its architecture replaces `dit`, except that the optional parts
+    # switched on in `dit` (frame/place embedding, text refiner layers) are added as no-ops.
+    init: str | None = None
+    dit: DiTConfig = field(default_factory=DiTConfig)  # in_channels: from the VAE
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    task: T2VConfig = field(default_factory=T2VConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=9000, batch_size=32, lr=3e-4, warmup=300, num_workers=0, sample_every=1000
+        )
+    )
+
+
+@dataclass(frozen=True)
+class VAERecipe:
+    run: str = ""
+    data: tuple[str, ...] = ("shapes", "digits")  # repeat a source to weight it
+    preset: str = "vae3d"
+    # Shape a new model (None: the preset's); a model given with `init` keeps its own.
+    channels: tuple[int, ...] | None = None
+    temporal_factor: int | None = None
+    latent_channels: int | None = None
+    time_upsample: str | None = None  # "repeat" or "learned" [the preset's, or init's]
+    init: str | None = None
+    freeze_encoder: bool = False  # train the decoder only (keeps the latent space)
+    frames: int = 17
+    size: int = 64
+    crop: int | None = None  # random square crops of this size (mixed aspect ratios)
+    fps: float | None = None
+    loss: VAELossConfig = field(default_factory=VAELossConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=3000, batch_size=8, lr=5e-4, warmup=200, num_workers=1, sample_every=500
+        )
+    )
+
+
+def load_recipe(cls, d: dict):
+    """A recipe from a dict (TOML), checked field by field."""
+    return from_dict(cls, d)
+
+
+def parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    combos = []
+    for v in values:
+        parts = tuple(p.strip() for p in v.split(","))
+        if len(parts) != 3:
+            raise InputError(f"a held-out combination is 'colour,shape,direction' (* for any), got {v!r}")
+        combos.append(parts)
+    return tuple(combos)
+
+
+def parse_objects(value: str) -> tuple[int, int]:
+    """'3' -> (3, 3); '2-3' -> (2, 3)."""
+    try:
+        low, _, high = value.partition("-")
+        bounds = int(low), int(high or low)
+    except ValueError:
+        raise InputError(f"objects is N or MIN-MAX, got {value!r}") from None
+    if not 1 <= bounds[0] <= bounds[1]:
+        raise InputError(f"objects needs 1 <= MIN <= MAX, got {value!r}")
+    return bounds
+
+
+def load_init(model: torch.nn.Module, state: dict, source, may_be_new: tuple[str, ...] = ()) -> None:
+    """Load `init` weights into `model`. Only parameters whose names contain one of
+    `may_be_new` may be missing: parts added to a trained model that start as no-ops."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not any(part in k for part in may_be_new) for k in missing):
+        raise InputError(f"{source} does not fit this model: missing {missing}, unexpected {unexpected}")
+
+
+def _record(run: Path, recipe) -> None:
+    """The resolved recipe beside the run's checkpoints, so a run says how it was made."""
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "recipe.toml").write_text(to_toml(to_dict(recipe)))
+
+
+# ---- text to video ---------------------------------------------------------------------
+def t2v_dataset(data: ClipData, seed: int) -> tuple[Dataset, str]:
+    """The clips to encode, and a description recorded with the cache and the model."""
+    combos = parse_held_out(data.held_out) if data.source == "shapes" else ()
+    objects = parse_objects(data.objects)
+    if data.source != "shapes" and objects != (1, 3):
+        raise InputError("objects applies to shapes only")
+    if data.source == "shapes":
+        dataset = ShapesDataset(
+            ShapesConfig(
+                num_frames=data.frames,
+                height=data.size,
+                width=data.size,
+                fps=data.fps or 8.0,
+                seed=seed,
+                held_out=combos,
+                num_clips=data.clips,
+                start_words=data.start_words,
+                min_objects=objects[0],
+                max_objects=objects[1],
+            )
+        )
+    else:
+        dataset = build_dataset(
+            data.source,
+            num_frames=data.frames,
+            height=data.size,
+            width=data.size,
+            fps=data.fps,
+            seed=seed,
+            clips_per_video=max(1, data.clips // 100),
+        )
+    description = f"{data.source} {data.frames}x{data.size}x{data.size} held_out={combos}"
+    if data.source == "shapes" and data.start_words:
+        description += f" start_words={data.start_words}"
+    if objects != (1, 3):
+        description += f" objects={objects[0]}-{objects[1]}"
+    return dataset, description
+
+
+def join_caches(first: LatentDataset, others: list[LatentDataset]) -> Dataset:
+    """One dataset over several latent caches: same VAE, same clip size."""
+    for other in others:
+        if vae_config_dict(first.meta["vae"], VAEConfig) != vae_config_dict(other.meta["vae"], VAEConfig):
+            raise InputError(f"{other.root} was encoded by another VAE than {first.root}")
+        if other[0]["latents"].shape != first[0]["latents"].shape:
+            raise InputError(
+                f"{other.root} holds latents of shape {tuple(other[0]['latents'].shape)}, "
+                f"{first.root} of {tuple(first[0]['latents'].shape)}: clips must be the same size"
+            )
+    return ConcatDataset([first, *others])
+
+
+def t2v_model_config(recipe: T2VRecipe, vae: VideoVAE) -> tuple[DiTConfig, dict | None]:
+    """The DiT's config, and the `init` weights when fine-tuning."""
+    dit = replace(recipe.dit, in_channels=vae.cfg.z_channels)
+    if not recipe.init:
+        return dit, None
+    config, state, _ = load_model(resolve(recipe.init, "t2v"), VideoDiT.kind)
+    base = from_dict(DiTConfig, config["dit"], "dit")
+    return (
+        replace(
+            base,
+            frame_embedding=base.frame_embedding or dit.frame_embedding,
+            place_embedding=base.place_embedding or dit.place_embedding,
+            text_refiner=max(base.text_refiner, dit.text_refiner),
+        ),
+        state,
+    )
+
+
+def t2v_sampler(vae: VideoVAE, text: TextEncoder, spec: ModelSpec, prompts: list[str], data: ClipData):
+    """(model, path, step) -> writes a captioned grid of samples for `prompts`."""
+
+    def draw(model: VideoDiT, path: Path, step: int) -> None:
+        cfg = GenerateConfig(frames=data.frames, height=data.size, width=data.size, seed=0)
+        videos = generate(Pipeline(model, vae, text, spec), prompts, cfg)
+        write_video(path, video_grid(list(videos), prompts, columns=len(prompts)), fps=data.fps or 8.0)
+        path.with_suffix(".txt").write_text("\n".join(prompts) + "\n")  # the grid's prompts, in order
+
+    return draw
+
+
+def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
+    """Build (or reuse) the latent cache and train a text-to-video DiT; returns RUN/model.
+    With `train.steps == 0` only the cache is built (several can be built in parallel)."""
+    if not recipe.run:
+        raise InputError("a training run needs a run folder (run = ...)")
+    run, train_cfg = Path(recipe.run), recipe.train
+    # 1. The frozen encoders run where the DiT trains: on a GPU the cache builds in a minute.
+    device = default_device(init_distributed())
+    vae = load_vae(recipe.vae, device)
+    text = TextEncoder(device)
+    # 2. Encode the clips once (resumable), and join any further caches.
+    dataset, description = t2v_dataset(recipe.data, train_cfg.seed)
+    cache = build_latent_cache(
+        dataset,
+        vae,
+        text,
+        Path(recipe.cache) if recipe.cache else run / "latents",
+        num_clips=recipe.data.clips,
+        description=description,
+        workers=train_cfg.num_workers,
+    )
+    latents: Dataset = LatentDataset(cache)
+    if recipe.extra_caches:
+        latents = join_caches(latents, [LatentDataset(c) for c in recipe.extra_caches])
+    if train_cfg.steps == 0:
+        log(f"latent cache ready: {cache} ({len(latents)} clips); steps = 0 trains nothing")
+        return cache
+    # 3. The model and its spec: how sampling must read its latents and noise levels.
+    dit_cfg, init_state = t2v_model_config(recipe, vae)
+    spec = ModelSpec(
+        flow=recipe.flow,
+        latent_shift=vae.cfg.latent_shift,
+        latent_scale=vae.cfg.latent_scale,
+        vae=str(Path(recipe.vae).resolve()) if recipe.vae else "vae3d",
+    )
+    null, _ = text.encode([""])
+    combos = parse_held_out(recipe.data.held_out) if recipe.data.source == "shapes" else ()
+    prompts = [latents[i]["caption"] for i in range(3)] + [
+        f"a {c} {s} moves {d}" for c, s, d in combos if "*" not in (c, s, d)
+    ][:1]
+    task = T2VTask(
+        dit_cfg,
+        spec,
+        recipe.task,
+        null[0],
+        sampler=t2v_sampler(vae, text, spec, prompts, recipe.data),
+        data_name=f"{description}, {len(latents)} clips",
+    )
+    if init_state is not None:
+        # Newly added frame / place embeddings and text refiner layers start as no-ops.
+        load_init(task.model, init_state, recipe.init, ("frame_embed.", "place_embed.", "text_refiner."))
+    # 4. Train (an existing run folder resumes).
+    _record(run, recipe)
+    trainer = Trainer(train_cfg, task, latents, run, collate=collate_latents)
+    if trainer.resume():
+        log(f"resuming {run} from step {trainer.step}")
+    n_params = sum(p.numel() for p in task.model.parameters())
+    log(
+        f"DiT {recipe.init or 'from scratch'}: {n_params / 1e6:.2f}M parameters; {len(latents)} cached clips in {cache}"
+    )
+    trainer.fit()
+    return run / "model"
+
+
+# ---- autoencoders ----------------------------------------------------------------------
+def vae_datasets(recipe: VAERecipe, split: str, seed: int) -> Dataset:
+    parts = []
+    for source in recipe.data:
+        ds = build_dataset(
+            source,
+            num_frames=recipe.frames,
+            height=recipe.size,
+            width=recipe.size,
+            fps=recipe.fps,
+            seed=seed,
+            split=split,
+            clips_per_video=200,
+        )
+        parts.append(RandomCropDataset(ds, recipe.crop, seed) if recipe.crop else ds)
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def vae_model_config(recipe: VAERecipe) -> tuple[VAEConfig, VideoVAE | None]:
+    init = load_vae(recipe.init) if recipe.init else None
+    if recipe.freeze_encoder and init is None:
+        raise InputError("freeze_encoder fine-tunes a trained model's decoder: give it with init")
+    shape = {
+        k: getattr(recipe, k)
+        for k in ("channels", "temporal_factor", "latent_channels")
+        if getattr(recipe, k)
+    }
+    if shape and init:
+        raise InputError(f"{', '.join(shape)} shape a new model; a model given with init keeps its own")
+    cfg = init.cfg if init else vae_preset(recipe.preset, **shape)
+    if recipe.latent_channels is not None and cfg.bottleneck == "fsq":
+        raise InputError("latent_channels sets KL latents; an FSQ model has one channel per level")
+    if recipe.time_upsample:
+        if cfg.temporal_factor == 1:
+            raise InputError("time_upsample needs a model that compresses time (not the 2D baseline)")
+        cfg = replace(cfg, time_upsample=recipe.time_upsample)
+    return cfg, init
+
+
+def train_vae(recipe: VAERecipe, log: Log = print) -> Path:
+    """Train an autoencoder on built-in data or footage (folder:PATH); returns RUN/model."""
+    if not recipe.run:
+        raise InputError("a training run needs a run folder (run = ...)")
+    run, train_cfg = Path(recipe.run), recipe.train
+    train_set = vae_datasets(recipe, "train", train_cfg.seed)
+    folders = any(d.startswith("folder:") for d in recipe.data)
+    held_out = train_set if folders else vae_datasets(recipe, "test", train_cfg.seed + 1)
+    preview = torch.stack([held_out[i * max(1, len(held_out) // 8)]["video"] for i in range(8)])
+    cfg, init = vae_model_config(recipe)
+    task = VAETask(
+        cfg,
+        recipe.loss,
+        preview=preview,
+        data_name="+".join(recipe.data),
+        freeze_encoder=recipe.freeze_encoder,
+    )
+    if init is not None:
+        # A learned time upsampling added to a "repeat" decoder starts as an exact repeat.
+        load_init(task.model, init.state_dict(), recipe.init, may_be_new=(".time_ups.",))
+    _record(run, recipe)
+    trainer = Trainer(train_cfg, task, train_set, run, collate=collate_clips)
+    if trainer.resume():
+        log(f"resuming {run} from step {trainer.step}")
+    n_params = sum(p.numel() for p in task.model.parameters())
+    log(
+        f"{recipe.init or recipe.preset}: {n_params / 1e6:.2f}M parameters, "
+        f"{cfg.compression:.0f}x compression, {len(train_set)} training clips"
+    )
+    trainer.fit()
+    return run / "model"
+
+
+RECIPES = {"t2v": T2VRecipe, "vae": VAERecipe}

@@ -53,8 +53,20 @@ def main(out_dir: Path) -> None:
     Trainer(
         cfg.__class__(**{**vars(cfg), "batch_size": 8}), dit_task, latents, out_dir / "dit", collate_latents
     ).fit()
+    # An adversarial VAE with two micro-batches per step: the discriminator (an auxiliary
+    # network of the task) must stay in sync across ranks and step once per optimiser step.
+    torch.manual_seed(0)
+    gan_task = VAETask(preset("tiny"), VAELossConfig(gan=0.1, gan_start=0, image_every=2))
+    gan_cfg = cfg.__class__(**{**vars(cfg), "accumulate": 2})
+    gan_trainer = Trainer(gan_cfg, gan_task, ds, out_dir / "gan", collate=collate_clips)
+    gan_trainer.fit()
     rank = dist.get_rank()
     record = {
+        "disc": digest(gan_task.disc),
+        "gan_model": digest(gan_task.model),
+        "disc_steps": sorted(
+            {int(s["step"]) for s in gan_trainer.aux_opt["disc"].state_dict()["state"].values()}
+        ),
         "dit_before": dit_before,
         "dit_after": digest(dit_task.model),
         "rank": rank,

@@ -35,5 +35,8 @@ def test_two_processes_stay_in_sync(tmp_path):
     assert ranks[0]["ema"] == ranks[1]["ema"]
     # Also when a step runs two forward passes (the DiT's image and video groups).
     assert ranks[0]["dit_after"] == ranks[1]["dit_after"] != ranks[0]["dit_before"]
+    # The discriminator of an adversarial VAE under accumulation: in sync, one step per step.
+    assert ranks[0]["disc"] == ranks[1]["disc"] and ranks[0]["gan_model"] == ranks[1]["gan_model"]
+    assert ranks[0]["disc_steps"] == ranks[1]["disc_steps"] == [3]
     # Only rank 0 writes the run folder.
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()

@@ -26,16 +26,14 @@ from filmstrip.data.shapes import DEFAULT_HELD_OUT
 from filmstrip.diffusion.flow import FlowConfig
 from filmstrip.diffusion.spec import ModelSpec
 from filmstrip.errors import InputError
-from filmstrip.io import write_video
 from filmstrip.models.dit import DiTConfig, VideoDiT
 from filmstrip.models.vae import VAEConfig, VideoVAE, load_vae
 from filmstrip.models.vae import preset as vae_preset
-from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
+from filmstrip.pipelines.generate import GenerateConfig
 from filmstrip.text.encoder import TextEncoder
-from filmstrip.train.t2v_task import T2VConfig, T2VTask
+from filmstrip.train.t2v_task import Preview, T2VConfig, T2VTask
 from filmstrip.train.trainer import TrainConfig, Trainer, default_device, init_distributed
 from filmstrip.train.vae_task import VAELossConfig, VAETask
-from filmstrip.viz import video_grid
 
 Log = Callable[[str], None]
 
@@ -211,18 +209,6 @@ def t2v_model_config(recipe: T2VRecipe, vae: VideoVAE) -> tuple[DiTConfig, dict 
     )
 
 
-def t2v_sampler(vae: VideoVAE, text: TextEncoder, spec: ModelSpec, prompts: list[str], data: ClipData):
-    """(model, path, step) -> writes a captioned grid of samples for `prompts`."""
-
-    def draw(model: VideoDiT, path: Path, step: int) -> None:
-        cfg = GenerateConfig(frames=data.frames, height=data.size, width=data.size, seed=0)
-        videos = generate(Pipeline(model, vae, text, spec), prompts, cfg)
-        write_video(path, video_grid(list(videos), prompts, columns=len(prompts)), fps=data.fps or 8.0)
-        path.with_suffix(".txt").write_text("\n".join(prompts) + "\n")  # the grid's prompts, in order
-
-    return draw
-
-
 def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
     """Build (or reuse) the latent cache and train a text-to-video DiT; returns RUN/model.
     With `train.steps == 0` only the cache is built (several can be built in parallel)."""
@@ -268,7 +254,13 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
         spec,
         recipe.task,
         null[0],
-        sampler=t2v_sampler(vae, text, spec, prompts, recipe.data),
+        preview=Preview(
+            vae,
+            text,
+            prompts,
+            GenerateConfig(frames=recipe.data.frames, height=recipe.data.size, width=recipe.data.size),
+            fps=recipe.data.fps or 8.0,
+        ),
         data_name=f"{description}, {len(latents)} clips",
     )
     if init_state is not None:

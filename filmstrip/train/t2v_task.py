@@ -27,8 +27,24 @@ from torch import nn
 
 from filmstrip.diffusion.flow import add_noise, loss_by_bin, per_frame_loss, sample_t, velocity_target
 from filmstrip.diffusion.spec import ModelSpec
+from filmstrip.io import write_video
 from filmstrip.models.conditioning import Conditioning, pad_tokens
 from filmstrip.models.dit import DiTConfig, VideoDiT
+from filmstrip.models.vae import VideoVAE
+from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
+from filmstrip.text.encoder import TextEncoder
+from filmstrip.viz import video_grid
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a text-to-video run draws every `sample_every` steps."""
+
+    vae: VideoVAE
+    text: TextEncoder
+    prompts: list[str]
+    generate: GenerateConfig
+    fps: float = 8.0
 
 
 @dataclass(frozen=True)
@@ -53,20 +69,25 @@ class T2VTask:
         spec: ModelSpec,
         cfg: T2VConfig,
         null_text: torch.Tensor,
-        sampler=None,
+        preview: Preview | None = None,
         data_name: str = "",
     ):
         """spec: the flow settings, latent normalisation and VAE, exported with the model.
-        null_text: (L0, 384) states of the empty prompt. sampler: optional callable
-        (model, out_path, step) that draws a sample grid (needs the VAE and text encoder).
-        data_name: what the model is trained on, recorded in the exported model."""
+        null_text: (L0, 384) states of the empty prompt. preview: what the periodic sample
+        grid draws (needs the VAE and the text encoder). data_name: what the model is trained
+        on, recorded in the exported model."""
         self.dit_cfg, self.spec, self.cfg = dit_cfg, spec, cfg
         self.data_name = data_name
         self.model = VideoDiT(dit_cfg)
         self.null_text = null_text
-        self.sampler = sampler
+        self.preview = preview
 
-    def loss(self, model: nn.Module, batch: dict, step: int, generator: torch.Generator):
+    def auxiliary(self) -> dict:
+        return {}
+
+    def loss(
+        self, model: nn.Module, batch: dict, step: int, generator: torch.Generator, aux: dict | None = None
+    ):
         cfg = self.cfg
         device = next(self.model.parameters()).device
         g = generator
@@ -124,9 +145,15 @@ class T2VTask:
         return loss, logs
 
     def sample(self, model: nn.Module, out_dir: Path, step: int) -> None:
-        if self.sampler is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            self.sampler(model, out_dir / f"step_{step:07d}.mp4", step)
+        """A captioned grid of the preview prompts, drawn by the model being trained."""
+        p = self.preview
+        if p is None:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"step_{step:07d}.mp4"
+        videos = generate(Pipeline(model, p.vae, p.text, self.spec), p.prompts, p.generate)
+        write_video(path, video_grid(list(videos), p.prompts, columns=len(p.prompts)), fps=p.fps)
+        path.with_suffix(".txt").write_text("\n".join(p.prompts) + "\n")  # the grid's prompts, in order
 
     def export(self, model: nn.Module) -> tuple[dict, dict]:
         return {"dit": asdict(self.dit_cfg), "spec": asdict(self.spec), "train": asdict(self.cfg)}, {

@@ -81,14 +81,39 @@ class TrainConfig:
         return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
 
 
+@dataclass
+class Auxiliary:
+    """A second network trained beside the model with its own optimiser, e.g. a GAN
+    discriminator. The trainer owns it like the model: it moves it to the device, wraps it for
+    DDP (gradients averaged across ranks), steps its optimiser once per optimiser step (after
+    every micro-batch of an accumulated step), and saves and restores it with the checkpoint."""
+
+    module: nn.Module
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+
+
 class Task(Protocol):
-    """What the loop needs from a model family."""
+    """What the loop needs from a model family.
+
+    `loss` returns one scalar to back-propagate: the model's loss plus the loss of each
+    auxiliary network, built so that each loss reaches only its own network's parameters
+    (detach what crosses over). `aux` holds the auxiliary networks as the loop wraps them.
+    `sample` draws the task's own grid of samples or reconstructions."""
 
     kind: str
     model: nn.Module
 
+    def auxiliary(self) -> dict[str, Auxiliary]: ...
+
     def loss(
-        self, model: nn.Module, batch: dict, step: int, generator: torch.Generator
+        self,
+        model: nn.Module,
+        batch: dict,
+        step: int,
+        generator: torch.Generator,
+        aux: dict[str, nn.Module],
     ) -> tuple[torch.Tensor, dict[str, float]]: ...
 
     def sample(self, model: nn.Module, out_dir: Path, step: int) -> None: ...
@@ -235,11 +260,23 @@ class Trainer:
             betas=cfg.betas,
         )
         self.step = 0
-        self.wrapped: nn.Module = self.model
-        if self.ddp.world > 1:
-            self.wrapped = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+        self.wrapped = self._wrap(self.model)
+        # Auxiliary networks: each with its own optimiser, stepped once per optimiser step.
+        self.aux = task.auxiliary()
+        self.aux_wrapped = {name: self._wrap(a.module.to(self.device)) for name, a in self.aux.items()}
+        self.aux_opt = {
+            name: torch.optim.AdamW(
+                a.module.parameters(), lr=a.lr, betas=a.betas, weight_decay=a.weight_decay
             )
+            for name, a in self.aux.items()
+        }
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        if self.ddp.world == 1:
+            return module
+        return nn.parallel.DistributedDataParallel(
+            module, device_ids=[self.device.index] if self.device.type == "cuda" else None
+        )
 
     # -- state ---------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
@@ -254,9 +291,22 @@ class Trainer:
         save_tensors_atomic(tmp / "ema.safetensors", self.ema.state_dict())
         save_tensors_atomic(tmp / "optimizer.safetensors", opt_tensors)
         save_tensors_atomic(tmp / "task.safetensors", self.task.state_tensors() or {"_": torch.zeros(1)})
+        aux_groups = {}
+        for name, aux in self.aux.items():
+            aux_tensors, aux_groups[name] = optimizer_tensors(self.aux_opt[name])
+            save_tensors_atomic(tmp / f"aux_{name}.safetensors", aux.module.state_dict())
+            save_tensors_atomic(
+                tmp / f"aux_{name}_optimizer.safetensors", aux_tensors or {"_": torch.zeros(1)}
+            )
         write_json_atomic(
             tmp / "state.json",
-            {"kind": self.task.kind, "step": self.step, "train": asdict(self.cfg), "optimizer": opt_groups},
+            {
+                "kind": self.task.kind,
+                "step": self.step,
+                "train": asdict(self.cfg),
+                "optimizer": opt_groups,
+                "aux_optimizers": aux_groups,
+            },
         )
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -285,10 +335,20 @@ class Trainer:
         task_state = load_file(str(path / "task.safetensors"))
         task_state.pop("_", None)
         self.task.load_state_tensors(task_state)
+        for name, aux in self.aux.items():
+            aux.module.load_state_dict(load_file(str(path / f"aux_{name}.safetensors")))
+            aux_tensors = load_file(str(path / f"aux_{name}_optimizer.safetensors"))
+            aux_tensors.pop("_", None)
+            load_optimizer(self.aux_opt[name], aux_tensors, state["aux_optimizers"][name])
         self.step = int(state["step"])
         return True
 
     # -- loop ----------------------------------------------------------------------------
+    def _zero_grad(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        for opt in self.aux_opt.values():
+            opt.zero_grad(set_to_none=True)
+
     def _loader(self) -> Iterator[dict]:
         cfg = self.cfg
         sampler = StepBatchSampler(
@@ -347,10 +407,14 @@ class Trainer:
                         cfg.seed, self.step * cfg.accumulate + micro, self.ddp.rank, self.device
                     )
                     sync = micro == cfg.accumulate - 1 or self.ddp.world == 1
-                    ctx = self.wrapped.no_sync() if not sync else contextlib.nullcontext()
-                    with ctx:
+                    with contextlib.ExitStack() as stack:
+                        if not sync:  # gradients are averaged across ranks on the last micro-batch only
+                            for net in (self.wrapped, *self.aux_wrapped.values()):
+                                stack.enter_context(net.no_sync())
                         with autocast:
-                            loss, micro_logs = self.task.loss(self.wrapped, batch, self.step, gen)
+                            loss, micro_logs = self.task.loss(
+                                self.wrapped, batch, self.step, gen, self.aux_wrapped
+                            )
                         (loss / cfg.accumulate).backward()
                     for k, v in micro_logs.items():
                         logs[k] = logs.get(k, 0.0) + v / cfg.accumulate
@@ -359,7 +423,7 @@ class Trainer:
                     # One bad batch must not poison the weights; a run that keeps producing
                     # them is broken and says so.
                     bad_steps += 1
-                    self.opt.zero_grad(set_to_none=True)
+                    self._zero_grad()
                     self._log({"step": self.step + 1, "skipped": "non-finite gradients"})
                     if bad_steps >= 10:
                         raise TrainingError(
@@ -370,7 +434,10 @@ class Trainer:
                     continue
                 bad_steps = 0
                 self.opt.step()
-                self.opt.zero_grad(set_to_none=True)
+                for name, opt in self.aux_opt.items():
+                    if any(p.grad is not None for p in self.aux[name].module.parameters()):
+                        opt.step()  # once per optimiser step, whatever the accumulation
+                self._zero_grad()
                 self.ema.update(self.model, self.step)
                 self.step += 1
                 steps_timed += 1

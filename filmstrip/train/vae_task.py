@@ -25,7 +25,7 @@ from filmstrip.eval.metrics import flicker, psnr, ssim
 from filmstrip.io import write_video
 from filmstrip.models.discriminator import PatchDiscriminator3d, hinge_d_loss
 from filmstrip.models.vae import VAEConfig, VideoVAE
-from filmstrip.train.trainer import load_optimizer, optimizer_tensors
+from filmstrip.train.trainer import Auxiliary
 from filmstrip.viz import video_grid
 
 
@@ -67,13 +67,21 @@ class VAETask:
         self.preview = preview
         self.data_name = data_name
         self.disc = PatchDiscriminator3d() if loss_cfg.gan > 0 else None
-        self.disc_opt = (
-            torch.optim.AdamW(self.disc.parameters(), lr=loss_cfg.gan_lr, betas=(0.5, 0.9))
-            if self.disc
-            else None
-        )
 
-    def loss(self, model: nn.Module, batch: dict, step: int, generator: torch.Generator):
+    def auxiliary(self) -> dict[str, Auxiliary]:
+        """The discriminator, when there is one: the trainer steps its optimiser."""
+        if self.disc is None:
+            return {}
+        return {"disc": Auxiliary(self.disc, lr=self.loss_cfg.gan_lr, betas=(0.5, 0.9))}
+
+    def loss(
+        self,
+        model: nn.Module,
+        batch: dict,
+        step: int,
+        generator: torch.Generator,
+        aux: dict[str, nn.Module] | None = None,
+    ):
         lc = self.loss_cfg
         device = next(self.model.parameters()).device
         x = batch["video"].to(device, non_blocking=True)
@@ -98,21 +106,23 @@ class VAETask:
             temporal = (recon.diff(dim=2) - x.diff(dim=2)).abs().mean()
             loss = loss + lc.temporal * temporal
             logs["temporal"] = temporal.item()
-        if self.disc is not None and step >= lc.gan_start:
-            self.disc.to(device)
-            # 1. Discriminator step on real clips vs detached reconstructions.
-            with torch.autocast(device.type, enabled=False):
-                d_loss = hinge_d_loss(self.disc(x), self.disc(recon.detach()))
-            self.disc_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.disc_opt.step()
-            # 2. Generator term: make reconstructions score as real. fp32, like the step
-            # above: bf16 Conv3d on one-frame clips gave NaNs here.
-            with torch.autocast(device.type, enabled=False):
-                g_loss = -self.disc(recon).mean()
-            loss = loss + lc.gan * g_loss
-            logs.update(d_loss=d_loss.item(), g_loss=g_loss.item())
         logs["loss"] = loss.item()
+        if self.disc is not None and step >= lc.gan_start:
+            disc = (aux or {}).get("disc", self.disc)  # as the trainer wraps it (DDP)
+            # fp32 throughout: bf16 Conv3d on one-frame clips gave NaNs here.
+            with torch.autocast(device.type, enabled=False):
+                # 1. Discriminator loss on real clips vs detached reconstructions, in one
+                # forward (a DDP module runs once per backward). It reaches the disc only.
+                real, fake = disc(torch.cat([x, recon.detach()])).chunk(2)
+                d_loss = hinge_d_loss(real, fake)
+                # 2. Generator term through a frozen copy of the disc's weights: it reaches
+                # the autoencoder only.
+                frozen = {k: v.detach() for k, v in self.disc.state_dict(keep_vars=True).items()}
+                g_loss = -torch.func.functional_call(self.disc, frozen, (recon,)).mean()
+            loss = loss + lc.gan * g_loss + d_loss
+            logs.update(
+                d_loss=d_loss.item(), g_loss=g_loss.item(), loss=logs["loss"] + lc.gan * g_loss.item()
+            )
         return loss, logs
 
     @torch.no_grad()
@@ -150,17 +160,7 @@ class VAETask:
         return asdict(cfg), meta
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        if self.disc is None:
-            return {}
-        opt_tensors, _ = optimizer_tensors(self.disc_opt)  # hyperparameters come from the config
-        out = {f"disc.{k}": v for k, v in self.disc.state_dict().items()}
-        return out | {f"disc_opt.{k}": v for k, v in opt_tensors.items()}
+        return {}  # the discriminator and its optimiser are saved by the trainer (auxiliary)
 
     def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None:
-        if self.disc is None or not state:
-            return
-        self.disc.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("disc.")})
-        opt_tensors = {k[len("disc_opt.") :]: v for k, v in state.items() if k.startswith("disc_opt.")}
-        load_optimizer(
-            self.disc_opt, opt_tensors, {"param_groups": self.disc_opt.state_dict()["param_groups"]}
-        )
+        pass

@@ -91,3 +91,78 @@ def test_folder_errors_are_clear(tmp_path):
         FolderDataset(FolderConfig(root=str(tmp_path), num_frames=8))
     with pytest.raises(ValueError, match="unknown dataset"):
         build_dataset("imagenet")
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """Two 16:9 and two 4:3 clips, captioned: batches only stack within a bucket."""
+    for k in range(2):
+        _clip(tmp_path / f"wide{k}.mp4", 24, 72, 128)
+        _clip(tmp_path / f"classic{k}.mp4", 24, 96, 128)
+        (tmp_path / f"wide{k}.txt").write_text("a wide clip\n")
+        (tmp_path / f"classic{k}.txt").write_text("a classic clip\n")
+    return tmp_path
+
+
+def test_step_batches_come_from_one_bucket_split_across_ranks_and_redraw_each_epoch(mixed_folder):
+    from filmstrip.data.join import JoinedDataset, item_groups, varies_by_epoch
+    from filmstrip.train.trainer import StepBatchSampler
+
+    ds = FolderDataset(FolderConfig(root=str(mixed_folder), num_frames=5, area=64 * 64, clips_per_video=3))
+    groups = item_groups(ds)
+    assert len(set(groups)) == 2 and varies_by_epoch(ds)
+    ranks = [
+        StepBatchSampler(len(ds), 4, 0, 0, rank=r, world=2, groups=groups, with_epoch=True) for r in (0, 1)
+    ]
+    epochs = set()
+    for step in range(12):
+        a, b = ranks[0].batch(step), ranks[1].batch(step)
+        assert len({groups[i] for i, _ in a + b}) == 1  # the global batch shares a bucket
+        assert not {i for i, _ in a} & {i for i, _ in b}  # each rank its own half
+        epochs |= {e for _, e in a + b}
+    assert epochs == set(range(6))  # 2 full batches per epoch (6 clips per bucket, batch 4)
+    # The same clip drawn in another epoch starts elsewhere in its video.
+    assert not torch.equal(ds[(0, 0)]["video"], ds[(0, 1)]["video"])
+    assert torch.equal(ds[(0, 1)]["video"], ds[(0, 1)]["video"])
+    # Joined with a fixed-size dataset, each part keeps its own groups.
+    joined = JoinedDataset([ds, build_dataset("shapes", num_frames=5, height=32, width=32)])
+    assert len(set(item_groups(joined))) == 3 and joined[(1, 2)]["video"].shape[-1] in (64, 80)
+    with pytest.raises(ValueError, match="full batch of 8"):
+        StepBatchSampler(len(ds), 8, 0, 0, groups=groups)
+
+
+def test_training_on_a_folder_of_mixed_aspect_ratios(mixed_folder, tmp_path):
+    """`vae train` and `train t2v` on 16:9 and 4:3 footage without --crop: batches stack
+    because each comes from one bucket (this used to fail in torch.stack)."""
+    from click.testing import CliRunner
+
+    from filmstrip.cli import main
+    from filmstrip.data.latents import LatentDataset
+
+    data = f"folder:{mixed_folder}"
+    common = ["--size", "64", "--frames", "5", "--batch-size", "2", "--steps", "2", "--workers", "0"]
+    common += ["--sample-every", "0", "--ckpt-every", "0"]
+    vae = CliRunner().invoke(
+        main, ["vae", "train", "--preset", "tiny", "--data", data, "--run", str(tmp_path / "v"), *common]
+    )
+    assert vae.exit_code == 0, vae.output
+    t2v = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "t2v",
+            "--preset",
+            "tiny",
+            "--data",
+            data,
+            "--clips",
+            "8",
+            "--run",
+            str(tmp_path / "t"),
+            *common,
+        ],
+    )
+    assert t2v.exit_code == 0, t2v.output
+    cache = LatentDataset(tmp_path / "t" / "latents")
+    assert {tuple(cache[i]["latents"].shape[-2:]) for i in range(len(cache))} == {(6, 8), (6, 10)}
+    assert len(set(cache.item_groups())) == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset
 
+from filmstrip.data.join import Index, split_index, varies_by_epoch
 from filmstrip.errors import InputError
 
 
@@ -17,8 +18,13 @@ class RandomCropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, i: int) -> dict:
-        item = dict(self.base[i])
+    @property
+    def varies_by_epoch(self) -> bool:
+        return varies_by_epoch(self.base)
+
+    def __getitem__(self, index: Index) -> dict:
+        i, epoch = split_index(index)
+        item = dict(self.base[index] if epoch is not None and self.varies_by_epoch else self.base[i])
         video = item["video"]  # (C, T, H, W)
         h, w = video.shape[-2:]
         if h < self.size or w < self.size:

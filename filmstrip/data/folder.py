@@ -32,6 +32,7 @@ from filmstrip.data.buckets import (
     cover_size,
     make_buckets,
 )
+from filmstrip.data.join import Index, split_index
 from filmstrip.errors import InputError
 from filmstrip.io import VideoInfo, VideoReadError, frame_timestamps, probe, read_video
 
@@ -146,6 +147,13 @@ class FolderDataset(Dataset):
         """The bucket of every item, for `BucketBatchSampler`."""
         return [item.bucket for item in self.items] * self.cfg.clips_per_video
 
+    def item_groups(self) -> list[Bucket]:
+        """Items that stack into one batch share a bucket (see data/join.py)."""
+        return self.item_buckets
+
+    # Clip starts are drawn again every epoch: self[(i, epoch)] (see data/join.py).
+    varies_by_epoch = True
+
     def set_epoch(self, epoch: int) -> None:
         """Draw new clip starts: item i's start is a function of (seed, epoch, i)."""
         self.epoch = epoch
@@ -163,9 +171,9 @@ class FolderDataset(Dataset):
         span = (n - 1) / (fps or item.info.fps)
         return float(rng.uniform(0.0, max(0.0, item.info.duration - span - 1e-3)))
 
-    def _load(self, i: int, video: int) -> dict:
+    def _load(self, i: int, video: int, epoch: int) -> dict:
         item = self.items[video]
-        rng = np.random.default_rng([self.cfg.seed, self.epoch, i])
+        rng = np.random.default_rng([self.cfg.seed, epoch, i])
         video, _ = read_video(
             item.path,
             num_frames=self.cfg.num_frames,
@@ -181,7 +189,10 @@ class FolderDataset(Dataset):
             "path": str(item.path),
         }
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, index: Index) -> dict:
+        """Item i as drawn in the current epoch (`set_epoch`), or in `epoch` for (i, epoch)."""
+        i, epoch = split_index(index)
+        epoch = self.epoch if epoch is None else epoch
         if not 0 <= i < len(self):
             raise IndexError(f"item {i} out of range for a dataset of {len(self)} videos")
         # A clip that fails to decode is replaced by the next one in the same bucket, so that
@@ -192,7 +203,7 @@ class FolderDataset(Dataset):
         for k in range(len(same_bucket)):
             j = same_bucket[(start + k) % len(same_bucket)]
             try:
-                return self._load(i, j)
+                return self._load(i, j, epoch)
             except VideoReadError as e:
                 warnings.warn(f"skipping a clip that failed to decode: {e}", stacklevel=2)
         raise VideoReadError(

@@ -7,7 +7,12 @@ text encoder over `num_clips` clips and writes one safetensors shard per `shard_
     cache/
       meta.json                 what was encoded (dataset, sizes, VAE config, latent scale)
       shard_00000.safetensors   latents (N, C, T', H', W') fp16, text states (N, L, 384) fp16,
-                                text mask (N, L), plus captions and truths in the metadata
+                                text mask (N, L), plus captions and truths in the metadata;
+                                clips of several sizes (a folder's aspect-ratio buckets) are
+                                stored one tensor each, `latents.J`
+
+`meta.json` also records each clip's batching group (its bucket) when the dataset has them,
+so training draws batches of clips that stack (data/join.py).
 
 `LatentDataset` reads it back as {"latents", "text", "text_mask", "caption", "truth"}.
 Latents are stored as the VAE produced them; `normalize` happens in the training task.
@@ -29,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from filmstrip.checkpoint import save_tensors_atomic, write_json_atomic
+from filmstrip.data.join import item_groups
 from filmstrip.errors import InputError
 
 
@@ -61,6 +67,9 @@ def build_latent_cache(
         "dataset": description,
         "vae": asdict(vae.cfg),
     }
+    groups = item_groups(dataset)
+    if groups is not None:
+        meta["groups"] = [repr(g) for g in groups[:num_clips]]
     meta = json.loads(json.dumps(meta))  # tuples -> lists, as they will read back
     meta_path = out / "meta.json"
     if meta_path.exists():
@@ -83,16 +92,23 @@ def build_latent_cache(
         collate_fn=_stack_shard,
     )
     for s, shard in zip(missing, tqdm(loader, desc="caching latents", unit="shard"), strict=True):
-        latents = []
-        for b in range(0, len(shard["video"]), batch_size):
-            latents.append(vae.encode(shard["video"][b : b + batch_size].to(device)).float().cpu())
+        if torch.is_tensor(shard["video"]):
+            latents = []
+            for b in range(0, len(shard["video"]), batch_size):
+                latents.append(vae.encode(shard["video"][b : b + batch_size].to(device)).float().cpu())
+            stored = {"latents": torch.cat(latents).half()}
+        else:  # clips of several sizes: one tensor each
+            stored = {
+                f"latents.{j}": vae.encode(v[None].to(device))[0].float().cpu().half()
+                for j, v in enumerate(shard["video"])
+            }
         captions = shard["captions"]
         states, mask = text_encoder.encode(captions)
         text_encoder.forget()  # captions rarely repeat; keep memory flat over a long build
         save_tensors_atomic(
             out / f"shard_{s:05d}.safetensors",
             {
-                "latents": torch.cat(latents).half(),
+                **stored,
                 "text": states.cpu().half(),
                 "text_mask": mask.cpu(),
             },
@@ -107,8 +123,10 @@ def build_latent_cache(
 def _stack_shard(items: list[dict]) -> dict:
     """A shard's clips as one tensor: a worker hands the loader one shared-memory block per
     shard instead of one per clip."""
+    videos = [it["video"] for it in items]
+    same = all(v.shape == videos[0].shape for v in videos)
     return {
-        "video": torch.stack([it["video"] for it in items]),
+        "video": torch.stack(videos) if same else videos,
         "captions": [it.get("caption", "") for it in items],
         "truths": [it.get("truth") for it in items],
     }
@@ -137,6 +155,10 @@ class LatentDataset(Dataset):
     def __len__(self) -> int:
         return self.meta["num_clips"]
 
+    def item_groups(self) -> list[str] | None:
+        """Clips that stack share a group (recorded when the cache was built; data/join.py)."""
+        return self.meta.get("groups")
+
     def _shard(self, s: int):
         if s not in self._loaded:
             with safe_open(str(self.shards[s]), "pt") as f:
@@ -151,8 +173,9 @@ class LatentDataset(Dataset):
         s, j = divmod(i, self.meta["shard_size"])
         tensors, captions, truths = self._shard(s)
         n = int(tensors["text_mask"][j].sum())
+        latents = tensors["latents"][j] if "latents" in tensors else tensors[f"latents.{j}"]
         return {
-            "latents": tensors["latents"][j].float(),
+            "latents": latents.float(),
             "text": tensors["text"][j, :n].float(),
             "caption": captions[j],
             "truth": truths[j],

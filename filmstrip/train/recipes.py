@@ -15,12 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import Dataset
 
 from filmstrip.checkpoint import load_model, resolve
 from filmstrip.config import from_dict, to_dict, to_toml
 from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset, collate_clips
 from filmstrip.data.crop import RandomCropDataset
+from filmstrip.data.join import JoinedDataset
 from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents, vae_config_dict
 from filmstrip.data.shapes import DEFAULT_HELD_OUT
 from filmstrip.diffusion.flow import FlowConfig
@@ -188,7 +189,7 @@ def join_caches(first: LatentDataset, others: list[LatentDataset]) -> Dataset:
                 f"{other.root} holds latents of shape {tuple(other[0]['latents'].shape)}, "
                 f"{first.root} of {tuple(first[0]['latents'].shape)}: clips must be the same size"
             )
-    return ConcatDataset([first, *others])
+    return JoinedDataset([first, *others])
 
 
 def t2v_model_config(recipe: T2VRecipe, vae: VideoVAE) -> tuple[DiTConfig, dict | None]:
@@ -294,7 +295,7 @@ def vae_datasets(recipe: VAERecipe, split: str, seed: int) -> Dataset:
             clips_per_video=200,
         )
         parts.append(RandomCropDataset(ds, recipe.crop, seed) if recipe.crop else ds)
-    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    return parts[0] if len(parts) == 1 else JoinedDataset(parts)
 
 
 def vae_model_config(recipe: VAERecipe) -> tuple[VAEConfig, VideoVAE | None]:

@@ -33,7 +33,8 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -46,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from filmstrip.checkpoint import CheckpointError, save_model, save_tensors_atomic, write_json_atomic
+from filmstrip.data.join import item_groups, varies_by_epoch
 from filmstrip.errors import InputError, TrainingError
 from filmstrip.train.ema import EMA
 
@@ -158,19 +160,47 @@ def default_device(ddp: Distributed) -> torch.device:
 
 
 # ---- data order ------------------------------------------------------------------------
-class StepBatchSampler(Sampler[list[int]]):
-    """Endless batches; the batch of step s on a rank is a pure function of (seed, s, rank):
-    epoch e is a permutation seeded by (seed, e), and the global batch of step s is the slice
-    [s*B, (s+1)*B) of the concatenated epochs, split evenly between ranks."""
+class StepBatchSampler(Sampler[list]):
+    """Endless batches; the batch of step s on a rank is a pure function of (seed, s, rank).
+
+    Without groups, epoch e is a permutation seeded by (seed, e), and the global batch of step s
+    is the slice [s*B, (s+1)*B) of the concatenated epochs. With groups (items that stack, e.g.
+    a folder's aspect-ratio buckets; see data/join.py), epoch e shuffles each group, cuts it
+    into full batches of B (the remainder waits for the next epoch's shuffle) and shuffles the
+    order of all batches; step s takes batch s mod n of epoch s div n. Either way the global
+    batch is split evenly between ranks, so every rank's slice comes from the same group.
+    With `with_epoch`, indices are (i, epoch): the dataset draws item i as in that epoch."""
 
     def __init__(
-        self, length: int, batch_size: int, seed: int, start_step: int, rank: int = 0, world: int = 1
+        self,
+        length: int,
+        batch_size: int,
+        seed: int,
+        start_step: int,
+        rank: int = 0,
+        world: int = 1,
+        groups: Sequence[Hashable] | None = None,
+        with_epoch: bool = False,
     ):
         if length == 0:
             raise InputError("the dataset is empty")
         self.length, self.batch_size, self.seed = length, batch_size, seed
         self.start_step, self.rank, self.world = start_step, rank, world
+        self.with_epoch = with_epoch
         self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+        self.groups: dict[Hashable, list[int]] | None = None
+        if groups is not None:
+            self.groups = defaultdict(list)
+            for i, g in enumerate(groups):
+                self.groups[g].append(i)
+            self.per_epoch = sum(len(m) // batch_size for m in self.groups.values())
+            if self.per_epoch == 0:
+                largest = max(len(m) for m in self.groups.values())
+                raise InputError(
+                    f"no group of clips that stack (aspect-ratio bucket) holds a full batch of {batch_size}: "
+                    f"the largest has {largest}; lower the batch size or add clips"
+                )
+        self._batches_epoch, self._batches = -1, []
 
     def _epoch(self, epoch: int) -> torch.Tensor:
         # Kept until the next epoch starts: drawing the permutation again for every sample
@@ -180,15 +210,35 @@ class StepBatchSampler(Sampler[list[int]]):
             self._perm, self._perm_epoch = torch.randperm(self.length, generator=generator), epoch
         return self._perm
 
-    def batch(self, step: int) -> list[int]:
+    def _grouped_epoch(self, epoch: int) -> list[list[int]]:
+        if epoch != self._batches_epoch:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            batches = []
+            for key in sorted(self.groups, key=repr):
+                members = self.groups[key]
+                order = torch.randperm(len(members), generator=generator).tolist()
+                full = len(members) // self.batch_size * self.batch_size
+                shuffled = [members[k] for k in order[:full]]
+                batches += [shuffled[lo : lo + self.batch_size] for lo in range(0, full, self.batch_size)]
+            order = torch.randperm(len(batches), generator=generator).tolist()
+            self._batches, self._batches_epoch = [batches[k] for k in order], epoch
+        return self._batches
+
+    def batch(self, step: int) -> list:
         per_rank = self.batch_size // self.world
+        if self.groups is not None:
+            epoch = step // self.per_epoch
+            full = self._grouped_epoch(epoch)[step % self.per_epoch]
+            out = full[self.rank * per_rank : (self.rank + 1) * per_rank]
+            return [(i, epoch) for i in out] if self.with_epoch else out
         start = step * self.batch_size + self.rank * per_rank
         out = []
         for pos in range(start, start + per_rank):
-            out.append(int(self._epoch(pos // self.length)[pos % self.length]))
+            i = int(self._epoch(pos // self.length)[pos % self.length])
+            out.append((i, pos // self.length) if self.with_epoch else i)
         return out
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list]:
         step = self.start_step
         while True:
             yield self.batch(step)
@@ -358,6 +408,8 @@ class Trainer:
             self.step * cfg.accumulate,
             self.ddp.rank,
             self.ddp.world,
+            groups=item_groups(self.dataset),
+            with_epoch=varies_by_epoch(self.dataset),
         )
         loader = DataLoader(
             self.dataset,

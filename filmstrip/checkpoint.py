@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from filmstrip.config import from_dict
 from filmstrip.errors import InputError
 
 # 2: a DiT's config holds "spec" (what sampling needs) apart from "train" (how it was trained);
@@ -150,3 +151,16 @@ def load_model(directory: str | Path, kind: str) -> tuple[dict, dict[str, torch.
         raise CheckpointError(f"{weights}: unreadable weights ({e})") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return info["config"], state, info.get("meta", {})
+
+
+def parse_config(directory: str | Path, cls: type, d: object, where: str = ""):
+    """A checkpoint's config section as dataclass `cls`, checked field by field; a bad field is
+    a CheckpointError naming the checkpoint and the field."""
+    if not isinstance(d, dict):
+        raise CheckpointError(
+            f"{directory}: the config section {where or cls.__name__!r} is missing or not a table"
+        )
+    try:
+        return from_dict(cls, d, where)
+    except InputError as e:
+        raise CheckpointError(f"{directory}: {e}") from None

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from filmstrip.checkpoint import load_model, resolve
+from filmstrip.checkpoint import load_model, parse_config, resolve
 from filmstrip.errors import InputError
 from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.causal import (
@@ -402,7 +402,8 @@ def denormalize_latents(z: torch.Tensor, shift: float, scale: float) -> torch.Te
 def load_vae(path: str | Path | None = None, device: torch.device | str = "cpu") -> VideoVAE:
     """A trained autoencoder from a model directory or a bundled model's name (default: the
     bundled 3D VAE), in eval mode."""
-    config, state, _ = load_model(resolve(path, "vae3d"), VideoVAE.kind)
-    model = VideoVAE(VAEConfig(**config))
+    directory = resolve(path, "vae3d")
+    config, state, _ = load_model(directory, VideoVAE.kind)
+    model = VideoVAE(parse_config(directory, VAEConfig, config))
     model.load_state_dict(state)
     return model.to(device).eval()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from filmstrip.checkpoint import load_model, resolve
+from filmstrip.checkpoint import load_model, parse_config, resolve
 from filmstrip.diffusion.guidance import guided
 from filmstrip.diffusion.sampling import sample, schedule
 from filmstrip.diffusion.spec import ModelSpec
@@ -51,7 +51,7 @@ def load_pipeline(path: str | Path | None = None, device: torch.device | str = "
     encoder if the DiT takes text."""
     directory = resolve(path, "t2v")
     config, state, _ = load_model(directory, VideoDiT.kind)
-    dit = VideoDiT(DiTConfig(**config["dit"]))
+    dit = VideoDiT(parse_config(directory, DiTConfig, config.get("dit"), "dit"))
     dit.load_state_dict(state)
     # Format 1 kept the spec inside the training settings ("t2v").
     spec = ModelSpec.from_dict(config.get("spec", config.get("t2v", {})))

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from filmstrip.checkpoint import load_model, resolve
+from filmstrip.checkpoint import load_model, parse_config, resolve
 from filmstrip.config import from_dict, to_dict, to_toml
 from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset, collate_clips
 from filmstrip.data.crop import RandomCropDataset
@@ -198,7 +198,7 @@ def t2v_model_config(recipe: T2VRecipe, vae: VideoVAE) -> tuple[DiTConfig, dict 
     if not recipe.init:
         return dit, None
     config, state, _ = load_model(resolve(recipe.init, "t2v"), VideoDiT.kind)
-    base = from_dict(DiTConfig, config["dit"], "dit")
+    base = parse_config(recipe.init, DiTConfig, config.get("dit"), "dit")
     return (
         replace(
             base,

@@ -1,0 +1,130 @@
+"""Recipes: the bundled model's stages as files, settings laid in order (defaults < --preset <
+--config < options < --set), and one clear sentence for a bad setting or checkpoint."""
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+import torch
+from click.testing import CliRunner
+
+from filmstrip.checkpoint import BUNDLED_DIR, CheckpointError, read_config, save_model
+from filmstrip.cli import main
+from filmstrip.cli.recipe_options import Opt, recipe_options, trainer_opts
+from filmstrip.config import from_dict, load_toml
+from filmstrip.errors import InputError
+from filmstrip.train.recipes import T2VRecipe
+
+RECIPES = Path(__file__).parent.parent / "recipes" / "t2v"
+
+
+def test_every_stage_of_the_bundled_model_is_a_recipe_that_chains_to_the_shipped_settings():
+    files = sorted(RECIPES.glob("*.toml"))
+    stages = [from_dict(T2VRecipe, load_toml(f)) for f in files]
+    training = [s for s in stages if s.train.steps > 0]
+    assert len(training) == 10 and training[0].init is None
+    for before, after in zip(training, training[1:], strict=False):
+        assert after.init == f"{before.run}/model", after.run
+    # What the chain switches on, the shipped model has.
+    shipped = read_config(BUNDLED_DIR / "t2v", "dit")["config"]
+    last = training[-1]
+    assert last.flow.shift == shipped["spec"]["flow"]["shift"]
+    assert last.task.frame_noise == shipped["train"]["frame_noise"]
+    assert any(s.dit.frame_embedding for s in training) == shipped["dit"]["frame_embedding"]
+    assert max(s.dit.text_refiner for s in training) == shipped["dit"]["text_refiner"]
+    # Every cache a stage reads is built by an earlier stage (or by itself).
+    built = set()
+    for s in stages:
+        built.add(s.cache or f"{s.run}/latents")
+        assert set(s.extra_caches) <= built, s.run
+    assert sum(s.train.steps == 0 for s in stages) == 1  # 09a only builds a cache
+
+
+@click.command()
+@recipe_options(
+    T2VRecipe,
+    [
+        Opt(
+            ("--preset",), None, "", {"default": "small"}, layer=lambda n: {"dit": {"depth": {"tiny": 2}[n]}}
+        ),
+        Opt(("--run",), "run", "", {"show_default": False}),
+        Opt(("--shift",), "flow.shift", "", {"type": float}),
+        Opt(("--hold-out", "held_out"), "data.held_out", "", {"multiple": True}),
+        *trainer_opts(),
+    ],
+)
+def show(recipe):
+    click.echo(json.dumps({"depth": recipe.dit.depth, "steps": recipe.train.steps, "lr": recipe.train.lr,
+                           "shift": recipe.flow.shift, "run": recipe.run, "held_out": recipe.data.held_out}))  # fmt: skip
+
+
+def test_settings_are_laid_in_order(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('run = "runs/x"\n[dit]\ndepth = 4\n[train]\nsteps = 100\nlr = 1e-3\n')
+    out = CliRunner().invoke(show, [])
+    assert json.loads(out.output)["steps"] == 9000  # the recipe's default
+    out = CliRunner().invoke(show, ["--preset", "tiny", "--config", str(config), "--lr", "5e-4"])
+    got = json.loads(out.output)
+    # The config file sits over the preset, an option typed on the command line over the file.
+    assert got == {**got, "depth": 4, "steps": 100, "lr": 5e-4, "run": "runs/x", "shift": None}
+    out = CliRunner().invoke(
+        show, ["--config", str(config), "--set", "dit.depth=8", "--set", "flow.shift=4.5"]
+    )
+    got = json.loads(out.output)
+    assert got["depth"] == 8 and got["shift"] == 4.5 and got["steps"] == 100  # --set wins
+    out = CliRunner().invoke(show, ["--hold-out", "red,circle,up"])
+    assert json.loads(out.output)["held_out"] == ["red,circle,up"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "dit.dept=8"], "unknown setting 'dit.dept'"),
+        (["--set", "dit.depth=eight"], "dit.depth: expected an integer"),
+        (["--set", "train.lr=[1, 2]"], "train.lr: expected a number"),
+        (["--set", "depth"], "SECTION.FIELD=VALUE"),
+        (["--config", "/no/such/file.toml"], "no such config file"),
+    ],
+)
+def test_a_bad_setting_is_one_sentence(args, message):
+    result = CliRunner().invoke(main, ["train", "t2v", *args])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_debug_shows_the_traceback_of_our_errors(monkeypatch):
+    monkeypatch.setenv("FILMSTRIP_DEBUG", "1")
+    result = CliRunner().invoke(main, ["train", "t2v", "--set", "dit.dept=8"])
+    assert isinstance(result.exception, InputError)
+
+
+def test_checkpoint_formats(tmp_path):
+    """A checkpoint from a newer filmstrip is refused with a sentence; format 1 (spec and
+    training settings together in "t2v") still loads."""
+    from filmstrip.models.dit import VideoDiT, preset
+    from filmstrip.models.vae import VideoVAE
+    from filmstrip.models.vae import preset as vae_preset
+    from filmstrip.pipelines.generate import load_pipeline
+
+    vae = VideoVAE(vae_preset("tiny", latent_channels=4))
+    save_model(tmp_path / "vae", "vae", json.loads(json.dumps(vars(vae.cfg))), vae.state_dict())
+    dit = VideoDiT(preset("tiny", in_channels=4))
+    old = {
+        "dit": json.loads(json.dumps(vars(dit.cfg))),
+        "t2v": {"flow": {"shift": 3.0}, "vae": str(tmp_path / "vae"), "frame_noise": 0.5},
+    }
+    save_model(tmp_path / "old", "dit", old, dit.state_dict())
+    info = json.loads((tmp_path / "old" / "config.json").read_text())
+    (tmp_path / "old" / "config.json").write_text(json.dumps({**info, "format": 1}))
+    pipe = load_pipeline(tmp_path / "old")
+    assert pipe.spec.flow.shift == 3.0 and pipe.spec.vae == str(tmp_path / "vae")
+    (tmp_path / "old" / "config.json").write_text(json.dumps({**info, "format": 99}))
+    with pytest.raises(CheckpointError, match="newer than this filmstrip reads"):
+        load_pipeline(tmp_path / "old")
+    (tmp_path / "old" / "config.json").write_text(
+        json.dumps({**info, "config": {**old, "dit": {"depth": "2"}}})
+    )
+    with pytest.raises(CheckpointError, match="dit.depth: expected an integer"):
+        load_pipeline(tmp_path / "old")
+    assert torch.is_tensor(next(iter(dit.state_dict().values())))

@@ -128,3 +128,19 @@ def test_checkpoint_formats(tmp_path):
     with pytest.raises(CheckpointError, match="dit.depth: expected an integer"):
         load_pipeline(tmp_path / "old")
     assert torch.is_tensor(next(iter(dit.state_dict().values())))
+
+
+def test_stage_one_recipe_is_the_readme_command(monkeypatch):
+    """`--config recipes/t2v/01_scratch.toml` runs exactly what the README's stage-1 command
+    ran (the run that measured the stage-1 numbers), apart from the run folder."""
+    import filmstrip.train.recipes as recipes
+
+    seen = []
+    monkeypatch.setattr(recipes, "train_t2v", lambda recipe, log: seen.append(recipe) or Path("x"))
+    for args in (
+        ["--data", "shapes", "--preset", "small", "--run", "runs/t2v"],
+        ["--config", str(RECIPES / "01_scratch.toml"), "--run", "runs/t2v"],
+    ):
+        result = CliRunner().invoke(main, ["train", "t2v", *args])
+        assert result.exit_code == 0, result.output
+    assert seen[0] == seen[1]

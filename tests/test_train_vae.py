@@ -219,3 +219,17 @@ def test_a_frozen_encoder_keeps_the_latent_space(tmp_path):
     # The export keeps the latent normalisation the diffusion models were trained with.
     config, _ = task.export(task.model)
     assert (config["latent_shift"], config["latent_scale"]) == (task.cfg.latent_shift, task.cfg.latent_scale)
+
+
+def test_bf16_falls_back_to_fp32_where_it_is_emulated(tmp_path, monkeypatch):
+    """On a CPU without native bf16 the trainer says so and trains in fp32; elsewhere it keeps
+    the bf16 that was asked for."""
+    import filmstrip.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "bf16_is_fast", lambda device: False)
+    with pytest.warns(UserWarning, match="no native bf16"):
+        slow = make_trainer(tmp_path / "a")
+    assert slow.cfg.bf16 and not slow.bf16
+    monkeypatch.setattr(trainer_module, "bf16_is_fast", lambda device: True)
+    assert make_trainer(tmp_path / "b").bf16
+    assert isinstance(trainer_module.bf16_is_fast(torch.device("cpu")), bool)

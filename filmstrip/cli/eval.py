@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from filmstrip.cli.generate import LAG
+from filmstrip.cli.generate import LAG, T2V_CHECKPOINT
+from filmstrip.pipelines.generate import GenerateConfig
 from filmstrip.train.recipes import ClipData, parse_held_out
 
 
@@ -16,19 +17,13 @@ def eval_group() -> None:
 
 
 @eval_group.command("adherence")
-@click.option(
-    "--checkpoint",
-    "-c",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Text-to-video model directory [default: the bundled model].",
-)
+@T2V_CHECKPOINT
 @click.option("--prompts", default=200, show_default=True, help="Half seen in training, half held out.")
-@click.option("--frames", default=17, show_default=True)
-@click.option("--size", default=64, show_default=True)
-@click.option("--steps", default=20, show_default=True)
-@click.option("--cfg", "text_scale", default=4.0, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--frames", default=GenerateConfig.frames, show_default=True)
+@click.option("--size", default=GenerateConfig.height, show_default=True)
+@click.option("--steps", default=GenerateConfig.steps, show_default=True)
+@click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
+@click.option("--seed", default=GenerateConfig.seed, show_default=True)
 @LAG
 @click.option(
     "--held-out",

@@ -8,6 +8,13 @@ import click
 
 from filmstrip.pipelines.generate import GenerateConfig
 
+T2V_CHECKPOINT = click.option(
+    "--checkpoint",
+    "-c",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Text-to-video model directory [default: the bundled model].",
+)
 LAG = click.option(
     "--lag",
     default=GenerateConfig.lag,
@@ -25,13 +32,7 @@ LAG = click.option(
     default=Path("outputs/clip.mp4"),
     show_default=True,
 )
-@click.option(
-    "--checkpoint",
-    "-c",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Text-to-video model directory [default: the bundled model].",
-)
+@T2V_CHECKPOINT
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
 @click.option("--fps", default=8.0, show_default=True)
 @click.option(

@@ -139,6 +139,19 @@ def _record(run: Path, recipe) -> None:
     (run / "recipe.toml").write_text(to_toml(to_dict(recipe)))
 
 
+def _fit(recipe, task, dataset: Dataset, collate, log: Log, what: str, detail: str) -> Path:
+    """Record the recipe in the run folder, resume the run if it exists, train; RUN/model."""
+    run = Path(recipe.run)
+    _record(run, recipe)
+    trainer = Trainer(recipe.train, task, dataset, run, collate=collate)
+    if trainer.resume():
+        log(f"resuming {run} from step {trainer.step}")
+    n_params = sum(p.numel() for p in task.model.parameters())
+    log(f"{what}: {n_params / 1e6:.2f}M parameters; {detail}")
+    trainer.fit()
+    return run / "model"
+
+
 # ---- text to video ---------------------------------------------------------------------
 def t2v_dataset(data: ClipData, seed: int) -> tuple[Dataset, str]:
     """The clips to encode, and a description recorded with the cache and the model."""
@@ -268,16 +281,8 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
         # Newly added frame / place embeddings and text refiner layers start as no-ops.
         load_init(task.model, init_state, recipe.init, ("frame_embed.", "place_embed.", "text_refiner."))
     # 4. Train (an existing run folder resumes).
-    _record(run, recipe)
-    trainer = Trainer(train_cfg, task, latents, run, collate=collate_latents)
-    if trainer.resume():
-        log(f"resuming {run} from step {trainer.step}")
-    n_params = sum(p.numel() for p in task.model.parameters())
-    log(
-        f"DiT {recipe.init or 'from scratch'}: {n_params / 1e6:.2f}M parameters; {len(latents)} cached clips in {cache}"
-    )
-    trainer.fit()
-    return run / "model"
+    what = f"DiT {recipe.init or 'from scratch'}"
+    return _fit(recipe, task, latents, collate_latents, log, what, f"{len(latents)} cached clips in {cache}")
 
 
 # ---- autoencoders ----------------------------------------------------------------------
@@ -323,7 +328,7 @@ def train_vae(recipe: VAERecipe, log: Log = print) -> Path:
     """Train an autoencoder on built-in data or footage (folder:PATH); returns RUN/model."""
     if not recipe.run:
         raise InputError("a training run needs a run folder (run = ...)")
-    run, train_cfg = Path(recipe.run), recipe.train
+    train_cfg = recipe.train
     train_set = vae_datasets(recipe, "train", train_cfg.seed)
     folders = any(d.startswith("folder:") for d in recipe.data)
     held_out = train_set if folders else vae_datasets(recipe, "test", train_cfg.seed + 1)
@@ -339,17 +344,8 @@ def train_vae(recipe: VAERecipe, log: Log = print) -> Path:
     if init is not None:
         # A learned time upsampling added to a "repeat" decoder starts as an exact repeat.
         load_init(task.model, init.state_dict(), recipe.init, may_be_new=(".time_ups.",))
-    _record(run, recipe)
-    trainer = Trainer(train_cfg, task, train_set, run, collate=collate_clips)
-    if trainer.resume():
-        log(f"resuming {run} from step {trainer.step}")
-    n_params = sum(p.numel() for p in task.model.parameters())
-    log(
-        f"{recipe.init or recipe.preset}: {n_params / 1e6:.2f}M parameters, "
-        f"{cfg.compression:.0f}x compression, {len(train_set)} training clips"
-    )
-    trainer.fit()
-    return run / "model"
+    detail = f"{cfg.compression:.0f}x compression, {len(train_set)} training clips"
+    return _fit(recipe, task, train_set, collate_clips, log, recipe.init or recipe.preset, detail)
 
 
 RECIPES = {"t2v": T2VRecipe, "vae": VAERecipe}

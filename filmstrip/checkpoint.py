@@ -12,6 +12,7 @@ argument is either one of their names or a path (`resolve`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -66,6 +67,16 @@ def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: 
     os.replace(tmp, path)
 
 
+def file_sha256(path: Path) -> str:
+    """The checksum recorded beside a model's weights, so that damaged weights are caught on
+    load instead of generating black frames."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save_model(
     directory: str | Path,
     kind: str,
@@ -85,10 +96,8 @@ def save_model(
             for k, v in state_dict.items()
         }
         save_tensors_atomic(tmp / "model.safetensors", weights)
-        write_json_atomic(
-            tmp / "config.json",
-            {"kind": kind, "format": FORMAT_VERSION, "config": config, "meta": meta or {}},
-        )
+        info = {"kind": kind, "format": FORMAT_VERSION, "config": config, "meta": meta or {}}
+        write_json_atomic(tmp / "config.json", {**info, "sha256": file_sha256(tmp / "model.safetensors")})
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -145,6 +154,12 @@ def load_model(directory: str | Path, kind: str) -> tuple[dict, dict[str, torch.
     weights = directory / "model.safetensors"
     if not weights.exists():
         raise CheckpointError(f"{directory}: config.json is there but model.safetensors is missing")
+    expected = info.get("sha256")
+    if expected is not None and file_sha256(weights) != expected:
+        raise CheckpointError(
+            f"{weights}: damaged (its checksum differs from the one recorded when it was saved); "
+            "copy or download it again, or retrain"
+        )
     try:
         state = load_file(str(weights))
     except Exception as e:  # safetensors raises its own error types for truncated files

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -104,9 +105,10 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is only set during fit
-    assert latest_checkpoint(tmp_path).name == "step_0000003"
+    # The signal came during step 3 (0-based): the loop finishes that step, then saves.
+    assert latest_checkpoint(tmp_path).name == "step_0000004"
     resumed = make_trainer(tmp_path, steps=6)
-    assert resumed.resume() and resumed.step == 3
+    assert resumed.resume() and resumed.step == 4
     resumed.fit()
     assert resumed.step == 6
 
@@ -233,3 +235,86 @@ def test_bf16_falls_back_to_fp32_where_it_is_emulated(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module, "bf16_is_fast", lambda device: True)
     assert make_trainer(tmp_path / "b").bf16
     assert isinstance(trainer_module.bf16_is_fast(torch.device("cpu")), bool)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_inside_the_optimiser_step_saves_a_whole_step_and_resumes_exactly(tmp_path, signum):
+    """Ctrl-C or SIGTERM landing in the middle of the optimiser step: the step completes, every
+    parameter has the same number of Adam steps, and the resumed run equals an uninterrupted
+    one bit for bit. The log holds each step once."""
+    straight = make_trainer(tmp_path / "a", steps=5)
+    straight.fit()
+    first = make_trainer(tmp_path / "b", steps=5)
+    fired = []
+
+    def mid_step(optimizer, args, kwargs):
+        if len(fired) == 0 and first.step == 2:
+            fired.append(1)
+            os.kill(os.getpid(), signum)
+
+    first.opt.register_step_pre_hook(mid_step)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    state = first.opt.state_dict()["state"]
+    assert {int(v["step"]) for v in state.values()} == {3}
+    resumed = make_trainer(tmp_path / "b", steps=5)
+    assert resumed.resume() and resumed.step == 3
+    resumed.fit()
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 5
+
+
+def test_from_scratch_runs_are_reproducible_and_leftovers_are_cleaned(tmp_path):
+    """Two runs of one recipe give identical weights (initialisation is seeded from the run's
+    seed); leftovers of an interrupted save are removed on start; a damaged newest checkpoint
+    falls back to the one before; a deleted model folder of a finished run is written again."""
+    from filmstrip.train.recipes import VAERecipe, train_vae
+
+    def recipe(run):
+        cfg = TrainConfig(steps=4, batch_size=2, warmup=1, num_workers=0, ckpt_every=2, sample_every=0)
+        return VAERecipe(run=str(run), data=("shapes",), preset="tiny", frames=5, size=16, train=cfg)
+
+    torch.manual_seed(123)  # global state must not matter
+    a = train_vae(recipe(tmp_path / "a"), log=lambda _: None)
+    torch.manual_seed(456)
+    b = train_vae(recipe(tmp_path / "b"), log=lambda _: None)
+    _, wa, _ = load_model(a, "vae")
+    _, wb, _ = load_model(b, "vae")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+    run = tmp_path / "a"
+    (run / "checkpoints" / ".tmp_abc").mkdir()
+    (run / "checkpoints" / "step_0000009").mkdir()  # a deletion cut short: no state.json
+    (run / ".model.xyz").mkdir()
+    newest = run / "checkpoints" / "step_0000004" / "optimizer.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated
+    import shutil
+
+    shutil.rmtree(run / "model")
+    trainer = make_trainer(run, steps=4)
+    assert not (run / "checkpoints" / ".tmp_abc").exists() and not (run / ".model.xyz").exists()
+    with pytest.warns(UserWarning, match="damaged"):
+        assert trainer.resume() and trainer.step == 2
+    # A finished run whose model folder was deleted: running it again writes the model again.
+    shutil.rmtree(tmp_path / "b" / "model")
+    finished = make_trainer(tmp_path / "b", steps=4)
+    assert finished.resume() and finished.step == 4
+    finished.fit()
+    assert (tmp_path / "b" / "model" / "config.json").exists()
+
+
+def test_a_second_trainer_process_on_one_run_folder_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    make_trainer(tmp_path, steps=1)  # this process now holds the run folder
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); from test_train_vae import make_trainer; "
+        f"make_trainer({str(tmp_path)!r})"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=str(Path(__file__).parent.parent)
+    )
+    assert other.returncode != 0 and "another trainer is using this run folder" in other.stderr

@@ -56,7 +56,7 @@ def generate(
     prompt, output, checkpoint, frames, fps, size, steps, text_scale, solver, seed, lag, negative
 ) -> None:
     """Generate a video from PROMPT and print its path."""
-    from filmstrip.io import write_video
+    from filmstrip.io import check_output_path, write_video
     from filmstrip.pipelines.generate import GenerateConfig, check_request, load_pipeline
     from filmstrip.pipelines.generate import generate as run
 
@@ -70,6 +70,7 @@ def generate(
         seed=seed,
         lag=lag,
     )
+    check_output_path(output)  # before minutes of work, not after
     pipe = load_pipeline(checkpoint)
     check_request(pipe, [prompt], cfg)
     video = run(pipe, [prompt], cfg, negative=negative)

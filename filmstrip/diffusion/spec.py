@@ -14,11 +14,14 @@ spec, pipelines read it; neither imports the other.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 import torch
 
+from filmstrip.config import from_dict
 from filmstrip.diffusion.flow import FlowConfig, timestep_shift
+from filmstrip.errors import InputError
 from filmstrip.models.embeddings import token_grid
 from filmstrip.models.vae import denormalize_latents, normalize_latents
 
@@ -29,6 +32,15 @@ class ModelSpec:
     latent_shift: float = 0.0
     latent_scale: float = 1.0
     vae: str = "vae3d"
+
+    def __post_init__(self):
+        if not (
+            math.isfinite(self.latent_scale) and self.latent_scale > 0 and math.isfinite(self.latent_shift)
+        ):
+            raise InputError(
+                f"latent_scale must be a positive number and latent_shift finite, got "
+                f"{self.latent_scale} and {self.latent_shift}"
+            )
 
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
         """VAE latents -> the DiT's unit-variance latents."""
@@ -46,5 +58,5 @@ class ModelSpec:
     def from_dict(cls, d: dict) -> ModelSpec:
         """From a checkpoint's "spec" (or, in format 1, its "t2v" section: extra training
         fields there are ignored)."""
-        names = {f.name for f in fields(cls)} - {"flow"}
-        return cls(flow=FlowConfig(**d.get("flow", {})), **{k: v for k, v in d.items() if k in names})
+        names = {f.name for f in fields(cls)}
+        return from_dict(cls, {k: v for k, v in d.items() if k in names}, "spec")

@@ -9,6 +9,7 @@ which keeps flat procedural colours exact and natural video acceptable.
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -58,6 +59,29 @@ def _gif_palette(frames_thwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return palette, lut
 
 
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output that cannot be written: an unknown suffix, a folder
+    in the way, a parent that is a file or a folder that is not writable. Creates the parent."""
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in _CODECS:
+        raise VideoWriteError(f"{out}: cannot write '{suffix}' files; use one of {', '.join(_CODECS)}")
+    if out.is_dir():
+        raise VideoWriteError(f"{out}: is a folder; give a file name such as {out / ('clip' + suffix)}")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise VideoWriteError(f"{out}: cannot write under {parent}, which is a file")
+            break
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VideoWriteError(f"{out}: cannot create the folder {out.parent} ({e.strerror})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise VideoWriteError(f"{out}: the folder {out.parent} is not writable")
+    return out
+
+
 def write_video(path: str | os.PathLike, video: ArrayLike, fps: float, quality: int | None = None) -> Path:
     """Write a `(C, T, H, W)` clip (uint8, or float in [-1, 1]) and return the path.
 
@@ -66,10 +90,8 @@ def write_video(path: str | os.PathLike, video: ArrayLike, fps: float, quality: 
     height or width is padded by one edge row or column, with a warning. GIF stores delays
     in hundredths of a second, so its frame rate is rounded to fit.
     """
-    out = Path(path)
+    out = check_output_path(path)
     suffix = out.suffix.lower()
-    if suffix not in _CODECS:
-        raise VideoWriteError(f"{out}: cannot write '{suffix}' files; use one of {', '.join(_CODECS)}")
     if not (np.isfinite(fps) and fps > 0):
         raise VideoWriteError(f"{out}: fps must be a positive number, got {fps}")
     try:
@@ -82,9 +104,14 @@ def write_video(path: str | os.PathLike, video: ArrayLike, fps: float, quality: 
         h, w = frames.shape[1:3]
         warnings.warn(f"{out}: padding {h}x{w} to even size for {_CODECS[suffix]}", stacklevel=2)
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so an interrupted write never leaves a broken file.
-    tmp = out.with_name(f".{out.stem}.partial{suffix}")
+    # Write beside the target under a name of this writer's own, then rename: an interrupted
+    # write never leaves a broken file, and two writers of one path leave one whole video.
+    try:
+        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=f".partial{suffix}")
+        os.close(fd)
+    except OSError as e:
+        raise VideoWriteError(f"{out}: cannot write in {out.parent} ({e.strerror})") from None
+    tmp = Path(name)
     rate = Fraction(fps).limit_denominator(1001)
     try:
         options = {"movflags": "+faststart"} if suffix == ".mp4" else {}
@@ -115,6 +142,9 @@ def write_video(path: str | os.PathLike, video: ArrayLike, fps: float, quality: 
     except av.error.FFmpegError as e:
         tmp.unlink(missing_ok=True)
         raise VideoWriteError(f"{out}: the encoder failed ({e})") from None
+    except OSError as e:  # a full disk, a folder made read-only meanwhile
+        tmp.unlink(missing_ok=True)
+        raise VideoWriteError(f"{out}: could not write the video ({e.strerror or e})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from filmstrip.checkpoint import load_model, parse_config, resolve
+from filmstrip.checkpoint import CheckpointError, load_model, parse_config, resolve
 from filmstrip.diffusion.guidance import guided
 from filmstrip.diffusion.sampling import sample, schedule
 from filmstrip.diffusion.spec import ModelSpec
@@ -54,7 +54,10 @@ def load_pipeline(path: str | Path | None = None, device: torch.device | str = "
     dit = VideoDiT(parse_config(directory, DiTConfig, config.get("dit"), "dit"))
     dit.load_state_dict(state)
     # Format 1 kept the spec inside the training settings ("t2v").
-    spec = ModelSpec.from_dict(config.get("spec", config.get("t2v", {})))
+    try:
+        spec = ModelSpec.from_dict(config.get("spec", config.get("t2v", {})))
+    except InputError as e:
+        raise CheckpointError(f"{directory}: {e}") from None
     vae_dir = resolve(spec.vae, "vae3d", relative_to=directory)
     if not (vae_dir / "config.json").exists():
         raise InputError(f"{directory}: the VAE {spec.vae!r} that this model was trained with was not found")
@@ -120,7 +123,10 @@ def denoise(
     conditioning, see diffusion/guidance.py) with `scales`. Returns the clean latents."""
     device = x.device
     levels = [level.to(device) for level in levels]
-    return sample(guided(model, levels, scales), x, sched, solver, progress=progress)
+    z = sample(guided(model, levels, scales), x, sched, solver, progress=progress)
+    if not torch.isfinite(z).all():
+        raise FilmstripError("sampling produced NaN or Inf latents: check the options and the weights")
+    return z
 
 
 @torch.no_grad()

@@ -259,6 +259,7 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
         vae=str(Path(recipe.vae).resolve()) if recipe.vae else "vae3d",
     )
     null, _ = text.encode([""])
+    torch.manual_seed(train_cfg.seed)  # the model's initial weights: a run is a function of its seed
     combos = parse_held_out(recipe.data.held_out) if recipe.data.source == "shapes" else ()
     prompts = [latents[i]["caption"] for i in range(3)] + [
         f"a {c} {s} moves {d}" for c, s, d in combos if "*" not in (c, s, d)
@@ -334,6 +335,7 @@ def train_vae(recipe: VAERecipe, log: Log = print) -> Path:
     held_out = train_set if folders else vae_datasets(recipe, "test", train_cfg.seed + 1)
     preview = torch.stack([held_out[i * max(1, len(held_out) // 8)]["video"] for i in range(8)])
     cfg, init = vae_model_config(recipe)
+    torch.manual_seed(train_cfg.seed)  # the model's initial weights: a run is a function of its seed
     task = VAETask(
         cfg,
         recipe.loss,

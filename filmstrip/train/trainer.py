@@ -25,6 +25,7 @@ Run folder layout::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -42,6 +43,7 @@ from typing import Protocol
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -75,6 +77,27 @@ class TrainConfig:
     # End the run here, before its schedule does (None: at `steps`): how a stage that was
     # stopped early is reproduced.
     stop_at: int | None = None
+
+    def __post_init__(self):
+        checks = {
+            "steps": self.steps >= 0,
+            "batch_size": self.batch_size >= 1,
+            "accumulate": self.accumulate >= 1,
+            "lr": math.isfinite(self.lr) and self.lr >= 0,
+            "warmup": self.warmup >= 0,
+            "ema_decay": 0 <= self.ema_decay < 1,
+            "grad_clip": self.grad_clip > 0,
+            "seed": 0 <= self.seed < 2**63,
+            "num_workers": self.num_workers >= 0,
+            "ckpt_every": self.ckpt_every >= 0,
+            "sample_every": self.sample_every >= 0,
+            "log_every": self.log_every >= 1,
+            "keep_checkpoints": self.keep_checkpoints >= 1,
+            "stop_at": self.stop_at is None or self.stop_at >= 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise InputError(f"train.{bad[0]} = {getattr(self, bad[0])!r} is out of range")
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -282,13 +305,67 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
     opt.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+class _StopRequest:
+    """Ctrl-C and SIGTERM during `fit`. The first asks the loop to stop at the next step
+    boundary: a signal landing inside the optimiser step once saved a half-applied step (some
+    parameters one Adam step ahead). A second one while the checkpoint is written is noted and
+    the save finishes; a third aborts at once."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, signum, frame) -> None:
+        self.count += 1
+        if self.count >= 3:
+            raise KeyboardInterrupt(f"signal {signum} a third time: stopping without saving")
+
+
+class _Stopped(KeyboardInterrupt):
+    pass
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = sorted((run_dir / "checkpoints").glob("step_*/state.json"))
-    return ckpts[-1].parent if ckpts else None
+    ckpts = checkpoints(run_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The run's complete checkpoints (those with a state.json), oldest first."""
+    return [p.parent for p in sorted((Path(run_dir) / "checkpoints").glob("step_*/state.json"))]
+
+
+def clean_leftovers(run_dir: Path) -> list[Path]:
+    """Remove what an interrupted save can leave: temporary checkpoint folders, a step folder
+    whose deletion was cut short (no state.json), the model folder's temporary copies."""
+    run_dir = Path(run_dir)
+    found = list((run_dir / "checkpoints").glob(".tmp_*"))
+    found += [p for p in (run_dir / "checkpoints").glob("step_*") if not (p / "state.json").exists()]
+    found += list(run_dir.glob(".model.*"))
+    for p in found:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return found
+
+
+_LOCKS: dict[str, object] = {}  # run folders this process holds
+
+
+def lock_run(run_dir: Path) -> None:
+    """An exclusive lock on the run folder, held for the rest of this process: two trainer
+    processes writing one run would interleave checkpoints and logs. (Trainers of one process
+    share it, as a resume test does.)"""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = str(run_dir.resolve())
+    if key in _LOCKS:
+        return
+    handle = open(run_dir / ".lock", "w")  # noqa: SIM115 (held open while the process lives)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise InputError(
+            f"{run_dir}: another trainer is using this run folder; wait for it or choose another --run"
+        ) from None
+    _LOCKS[key] = handle
 
 
 class Trainer:
@@ -330,6 +407,9 @@ class Trainer:
             betas=cfg.betas,
         )
         self.step = 0
+        if self.ddp.is_main:
+            lock_run(self.run_dir)
+            clean_leftovers(self.run_dir)
         self.wrapped = self._wrap(self.model)
         # Auxiliary networks: each with its own optimiser, stepped once per optimiser step.
         self.aux = task.auxiliary()
@@ -392,14 +472,53 @@ class Trainer:
         )
 
     def resume(self, path: Path | None = None) -> bool:
-        """Load the newest checkpoint of the run (or `path`); False when there is none."""
-        path = path or latest_checkpoint(self.run_dir)
-        if path is None:
-            return False
+        """Load the newest checkpoint of the run (or `path`) that reads back whole, falling back
+        to an older one past a damaged one; False when there is none. The log is cut back to
+        the resumed step, so no step is logged twice."""
+        candidates = [path] if path is not None else checkpoints(self.run_dir)[::-1]
+        for k, ckpt in enumerate(candidates):
+            try:
+                self._load(ckpt)
+            except (OSError, ValueError, KeyError, json.JSONDecodeError, SafetensorError) as e:
+                if isinstance(e, CheckpointError) or path is not None or k == len(candidates) - 1:
+                    raise CheckpointError(f"{ckpt}: cannot resume from this checkpoint ({e})") from None
+                warnings.warn(
+                    f"{ckpt} is damaged ({e}); resuming from {candidates[k + 1].name}", stacklevel=2
+                )
+                continue
+            self._truncate_log()
+            return True
+        return False
+
+    def _truncate_log(self) -> None:
+        log = self.run_dir / "log.jsonl"
+        if not self.ddp.is_main or not log.exists():
+            return
+        kept = []
+        for line in log.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= self.step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+        tmp = log.with_name(".log.jsonl.tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        os.replace(tmp, log)
+
+    def _load(self, path: Path) -> None:
         state = json.loads((path / "state.json").read_text())
         if state["kind"] != self.task.kind:
             raise CheckpointError(f"{path}: a {state['kind']!r} run cannot resume as {self.task.kind!r}")
-        self.model.load_state_dict(load_file(str(path / "model.safetensors")))
+        weights = load_file(str(path / "model.safetensors"))
+        mismatch = [
+            k for k, v in self.model.state_dict().items() if k not in weights or weights[k].shape != v.shape
+        ]
+        if mismatch or set(weights) - set(self.model.state_dict()):
+            raise CheckpointError(
+                f"{self.run_dir} was made with another model configuration (e.g. {(mismatch or sorted(weights))[0]} "
+                "differs); resume it with the settings it was started with, or give a new --run folder"
+            )
+        self.model.load_state_dict(weights)
         self.ema.load_state_dict(load_file(str(path / "ema.safetensors")))
         load_optimizer(self.opt, load_file(str(path / "optimizer.safetensors")), state["optimizer"])
         task_state = load_file(str(path / "task.safetensors"))
@@ -411,7 +530,6 @@ class Trainer:
             aux_tensors.pop("_", None)
             load_optimizer(self.aux_opt[name], aux_tensors, state["aux_optimizers"][name])
         self.step = int(state["step"])
-        return True
 
     # -- loop ----------------------------------------------------------------------------
     def _zero_grad(self) -> None:
@@ -462,11 +580,12 @@ class Trainer:
         last: dict = {}
         t0, steps_timed = time.perf_counter(), 0
         bad_steps = 0
-        # SIGTERM (a batch scheduler's stop, `kill`) takes Ctrl-C's path: save, then stop. A job
-        # started in the background of a script ignores SIGINT, so SIGTERM is its only stop.
-        on_term = None
+        # Ctrl-C and SIGTERM (a batch scheduler's stop, `kill`; a job started in the background
+        # of a script ignores SIGINT) stop the run at the next step boundary, after a save.
+        stop = _StopRequest()
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            on_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+            previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             while self.step < end:
                 self.model.train()
@@ -530,16 +649,24 @@ class Trainer:
                     self.task.sample(self.ema.model, self.run_dir / "samples", self.step)
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                     self.save_checkpoint()
-        except KeyboardInterrupt:
+                if stop.count:
+                    raise _Stopped()
+        except KeyboardInterrupt as e:
             bar.close()
+            if stop.count >= 3:
+                raise
+            # The step is whole here: a signal only ever stops the loop between steps. A second
+            # signal during the save is counted and the save finishes; a third aborts it.
             path = self.save_checkpoint()
             if path is not None:
                 print(f"\ninterrupted: saved {path}; run the same command again to resume")
-            raise
+            raise KeyboardInterrupt(str(e) or "stopped by a signal") from None
         finally:
-            if on_term is not None:
-                signal.signal(signal.SIGTERM, on_term)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         bar.close()
         if self.step % max(cfg.ckpt_every, 1) != 0 or not cfg.ckpt_every:
             self.save_checkpoint()
+        if self.ddp.is_main and not (self.run_dir / "model" / "config.json").exists():
+            self.export()  # a finished run whose model folder was deleted: write it again
         return last

@@ -179,3 +179,22 @@ def parse_config(directory: str | Path, cls: type, d: object, where: str = ""):
         return from_dict(cls, d, where)
     except InputError as e:
         raise CheckpointError(f"{directory}: {e}") from None
+
+
+def load_weights(directory: str | Path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load `state` into `model`, or say in one sentence which tensor does not fit the config
+    (weights of another kind or size of model)."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or extra or wrong:
+        if wrong:
+            k = wrong[0]
+            what = f"{k} is {tuple(state[k].shape)}, the config makes {tuple(expected[k].shape)}"
+        else:
+            what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        raise CheckpointError(
+            f"{directory}: the weights do not fit the config ({what}); the folder mixes two models"
+        )
+    model.load_state_dict(state)

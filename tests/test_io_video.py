@@ -166,3 +166,29 @@ def test_fast_yuv_conversion_agrees_with_pyav(tmp_path):
             reference = frame.to_ndarray(format="rgb24").astype(np.int64)
             assert np.abs(fast - reference).mean() < 1.5
             assert np.abs(fast - reference).max() <= 6
+
+
+@pytest.mark.parametrize("rotation", [90, 270, 180])
+def test_display_rotation_is_applied(tmp_path, rotation):
+    """Phone footage stores landscape frames with a display matrix: read it as displayed."""
+    import av
+
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10, options={"crf": "10"})
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(rotation)
+        for _ in range(3):
+            frame = np.zeros((32, 64, 3), np.uint8)
+            frame[:, :16] = 255  # a white band on the stored frame's left
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    info = probe(path)
+    assert info.rotation == rotation
+    assert (info.height, info.width) == ((64, 32) if rotation in (90, 270) else (32, 64))
+    video, _ = read_video(path)
+    assert video.shape == (3, 3, info.height, info.width)
+    bright = video[0, 0].float()
+    # Turned counter-clockwise, the left band ends at the bottom (90), top (270) or right (180).
+    side = {90: bright[-8:].mean(), 270: bright[:8].mean(), 180: bright[:, -8:].mean()}[rotation]
+    assert side > 200 and bright.mean() < 100

@@ -21,8 +21,10 @@ def data() -> None:
     required=True,
     help="Where to write the grid: .mp4, .webm or .gif.",
 )
-@click.option("-n", "--num", default=8, show_default=True, help="Clips in the grid.")
-@click.option("--columns", default=4, show_default=True)
+@click.option(
+    "-n", "--num", default=8, show_default=True, type=click.IntRange(min=1), help="Clips in the grid."
+)
+@click.option("--columns", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--frames", default=16, show_default=True, help="Frames per clip.")
 @click.option(
     "--size", default=64, show_default=True, help="Clip height and width (bucket area for folders)."
@@ -63,13 +65,22 @@ def preview(
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def probe_cmd(paths: tuple[Path, ...]) -> None:
     """Print size, frame count, fps and duration of each video."""
-    from filmstrip.io import probe
+    from filmstrip.io import VideoReadError, probe
 
-    for path in paths:
-        info = probe(path)
+    failed = 0
+    for path in paths:  # every file gets its line; a bad one does not hide the rest
+        try:
+            info = probe(path)
+        except VideoReadError as e:
+            failed += 1
+            click.echo(f"{path}: UNREADABLE: {str(e).removeprefix(f'{path}: ')}")
+            continue
         vfr = ", variable frame rate" if info.variable_frame_rate else ""
         bad = ", TRUNCATED" if info.truncated else ""
+        bad += f", rotated {info.rotation} degrees for display" if info.rotation else ""
         click.echo(
             f"{path}: {info.width}x{info.height}, {info.num_frames} frames, {info.fps:.3f} fps, "
             f"{info.duration:.2f} s, {info.codec}/{info.pix_fmt}{vfr}{bad}"
         )
+    if failed:
+        raise click.ClickException(f"{failed} of {len(paths)} files could not be read")

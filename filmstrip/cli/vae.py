@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -105,7 +107,19 @@ _CHECKPOINT = click.option(
 )
 
 
-def _read_for_vae(path: Path, frames: int | None, size: int | None, fps: float | None):
+def _shape_of(vae_config: dict) -> dict:
+    """What makes latents of one autoencoder readable by another: its shape, not its scale."""
+    return json.loads(
+        json.dumps({k: v for k, v in vae_config.items() if k not in ("latent_shift", "latent_scale")})
+    )
+
+
+_ALLOW_PARTIAL = click.option(
+    "--allow-partial", is_flag=True, help="Use the frames that decode from a truncated or corrupt video."
+)
+
+
+def _read_for_vae(path: Path, frames: int | None, size: int | None, fps: float | None, allow_partial: bool):
     """(1, 3, T, H, W) float clip, resized so its short side is `size` and cropped to /8."""
     import torch
 
@@ -117,7 +131,9 @@ def _read_for_vae(path: Path, frames: int | None, size: int | None, fps: float |
     if size:
         scale = size / min(info.height, info.width)
         target = (max(8, round(info.height * scale)), max(8, round(info.width * scale)))
-    video, clip = read_video(path, num_frames=frames, fps=fps, size=target, dtype=torch.float32)
+    video, clip = read_video(
+        path, num_frames=frames, fps=fps, size=target, dtype=torch.float32, allow_partial=allow_partial
+    )
     return crop_to_multiple(video.unsqueeze(0), 8), clip.fps
 
 
@@ -129,7 +145,8 @@ def _read_for_vae(path: Path, frames: int | None, size: int | None, fps: float |
 @click.option("--size", type=int, default=None, help="Resize so the short side is this [default: as is].")
 @click.option("--fps", type=float, default=None)
 @click.option("--side-by-side", is_flag=True, help="Write input and reconstruction next to each other.")
-def vae_reconstruct(input_path, output, checkpoint, frames, size, fps, side_by_side) -> None:
+@_ALLOW_PARTIAL
+def vae_reconstruct(input_path, output, checkpoint, frames, size, fps, side_by_side, allow_partial) -> None:
     """Encode and decode a video; print PSNR, SSIM and flicker against the input."""
     import torch
 
@@ -139,7 +156,7 @@ def vae_reconstruct(input_path, output, checkpoint, frames, size, fps, side_by_s
     from filmstrip.models.vae import load_vae
 
     model = load_vae(checkpoint)
-    x, rate = _read_for_vae(input_path, frames, size, fps)
+    x, rate = _read_for_vae(input_path, frames, size, fps, allow_partial)
     recon = reconstruct(model, x)
     out = torch.cat([x, recon], dim=-1) if side_by_side else recon
     path = write_video(output, out[0], fps=rate)
@@ -162,14 +179,16 @@ def vae_reconstruct(input_path, output, checkpoint, frames, size, fps, side_by_s
 @click.option("--frames", type=int, default=None)
 @click.option("--size", type=int, default=None)
 @click.option("--fps", type=float, default=None)
-def vae_encode(input_path, output, checkpoint, frames, size, fps) -> None:
-    """Encode a video to a latent file."""
+@_ALLOW_PARTIAL
+def vae_encode(input_path, output, checkpoint, frames, size, fps, allow_partial) -> None:
+    """Encode a video to a latent file (it records which autoencoder made it)."""
+    import torch
+
     from filmstrip.checkpoint import BUNDLED_DIR, save_tensors_atomic
     from filmstrip.models.vae import load_vae
 
     model = load_vae(checkpoint)
-    x, rate = _read_for_vae(input_path, frames, size, fps)
-    import torch
+    x, rate = _read_for_vae(input_path, frames, size, fps, allow_partial)
 
     with torch.no_grad():
         z = model.encode_chunked(x)
@@ -181,6 +200,7 @@ def vae_encode(input_path, output, checkpoint, frames, size, fps) -> None:
             "fps": str(rate),
             "num_frames": str(x.shape[2]),
             "checkpoint": str(checkpoint or BUNDLED_DIR / "vae3d"),
+            "vae": json.dumps(_shape_of(asdict(model.cfg))),
         },
     )
     click.echo(f"{output}: latents {tuple(z.shape[1:])} from {tuple(x.shape[1:])}")
@@ -209,6 +229,11 @@ def vae_decode(latent_path, output, checkpoint) -> None:
             f"{latent_path}: not a latent file written by `filmstrip vae encode` ({e})"
         ) from None
     model = load_vae(checkpoint or meta.get("checkpoint"))
+    if "vae" in meta and json.loads(meta["vae"]) != _shape_of(asdict(model.cfg)):
+        raise InputError(
+            f"{latent_path}: these latents were made by another autoencoder ({meta.get('checkpoint')}); "
+            "decode them with that one (--checkpoint)"
+        )
     with torch.no_grad():
         x = model.decode_chunked(z.unsqueeze(0).float(), num_frames=int(meta.get("num_frames", 0)) or None)
     path = write_video(output, x[0].clamp(-1, 1), fps=float(meta.get("fps", 8)))

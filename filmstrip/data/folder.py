@@ -131,11 +131,12 @@ class FolderDataset(Dataset):
             return f"aspect ratio {info.width}x{info.height} has no bucket within {self.cfg.tolerance:.0%} cropping"
         sidecar = path.with_suffix(".txt")
         relative = path.relative_to(root).as_posix()
-        text = (
-            sidecar.read_text().strip()
-            if sidecar.exists()
-            else captions.get(relative, captions.get(path.name, ""))
-        )
+        # A sidecar that is a link out of the dataset folder is not read: a link to
+        # /etc/passwd must not become a caption.
+        inside = sidecar.exists() and sidecar.resolve().is_relative_to(root.resolve())
+        if sidecar.exists() and not inside:
+            return f"its caption {sidecar.name} links outside {root}"
+        text = sidecar.read_text().strip() if inside else captions.get(relative, captions.get(path.name, ""))
         self.items.append(FolderItem(path, text, info, bucket))
         return None
 

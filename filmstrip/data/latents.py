@@ -82,7 +82,9 @@ def build_latent_cache(
     write_json_atomic(meta_path, meta)
     device = next(vae.parameters()).device
     starts = range(0, num_clips, shard_size)
-    missing = [s for s, start in enumerate(starts) if not (out / f"shard_{s:05d}.safetensors").exists()]
+    # A shard that is missing or does not read back whole (a kill mid-copy, a full disk) is
+    # encoded again.
+    missing = [s for s, _ in enumerate(starts) if not _readable(out / f"shard_{s:05d}.safetensors")]
     # One loader batch per missing shard: `workers` processes render whole shards while the
     # VAE (on its own device, a GPU if it is there) encodes the one before.
     loader = DataLoader(
@@ -120,6 +122,16 @@ def build_latent_cache(
     return out
 
 
+def _readable(path: Path) -> bool:
+    if not path.exists():
+        return False
+    try:
+        with safe_open(str(path), "pt") as f:
+            return "text" in f.keys()  # noqa: SIM118 (safe_open has no iterator)
+    except Exception:  # safetensors raises its own error types for damaged files
+        return False
+
+
 def _stack_shard(items: list[dict]) -> dict:
     """A shard's clips as one tensor: a worker hands the loader one shared-memory block per
     shard instead of one per clip."""
@@ -149,6 +161,12 @@ class LatentDataset(Dataset):
         if len(self.shards) != expected:
             raise InputError(
                 f"{self.root}: {len(self.shards)} of {expected} shards; rerun the cache build to finish it"
+            )
+        damaged = [p.name for p in self.shards if not _readable(p)]
+        if damaged:
+            raise InputError(
+                f"{self.root}: {damaged[0]} is damaged ({len(damaged)} of {expected} shards); "
+                "rerun the cache build (the same training command) to encode it again"
             )
         self._loaded: dict[int, tuple[dict, list, list]] = {}
 

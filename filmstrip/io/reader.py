@@ -30,8 +30,10 @@ import cv2
 import numpy as np
 import torch
 
+from filmstrip.errors import InputError
 from filmstrip.io.errors import VideoReadError
 from filmstrip.io.layout import to_float_cthw
+from filmstrip.io.memory import check_fits
 from filmstrip.io.sampling import indices_uniform_in_index, indices_uniform_in_time, start_index
 
 # Colour tags under which OpenCV's I420 conversion (BT.601, limited range) is exact.
@@ -55,6 +57,9 @@ class VideoInfo:
     variable_frame_rate: bool
     has_audio: bool
     truncated: bool  # the container promised more frames than could be read
+    # Counter-clockwise turn (0, 90, 180, 270) that the file's display matrix asks for, as
+    # phones record portrait video; width and height are as displayed, after the turn.
+    rotation: int = 0
 
 
 @dataclass(frozen=True)
@@ -159,10 +164,14 @@ def _build_index(path: str, container, stream) -> _Index:
     duration = float(timestamps[-1] + last_seconds)
     declared = stream.frames or 0
     vfr = bool(len(intervals) > 1 and intervals.max() - intervals.min() > max(1e-3, 0.1 * typical))
+    rotation = _display_rotation(path)
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if rotation in (90, 270):
+        width, height = height, width
     info = VideoInfo(
         path=path,
-        width=stream.codec_context.width,
-        height=stream.codec_context.height,
+        width=width,
+        height=height,
         num_frames=len(pts_arr),
         fps=_average_rate(stream.average_rate, timestamps, duration),
         duration=duration,
@@ -171,8 +180,22 @@ def _build_index(path: str, container, stream) -> _Index:
         variable_frame_rate=vfr,
         has_audio=bool(container.streams.audio),
         truncated=failed or (declared > len(pts_arr)),
+        rotation=rotation,
     )
     return _Index(pts=pts_arr, timestamps=timestamps, duration=duration, info=info)
+
+
+def _display_rotation(path: str) -> int:
+    """The display matrix's turn, read from the first decoded frame (PyAV exposes it there):
+    one frame's decode, paid once per file since the index is cached."""
+    try:
+        container, stream = _open(path)
+        with container:
+            for frame in container.decode(stream):
+                return int(round(float(getattr(frame, "rotation", 0) or 0) / 90.0)) * 90 % 360
+    except (av.error.FFmpegError, VideoReadError):
+        pass
+    return 0
 
 
 def _average_rate(declared, timestamps: np.ndarray, duration: float) -> float:
@@ -218,8 +241,16 @@ def _target_size(size: int | tuple[int, int] | None, height: int, width: int) ->
     )
 
 
-def _frame_to_rgb(frame: av.VideoFrame, out_hw3: np.ndarray) -> None:
-    """Convert one decoded frame into `out_hw3` (H, W, 3), resizing if the shapes differ."""
+def _frame_to_rgb(frame: av.VideoFrame, out_hw3: np.ndarray, rotation: int = 0) -> None:
+    """Convert one decoded frame into `out_hw3` (H, W, 3), resizing if the shapes differ, and
+    turning it `rotation` degrees counter-clockwise (the file's display matrix)."""
+    if rotation:
+        turns = rotation // 90
+        stored = out_hw3.shape[:2] if turns % 2 == 0 else out_hw3.shape[1::-1]
+        upright = np.empty((*stored, 3), np.uint8)
+        _frame_to_rgb(frame, upright)
+        out_hw3[...] = np.rot90(upright, k=turns)
+        return
     h, w = out_hw3.shape[:2]
     same_size = (frame.height, frame.width) == (h, w)
     fast = (
@@ -263,7 +294,7 @@ def _decode_into(
         for frame in frames:
             for slot in slots.get(frame.pts, ()):
                 if not filled[slot]:
-                    _frame_to_rgb(frame, out[slot])
+                    _frame_to_rgb(frame, out[slot], index.info.rotation)
                     filled[slot] = True
             if frame.pts is not None and frame.pts >= last and filled.all():
                 return True
@@ -343,7 +374,7 @@ def read_video(
     if info.truncated and not allow_partial:
         raise VideoReadError(
             f"{name}: the file is truncated or corrupt (only {info.num_frames} frames could be read); "
-            f"pass allow_partial=True to use them"
+            f"pass allow_partial=True (--allow-partial) to use them"
         )
     height, width = _target_size(size, info.height, info.width)
     try:
@@ -355,6 +386,13 @@ def read_video(
     except VideoReadError as e:
         raise VideoReadError(f"{name}: {e}") from None
 
+    # uint8 frames, plus the float copy when one is asked for.
+    itemsize = 1 + (torch.empty((), dtype=dtype).element_size() if dtype.is_floating_point else 0)
+    try:
+        check_fits(len(wanted) * height * width * 3 * itemsize, f"{name}: reading {len(wanted)} frames at {height}x{width}",
+                   "ask for fewer frames or a smaller size")  # fmt: skip
+    except InputError as e:
+        raise VideoReadError(str(e)) from None
     frames_thwc = np.empty((len(wanted), height, width, 3), dtype=np.uint8)
     filled, broke = _decode_into(name, index, wanted, frames_thwc, threads, keep_going=allow_partial)
     partial = not filled.all()
@@ -363,7 +401,7 @@ def read_video(
             why = "decoding failed" if broke else "frames were missing"
             raise VideoReadError(
                 f"{name}: {why} after {int(filled.sum())} of {len(wanted)} requested frames; the file is "
-                f"truncated or corrupt; pass allow_partial=True to use the frames that decode"
+                f"truncated or corrupt; pass allow_partial=True (--allow-partial) to use the frames that decode"
             )
         if not filled.any():
             raise VideoReadError(f"{name}: none of the requested frames could be decoded")

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from filmstrip.checkpoint import load_model, parse_config, resolve
+from filmstrip.checkpoint import load_model, load_weights, parse_config, resolve
 from filmstrip.errors import InputError
 from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.causal import (
@@ -405,5 +405,5 @@ def load_vae(path: str | Path | None = None, device: torch.device | str = "cpu")
     directory = resolve(path, "vae3d")
     config, state, _ = load_model(directory, VideoVAE.kind)
     model = VideoVAE(parse_config(directory, VAEConfig, config))
-    model.load_state_dict(state)
+    load_weights(directory, model, state)
     return model.to(device).eval()

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import torch
 
-from filmstrip.checkpoint import CheckpointError, load_model, parse_config, resolve
+from filmstrip.checkpoint import CheckpointError, load_model, load_weights, parse_config, resolve
 from filmstrip.diffusion.guidance import guided
 from filmstrip.diffusion.sampling import sample, schedule
 from filmstrip.diffusion.spec import ModelSpec
 from filmstrip.errors import FilmstripError, InputError
+from filmstrip.io.memory import check_fits
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.dit import DiTConfig, VideoDiT
 from filmstrip.models.vae import VideoVAE, load_vae
@@ -52,7 +53,7 @@ def load_pipeline(path: str | Path | None = None, device: torch.device | str = "
     directory = resolve(path, "t2v")
     config, state, _ = load_model(directory, VideoDiT.kind)
     dit = VideoDiT(parse_config(directory, DiTConfig, config.get("dit"), "dit"))
-    dit.load_state_dict(state)
+    load_weights(directory, dit, state)
     # Format 1 kept the spec inside the training settings ("t2v").
     try:
         spec = ModelSpec.from_dict(config.get("spec", config.get("t2v", {})))
@@ -76,7 +77,25 @@ def latent_shape(pipe: Pipeline, batch: int, frames: int, height: int, width: in
         )
     if frames < 1:
         raise InputError(f"cannot generate {frames} frames: ask for at least 1")
-    return (batch, pipe.dit.cfg.in_channels, pipe.vae.latent_frames(frames), height // f, width // f)
+    shape = (batch, pipe.dit.cfg.in_channels, pipe.vae.latent_frames(frames), height // f, width // f)
+    check_fits(memory_estimate(pipe, shape, frames), f"generating {batch} x {frames} frames at {height}x{width}",
+               "ask for fewer frames or a smaller size")  # fmt: skip
+    return shape
+
+
+def memory_estimate(pipe: Pipeline, shape: Sequence[int], frames: int) -> float:
+    """Bytes at the peak, roughly: the larger of the DiT's attention scores (two guidance
+    branches, every head, fp32; a lower bound where SDPA runs a fused kernel) and the VAE
+    decoder's widest full-resolution activations (a few maps of its finest width)."""
+    b, _, t, h, w = shape
+    cfg = pipe.dit.cfg
+    tokens = (t // cfg.patch[0]) * (h // cfg.patch[1]) * (w // cfg.patch[2])
+    per_frame = tokens // max(1, t // cfg.patch[0])
+    keys = per_frame if cfg.attention == "factorized" else tokens
+    attention = 2 * b * cfg.heads * tokens * keys * 4
+    f = pipe.vae.cfg.spatial_factor
+    decoder = 4 * b * pipe.vae.cfg.channels[0] * frames * (h * f) * (w * f) * 4
+    return float(max(attention, decoder))
 
 
 def initial_noise(shape: Sequence[int], seed: int, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -45,6 +45,8 @@ class GenerateConfig:
     def __post_init__(self):
         if not math.isfinite(self.text_scale):
             raise InputError(f"the guidance scale must be a finite number, got {self.text_scale}")
+        if not 0 <= self.seed < 2**32:
+            raise InputError(f"the seed must be in [0, 2^32), got {self.seed}")
         if self.steps < 1:
             raise InputError(f"cannot sample in {self.steps} steps: use at least 1")
         if not math.isfinite(self.lag) or self.lag < 0:

@@ -10,6 +10,7 @@ models stage by stage. Each run writes its resolved recipe to RUN/recipe.toml.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,6 +53,13 @@ class ClipData:
     held_out: tuple[str, ...] = tuple(",".join(c) for c in DEFAULT_HELD_OUT)
     start_words: float = 0.0  # shapes only: chance that a caption says where an object starts
     objects: str = "1-3"  # shapes only: objects per clip, N or MIN-MAX
+
+    def __post_init__(self):
+        for name, low in (("clips", 1), ("frames", 1), ("size", 16)):
+            if getattr(self, name) < low:
+                raise InputError(f"data.{name} must be at least {low}, got {getattr(self, name)}")
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise InputError(f"data.fps must be a positive number, got {self.fps}")
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ class TrainConfig:
             "warmup": self.warmup >= 0,
             "ema_decay": 0 <= self.ema_decay < 1,
             "grad_clip": self.grad_clip > 0,
-            "seed": 0 <= self.seed < 2**63,
+            "seed": 0 <= self.seed < 2**32,  # seeds are mixed with step numbers in int64
             "num_workers": self.num_workers >= 0,
             "ckpt_every": self.ckpt_every >= 0,
             "sample_every": self.sample_every >= 0,

@@ -67,3 +67,101 @@ def test_concurrent_writers_of_one_path_leave_one_whole_video(tmp_path):
         t.join()
     assert not errors and probe(out).num_frames == 6
     assert not [p for p in tmp_path.iterdir() if p.name != "same.mp4"]  # no temporary left behind
+
+
+def test_probe_reports_every_file(tmp_path):
+    good = write_video(tmp_path / "good.mp4", np.zeros((3, 4, 16, 16), np.uint8), fps=8)
+    (tmp_path / "bad.mp4").write_bytes(b"not a video at all")
+    result = CliRunner().invoke(main, ["data", "probe", str(tmp_path / "bad.mp4"), str(good)])
+    assert result.exit_code == 1 and "bad.mp4: UNREADABLE" in result.output
+    assert "good.mp4: 16x16, 4 frames" in result.output and "1 of 2 files could not be read" in result.output
+
+
+def test_a_caption_link_out_of_the_folder_is_not_read(tmp_path):
+    from filmstrip.data import FolderConfig, FolderDataset
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    for name in ("a", "b"):
+        write_video(root / f"{name}.mp4", np.zeros((3, 12, 32, 32), np.uint8), fps=8)
+    (tmp_path / "secret").write_text("root:x:0:0")
+    (root / "a.txt").symlink_to(tmp_path / "secret")
+    (root / "b.txt").write_text("a fine caption")
+    with pytest.warns(UserWarning, match="links outside"):
+        ds = FolderDataset(FolderConfig(root=str(root), num_frames=4, area=32 * 32))
+    assert [it.caption for it in ds.items] == ["a fine caption"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--size", "4096"], "GiB of memory"),
+        (["--frames", "100001"], "GiB of memory"),
+        (["--seed", str(2**40)], "seed must be in"),
+    ],
+)
+def test_requests_that_cannot_fit_are_refused_with_the_estimate(tmp_path, args, message):
+    result = CliRunner().invoke(main, ["generate", "a red circle", "-o", str(tmp_path / "x.mp4"), *args])
+    assert result.exit_code == 1 and message in result.output, result.output
+
+
+def test_reading_at_an_impossible_size_is_refused(tmp_path):
+    from filmstrip.io import VideoReadError, read_video
+
+    path = write_video(tmp_path / "v.mp4", np.zeros((3, 4, 16, 16), np.uint8), fps=8)
+    with pytest.raises(VideoReadError, match="GiB of memory"):
+        read_video(path, size=100000)
+
+
+def test_bad_counts_are_refused(tmp_path):
+    result = CliRunner().invoke(
+        main, ["data", "preview", "shapes", "-o", str(tmp_path / "p.mp4"), "--columns", "0"]
+    )
+    assert result.exit_code == 2 and "--columns" in result.output
+    result = CliRunner().invoke(main, ["train", "t2v", "--run", str(tmp_path / "r"), "--clips", "0"])
+    assert result.exit_code == 1 and "data.clips must be at least 1" in result.output
+    result = CliRunner().invoke(main, ["vae", "train", "--run", str(tmp_path / "r"), "--steps", "-5"])
+    assert result.exit_code == 1 and "train.steps = -5 is out of range" in result.output
+
+
+def test_weights_of_another_model_are_named(tmp_path):
+    import json
+
+    shutil.copytree(BUNDLED_DIR / "vae3d", tmp_path / "mixed")
+    shutil.copy(BUNDLED_DIR / "vae2d" / "model.safetensors", tmp_path / "mixed" / "model.safetensors")
+    info = json.loads((tmp_path / "mixed" / "config.json").read_text())
+    del info["sha256"]  # the checksum would catch the swap first
+    (tmp_path / "mixed" / "config.json").write_text(json.dumps(info))
+    from filmstrip.models.vae import load_vae
+
+    with pytest.raises(CheckpointError, match="do not fit the config"):
+        load_vae(tmp_path / "mixed")
+
+
+def test_latents_decode_only_with_their_autoencoder(tmp_path):
+    clip = write_video(tmp_path / "c.mp4", np.zeros((3, 5, 32, 32), np.uint8), fps=8)
+    z = tmp_path / "c.safetensors"
+    assert CliRunner().invoke(main, ["vae", "encode", str(clip), "-o", str(z)]).exit_code == 0
+    other = CliRunner().invoke(main, ["vae", "decode", str(z), "-o", str(tmp_path / "d.mp4"), "-c", "vae2d"])
+    assert other.exit_code == 1 and "made by another autoencoder" in other.output
+
+
+def test_a_damaged_cache_shard_is_named_and_rebuilt(tmp_path):
+    import torch
+
+    from filmstrip.data import ShapesConfig, ShapesDataset
+    from filmstrip.data.latents import LatentDataset, build_latent_cache
+    from filmstrip.models.vae import VideoVAE
+    from filmstrip.models.vae import preset as vae_preset
+    from filmstrip.text.encoder import TextEncoder
+
+    torch.manual_seed(0)
+    vae, text = VideoVAE(vae_preset("tiny", latent_channels=4)).eval(), TextEncoder()
+    ds = ShapesDataset(ShapesConfig(num_frames=5, height=32, width=32, num_clips=4))
+    root = build_latent_cache(ds, vae, text, tmp_path / "cache", num_clips=4, shard_size=2)
+    shard = root / "shard_00001.safetensors"
+    shard.write_bytes(shard.read_bytes()[:200])
+    with pytest.raises(ValueError, match="shard_00001.safetensors is damaged"):
+        LatentDataset(root)
+    build_latent_cache(ds, vae, text, root, num_clips=4, shard_size=2)
+    assert len(LatentDataset(root)) == 4 and LatentDataset(root)[3]["latents"].shape[0] == 4

@@ -165,3 +165,23 @@ def test_a_damaged_cache_shard_is_named_and_rebuilt(tmp_path):
         LatentDataset(root)
     build_latent_cache(ds, vae, text, root, num_clips=4, shard_size=2)
     assert len(LatentDataset(root)) == 4 and LatentDataset(root)[3]["latents"].shape[0] == 4
+
+
+def test_resuming_with_another_model_or_a_full_disk_is_one_sentence(tmp_path, monkeypatch):
+    args = ["vae", "train", "--preset", "tiny", "--data", "shapes", "--frames", "5", "--size", "16",
+            "--batch-size", "2", "--steps", "2", "--sample-every", "0", "--workers", "0", "--run", str(tmp_path / "r")]  # fmt: skip
+    assert CliRunner().invoke(main, args).exit_code == 0
+    other = CliRunner().invoke(
+        main, [*args[:-2], "--steps", "3", "--preset", "tiny2d", "--run", str(tmp_path / "r")]
+    )
+    assert other.exit_code == 1 and "made with another model configuration" in other.output, other.output
+
+    import filmstrip.train.trainer as trainer_module
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trainer_module, "save_tensors_atomic", full)
+    result = CliRunner().invoke(main, [*args[:-2], "--steps", "3", "--run", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "No space left on device" in result.output and "resume" in result.output
+    assert not list((tmp_path / "r" / "checkpoints").glob(".tmp_*"))

@@ -171,6 +171,11 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
     with pytest.raises(CheckpointError, match="'dit' checkpoint, but a 'vae' checkpoint is needed"):
         load_vae(tmp_path / "dit")
     (tmp_path / "dit" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="damaged"):  # the recorded checksum catches it
+        load_model(tmp_path / "dit", "dit")
+    info = json.loads((tmp_path / "dit" / "config.json").read_text())
+    del info["sha256"]  # as checkpoints written before checksums were recorded
+    (tmp_path / "dit" / "config.json").write_text(json.dumps(info))
     with pytest.raises(CheckpointError, match="unreadable weights"):
         load_model(tmp_path / "dit", "dit")
 

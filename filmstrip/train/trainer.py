@@ -430,8 +430,21 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint of this step (and export the EMA model); on a full disk or a
+        folder that cannot be written, one sentence instead of an OSError from deep inside."""
         if not self.ddp.is_main:
             return None
+        try:
+            return self._save_checkpoint()
+        except OSError as e:
+            clean_leftovers(self.run_dir)
+            raise TrainingError(
+                f"{self.run_dir}: could not write the checkpoint of step {self.step} ({e.strerror or e}); "
+                "free disk space or fix the folder's permissions, then run the same command to resume "
+                "from the last checkpoint"
+            ) from None
+
+    def _save_checkpoint(self) -> Path:
         ckpt_root = self.run_dir / "checkpoints"
         ckpt_root.mkdir(parents=True, exist_ok=True)
         final = ckpt_root / f"step_{self.step:07d}"

@@ -144,3 +144,18 @@ def test_stage_one_recipe_is_the_readme_command(monkeypatch):
         result = CliRunner().invoke(main, ["train", "t2v", *args])
         assert result.exit_code == 0, result.output
     assert seen[0] == seen[1]
+
+
+@pytest.mark.parametrize("name, stages, total", [("vae3d", 8, 19_500), ("vae2d", 3, 8_000)])
+def test_the_bundled_autoencoders_stages_are_recipes(name, stages, total):
+    from filmstrip.train.recipes import VAERecipe
+
+    recipes = [from_dict(VAERecipe, load_toml(f)) for f in sorted((RECIPES.parent / name).glob("*.toml"))]
+    assert len(recipes) == stages and recipes[0].init is None and recipes[0].preset == name
+    for before, after in zip(recipes, recipes[1:], strict=False):
+        assert after.init == f"{before.run}/model" and after.freeze_encoder
+    assert sum(r.train.steps for r in recipes) == total
+    shipped = read_config(BUNDLED_DIR / name, "vae")
+    assert recipes[-1].loss.temporal == shipped["meta"]["loss"]["temporal"]
+    upsampling = [r.time_upsample for r in recipes if r.time_upsample]
+    assert (upsampling or [shipped["config"]["time_upsample"]])[-1] == shipped["config"]["time_upsample"]

@@ -2,6 +2,7 @@
 
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +186,71 @@ def test_resuming_with_another_model_or_a_full_disk_is_one_sentence(tmp_path, mo
     result = CliRunner().invoke(main, [*args[:-2], "--steps", "3", "--run", str(tmp_path / "r")])
     assert result.exit_code == 1 and "No space left on device" in result.output and "resume" in result.output
     assert not list((tmp_path / "r" / "checkpoints").glob(".tmp_*"))
+
+
+@pytest.mark.parametrize(
+    "section, value, message",
+    [
+        ("dit", None, "'dit' is missing or not a table"),  # None: the section is removed
+        ("dit", [1, 2], "'dit' is missing or not a table"),
+        ("dit", {"depth": 2.5}, "dit.depth: expected an integer"),
+        ("dit", {"width": "wide"}, "dit.width: expected an integer"),
+        ("dit", {"colour": 1}, "unknown setting 'dit.colour'"),
+        ("spec", {"latent_scale": 0}, "latent_scale must be a positive number"),
+    ],
+)
+def test_a_bad_model_config_names_the_field(tmp_path, section, value, message):
+    import json
+
+    from filmstrip.pipelines.generate import load_pipeline
+
+    shutil.copytree(BUNDLED_DIR / "t2v", tmp_path / "m")
+    info = json.loads((tmp_path / "m" / "config.json").read_text())
+    config = info["config"]
+    if value is None:
+        del config[section]
+    elif isinstance(value, dict):
+        config[section] = {**config[section], **value}
+    else:
+        config[section] = value
+    (tmp_path / "m" / "config.json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match=message):
+        load_pipeline(tmp_path / "m")
+
+
+def test_a_second_signal_during_the_save_lets_it_finish(tmp_path, monkeypatch):
+    """Ctrl-C, then Ctrl-C again while the checkpoint is being written: the save completes (a
+    third signal would abort it)."""
+    import os
+    import signal
+    import sys
+
+    import filmstrip.train.trainer as trainer_module
+    from filmstrip.train.trainer import latest_checkpoint
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train_vae import make_trainer
+
+    trainer = make_trainer(tmp_path, steps=6)
+    write = trainer_module.save_tensors_atomic
+    sent = []
+
+    def write_then_signal(*args, **kwargs):
+        if trainer.step == 3 and not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)  # the second signal, mid-save
+        return write(*args, **kwargs)
+
+    loss = trainer.task.loss
+
+    def stop_at_three(model, batch, step, generator, aux):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the first signal
+        return loss(model, batch, step, generator, aux)
+
+    trainer.task.loss = stop_at_three
+    monkeypatch.setattr(trainer_module, "save_tensors_atomic", write_then_signal)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert sent and latest_checkpoint(tmp_path).name == "step_0000003"
+    assert make_trainer(tmp_path, steps=6).resume()

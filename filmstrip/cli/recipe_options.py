@@ -82,7 +82,7 @@ def recipe_options(recipe_cls: type, options: list[Opt]):
             "overrides",
             multiple=True,
             metavar="SECTION.FIELD=VALUE",
-            help="Override any recipe setting, e.g. --set dit.depth=8 --set train.lr=2e-4 (repeatable).",
+            help="Override any recipe setting, e.g. --set train.lr=2e-4 (repeatable; a section per recipe table).",
         )(wrapper)
         wrapper = click.option(
             "--config",

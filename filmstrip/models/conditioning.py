@@ -18,7 +18,7 @@ per-frame `t`, and the sampler leaves a frame whose schedule column stays at 0 u
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 
@@ -118,11 +118,3 @@ class Conditioning:
                     flags.append(torch.zeros(n, dtype=torch.bool, device=like.device))
             vectors[name], present[name] = torch.cat(parts), torch.cat(flags)
         return Conditioning(context, mask, vectors, present)
-
-    def with_vector(
-        self, name: str, values: torch.Tensor, present: torch.Tensor | None = None
-    ) -> Conditioning:
-        vectors, flags = dict(self.vectors), {k: self.is_present(k) for k in self.vectors}
-        vectors[name] = values
-        flags[name] = present if present is not None else torch.ones(values.shape[0], dtype=torch.bool)
-        return replace(self, vectors=vectors, present={k: v.to(values.device) for k, v in flags.items()})

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from filmstrip.checkpoint import load_model, parse_config, resolve
-from filmstrip.config import from_dict, to_dict, to_toml
+from filmstrip.config import to_dict, to_toml
 from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset, collate_clips
 from filmstrip.data.crop import RandomCropDataset
 from filmstrip.data.join import JoinedDataset
@@ -104,11 +104,6 @@ class VAERecipe:
             steps=3000, batch_size=8, lr=5e-4, warmup=200, num_workers=1, sample_every=500
         )
     )
-
-
-def load_recipe(cls, d: dict):
-    """A recipe from a dict (TOML), checked field by field."""
-    return from_dict(cls, d)
 
 
 def parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
@@ -356,6 +351,3 @@ def train_vae(recipe: VAERecipe, log: Log = print) -> Path:
         load_init(task.model, init.state_dict(), recipe.init, may_be_new=(".time_ups.",))
     detail = f"{cfg.compression:.0f}x compression, {len(train_set)} training clips"
     return _fit(recipe, task, train_set, collate_clips, log, recipe.init or recipe.preset, detail)
-
-
-RECIPES = {"t2v": T2VRecipe, "vae": VAERecipe}

@@ -82,8 +82,9 @@ def bad_inputs(out: Path) -> tuple[int, int, list[str]]:
     return ok, len(cases), failures
 
 
-def kill_trial(out: Path, reference: Path, sig: int, k: int, at: float) -> bool:
-    """Stop a run `at` seconds after its start, run it again to the end, compare."""
+def kill_trial(out: Path, reference: Path, sig: int, k: int, at: float) -> tuple[bool, bool]:
+    """Stop a run `at` seconds after its start, run it again to the end, compare. Returns
+    (identical, whether the second run resumed from a checkpoint of the first)."""
     run_dir = out / f"kill_{signal.Signals(sig).name}_{k}"
     shutil.rmtree(run_dir, ignore_errors=True)
     proc = subprocess.Popen(
@@ -93,8 +94,9 @@ def kill_trial(out: Path, reference: Path, sig: int, k: int, at: float) -> bool:
     if proc.poll() is None:
         proc.send_signal(sig)
     proc.wait()
+    resumed = any((run_dir / "checkpoints").glob("step_*/state.json"))
     final = run([*TRAIN, "--run", str(run_dir)])
-    return final.returncode == 0 and same_model(run_dir, reference)
+    return final.returncode == 0 and same_model(run_dir, reference), resumed
 
 
 def race_trial(out: Path, k: int) -> bool:
@@ -151,9 +153,11 @@ def main() -> None:
     for sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
         # Anywhere from model building to the last steps of the run.
         times = [rng.uniform(0.3, 0.95) * min(took) for _ in range(args.trials)]
-        passed = sum(kill_trial(out, reference, sig, k, at) for k, at in enumerate(times))
+        results = [kill_trial(out, reference, sig, k, at) for k, at in enumerate(times)]
+        passed, resumed = sum(r[0] for r in results), sum(r[1] for r in results)
         print(
-            f"{signal.Signals(sig).name} at a random time, then resumed, bit-identical: {passed} / {args.trials}",
+            f"{signal.Signals(sig).name} at a random time, then run again, bit-identical: {passed} / {args.trials} "
+            f"({resumed} resumed from a checkpoint, the rest had none yet)",
             flush=True,
         )
 

@@ -113,20 +113,25 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def set_path(d: dict, assignment: str) -> dict:
-    """`d` with `a.b.c=value` applied (a copy; intermediate tables are created)."""
-    key, sep, text = assignment.partition("=")
-    if not sep or not key.strip():
-        raise InputError(f"--set takes SECTION.FIELD=VALUE, e.g. dit.depth=8; got {assignment!r}")
+def set_value(d: dict, dotted: str, value: Any) -> dict:
+    """`d` with the field at `a.b.c` set to `value` (a copy; intermediate tables are created)."""
     out = dict(d)
     node = out
-    parts = key.strip().split(".")
+    parts = dotted.split(".")
     for part in parts[:-1]:
         child = node.get(part)
         node[part] = dict(child) if isinstance(child, dict) else {}
         node = node[part]
-    node[parts[-1]] = parse_value(text.strip())
+    node[parts[-1]] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+def set_path(d: dict, assignment: str) -> dict:
+    """`d` with `a.b.c=value` applied, the value read as TOML."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"--set takes SECTION.FIELD=VALUE, e.g. train.lr=2e-4; got {assignment!r}")
+    return set_value(d, key.strip(), parse_value(text.strip()))
 
 
 def merge(base: dict, update: dict) -> dict:

@@ -19,7 +19,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from filmstrip.config import from_dict, load_toml, merge, set_path, to_dict
+from filmstrip.config import from_dict, load_toml, merge, set_path, set_value, to_dict
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: a key of the typed options
@@ -65,7 +65,7 @@ def recipe_options(recipe_cls: type, options: list[Opt]):
                 settings = merge(settings, load_toml(config))
             for o, v in typed.items():
                 if o.path is not None:
-                    settings = _assign(settings, o, v)
+                    settings = set_value(settings, o.path, o.convert(v) if o.convert else v)
             for assignment in overrides:
                 settings = set_path(settings, assignment)
             return fn(recipe=from_dict(recipe_cls, settings))
@@ -93,20 +93,6 @@ def recipe_options(recipe_cls: type, options: list[Opt]):
         return wrapper
 
     return decorate
-
-
-def _assign(settings: dict, o: Opt, value: Any) -> dict:
-    value = o.convert(value) if o.convert else value
-    if isinstance(value, tuple):
-        value = list(value)
-    out = dict(settings)
-    node = out
-    parts = o.path.split(".")
-    for part in parts[:-1]:
-        node[part] = dict(node.get(part) or {})
-        node = node[part]
-    node[parts[-1]] = value
-    return out
 
 
 def trainer_opts() -> list[Opt]:

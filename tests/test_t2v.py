@@ -355,3 +355,59 @@ def test_latent_cache_written_before_a_new_vae_field_still_opens(tmp_path, tiny_
     build_latent_cache(ds, tiny_vae, text_encoder, root, num_clips=4, shard_size=4)
     with pytest.raises(ValueError, match="different latent cache"):
         build_latent_cache(ds, tiny_vae, text_encoder, root, num_clips=3, shard_size=4)
+
+
+def test_generate_edits_a_clip_end_to_end(tiny_bundle, tmp_path):
+    """--video (video-to-video) and --edit (inversion) with a tiny checkpoint; a clip of another
+    aspect ratio is resized and cropped, and says so; bad combinations get one sentence."""
+    import numpy as np
+
+    from filmstrip.io import write_video
+
+    clip = write_video(
+        tmp_path / "in.mp4", np.random.default_rng(0).integers(0, 255, (3, 12, 48, 64), np.uint8), fps=8
+    )
+    base = [
+        "generate",
+        "a blue square moves up",
+        "-c",
+        str(tiny_bundle),
+        "--frames",
+        "9",
+        "--size",
+        "32",
+        "--steps",
+        "3",
+    ]
+    runner = CliRunner()
+    v2v = runner.invoke(
+        main, [*base, "-o", str(tmp_path / "v.mp4"), "--video", str(clip), "--strength", "0.5"]
+    )
+    assert v2v.exit_code == 0, v2v.output
+    assert (
+        "64x48 resized and centre-cropped to 32x32" in v2v.output
+        and probe(tmp_path / "v.mp4").num_frames == 9
+    )
+    edited = runner.invoke(
+        main,
+        [
+            *base,
+            "-o",
+            str(tmp_path / "e.mp4"),
+            "--edit",
+            str(clip),
+            "--source-prompt",
+            "a red square moves up",
+        ],
+    )
+    assert edited.exit_code == 0, edited.output
+    both = runner.invoke(
+        main, [*base, "-o", str(tmp_path / "x.mp4"), "--video", str(clip), "--edit", str(clip)]
+    )
+    assert both.exit_code == 2 and "not both" in both.output
+    alone = runner.invoke(main, [*base, "-o", str(tmp_path / "x.mp4"), "--edit", str(clip)])
+    assert alone.exit_code == 2 and "--source-prompt" in alone.output
+    short = runner.invoke(
+        main, [*base, "-o", str(tmp_path / "x.mp4"), "--video", str(clip), "--frames", "17"]
+    )
+    assert short.exit_code == 1 and "asked for 17 frames" in short.output, short.output

@@ -52,13 +52,54 @@ LAG = click.option(
 @click.option("--seed", default=GenerateConfig.seed, show_default=True)
 @LAG
 @click.option("--negative", default="", help="Negative prompt (what to steer away from).")
+@click.option(
+    "--video",
+    "video_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Video-to-video: redraw this clip under PROMPT (see --strength).",
+)
+@click.option(
+    "--strength",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.6,
+    show_default=True,
+    help="With --video: the noise level the clip is taken to (0 keeps it, 1 ignores it).",
+)
+@click.option(
+    "--edit",
+    "edit_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Inversion editing: invert this clip under --source-prompt, regenerate under PROMPT.",
+)
+@click.option("--source-prompt", default=None, help="With --edit: what the clip shows now.")
 def generate(
-    prompt, output, checkpoint, frames, fps, size, steps, text_scale, solver, seed, lag, negative
+    prompt,
+    output,
+    checkpoint,
+    frames,
+    fps,
+    size,
+    steps,
+    text_scale,
+    solver,
+    seed,
+    lag,
+    negative,
+    video_path,
+    strength,
+    edit_path,
+    source_prompt,
 ) -> None:
-    """Generate a video from PROMPT and print its path."""
+    """Generate a video from PROMPT and print its path; or edit a clip (--video, --edit)."""
     from filmstrip.io import check_output_path, write_video
+    from filmstrip.pipelines.edit import edit, video_to_video
     from filmstrip.pipelines.generate import GenerateConfig, check_request, load_pipeline
     from filmstrip.pipelines.generate import generate as run
+
+    if video_path and edit_path:
+        raise click.UsageError("give either --video (video-to-video) or --edit (inversion editing), not both")
+    if edit_path and not source_prompt:
+        raise click.UsageError("--edit needs --source-prompt: what the clip shows now")
 
     cfg = GenerateConfig(
         frames=frames,
@@ -73,5 +114,33 @@ def generate(
     check_output_path(output)  # before minutes of work, not after
     pipe = load_pipeline(checkpoint)
     check_request(pipe, [prompt], cfg)
-    video = run(pipe, [prompt], cfg, negative=negative)
+    if video_path or edit_path:
+        clip = _read_clip(video_path or edit_path, frames, size, fps)
+        if video_path:
+            video = video_to_video(pipe, clip, [prompt], cfg, strength, negative=negative)
+        else:
+            video = edit(pipe, clip, [source_prompt], [prompt], cfg)
+    else:
+        video = run(pipe, [prompt], cfg, negative=negative)
     click.echo(str(write_video(output, video[0], fps=fps)))
+
+
+def _read_clip(path: Path, frames: int, size: int, fps: float):
+    """(1, 3, frames, size, size) in [-1, 1]: sampled at `fps`, the short side resized to `size`
+    and the long side centre-cropped, as the data pipeline does; says so when it crops."""
+    import torch
+
+    from filmstrip.errors import InputError
+    from filmstrip.io import probe, read_video
+
+    info = probe(path)
+    video, clip = read_video(path, num_frames=frames, fps=fps, size=size, dtype=torch.float32)
+    if video.shape[1] < frames:
+        raise InputError(f"{path}: {video.shape[1]} frames at {fps:g} fps, fewer than the {frames} asked for")
+    h, w = video.shape[-2:]
+    if (h, w) != (size, size):
+        click.echo(
+            f"{path}: {info.width}x{info.height} resized and centre-cropped to {size}x{size}", err=True
+        )
+    top, left = (h - size) // 2, (w - size) // 2
+    return video[None, :, :, top : top + size, left : left + size].contiguous()

@@ -367,18 +367,8 @@ def test_generate_edits_a_clip_end_to_end(tiny_bundle, tmp_path):
     clip = write_video(
         tmp_path / "in.mp4", np.random.default_rng(0).integers(0, 255, (3, 12, 48, 64), np.uint8), fps=8
     )
-    base = [
-        "generate",
-        "a blue square moves up",
-        "-c",
-        str(tiny_bundle),
-        "--frames",
-        "9",
-        "--size",
-        "32",
-        "--steps",
-        "3",
-    ]
+    base = ["generate", "a blue square moves up", "-c", str(tiny_bundle), "--frames", "9", "--size", "32",
+            "--steps", "3"]  # fmt: skip
     runner = CliRunner()
     v2v = runner.invoke(
         main, [*base, "-o", str(tmp_path / "v.mp4"), "--video", str(clip), "--strength", "0.5"]

@@ -181,19 +181,25 @@ def parse_config(directory: str | Path, cls: type, d: object, where: str = ""):
         raise CheckpointError(f"{directory}: {e}") from None
 
 
+def weights_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """Why `state` does not fit `model` (the first tensor that is missing, extra or of another
+    shape), or None when it fits."""
+    expected = model.state_dict()
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if wrong:
+        k = wrong[0]
+        return f"{k} is {tuple(state[k].shape)}, the config makes {tuple(expected[k].shape)}"
+    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or extra:
+        return f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+    return None
+
+
 def load_weights(directory: str | Path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load `state` into `model`, or say in one sentence which tensor does not fit the config
     (weights of another kind or size of model)."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or extra or wrong:
-        if wrong:
-            k = wrong[0]
-            what = f"{k} is {tuple(state[k].shape)}, the config makes {tuple(expected[k].shape)}"
-        else:
-            what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+    what = weights_mismatch(model, state)
+    if what is not None:
         raise CheckpointError(
             f"{directory}: the weights do not fit the config ({what}); the folder mixes two models"
         )

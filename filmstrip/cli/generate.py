@@ -130,17 +130,13 @@ def _read_clip(path: Path, frames: int, size: int, fps: float):
     and the long side centre-cropped, as the data pipeline does; says so when it crops."""
     import torch
 
-    from filmstrip.errors import InputError
+    from filmstrip.data.buckets import Bucket, center_crop
     from filmstrip.io import probe, read_video
 
-    info = probe(path)
-    video, clip = read_video(path, num_frames=frames, fps=fps, size=size, dtype=torch.float32)
-    if video.shape[1] < frames:
-        raise InputError(f"{path}: {video.shape[1]} frames at {fps:g} fps, fewer than the {frames} asked for")
-    h, w = video.shape[-2:]
-    if (h, w) != (size, size):
+    info = probe(path)  # the reader refuses a clip shorter than asked, in one sentence
+    video, _ = read_video(path, num_frames=frames, fps=fps, size=size, dtype=torch.float32)
+    if video.shape[-2:] != (size, size):
         click.echo(
             f"{path}: {info.width}x{info.height} resized and centre-cropped to {size}x{size}", err=True
         )
-    top, left = (h - size) // 2, (w - size) // 2
-    return video[None, :, :, top : top + size, left : left + size].contiguous()
+    return center_crop(video, Bucket(size, size))[None].contiguous()

@@ -15,6 +15,7 @@ conditional pass remains. The needed levels run as one batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -30,7 +31,7 @@ def guidance_plan(scales: Sequence[float]) -> tuple[int, list[tuple[int, float]]
     """(base level, [(level, scale), ...]): v = v_base + sum of scale * (v_level - v_previous)."""
     runs: list[tuple[int, float]] = []
     for level, s in enumerate(scales, start=1):
-        if s != s or s in (float("inf"), float("-inf")):
+        if not math.isfinite(s):
             raise InputError(f"guidance scale {level} is {s}: use a finite number (1 = off)")
         if runs and runs[-1][1] == s:
             runs[-1] = (level, s)

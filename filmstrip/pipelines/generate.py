@@ -26,7 +26,7 @@ from filmstrip.pipelines.denoise import (  # noqa: F401 (Pipeline and load_pipel
     load_pipeline,
     make_schedule,
 )
-from filmstrip.pipelines.prepare import prepare_text, stack_levels
+from filmstrip.pipelines.prepare import check_prompts, prepare_text, stack_levels
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,7 @@ class GenerateConfig:
 
 def check_request(pipe: Pipeline, prompts: Sequence[str], cfg: GenerateConfig) -> None:
     """Refuse a request before any work: an empty prompt or a size the model cannot make."""
-    if not prompts or any(not p.strip() for p in prompts):
-        raise InputError("the prompt is empty: describe the video, e.g. 'a red circle moves to the right'")
+    check_prompts(prompts)
     latent_shape(pipe, len(prompts), cfg.frames, cfg.height, cfg.width)
 
 
@@ -65,7 +64,7 @@ def generate(
     pipe: Pipeline, prompts: Sequence[str], cfg: GenerateConfig, negative: str = "", progress: bool = False
 ) -> torch.Tensor:
     """Videos (B, 3, frames, height, width) in [-1, 1] for B prompts."""
-    check_request(pipe, prompts, cfg)
+    check_prompts(prompts)
     shape = latent_shape(pipe, len(prompts), cfg.frames, cfg.height, cfg.width)
     levels = stack_levels([prepare_text(pipe.text, prompts, negative)])
     x = initial_noise(shape, cfg.seed, pipe.device)

@@ -23,11 +23,15 @@ def prepare_text(encoder: TextEncoder | None, prompts: Sequence[str], negative: 
     what the model saw for dropped captions in training."""
     if encoder is None:
         raise InputError("this model takes no text; give it its own conditions instead of a prompt")
-    if not prompts or any(not p.strip() for p in prompts):
-        raise InputError("the prompt is empty: describe the video, e.g. 'a red circle moves to the right'")
+    check_prompts(prompts)
     states, mask = encoder.encode(list(prompts))
     null_states, null_mask = encoder.encode([negative] * len(prompts))
     return Conditioning(null_states, null_mask), Conditioning(states, mask)
+
+
+def check_prompts(prompts: Sequence[str]) -> None:
+    if not prompts or any(not p.strip() for p in prompts):
+        raise InputError("the prompt is empty: describe the video, e.g. 'a red circle moves to the right'")
 
 
 def prepare_vector(name: str, values_btk: torch.Tensor) -> Pair:

@@ -49,7 +49,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from filmstrip.checkpoint import CheckpointError, save_model, save_tensors_atomic, write_json_atomic
+from filmstrip.checkpoint import (
+    CheckpointError,
+    save_model,
+    save_tensors_atomic,
+    weights_mismatch,
+    write_json_atomic,
+)
 from filmstrip.data.join import item_groups, varies_by_epoch
 from filmstrip.errors import InputError, TrainingError
 from filmstrip.train.ema import EMA
@@ -523,13 +529,11 @@ class Trainer:
         if state["kind"] != self.task.kind:
             raise CheckpointError(f"{path}: a {state['kind']!r} run cannot resume as {self.task.kind!r}")
         weights = load_file(str(path / "model.safetensors"))
-        mismatch = [
-            k for k, v in self.model.state_dict().items() if k not in weights or weights[k].shape != v.shape
-        ]
-        if mismatch or set(weights) - set(self.model.state_dict()):
+        mismatch = weights_mismatch(self.model, weights)
+        if mismatch is not None:
             raise CheckpointError(
-                f"{self.run_dir} was made with another model configuration (e.g. {(mismatch or sorted(weights))[0]} "
-                "differs); resume it with the settings it was started with, or give a new --run folder"
+                f"{self.run_dir} was made with another model configuration ({mismatch}); resume it with "
+                "the settings it was started with, or give a new --run folder"
             )
         self.model.load_state_dict(weights)
         self.ema.load_state_dict(load_file(str(path / "ema.safetensors")))

@@ -12,6 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from filmstrip.checkpoint import save_model
+from filmstrip.diffusion.spec import ModelSpec
+from filmstrip.models.dit import preset as dit_preset
+from filmstrip.models.vae import VideoVAE
+from filmstrip.models.vae import preset as vae_preset
+from filmstrip.text.encoder import TextEncoder
+from filmstrip.train.t2v_task import T2VConfig, T2VTask
+
 
 @pytest.fixture(autouse=True)
 def _seed_everything():
@@ -60,3 +68,32 @@ def decoded_frame_ids(video_cthw) -> list[int]:
 def cfr30(tmp_path) -> Path:
     """60 frames at exactly 30 fps (2 s)."""
     return write_indexed_clip(tmp_path / "cfr30.mp4", list(range(60)), Fraction(1, 30))
+
+
+# ---- tiny models shared by the text-to-video and conditioning tests -------------------
+@pytest.fixture(scope="session")
+def text_encoder():
+    return TextEncoder()
+
+
+@pytest.fixture(scope="session")
+def tiny_vae():
+    torch.manual_seed(0)
+    return VideoVAE(vae_preset("tiny", latent_channels=4)).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_vae, text_encoder):
+    root = tmp_path_factory.mktemp("bundle")
+    save_model(root / "vae", "vae", vars(tiny_vae.cfg) | {}, tiny_vae.state_dict())
+    null, _ = text_encoder.encode([""])
+    torch.manual_seed(0)
+    task = T2VTask(dit_preset("tiny", in_channels=4), ModelSpec(vae="vae"), T2VConfig(), null[0])
+    with torch.no_grad():
+        for p in task.model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)  # open the zero-initialised gates
+    config, meta = task.export(task.model)
+    save_model(root / "t2v", "dit", config, task.model.state_dict(), meta)
+    # The DiT finds its VAE next to itself: "vae" relative to the bundle.
+    (root / "t2v" / "vae").symlink_to(root / "vae")
+    return root / "t2v"

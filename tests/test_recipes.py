@@ -23,7 +23,7 @@ def test_every_stage_of_the_bundled_model_is_a_recipe_that_chains_to_the_shipped
     files = sorted(RECIPES.glob("*.toml"))
     stages = [from_dict(T2VRecipe, load_toml(f)) for f in files]
     training = [s for s in stages if s.train.steps > 0]
-    assert len(training) == 10 and training[0].init is None
+    assert len(training) == 11 and training[0].init is None
     for before, after in zip(training, training[1:], strict=False):
         assert after.init == f"{before.run}/model", after.run
     # What the chain switches on, the shipped model has.
@@ -31,6 +31,8 @@ def test_every_stage_of_the_bundled_model_is_a_recipe_that_chains_to_the_shipped
     last = training[-1]
     assert last.flow.shift == shipped["spec"]["flow"]["shift"]
     assert last.task.frame_noise == shipped["train"]["frame_noise"]
+    for share in ("first_frame", "prefix", "keyframes", "last_frame"):
+        assert getattr(last.task, share) == shipped["train"][share], share
     assert any(s.dit.frame_embedding for s in training) == shipped["dit"]["frame_embedding"]
     assert max(s.dit.text_refiner for s in training) == shipped["dit"]["text_refiner"]
     # Every cache a stage reads is built by an earlier stage (or by itself).
@@ -38,7 +40,7 @@ def test_every_stage_of_the_bundled_model_is_a_recipe_that_chains_to_the_shipped
     for s in stages:
         built.add(s.cache or f"{s.run}/latents")
         assert set(s.extra_caches) <= built, s.run
-    assert sum(s.train.steps == 0 for s in stages) == 1  # 09a only builds a cache
+    assert sum(s.train.steps == 0 for s in stages) == 2  # 09a and 11a only build caches
 
 
 @click.command()

@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from filmstrip.checkpoint import CheckpointError, load_model, save_model
+from filmstrip.checkpoint import CheckpointError, load_model
 from filmstrip.cli import main
 from filmstrip.data import ShapesConfig, ShapesDataset
 from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents
@@ -16,22 +16,8 @@ from filmstrip.diffusion.spec import ModelSpec
 from filmstrip.eval.prompt_suite import SuiteConfig, held_out_prompts, run_suite, seen_prompts
 from filmstrip.io import probe
 from filmstrip.models.dit import preset as dit_preset
-from filmstrip.models.vae import VideoVAE
-from filmstrip.models.vae import preset as vae_preset
 from filmstrip.pipelines.generate import GenerateConfig, generate, load_pipeline
-from filmstrip.text.encoder import TextEncoder
 from filmstrip.train.t2v_task import T2VConfig, T2VTask
-
-
-@pytest.fixture(scope="module")
-def text_encoder():
-    return TextEncoder()
-
-
-@pytest.fixture(scope="module")
-def tiny_vae():
-    torch.manual_seed(0)
-    return VideoVAE(vae_preset("tiny", latent_channels=4)).eval()
 
 
 def shapes(n=6):
@@ -122,23 +108,6 @@ def test_batches_mix_images_and_videos(text_encoder):
     assert {"loss_image", "loss_video"} <= set(logs)
     # Each clip weighs the same: the loss is the mean of the two groups' per-clip losses.
     assert loss.item() == pytest.approx((2 * logs["loss_image"] + 6 * logs["loss_video"]) / 8, rel=1e-6)
-
-
-@pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory, tiny_vae, text_encoder):
-    root = tmp_path_factory.mktemp("bundle")
-    save_model(root / "vae", "vae", vars(tiny_vae.cfg) | {}, tiny_vae.state_dict())
-    null, _ = text_encoder.encode([""])
-    torch.manual_seed(0)
-    task = T2VTask(dit_preset("tiny", in_channels=4), ModelSpec(vae="vae"), T2VConfig(), null[0])
-    with torch.no_grad():
-        for p in task.model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)  # open the zero-initialised gates
-    config, meta = task.export(task.model)
-    save_model(root / "t2v", "dit", config, task.model.state_dict(), meta)
-    # The DiT finds its VAE next to itself: "vae" relative to the bundle.
-    (root / "t2v" / "vae").symlink_to(root / "vae")
-    return root / "t2v"
 
 
 def test_generate_is_seeded_and_guidance_matters(tiny_bundle):

@@ -72,6 +72,45 @@ LAG = click.option(
     help="Inversion editing: invert this clip under --source-prompt, regenerate under PROMPT.",
 )
 @click.option("--source-prompt", default=None, help="With --edit: what the clip shows now.")
+@click.option(
+    "--image",
+    "image_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Image to video: this image is the first frame.",
+)
+@click.option(
+    "--keyframe",
+    "keyframes",
+    multiple=True,
+    metavar="FRAME:PATH",
+    help="This image at this frame (0 = first, -1 = last); repeat for first + last or more.",
+)
+@click.option(
+    "--extend",
+    "extend_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Continue this clip: its last --context frames start a new window; writes clip + new frames.",
+)
+@click.option(
+    "--context",
+    type=int,
+    default=None,
+    help="With --extend: frames of the clip given (4k + 1) [default: about half of --frames].",
+)
+@click.option(
+    "--image-cfg",
+    "image_scale",
+    default=GenerateConfig.image_scale,
+    show_default=True,
+    help="Image guidance scale for --image/--keyframe/--extend (1 = off).",
+)
+@click.option(
+    "--image-strength",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="How exactly the first frame keeps the --image (1 = exactly; lower lets it change).",
+)
 def generate(
     prompt,
     output,
@@ -89,17 +128,29 @@ def generate(
     strength,
     edit_path,
     source_prompt,
+    image_path,
+    keyframes,
+    extend_path,
+    context,
+    image_scale,
+    image_strength,
 ) -> None:
-    """Generate a video from PROMPT and print its path; or edit a clip (--video, --edit)."""
+    """Generate a video from PROMPT and print its path; start from or pass through given frames
+    (--image, --keyframe), continue a clip (--extend), or edit one (--video, --edit)."""
     from filmstrip.io import check_output_path, write_video
     from filmstrip.pipelines.edit import edit, video_to_video
+    from filmstrip.pipelines.extend import extend
     from filmstrip.pipelines.generate import GenerateConfig, check_request, load_pipeline
     from filmstrip.pipelines.generate import generate as run
 
-    if video_path and edit_path:
-        raise click.UsageError("give either --video (video-to-video) or --edit (inversion editing), not both")
+    modes = [name for name, on in (("--video", video_path), ("--edit", edit_path), ("--extend", extend_path),
+                                   ("--image/--keyframe", image_path or keyframes)) if on]  # fmt: skip
+    if len(modes) > 1:
+        raise click.UsageError(f"give one of {', '.join(modes)}, not several")
     if edit_path and not source_prompt:
         raise click.UsageError("--edit needs --source-prompt: what the clip shows now")
+    if context is not None and not extend_path:
+        raise click.UsageError("--context goes with --extend")
 
     cfg = GenerateConfig(
         frames=frames,
@@ -107,14 +158,21 @@ def generate(
         width=size,
         steps=steps,
         text_scale=text_scale,
+        image_scale=image_scale,
         solver=solver,
         seed=seed,
         lag=lag,
     )
     check_output_path(output)  # before minutes of work, not after
+    conditions = _frame_conditions(image_path, keyframes, image_strength, size)
     pipe = load_pipeline(checkpoint)
     check_request(pipe, [prompt], cfg)
-    if video_path or edit_path:
+    if extend_path:
+        clip = _read_clip(extend_path, None, size, fps)
+        video = extend(pipe, clip, [prompt], cfg, context, negative=negative)
+    elif conditions:
+        video = run(pipe, [prompt], cfg, negative=negative, conditions=conditions)
+    elif video_path or edit_path:
         clip = _read_clip(video_path or edit_path, frames, size, fps)
         if video_path:
             video = video_to_video(pipe, clip, [prompt], cfg, strength, negative=negative)
@@ -125,9 +183,46 @@ def generate(
     click.echo(str(write_video(output, video[0], fps=fps)))
 
 
-def _read_clip(path: Path, frames: int, size: int, fps: float):
-    """(1, 3, frames, size, size) in [-1, 1]: sampled at `fps`, the short side resized to `size`
-    and the long side centre-cropped, as the data pipeline does; says so when it crops."""
+def _frame_conditions(
+    image_path: Path | None, keyframes: tuple[str, ...], strength: float, size: int
+) -> list:
+    """--image and --keyframe as ImageConditions; an image of another size is resized and
+    centre-cropped as the data pipeline does, and this says so."""
+    from filmstrip.io.image import read_image
+    from filmstrip.pipelines.conditions import ImageCondition, fit_frames
+
+    items = [(0, image_path)] if image_path else []
+    for spec in keyframes:
+        index, sep, path = spec.partition(":")
+        try:
+            items.append((int(index), Path(path)))
+        except ValueError:
+            raise click.BadParameter(
+                f"{spec!r}: give FRAME:PATH, e.g. 16:last.png", param_hint="--keyframe"
+            ) from None
+        if not sep or not path:
+            raise click.BadParameter(f"{spec!r}: give FRAME:PATH, e.g. 16:last.png", param_hint="--keyframe")
+    conditions = []
+    for index, path in items:
+        image = read_image(path)
+        if image.shape[1:] != (size, size):
+            click.echo(
+                f"{path}: {image.shape[2]}x{image.shape[1]} resized and centre-cropped to {size}x{size}",
+                err=True,
+            )
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                image = fit_frames(image, size, size)
+        conditions.append(ImageCondition(image, index, strength if index == 0 else 1.0))
+    return conditions
+
+
+def _read_clip(path: Path, frames: int | None, size: int, fps: float):
+    """(1, 3, frames, size, size) in [-1, 1] (frames None: all of it): sampled at `fps`, the
+    short side resized to `size` and the long side centre-cropped, as the data pipeline does;
+    says so when it crops."""
     import torch
 
     from filmstrip.data.buckets import Bucket, center_crop

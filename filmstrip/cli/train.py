@@ -104,6 +104,22 @@ def _preset_layer(name: str) -> dict:
             "Share of video clips with a noise level per latent frame.",
         ),
         Opt(
+            ("--first-frame",),
+            "task.first_frame",
+            "Share of video clips given their first frame clean (image to video).",
+        ),
+        Opt(("--prefix",), "task.prefix", "Share of video clips given a clean prefix (extension)."),
+        Opt(
+            ("--keyframes",),
+            "task.keyframes",
+            "Share of video clips given 1-2 keyframes (caches every frame's own latent as well).",
+        ),
+        Opt(
+            ("--last-frame",),
+            "task.last_frame",
+            "Of the keyframed clips, the share whose keyframe is the last frame.",
+        ),
+        Opt(
             ("--shift",),
             "flow.shift",
             "Fixed timestep shift for training and sampling [default: from the token count].",

@@ -8,6 +8,8 @@ text encoder over `num_clips` clips and writes one safetensors shard per `shard_
       meta.json                 what was encoded (dataset, sizes, VAE config, latent scale)
       shard_00000.safetensors   latents (N, C, T', H', W') fp16, text states (N, L, 384) fp16,
                                 text mask (N, L), plus captions and truths in the metadata;
+                                optionally some frames encoded alone, frames (N, K, C, H', W')
+                                fp16 at frame_times (K,) in latent frames, for keyframes;
                                 clips of several sizes (a folder's aspect-ratio buckets) are
                                 stored one tensor each, `latents.J`
 
@@ -29,6 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from einops import rearrange
 from safetensors import safe_open
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -55,9 +58,11 @@ def build_latent_cache(
     batch_size: int = 16,
     description: str = "",
     workers: int = 0,
+    frame_stride: int = 0,
 ) -> Path:
     """Encode the first `num_clips` items of `dataset` into `out_dir` with `workers` loader
-    processes rendering clips. Returns out_dir."""
+    processes rendering clips. With `frame_stride` k > 0, frames k, 2k, ... and the last are
+    also encoded alone, what keyframe conditioning trains on. Returns out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     num_clips = min(num_clips, len(dataset))
@@ -67,6 +72,8 @@ def build_latent_cache(
         "dataset": description,
         "vae": asdict(vae.cfg),
     }
+    if frame_stride:
+        meta["frame_stride"] = frame_stride
     groups = item_groups(dataset)
     if groups is not None:
         meta["groups"] = [repr(g) for g in groups[:num_clips]]
@@ -99,11 +106,24 @@ def build_latent_cache(
             for b in range(0, len(shard["video"]), batch_size):
                 latents.append(vae.encode(shard["video"][b : b + batch_size].to(device)).float().cpu())
             stored = {"latents": torch.cat(latents).half()}
+            if frame_stride:
+                picks = keyframe_indices(shard["video"].shape[2], frame_stride)
+                stored["frames"] = torch.cat(
+                    [_encode_frames(vae, v[:, :, picks], device) for v in shard["video"].split(batch_size)]
+                ).half()
+                stored["frame_times"] = torch.tensor(picks, dtype=torch.float32) / vae.cfg.temporal_factor
         else:  # clips of several sizes: one tensor each
             stored = {
                 f"latents.{j}": vae.encode(v[None].to(device))[0].float().cpu().half()
                 for j, v in enumerate(shard["video"])
             }
+            if frame_stride:
+                for j, v in enumerate(shard["video"]):
+                    picks = keyframe_indices(v.shape[1], frame_stride)
+                    stored[f"frames.{j}"] = _encode_frames(vae, v[None, :, picks], device)[0].half()
+                    stored[f"frame_times.{j}"] = (
+                        torch.tensor(picks, dtype=torch.float32) / vae.cfg.temporal_factor
+                    )
         captions = shard["captions"]
         states, mask = text_encoder.encode(captions)
         text_encoder.forget()  # captions rarely repeat; keep memory flat over a long build
@@ -120,6 +140,20 @@ def build_latent_cache(
             },
         )
     return out
+
+
+def keyframe_indices(frames: int, stride: int) -> list[int]:
+    """The frames a cache encodes alone for keyframe training: every `stride`-th after the
+    first (the first is the clip's own first latent frame already), and the last."""
+    return sorted({*range(stride, frames, stride), frames - 1} - {0})
+
+
+def _encode_frames(vae, video_bcthw: torch.Tensor, device) -> torch.Tensor:
+    """Each frame encoded alone, as the VAE encodes a first frame: (B, T, C, H', W')."""
+    b, t = video_bcthw.shape[0], video_bcthw.shape[2]
+    alone = rearrange(video_bcthw, "b c t h w -> (b t) c 1 h w")
+    z = vae.encode(alone.to(device)).float().cpu()
+    return rearrange(z, "(b t) c 1 h w -> b t c h w", b=b, t=t)
 
 
 def _readable(path: Path) -> bool:
@@ -192,12 +226,22 @@ class LatentDataset(Dataset):
         tensors, captions, truths = self._shard(s)
         n = int(tensors["text_mask"][j].sum())
         latents = tensors["latents"][j] if "latents" in tensors else tensors[f"latents.{j}"]
-        return {
+        item = {
             "latents": latents.float(),
             "text": tensors["text"][j, :n].float(),
             "caption": captions[j],
             "truth": truths[j],
         }
+        if self.has_frame_latents:
+            item["frames"] = (tensors["frames"][j] if "frames" in tensors else tensors[f"frames.{j}"]).float()
+            item["frame_times"] = (
+                tensors["frame_times"] if "frame_times" in tensors else tensors[f"frame_times.{j}"]
+            )
+        return item
+
+    @property
+    def has_frame_latents(self) -> bool:
+        return bool(self.meta.get("frame_stride"))
 
 
 def collate_latents(batch: list[dict]) -> dict:
@@ -208,10 +252,14 @@ def collate_latents(batch: list[dict]) -> dict:
     for k, item in enumerate(batch):
         n = item["text"].shape[0]
         text[k, :n], mask[k, :n] = item["text"], True
-    return {
+    out = {
         "latents": torch.stack([item["latents"] for item in batch]),
         "text": text,
         "text_mask": mask,
         "caption": [item["caption"] for item in batch],
         "truth": [item["truth"] for item in batch],
     }
+    if all("frames" in item for item in batch):
+        out["frames"] = torch.stack([item["frames"] for item in batch])  # (B, K, C, H', W')
+        out["frame_times"] = torch.stack([item["frame_times"] for item in batch])  # (B, K)
+    return out

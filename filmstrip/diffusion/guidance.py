@@ -10,7 +10,8 @@ With one condition this is ordinary CFG, v_u + s (v_c - v_u); with (image, text)
 separate image and text scales of InstructPix2Pix (Brooks et al., 2023). The plan runs only
 the levels the sum needs: neighbouring equal scales merge (s (v_b - v_a) over a run), and a
 leading run at scale 1 starts the sum at its end, so with every scale at 1 a single, fully
-conditional pass remains. The needed levels run as one batch.
+conditional pass remains. The needed levels run as one batch (one per set of keyframes, when
+levels differ in them: see frames.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from filmstrip.diffusion.frames import with_frames
 from filmstrip.diffusion.sampling import VelocityFn
 from filmstrip.errors import InputError
 from filmstrip.models.conditioning import Conditioning
@@ -59,13 +61,22 @@ def guided(model: Model, levels: Sequence[Conditioning], scales: Sequence[float]
         raise InputError(f"{len(scales)} guidance scales need {len(scales) + 1} levels, got {len(levels)}")
     base, runs = guidance_plan(scales)
     needed = [base, *(level for level, _ in runs)]
-    batch = Conditioning.cat([levels[i] for i in needed]) if len(needed) > 1 else levels[base]
+    # Levels that share their keyframes (the same extra latent frames) run as one batch.
+    groups: dict[tuple, list[int]] = {}
+    for i in needed:
+        times = levels[i].key_times
+        groups.setdefault(() if times is None else tuple(times.tolist()), []).append(i)
+    batches = [(idx, Conditioning.cat([levels[i] for i in idx]) if len(idx) > 1 else levels[idx[0]])
+               for idx in groups.values()]  # fmt: skip
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        v_by_level = {}
+        for idx, cond in batches:
+            n = len(idx)
+            v = with_frames(model, torch.cat([x] * n), torch.cat([t] * n), cond)
+            v_by_level.update(zip(idx, v.chunk(n), strict=True))
         if len(needed) == 1:
-            return model(x, t, batch)
-        n = len(needed)
-        v = model(torch.cat([x] * n), torch.cat([t] * n), batch)
-        return combine(dict(zip(needed, v.chunk(n), strict=True)), base, runs)
+            return v_by_level[base]
+        return combine(v_by_level, base, runs)
 
     return velocity

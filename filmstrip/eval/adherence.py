@@ -61,8 +61,9 @@ class DetectedObject:
     track: list[tuple[float, float] | None] = field(default_factory=list)
 
 
-def _segment(frame_hw3: np.ndarray, cfg: AdherenceConfig) -> np.ndarray:
+def segment(frame_hw3: np.ndarray, cfg: AdherenceConfig | None = None) -> np.ndarray:
     """Palette index per pixel, -1 for background."""
+    cfg = cfg or AdherenceConfig()
     pixels = frame_hw3.reshape(-1, 3).astype(np.float32)
     dist = np.linalg.norm(pixels[:, None, :] - _PALETTE[None], axis=-1)
     nearest = dist.argmin(1)
@@ -132,7 +133,7 @@ def detect(video, fps: float = 8.0, cfg: AdherenceConfig | None = None) -> list[
     min_area = cfg.min_area_fraction * h * w
     per_colour: dict[int, list] = {i: [None] * t_len for i in range(len(_NAMES))}
     for t in range(t_len):
-        labels = _segment(frames[t], cfg)
+        labels = segment(frames[t], cfg)
         for i in np.unique(labels[labels >= 0]):
             per_colour[int(i)][t] = _largest_blob(labels == i, min_area)
     found = []

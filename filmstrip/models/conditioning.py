@@ -10,9 +10,18 @@ Conditions enter the model through two generic paths:
   (actions, camera poses, a motion score). A row whose `present` flag is False contributes
   nothing, which is that condition's null: what guidance and condition dropout compare with.
 
-The third kind, clean latent frames at given positions (image and keyframe conditioning),
-needs no model input at all: those frames hold their clean latents with noise level 0 in the
-per-frame `t`, and the sampler leaves a frame whose schedule column stays at 0 untouched.
+The third kind is clean latent frames (image, keyframe and video conditioning). They are
+latents like the ones being generated, so they enter as latents, through
+`diffusion/frames.py`, never through the model's own inputs:
+
+* **in place**: a frame of the clip itself holds its clean latent at noise level 0 in the
+  per-frame `t` (the first frame, or a prefix: the causal VAE encodes them exactly as in the
+  whole clip). This lives in the sampler's state and schedule; a level that must not see
+  such a frame (the null of image guidance) lists it in `unseen`, with its clean latent and
+  its noise, and sees it as an unconditioned frame would be: noised to the level of the rest.
+* **appended**: `keyframes` (B, C, K, H, W), each an image encoded alone, added after the
+  clip's frames at noise level 0 with the time position `key_times` (K,) of the moment it
+  shows; the prediction for them is dropped. The null of a keyframe is its absence.
 """
 
 from __future__ import annotations
@@ -42,8 +51,23 @@ class Conditioning:
     context_mask: torch.Tensor | None = None  # (B, L) bool
     vectors: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (B, T, dim)
     present: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (B,) bool; absent: all
+    keyframes: torch.Tensor | None = None  # (B, C, K, H, W) clean latents appended after the clip
+    key_times: torch.Tensor | None = None  # (K,) time position of each, in latent frames
+    unseen: torch.Tensor | None = None  # (B, T) bool: in-place clean frames this level must not see
+    unseen_latents: torch.Tensor | None = None  # (B, C, T, H, W) their clean latents
+    unseen_noise: torch.Tensor | None = None  # (B, C, T, H, W) and their noise
 
     def __post_init__(self):
+        if (self.keyframes is None) != (self.key_times is None):
+            raise InputError("keyframes need both their latents and their time positions")
+        if self.keyframes is not None and self.key_times.shape != (self.keyframes.shape[2],):
+            raise InputError(
+                f"{self.keyframes.shape[2]} keyframes need as many time positions, got {tuple(self.key_times.shape)}"
+            )
+        if (self.unseen is None) != (self.unseen_latents is None) or (self.unseen is None) != (
+            self.unseen_noise is None
+        ):
+            raise InputError("unseen frames need their mask, clean latents and noise")
         if (self.context is None) != (self.context_mask is None):
             raise InputError("a token condition needs both its states and its mask")
         if self.context is not None and self.context_mask.shape != self.context.shape[:2]:
@@ -55,7 +79,32 @@ class Conditioning:
     def batch_size(self) -> int | None:
         if self.context is not None:
             return self.context.shape[0]
+        for t in (self.keyframes, self.unseen):
+            if t is not None:
+                return t.shape[0]
         return next((v.shape[0] for v in self.vectors.values()), None)
+
+    @property
+    def has_frames(self) -> bool:
+        """Whether this conditioning holds clean-frame conditions (see diffusion/frames.py)."""
+        return self.keyframes is not None or self.unseen is not None
+
+    @property
+    def num_keyframes(self) -> int:
+        return 0 if self.keyframes is None else self.keyframes.shape[2]
+
+    def without_frames(self) -> Conditioning:
+        """The model's own inputs: text and vectors, without the clean-frame conditions."""
+        return Conditioning(self.context, self.context_mask, self.vectors, self.present)
+
+    def _frame_fields(self, fn) -> dict:
+        opt = lambda x: None if x is None else fn(x)  # noqa: E731
+        return {
+            "keyframes": opt(self.keyframes),
+            "unseen": opt(self.unseen),
+            "unseen_latents": opt(self.unseen_latents),
+            "unseen_noise": opt(self.unseen_noise),
+        }
 
     def is_present(self, name: str) -> torch.Tensor:
         """(B,) bool: which rows carry vector condition `name`."""
@@ -69,6 +118,8 @@ class Conditioning:
             self.context_mask.to(device) if self.context_mask is not None else None,
             move(self.vectors),
             move(self.present),
+            key_times=self.key_times.to(device) if self.key_times is not None else None,
+            **self._frame_fields(lambda x: x.to(device)),
         )
 
     def rows(self, index: slice | torch.Tensor) -> Conditioning:
@@ -78,6 +129,8 @@ class Conditioning:
             self.context_mask[index] if self.context_mask is not None else None,
             {k: v[index] for k, v in self.vectors.items()},
             {k: self.is_present(k)[index] for k in self.vectors},
+            key_times=self.key_times,
+            **self._frame_fields(lambda x: x[index]),
         )
 
     def merge(self, other: Conditioning) -> Conditioning:
@@ -91,12 +144,34 @@ class Conditioning:
                 **{k: self.is_present(k) for k in self.vectors},
                 **{k: other.is_present(k) for k in other.vectors},
             },
+            **self._merge_frames(other),
         )
+
+    def _merge_frames(self, other: Conditioning) -> dict:
+        """Keyframes and unseen frames of both; two sets of keyframes are appended in order."""
+        out: dict = {}
+        firsts = [c for c in (self, other) if c.keyframes is not None]
+        if firsts:
+            out["keyframes"] = torch.cat([c.keyframes for c in firsts], dim=2)
+            out["key_times"] = torch.cat([c.key_times for c in firsts])
+        seen = [c for c in (self, other) if c.unseen is not None]
+        if len(seen) == 1:
+            c = seen[0]
+            out.update(unseen=c.unseen, unseen_latents=c.unseen_latents, unseen_noise=c.unseen_noise)
+        elif seen:
+            mask = self.unseen[:, None, :, None, None]
+            out.update(
+                unseen=self.unseen | other.unseen,
+                unseen_latents=torch.where(mask, self.unseen_latents, other.unseen_latents),
+                unseen_noise=torch.where(mask, self.unseen_noise, other.unseen_noise),
+            )
+        return out
 
     @staticmethod
     def cat(items: Sequence[Conditioning]) -> Conditioning:
         """Stack along the batch: token sequences are padded to the longest, and a vector that
-        some items lack is filled with zeros and marked absent there."""
+        some items lack is filled with zeros and marked absent there. An item with no tensors
+        at all (an empty conditioning) counts as many rows as the others."""
         if len({it.context is None for it in items}) > 1:
             raise InputError("cannot batch conditionings with and without token context")
         context = mask = None
@@ -109,7 +184,7 @@ class Conditioning:
             like = next(it.vectors[name] for it in items if name in it.vectors)
             parts, flags = [], []
             for it in items:
-                n = it.batch_size or 0
+                n = Conditioning._rows(it, items)
                 if name in it.vectors:
                     parts.append(it.vectors[name])
                     flags.append(it.is_present(name))
@@ -117,4 +192,41 @@ class Conditioning:
                     parts.append(like.new_zeros(n, *like.shape[1:]))
                     flags.append(torch.zeros(n, dtype=torch.bool, device=like.device))
             vectors[name], present[name] = torch.cat(parts), torch.cat(flags)
-        return Conditioning(context, mask, vectors, present)
+        return Conditioning(context, mask, vectors, present, **Conditioning._cat_frames(items))
+
+    @staticmethod
+    def _rows(item: Conditioning, items: Sequence[Conditioning]) -> int:
+        n = item.batch_size
+        return n if n is not None else next((it.batch_size for it in items if it.batch_size is not None), 0)
+
+    @staticmethod
+    def _cat_frames(items: Sequence[Conditioning]) -> dict:
+        """Keyframes batch only with the same keyframes positions (one forward shares them);
+        unseen frames are filled with 'none unseen' for items that have none."""
+        out: dict = {}
+        keyed = [it.keyframes is not None for it in items]
+        if any(keyed):
+            if not all(keyed) or any(not torch.equal(it.key_times, items[0].key_times) for it in items):
+                raise InputError("cannot batch conditionings with different keyframe positions")
+            out["keyframes"] = torch.cat([it.keyframes for it in items])
+            out["key_times"] = items[0].key_times
+        like = next((it for it in items if it.unseen is not None), None)
+        if like is not None:
+
+            def part(it, name, fill):
+                if it.unseen is not None:
+                    return getattr(it, name)
+                return fill(Conditioning._rows(it, items))
+
+            out["unseen"] = torch.cat(
+                [
+                    part(it, "unseen", lambda n: like.unseen.new_zeros(n, *like.unseen.shape[1:]))
+                    for it in items
+                ]
+            )
+            for name in ("unseen_latents", "unseen_noise"):
+                ref = getattr(like, name)
+                out[name] = torch.cat(
+                    [part(it, name, lambda n, r=ref: r.new_zeros(n, *r.shape[1:])) for it in items]
+                )
+        return out

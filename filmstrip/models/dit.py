@@ -235,12 +235,20 @@ class VideoDiT(nn.Module):
         cond: Conditioning | None = None,
         rope_offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
         rope_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        times: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """z: (B, C, T, H, W) noisy latents; t: noise level per latent frame (B, T), or (B,)
         for one level for all; cond: text tokens and per-frame vectors (None: unconditional).
+        times: (T,) the time position of each latent frame, for RoPE and the frame embedding
+        (default: 0, 1, 2, ... scaled and offset by rope_scale[0] and rope_offset[0]); a
+        keyframe appended after the clip takes the position of the moment it shows.
         Returns a (B, C, T, H, W) prediction."""
         cfg = self.cfg
         cond = cond if cond is not None else Conditioning()
+        if cond.has_frames:
+            raise InputError(
+                "clean-frame conditions enter through diffusion.frames.with_frames, not the model"
+            )
         context, context_mask = cond.context, cond.context_mask
         b, c, frames = z_bcthw.shape[:3]
         if c != cfg.in_channels:
@@ -264,12 +272,20 @@ class VideoDiT(nn.Module):
             c_btd = c_btd + self.context_embed(pooled)[:, None]
             if self.text_refiner is not None:
                 context = self.text_refiner(context, context_mask)
+        # A streamed chunk continues the frame count where the last one stopped.
+        index = torch.arange(grid[0], device=z_bcthw.device) * rope_scale[0] + rope_offset[0]
+        if times is not None:
+            if times.shape != (frames,):
+                raise InputError(
+                    f"times must give one position per latent frame ({frames}), got {tuple(times.shape)}"
+                )
+            index = times.to(z_bcthw.device, torch.float32)[:: cfg.patch[0]]
         if self.frame_embed is not None:
-            # A streamed chunk continues the frame count where the last one stopped.
-            index = torch.arange(grid[0], device=z_bcthw.device) * rope_scale[0] + rope_offset[0]
             c_btd = c_btd + self.frame_embed(index)[None]
         c_btd = c_btd + self._vectors(cond, b, frames)
         positions = grid_positions(*grid, offset=rope_offset, scale=rope_scale, device=z_bcthw.device)
+        if times is not None:
+            positions[:, 0] = index.repeat_interleave(grid[1] * grid[2])
         angles = rope_angles(positions, cfg.head_dim, cfg.rope_theta)
         for block in self.blocks:
             x = block(x, c_btd, grid, angles, context, context_mask)

@@ -3,7 +3,7 @@
     shape = latent_shape(pipe, batch, frames, height, width)
     x     = initial_noise(shape, seed, device)
     sched = make_schedule(pipe, shape, steps, lag)
-    x, sched = place_frames(x, sched, clean_frames)     (only for clean-frame conditions)
+    x, sched = place_frames(x, sched, plan.in_place)    (image, keyframe and video conditions)
     z     = denoise(pipe.dit, x, sched, levels, scales, solver)
     video = decode(pipe, z, frames)
 
@@ -114,17 +114,25 @@ def make_schedule(pipe: Pipeline, shape: Sequence[int], steps: int, lag: float =
 
 
 def place_frames(
-    x: torch.Tensor, sched: torch.Tensor, frames: Mapping[int, torch.Tensor]
+    x: torch.Tensor,
+    sched: torch.Tensor,
+    frames: Mapping[int, torch.Tensor | tuple[torch.Tensor, float]],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clean-frame conditions: latent frame k of every row holds frames[k] ((B, C, H', W') or
-    (C, H', W'), normalised latents) at noise level 0 for the whole run. Returns x and a
-    schedule whose columns k are 0: the model sees t = 0 there and no step moves them."""
+    """In-place frame conditions: latent frame k of every row holds frames[k] ((B, C, H', W')
+    or (C, H', W') normalised latents, or a (latent, strength) pair). At strength 1 (the
+    default) column k of the schedule is 0: the model sees t = 0 there and no step moves the
+    frame, so it comes back exactly. At strength s < 1 the frame starts noised to level 1 - s
+    (with x's own noise there) and follows the schedule scaled by 1 - s, so the model redraws
+    it a little. Returns the new x and schedule."""
     x, sched = x.clone(), sched.clone()
-    for k, latent in frames.items():
+    for k, item in frames.items():
+        latent, strength = item if isinstance(item, tuple) else (item, 1.0)
         if not -x.shape[2] <= k < x.shape[2]:
             raise InputError(f"latent frame {k} is outside a clip of {x.shape[2]} latent frames")
-        x[:, :, k] = latent.to(x.device, x.dtype)
-        sched[:, k] = 0.0
+        sched[:, k] = sched[:, k] * (1.0 - strength)
+        level = float(sched[0, k])
+        latent = latent.to(x.device, x.dtype)
+        x[:, :, k] = latent if level == 0.0 else (1 - level) * latent + level * x[:, :, k]
     return x, sched
 
 

@@ -6,6 +6,11 @@
 Every step is a function of the shared core (denoise.py); this body only chooses them.
 Guidance runs the unconditional (or negative-prompt) and the conditional prediction as one
 batch, and is skipped at scale 1. In a batch, prompt k uses seed + k.
+
+Given frames (image to video, first + last frame, keyframes, a prefix to extend) are
+conditions: `generate(pipe, prompts, cfg, conditions=[ImageCondition(image, 0)])`. With them,
+guidance has two scales, image then text (InstructPix2Pix's order): levels (none, none),
+(frames, none), (frames, text).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from filmstrip.errors import InputError
+from filmstrip.pipelines.conditions import Condition, prepare_frames
 from filmstrip.pipelines.denoise import (  # noqa: F401 (Pipeline and load_pipeline: this module's API)
     Pipeline,
     decode,
@@ -25,6 +31,7 @@ from filmstrip.pipelines.denoise import (  # noqa: F401 (Pipeline and load_pipel
     latent_shape,
     load_pipeline,
     make_schedule,
+    place_frames,
 )
 from filmstrip.pipelines.prepare import check_prompts, prepare_text, stack_levels
 
@@ -36,6 +43,9 @@ class GenerateConfig:
     width: int = 64
     steps: int = 20
     text_scale: float = 4.0
+    # Image guidance, for image / keyframe / video conditions: pushes from "no frames given"
+    # to "frames given" (1 = off: one pass fewer).
+    image_scale: float = 1.0
     solver: str = "euler"
     seed: int = 0
     # Pyramid schedule: how far (a share of the run) the last frame trails the first. 0: every
@@ -43,8 +53,9 @@ class GenerateConfig:
     lag: float = 0.0
 
     def __post_init__(self):
-        if not math.isfinite(self.text_scale):
-            raise InputError(f"the guidance scale must be a finite number, got {self.text_scale}")
+        for name in ("text_scale", "image_scale"):
+            if not math.isfinite(getattr(self, name)):
+                raise InputError(f"the guidance scale must be a finite number, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**32:
             raise InputError(f"the seed must be in [0, 2^32), got {self.seed}")
         if self.steps < 1:
@@ -61,13 +72,25 @@ def check_request(pipe: Pipeline, prompts: Sequence[str], cfg: GenerateConfig) -
 
 @torch.no_grad()
 def generate(
-    pipe: Pipeline, prompts: Sequence[str], cfg: GenerateConfig, negative: str = "", progress: bool = False
+    pipe: Pipeline,
+    prompts: Sequence[str],
+    cfg: GenerateConfig,
+    negative: str = "",
+    conditions: Sequence[Condition] = (),
+    progress: bool = False,
 ) -> torch.Tensor:
-    """Videos (B, 3, frames, height, width) in [-1, 1] for B prompts."""
+    """Videos (B, 3, frames, height, width) in [-1, 1] for B prompts, each showing the frames
+    that `conditions` give (pipelines/conditions.py) where they give them."""
     check_prompts(prompts)
     shape = latent_shape(pipe, len(prompts), cfg.frames, cfg.height, cfg.width)
-    levels = stack_levels([prepare_text(pipe.text, prompts, negative)])
     x = initial_noise(shape, cfg.seed, pipe.device)
     sched = make_schedule(pipe, shape, cfg.steps, cfg.lag)
-    z = denoise(pipe.dit, x, sched, levels, [cfg.text_scale], cfg.solver, progress)
+    text = prepare_text(pipe.text, prompts, negative)
+    if not conditions:
+        z = denoise(pipe.dit, x, sched, stack_levels([text]), [cfg.text_scale], cfg.solver, progress)
+        return decode(pipe, z, cfg.frames)
+    plan = prepare_frames(pipe, conditions, cfg.frames, x)
+    x, sched = place_frames(x, sched, plan.in_place)
+    levels = stack_levels([plan.pair, text])  # image first: its scale pushes from "none given"
+    z = denoise(pipe.dit, x, sched, levels, [cfg.image_scale, cfg.text_scale], cfg.solver, progress)
     return decode(pipe, z, cfg.frames)

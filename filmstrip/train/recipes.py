@@ -246,10 +246,17 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
         num_clips=recipe.data.clips,
         description=description,
         workers=train_cfg.num_workers,
+        frame_stride=recipe.task.keyframe_stride if recipe.task.keyframes else 0,
     )
-    latents: Dataset = LatentDataset(cache)
-    if recipe.extra_caches:
-        latents = join_caches(latents, [LatentDataset(c) for c in recipe.extra_caches])
+    caches = [LatentDataset(c) for c in (cache, *recipe.extra_caches)]
+    if recipe.task.keyframes:
+        for c in caches:
+            if not c.has_frame_latents:
+                raise InputError(
+                    f"{c.root}: keyframe training (task.keyframes > 0) needs a cache with every frame's "
+                    "own latent; build a new one in another folder (--cache)"
+                )
+    latents: Dataset = join_caches(caches[0], caches[1:]) if len(caches) > 1 else caches[0]
     if train_cfg.steps == 0:
         log(f"latent cache ready: {cache} ({len(latents)} clips); steps = 0 trains nothing")
         return cache

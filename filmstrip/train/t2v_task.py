@@ -12,9 +12,14 @@ Per step (on cached latents, see data/latents.py):
    the loss: every frame is equally noisy, so the frames themselves reveal the motion. With
    a clean frame next to a noisy one, predicting the noisy frame means knowing where the
    object goes, and the motion words carry real weight.
-5. Loss: MSE between predicted and true velocity, averaged per clip and then over the batch;
-   logged per noise-level bin and for images and videos apart. Optionally (`motion`), plus
-   the MSE of the frame-to-frame changes of the predicted clean latents.
+5. Frame conditioning: shares of the video clips get their first latent frame or a prefix
+   clean, at noise level 0, and a share get 1-2 keyframes appended (diffusion/frames.py).
+   One model then serves text-to-video, image-to-video, keyframes and extension; the clips
+   with nothing given keep it a text-to-video model (and are the null of image guidance).
+6. Loss: MSE between predicted and true velocity over the frames not given, averaged per clip
+   and then over the batch; logged per noise-level bin and per group (image, video, key).
+   Optionally (`motion`), plus the MSE of the frame-to-frame changes of the predicted clean
+   latents.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from filmstrip.diffusion.flow import add_noise, loss_by_bin, per_frame_loss, sample_t, velocity_target
+from filmstrip.diffusion.frames import with_frames
 from filmstrip.diffusion.spec import ModelSpec
+from filmstrip.errors import InputError, TrainingError
 from filmstrip.io import write_video
 from filmstrip.models.conditioning import Conditioning, pad_tokens
 from filmstrip.models.dit import DiTConfig, VideoDiT
@@ -58,6 +66,37 @@ class T2VConfig:
     motion: float = 0.0
     # Share of video clips trained with an independent noise level per latent frame.
     frame_noise: float = 0.0
+    # Frame conditioning (image to video, keyframes, extension; diffusion/frames.py). Shares
+    # of the video clips given clean frames in place: the first latent frame, or a prefix of
+    # 2 .. T' - 1 latent frames. Their noise level is 0 and they carry no loss.
+    first_frame: float = 0.0
+    prefix: float = 0.0
+    # Share of the video clips given 1 or 2 appended keyframes (frames encoded alone; needs a
+    # cache with frame latents), and of those, the share whose keyframe is the last frame.
+    keyframes: float = 0.0
+    last_frame: float = 0.5
+    keyframe_stride: int = 4  # the cache encodes frames k, 2k, ... and the last alone
+
+    def __post_init__(self):
+        shares = (
+            "text_dropout",
+            "image_fraction",
+            "frame_noise",
+            "first_frame",
+            "prefix",
+            "keyframes",
+            "last_frame",
+        )
+        for name in shares:
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f"task.{name} is a share in [0, 1], got {value}")
+        if self.keyframe_stride < 1:
+            raise InputError(f"task.keyframe_stride must be at least 1, got {self.keyframe_stride}")
+        if self.first_frame + self.prefix > 1.0:
+            raise InputError(
+                f"task.first_frame + task.prefix is at most 1, got {self.first_frame + self.prefix}"
+            )
 
 
 class T2VTask:
@@ -105,11 +144,21 @@ class T2VTask:
             )
             text = torch.where(drop[:, None, None], null_states, text)
             mask = torch.where(drop[:, None], null_mask, mask)
-        # 3. The first `n_image` clips of the batch train as images, the rest as video. The two
-        # groups differ in length, so they take one forward pass each; the loss averages over
-        # all samples, so the step's gradient is that of one mixed batch.
+        # 3. The first `n_image` clips of the batch train as images, the next `n_key` as video
+        # with appended keyframes, the rest as video. The groups differ in length, so they
+        # take one forward pass each; the loss averages over all samples, so the step's
+        # gradient is that of one mixed batch.
         n_image = round(b * cfg.image_fraction) if z.shape[2] > 1 else 0
-        groups = {"image": (z[:n_image, :, :1], slice(0, n_image)), "video": (z[n_image:], slice(n_image, b))}
+        n_key = round((b - n_image) * cfg.keyframes) if z.shape[2] > 1 else 0
+        if n_key and "frames" not in batch:
+            raise TrainingError(
+                "keyframe training needs a latent cache with single-frame latents (task.keyframes > 0 builds one)"
+            )
+        groups = {
+            "image": (z[:n_image, :, :1], slice(0, n_image)),
+            "key": (z[n_image : n_image + n_key], slice(n_image, n_image + n_key)),
+            "video": (z[n_image + n_key :], slice(n_image + n_key, b)),
+        }
         per_sample, t_frames, loss_frames, logs = [], [], [], {}
         for name, (zg, rows) in groups.items():
             n = zg.shape[0]
@@ -124,11 +173,18 @@ class T2VTask:
                 per_frame = torch.rand(n, generator=g, device=g.device).to(device) < cfg.frame_noise
                 t_frame = sample_t((n, zg.shape[2]), shift, flow, g, g.device).to(device)
                 t_bt = torch.where(per_frame[:, None], t_frame, t_bt)
+            # 5. Clean frames in place (first frame, prefix) at noise level 0, and keyframes.
+            clean = self._clean_frames(n, zg.shape[2], g).to(device)
+            t_bt = t_bt.masked_fill(clean, 0.0)
+            cond = Conditioning(text[rows], mask[rows])
+            if name == "key":
+                cond = self._with_keyframes(cond, batch, rows, g)
             noise = torch.randn(zg.shape, generator=g, device=g.device).to(device)
-            v = model(add_noise(zg, noise, t_bt), t_bt, Conditioning(text[rows], mask[rows]))
+            v = with_frames(model, add_noise(zg, noise, t_bt), t_bt, cond)
             target = velocity_target(zg, noise)
             frame_loss = per_frame_loss(v, target)  # (n, T)
-            clip_loss = frame_loss.mean(dim=1)
+            free = (~clean).float()
+            clip_loss = (frame_loss * free).sum(dim=1) / free.sum(dim=1)
             if cfg.motion and zg.shape[2] > 1:
                 # x0 error = -t (v error), t of each frame.
                 x0_error = (v.float() - target.float()) * t_bt[:, None, :, None, None]
@@ -136,13 +192,42 @@ class T2VTask:
                 clip_loss = clip_loss + cfg.motion * motion
                 logs["motion"] = float(motion.detach().mean())
             per_sample.append(clip_loss)
-            t_frames.append(t_bt.detach().flatten().cpu())
-            loss_frames.append(frame_loss.detach().flatten().cpu())
-            logs[f"loss_{name}"] = float(frame_loss.detach().mean())
-        # 5. Every clip counts once, image or video.
+            t_frames.append(t_bt.detach()[~clean].cpu())
+            loss_frames.append(frame_loss.detach()[~clean].cpu())
+            logs[f"loss_{name}"] = float(clip_loss.detach().mean())
+        # 6. Every clip counts once, image or video.
         loss = torch.cat(per_sample).mean()
         logs = {"loss": loss.item(), **logs, **loss_by_bin(torch.cat(t_frames), torch.cat(loss_frames))}
         return loss, logs
+
+    def _clean_frames(self, n: int, frames: int, g: torch.Generator) -> torch.Tensor:
+        """(n, T) bool: the latent frames given clean in place, per the first-frame and prefix
+        shares (a prefix of 2 .. T - 1 frames, so something is always left to generate)."""
+        cfg = self.cfg
+        u = torch.rand(n, generator=g, device=g.device)
+        length = torch.zeros(n, dtype=torch.long, device=g.device)
+        if frames > 1:
+            length = torch.where(u < cfg.first_frame, 1, length)
+            if frames > 2:
+                prefix = torch.randint(2, frames, (n,), generator=g, device=g.device)
+                in_prefix = (u >= cfg.first_frame) & (u < cfg.first_frame + cfg.prefix)
+                length = torch.where(in_prefix, prefix, length)
+        return torch.arange(frames, device=g.device)[None] < length[:, None]
+
+    def _with_keyframes(
+        self, cond: Conditioning, batch: dict, rows: slice, g: torch.Generator
+    ) -> Conditioning:
+        """1 or 2 of the cache's single-frame latents as keyframes, the same ones for every row
+        of the step: the last frame in a `last_frame` share of steps, any other frame else."""
+        frames, times = batch["frames"][rows], batch["frame_times"][0]  # (n, K, C, H', W'), (K,)
+        count = min(len(times), 1 + int(torch.randint(2, (1,), generator=g, device=g.device)))
+        picks = torch.randperm(len(times), generator=g, device=g.device)[:count]
+        if float(torch.rand(1, generator=g, device=g.device)) < self.cfg.last_frame:
+            picks[-1] = len(times) - 1
+        picks = picks.unique().cpu()  # sorted
+        device = next(self.model.parameters()).device
+        keys = self.spec.normalize(rearrange(frames[:, picks].to(device), "b k c h w -> b c k h w"))
+        return Conditioning(cond.context, cond.context_mask, keyframes=keys, key_times=times[picks])
 
     def sample(self, model: nn.Module, out_dir: Path, step: int) -> None:
         """A captioned grid of the preview prompts, drawn by the model being trained."""

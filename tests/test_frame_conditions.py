@@ -163,12 +163,12 @@ def test_condition_placement_at_each_supported_frame(tiny_bundle):
     plan = prepare_frames(pipe, [ImageCondition(video[:, 0], 0)], 9, noise)
     z = pipe.spec.normalize(pipe.vae.encode(video[None]))
     assert list(plan.in_place) == [0] and plan.pair[1].keyframes is None
-    torch.testing.assert_close(plan.in_place[0][0], z[0, :, 0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(plan.in_place[0][0], z[:, :, 0].expand(2, -1, -1, -1), atol=1e-5, rtol=1e-5)
     assert plan.pair[0].unseen[:, 0].all() and not plan.pair[0].unseen[:, 1:].any()
     # A prefix of 4k + 1 frames: in place, exactly the clip's first k + 1 latent frames.
     plan = prepare_frames(pipe, [VideoCondition(video[:, : factor + 1], 0)], 9, noise)
     assert sorted(plan.in_place) == [0, 1]
-    torch.testing.assert_close(plan.in_place[1][0], z[0, :, 1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(plan.in_place[1][0], z[:, :, 1].expand(2, -1, -1, -1), atol=1e-5, rtol=1e-5)
     # Any other frame, and the frames of a prefix past its last 4k + 1: appended keyframes.
     for index, time in ((8, 8 / factor), (-1, 8 / factor), (3, 3 / factor)):
         plan = prepare_frames(pipe, [ImageCondition(video[:, index], index)], 9, noise)
@@ -176,6 +176,15 @@ def test_condition_placement_at_each_supported_frame(tiny_bundle):
         assert plan.pair[1].keyframes.shape == (2, 4, 1, *shape[3:])
     plan = prepare_frames(pipe, [VideoCondition(video[:, :3], 0)], 9, noise)
     assert list(plan.in_place) == [0] and plan.pair[1].key_times.tolist() == [1 / factor, 2 / factor]
+    # One list per row: the same frames from different images; different frames are refused.
+    other, _ = clip(seed=1)
+    plan = prepare_frames(pipe, [[ImageCondition(video[:, 0], 0)], [ImageCondition(other[:, 0], 0)]], 9, noise)
+    z_other = pipe.spec.normalize(pipe.vae.encode(other[None, :, :1]))
+    torch.testing.assert_close(plan.in_place[0][0][1], z_other[0, :, 0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(InputError, match="same frames at the same strengths"):
+        prepare_frames(pipe, [[ImageCondition(video[:, 0], 0)], [ImageCondition(other[:, 0], -1)]], 9, noise)
+    with pytest.raises(InputError, match="one per row"):
+        prepare_frames(pipe, [[ImageCondition(video[:, 0], 0)]] * 3, 9, noise)
 
 
 def test_generate_returns_the_given_first_frame_latent_and_keyframes_run(tiny_bundle):
@@ -367,7 +376,7 @@ def test_generate_cli_with_images_keyframes_and_extension(tiny_bundle, tmp_path)
         ("--keyframe", "last.png"): "give FRAME:PATH",
         ("--image", str(tmp_path / "missing.png")): "no such image file",
         ("--image", str(source)): "not an image",
-        ("--image", str(first), "--image-strength", "2"): r"strength is in \[0, 1\]",
+        ("--image", str(first), "--image-strength", "2"): "strength is in [0, 1]",
         ("--extend", str(source), "--context", "13"): "leaves nothing new in a window of 9 frames",
         ("--extend", str(source), "--image", str(first)): "not several",
         ("--context", "5"): "--context goes with --extend",
@@ -393,20 +402,42 @@ def test_eval_conditioning_cli(tiny_bundle, tmp_path):
     grid = json.loads(out.read_text())["grid"]
     assert [(r["text_scale"], r["image_scale"]) for r in grid] == [(1.0, 2.0), (2.0, 2.0)]
     assert all("flicker" in r for r in grid)
+    result = CliRunner().invoke(main, [*args[:-2], "--scenes", "2", "--mode", "v2v", "--strengths", "0,1",
+                                       "--mode", "edit", "--json", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    edits = json.loads(out.read_text())
+    assert [r["strength"] for r in edits["v2v"]] == [0.0, 1.0] and "within_2px" in edits["edit"]["summary"]
 
 
 def test_the_conditioning_evaluator_scores_the_truth_as_perfect():
     """Scored against itself, a ground-truth clip has no position error at its given frames,
     monotone straight paths, its own directions, seams at its own speed and no flicker."""
-    from filmstrip.eval.conditioning import ConditionSuite, background_flicker, score_row, suite_scenes, summarize
+    from filmstrip.eval.conditioning import (
+        ConditionSuite,
+        background_flicker,
+        score_row,
+        suite_scenes,
+        summarize,
+    )
 
     cfg = ConditionSuite(num_scenes=12)
     items = suite_scenes(cfg)
-    rows = {mode: [score_row(mode, it["video"], it, cfg) for it in items] for mode in ("i2v", "first-last", "extend")}
+    rows = {
+        mode: [score_row(mode, it["video"], it, cfg) for it in items]
+        for mode in ("i2v", "first-last", "extend")
+    }
     i2v, ends, ext = (summarize(m, r) for m, r in rows.items())
     assert i2v["start_error_p95"] == 0 and i2v["found"] == 1 and i2v["colour"] == 1 and i2v["flicker"] < 0.5
     assert i2v["direction"] > 0.9 and i2v["shape"] > 0.9  # the adherence evaluator's own accuracy
     assert ends["end_error_p95"] == 0 and ends["monotone"] > 0.9
     assert ext["direction"] == 1 and ext["seam_within_20pct"] > 0.8
+    from filmstrip.eval.conditioning import edit_row, summarize_edits
+
+    perfect = summarize_edits([edit_row(it["recoloured_video"], it, cfg.fps) for it in items])
+    # Colours segment a little differently at the edges: a tenth of a pixel, not two.
+    assert perfect["colour"] == perfect["within_2px"] == perfect["colour_and_within_2px"] == 1.0
+    assert perfect["position_error_mean"] < 0.3
+    unedited = summarize_edits([edit_row(it["video"], it, cfg.fps) for it in items])
+    assert unedited["colour"] == 0 and unedited["within_2px"] == 0
     noisy = (items[0]["video"] + 0.1 * torch.randn_like(items[0]["video"])).clamp(-1, 1)
     assert background_flicker(noisy) > 5 * background_flicker(items[0]["video"]) + 1

@@ -115,11 +115,15 @@ def eval_adherence(
 @click.option(
     "--mode",
     "modes",
-    type=click.Choice(["i2v", "first-last", "extend"]),
+    type=click.Choice(["i2v", "first-last", "extend", "v2v", "edit"]),
     multiple=True,
     default=("i2v", "first-last", "extend"),
     show_default=True,
-    help="What is given: the first frame, the first and last, or the first --context frames.",
+    help="What is given: the first frame, the first and last, the first --context frames; or a "
+    "clip to recolour by video-to-video (at each --strengths) or by inversion.",
+)
+@click.option(
+    "--strengths", default="0.2,0.4,0.6,0.8,1.0", show_default=True, help="v2v: SDEdit strengths to measure."
 )
 @click.option("--scenes", default=100, show_default=True, help="Fresh shapes scenes, one video each.")
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
@@ -140,7 +144,19 @@ def eval_adherence(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
 def eval_conditioning(
-    checkpoint, modes, scenes, frames, size, steps, text_scale, image_scale, context, seed, grid, json_path
+    checkpoint,
+    modes,
+    strengths,
+    scenes,
+    frames,
+    size,
+    steps,
+    text_scale,
+    image_scale,
+    context,
+    seed,
+    grid,
+    json_path,
 ):
     """Image to video, first + last frame and extension on fresh `shapes` scenes: are the given
     frames kept where they were given, and does the motion follow the prompt?"""
@@ -176,10 +192,27 @@ def eval_conditioning(
             click.echo(f"{r['text_scale']:5g} {r['image_scale']:5g}  {r['psnr_first']:10.2f}  {r['direction']:9.1%}"
                        f"  {r['colour']:6.1%} {r['shape']:6.1%}  {r['flicker']:7.2f}")  # fmt: skip
         modes = ()
+    from filmstrip.eval.conditioning import inversion_edit, v2v_curve
+
+    def show(label: str, summary: dict) -> None:
+        click.echo(f"{label}: " + ", ".join(f"{k} {v:.3g}" for k, v in summary.items()))
+
     for mode in modes:
-        results[mode] = run_conditioning(pipe, mode, suite, gen)
-        summary = ", ".join(f"{k} {v:.3g}" for k, v in results[mode]["summary"].items())
-        click.echo(f"{mode}: {summary}")
+        if mode == "v2v":
+            try:
+                levels = [float(v) for v in strengths.split(",")]
+            except ValueError:
+                raise click.BadParameter(
+                    "a comma-separated list of numbers", param_hint="--strengths"
+                ) from None
+            results[mode] = v2v_curve(pipe, levels, suite, gen)
+            for row in results[mode]:
+                show(f"v2v {row['strength']:g}", {k: v for k, v in row.items() if k != "strength"})
+            continue
+        results[mode] = (
+            inversion_edit(pipe, suite, gen) if mode == "edit" else run_conditioning(pipe, mode, suite, gen)
+        )
+        show(mode, results[mode]["summary"])
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(results, indent=1))

@@ -16,6 +16,11 @@ own bias cancels out of every position error:
   Each object's direction over the new frames against the truth's over the same frames, and
   the seam: its speed across the join against its mean speed inside the given frames.
 
+Editing a clip (pipelines/edit.py) is measured on the same scenes, each object recoloured in
+the prompt to a colour the scene does not have: `v2v_curve` over SDEdit strengths and
+`inversion_edit` report how often every new colour appears (the edit's adherence) and how
+far each recoloured object is from where the source clip had it (the structure kept).
+
 `guidance_grid` runs image to video over text scale x image scale and adds flicker: the
 mean frame-to-frame change of the background (no object there in either frame, grown by two
 pixels), in 8-bit grey levels; `shapes` backgrounds never move, so all of it is flicker.
@@ -27,13 +32,14 @@ nor the images were seen in training.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from dataclasses import replace as dc_replace
 
 import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from filmstrip.data.shapes import ShapesConfig, caption, ground_truth, render, sample_scene
+from filmstrip.data.shapes import COLOURS, Scene, ShapesConfig, caption, ground_truth, render, sample_scene
 from filmstrip.errors import InputError
 from filmstrip.eval.adherence import AdherenceConfig, detect, score, segment
 from filmstrip.eval.metrics import psnr
@@ -55,21 +61,33 @@ class ConditionSuite:
 
 
 def suite_scenes(cfg: ConditionSuite) -> list[dict]:
-    """[{"caption", "truth", "video" (3, T, H, W) in [-1, 1]}] of fresh scenes."""
+    """[{"caption", "truth", "video" (3, T, H, W) in [-1, 1], "recoloured": (caption, truth)
+    with every object in a new colour}] of fresh scenes."""
     shapes = ShapesConfig(
         num_frames=cfg.frames, height=cfg.size, width=cfg.size, fps=cfg.fps, seed=cfg.scene_seed
     )
     out = []
     for i in range(cfg.num_scenes):
         scene = sample_scene(np.random.default_rng([shapes.seed, i]), shapes)
+        edited = recolour(scene, np.random.default_rng([shapes.seed, i, 1]))
         out.append(
             {
                 "caption": caption(scene, shapes),
                 "truth": ground_truth(scene, shapes),
                 "video": to_float_cthw(render(scene, shapes)),
+                "recoloured": (caption(edited, shapes), ground_truth(edited, shapes)),
+                "recoloured_video": to_float_cthw(render(edited, shapes)),  # what a perfect edit gives
             }
         )
     return out
+
+
+def recolour(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The scene with every object in another colour that no object of it had."""
+    unused = [c for c in COLOURS if c not in {o.colour for o in scene.objects}]
+    picks = rng.permutation(unused)[: len(scene.objects)]
+    objects = tuple(dc_replace(o, colour=str(c)) for o, c in zip(scene.objects, picks, strict=True))
+    return dc_replace(scene, objects=objects)
 
 
 def tracks(video: torch.Tensor, fps: float) -> dict[str, list]:
@@ -167,6 +185,7 @@ def run_conditioning(
     cfg: ConditionSuite | None = None,
     gen: GenerateConfig | None = None,
     progress: bool = True,
+    batch_size: int = 10,
 ) -> dict:
     """Generate and score every scene of the suite in `mode`; returns {"summary", "rows"}."""
     cfg = cfg or ConditionSuite()
@@ -174,10 +193,17 @@ def run_conditioning(
         raise InputError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
     gen = gen or GenerateConfig(frames=cfg.frames, height=cfg.size, width=cfg.size)
     rows = []
-    for i, item in enumerate(tqdm(suite_scenes(cfg), desc=mode, unit="video", disable=not progress)):
-        conditions = conditions_for(mode, item["video"], cfg)
-        video = generate(pipe, [item["caption"]], replace(gen, seed=gen.seed + i), conditions=conditions)[0]
-        rows.append(score_row(mode, video.cpu(), item, cfg))
+    scenes = suite_scenes(cfg)
+    bar = tqdm(total=len(scenes), desc=mode, unit="video", disable=not progress)
+    for start in range(0, len(scenes), batch_size):
+        chunk = scenes[start : start + batch_size]
+        conditions = [conditions_for(mode, item["video"], cfg) for item in chunk]
+        # Row k of a batch takes seed + k: scene i is drawn from seed + i at any batch size.
+        videos = generate(pipe, [it["caption"] for it in chunk], replace(gen, seed=gen.seed + start),
+                          conditions=conditions)  # fmt: skip
+        rows += [score_row(mode, video.cpu(), item, cfg) for video, item in zip(videos, chunk, strict=True)]
+        bar.update(len(chunk))
+    bar.close()
     return {"summary": summarize(mode, rows), "rows": rows}
 
 
@@ -248,3 +274,85 @@ def guidance_grid(
             summary = run_conditioning(pipe, "i2v", cfg, g, progress)["summary"]
             out.append({"text_scale": text_scale, "image_scale": image_scale, **summary})
     return out
+
+
+def edit_row(generated: torch.Tensor, item: dict, fps: float) -> dict:
+    """How a recolouring edit went: the share of new colours found, and per object the mean
+    and largest distance (px) between where the edit put it and where the source had it."""
+    (_, new_truth), old_truth = item["recoloured"], item["truth"]
+    gen_tracks, src_tracks = tracks(generated, fps), tracks(item["video"], fps)
+    errors = []
+    for old, new in zip(old_truth["objects"], new_truth["objects"], strict=True):
+        source, edited = src_tracks.get(old["colour"]), gen_tracks.get(new["colour"])
+        if source is None:
+            continue  # the detector misses the source object too (hidden behind another)
+        pairs = [_distance(a, b) for a, b in zip(source, edited or [None] * len(source), strict=True)]
+        seen = [d for d in pairs if d is not None]
+        found = len(seen) >= 0.8 * sum(p is not None for p in source)
+        errors.append({"mean": float(np.mean(seen)) if seen else None, "max": max(seen) if found else None})
+    colour = score(generated, new_truth)["colour"]
+    return {"prompt": item["recoloured"][0], "colour": colour, "objects": errors}
+
+
+def summarize_edits(rows: list[dict]) -> dict[str, float]:
+    objects = [o for r in rows for o in r["objects"]]
+    means = np.array([o["mean"] for o in objects if o["mean"] is not None])
+    within = [o["max"] is not None and o["max"] <= 2.0 for o in objects]
+    return {
+        "colour": _mean(np.array([r["colour"] for r in rows])),
+        "position_error_mean": _mean(means),
+        "within_2px": _mean(np.array(within, dtype=float)),
+        "colour_and_within_2px": _mean(np.array([r["colour"] == 1 and all(
+            o["max"] is not None and o["max"] <= 2.0 for o in r["objects"]) for r in rows], dtype=float)),
+    }  # fmt: skip
+
+
+def v2v_curve(
+    pipe: Pipeline,
+    strengths: list[float],
+    cfg: ConditionSuite | None = None,
+    gen: GenerateConfig | None = None,
+    progress: bool = True,
+    batch_size: int = 10,
+) -> list[dict]:
+    """Video-to-video (SDEdit) of every scene under its recoloured prompt at each strength."""
+    from filmstrip.pipelines.edit import video_to_video
+
+    cfg = cfg or ConditionSuite()
+    gen = gen or GenerateConfig(frames=cfg.frames, height=cfg.size, width=cfg.size)
+    scenes = suite_scenes(cfg)
+    out = []
+    for strength in strengths:
+        rows = []
+        for start in tqdm(range(0, len(scenes), batch_size), desc=f"v2v {strength}", disable=not progress):
+            chunk = scenes[start : start + batch_size]
+            clips = torch.stack([it["video"] for it in chunk])
+            prompts = [it["recoloured"][0] for it in chunk]
+            videos = video_to_video(pipe, clips, prompts, replace(gen, seed=gen.seed + start), strength)
+            rows += [edit_row(v.cpu(), it, cfg.fps) for v, it in zip(videos, chunk, strict=True)]
+        out.append({"strength": strength, **summarize_edits(rows)})
+    return out
+
+
+def inversion_edit(
+    pipe: Pipeline,
+    cfg: ConditionSuite | None = None,
+    gen: GenerateConfig | None = None,
+    inversion_scale: float = 1.0,
+    progress: bool = True,
+    batch_size: int = 10,
+) -> dict:
+    """Invert every scene under its own caption, regenerate under the recoloured one."""
+    from filmstrip.pipelines.edit import edit
+
+    cfg = cfg or ConditionSuite()
+    gen = gen or GenerateConfig(frames=cfg.frames, height=cfg.size, width=cfg.size)
+    rows = []
+    scenes = suite_scenes(cfg)
+    for start in tqdm(range(0, len(scenes), batch_size), desc="inversion edit", disable=not progress):
+        chunk = scenes[start : start + batch_size]
+        clips = torch.stack([it["video"] for it in chunk])
+        videos = edit(pipe, clips, [it["caption"] for it in chunk], [it["recoloured"][0] for it in chunk],
+                      replace(gen, seed=gen.seed + start), inversion_scale)  # fmt: skip
+        rows += [edit_row(v.cpu(), it, cfg.fps) for v, it in zip(videos, chunk, strict=True)]
+    return {"summary": summarize_edits(rows), "rows": rows}

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from filmstrip.data.buckets import Bucket, center_crop, cover_size
 from filmstrip.diffusion.frames import pixel_to_latent_time
@@ -137,44 +138,58 @@ def fit_frames(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
 @torch.no_grad()
 def prepare_frames(
     pipe: Pipeline,
-    conditions: Sequence[Condition],
+    conditions: Sequence[Condition] | Sequence[Sequence[Condition]],
     frames: int,
     noise: torch.Tensor,
 ) -> FramePlan:
     """Conditions -> a FramePlan for a clip of `frames` frames whose sampling starts from
-    `noise` (B, C, T', H', W'); every row of the batch gets the same given frames."""
-    given = given_frames(conditions, frames)
+    `noise` (B, C, T', H', W'). `conditions` is one list for every row of the batch, or one
+    list per row; rows may give different images but must give the same frames (one batch
+    shares its keyframe positions and strengths)."""
     b, _, latent_frames, h, w = noise.shape
+    per_row = bool(conditions) and not isinstance(conditions[0], (ImageCondition, VideoCondition))
+    if per_row and len(conditions) != b:
+        raise InputError(f"{len(conditions)} lists of conditions for a batch of {b}: give one per row")
+    rows = [given_frames(c, frames) for c in conditions] if per_row else [given_frames(conditions, frames)]
+    given = rows[0]
+    plan_of = {p: s for p, (_, s) in given.items()}
+    if any({p: s for p, (_, s) in r.items()} != plan_of for r in rows[1:]):
+        raise InputError("every row of a batch must give the same frames at the same strengths")
     f, factor = pipe.vae.cfg.spatial_factor, pipe.vae.cfg.temporal_factor
+
+    def pixels(indices) -> torch.Tensor:  # (rows, 3, len(indices), H, W)
+        return torch.stack(
+            [torch.stack([fit_frames(r[p][0], h * f, w * f) for p in indices], dim=1) for r in rows]
+        )
+
     # 1. The longest prefix of 4k + 1 given frames goes in place (encoded together).
     prefix = 0
     while prefix + factor <= frames - 1 and all(p in given for p in range(prefix + 1, prefix + factor + 1)):
         prefix += factor
     in_place: dict[int, tuple[torch.Tensor, float]] = {}
     if 0 in given:
-        pixels = torch.stack([fit_frames(given[p][0], h * f, w * f) for p in range(prefix + 1)], dim=1)
-        z = _encode(pipe, pixels[None])[0]  # (C, k + 1, H', W')
-        for k in range(z.shape[1]):
+        z = _encode(pipe, pixels(range(prefix + 1)))  # (rows, C, k + 1, H', W')
+        for k in range(z.shape[2]):
             # A latent frame is as given as the weakest of the pixel frames it holds.
             covered = range(max(0, (k - 1) * factor + 1), k * factor + 1)
-            in_place[k] = (z[:, k], min(given[p][1] for p in covered))
+            in_place[k] = (z[:, :, k].expand(b, -1, -1, -1), min(plan_of[p] for p in covered))
     else:
         prefix = -1
     # 2. Every other given frame: a keyframe, encoded alone, at its own time position.
     keyed = sorted(p for p in given if p > prefix)
     for p in keyed:
-        if given[p][1] != 1.0:
+        if plan_of[p] != 1.0:
             raise InputError(
-                f"frame {p} is given with strength {given[p][1]}: only frames from the start of the clip "
+                f"frame {p} is given with strength {plan_of[p]}: only frames from the start of the clip "
                 "(frame 0 or a prefix of 4k + 1 frames) take a strength below 1"
             )
     real = Conditioning()
     if keyed:
-        images = torch.stack([fit_frames(given[p][0], h * f, w * f) for p in keyed])  # (K, 3, H, W)
-        z = _encode(pipe, images[:, :, None])[:, :, 0]  # (K, C, H', W')
-        keys = z.permute(1, 0, 2, 3)[None].expand(b, -1, -1, -1, -1)  # (B, C, K, H', W')
+        images = pixels(keyed)  # (rows, 3, K, H, W)
+        alone = rearrange(images, "r c k h w -> (r k) c 1 h w")
+        z = rearrange(_encode(pipe, alone), "(r k) c 1 h w -> r c k h w", k=len(keyed))
         times = torch.tensor([pixel_to_latent_time(p, factor) for p in keyed])
-        real = Conditioning(keyframes=keys.contiguous(), key_times=times)
+        real = Conditioning(keyframes=z.expand(b, -1, -1, -1, -1).contiguous(), key_times=times)
     null = Conditioning()
     if in_place:
         unseen = torch.zeros(b, latent_frames, dtype=torch.bool)

@@ -59,18 +59,9 @@ def extend(
         )
     tail = clips[:, :, -context:]
     if clips.shape[0] == 1:
-        new = generate(pipe, prompts, cfg, negative, [VideoCondition(tail[0], 0)])
-    else:  # each clip its own condition: one call per row, seeds as in a batch
-        rows = [
-            generate(
-                pipe,
-                [p],
-                GenerateConfig(**{**vars(cfg), "seed": cfg.seed + i}),
-                negative,
-                [VideoCondition(t, 0)],
-            )
-            for i, (p, t) in enumerate(zip(prompts, tail, strict=True))
-        ]
-        new = torch.cat(rows)
+        conditions = [VideoCondition(tail[0], 0)]
+    else:  # each prompt continues its own clip
+        conditions = [[VideoCondition(t, 0)] for t in tail]
+    new = generate(pipe, prompts, cfg, negative, conditions)
     base = clips.to(new.device).expand(new.shape[0], -1, -1, -1, -1)
     return torch.cat([base, new[:, :, context:]], dim=2)

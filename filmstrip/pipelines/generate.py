@@ -76,11 +76,12 @@ def generate(
     prompts: Sequence[str],
     cfg: GenerateConfig,
     negative: str = "",
-    conditions: Sequence[Condition] = (),
+    conditions: Sequence[Condition] | Sequence[Sequence[Condition]] = (),
     progress: bool = False,
 ) -> torch.Tensor:
     """Videos (B, 3, frames, height, width) in [-1, 1] for B prompts, each showing the frames
-    that `conditions` give (pipelines/conditions.py) where they give them."""
+    that `conditions` give (pipelines/conditions.py) where they give them: one list for all
+    prompts, or one list per prompt (the same frames, different images)."""
     check_prompts(prompts)
     shape = latent_shape(pipe, len(prompts), cfg.frames, cfg.height, cfg.width)
     x = initial_noise(shape, cfg.seed, pipe.device)

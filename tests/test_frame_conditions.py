@@ -249,7 +249,7 @@ def test_images_of_another_size_are_resized_and_cropped_with_a_warning(tiny_bund
         plan = prepare_frames(
             pipe, [ImageCondition(wide, 0)], 9, initial_noise(latent_shape(pipe, 1, 9, 32, 32), 0)
         )
-    assert plan.in_place[0][0].shape == (4, 4, 4)
+    assert plan.in_place[0][0].shape == (1, 4, 4, 4)
 
 
 # ---- training ----------------------------------------------------------------------------

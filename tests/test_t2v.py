@@ -363,7 +363,7 @@ def test_generate_edits_a_clip_end_to_end(tiny_bundle, tmp_path):
     both = runner.invoke(
         main, [*base, "-o", str(tmp_path / "x.mp4"), "--video", str(clip), "--edit", str(clip)]
     )
-    assert both.exit_code == 2 and "not both" in both.output
+    assert both.exit_code == 2 and "not several" in both.output
     alone = runner.invoke(main, [*base, "-o", str(tmp_path / "x.mp4"), "--edit", str(clip)])
     assert alone.exit_code == 2 and "--source-prompt" in alone.output
     short = runner.invoke(

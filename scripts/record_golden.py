@@ -27,9 +27,15 @@ def golden_videos(pipe) -> dict[str, torch.Tensor]:
     pyramid = generate(pipe, PROMPTS[:1], GenerateConfig(seed=3, steps=6, lag=0.5, text_scale=1.0, frames=9))
     item = ShapesDataset(ShapesConfig(num_frames=17, height=64, width=64, num_clips=1, seed=77))[0]
     frames = [ImageCondition(item["video"][:, 0], 0), ImageCondition(item["video"][:, -1], -1)]
-    keyed = generate(pipe, [item["caption"]], GenerateConfig(seed=5, steps=10, image_scale=1.5), conditions=frames)
+    keyed = generate(
+        pipe, [item["caption"]], GenerateConfig(seed=5, steps=10, image_scale=1.5), conditions=frames
+    )
     as_uint8 = lambda videos: torch.stack([torch.from_numpy(to_uint8_thwc(v)) for v in videos])  # noqa: E731
-    return {"video": as_uint8(guided), "video_pyramid_noguide": as_uint8(pyramid), "video_keyframes": as_uint8(keyed)}
+    return {
+        "video": as_uint8(guided),
+        "video_pyramid_noguide": as_uint8(pyramid),
+        "video_keyframes": as_uint8(keyed),
+    }
 
 
 if __name__ == "__main__":

@@ -178,7 +178,9 @@ def test_condition_placement_at_each_supported_frame(tiny_bundle):
     assert list(plan.in_place) == [0] and plan.pair[1].key_times.tolist() == [1 / factor, 2 / factor]
     # One list per row: the same frames from different images; different frames are refused.
     other, _ = clip(seed=1)
-    plan = prepare_frames(pipe, [[ImageCondition(video[:, 0], 0)], [ImageCondition(other[:, 0], 0)]], 9, noise)
+    plan = prepare_frames(
+        pipe, [[ImageCondition(video[:, 0], 0)], [ImageCondition(other[:, 0], 0)]], 9, noise
+    )
     z_other = pipe.spec.normalize(pipe.vae.encode(other[None, :, :1]))
     torch.testing.assert_close(plan.in_place[0][0][1], z_other[0, :, 0], atol=1e-5, rtol=1e-5)
     with pytest.raises(InputError, match="same frames at the same strengths"):

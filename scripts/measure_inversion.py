@@ -9,8 +9,8 @@ import torch
 
 from filmstrip.data import build_dataset
 from filmstrip.eval.metrics import psnr
-from filmstrip.pipelines.denoise import decode, denoise, make_schedule
-from filmstrip.pipelines.edit import encode_clip, invert
+from filmstrip.pipelines.denoise import decode, denoise, encode, make_schedule
+from filmstrip.pipelines.edit import invert
 from filmstrip.pipelines.generate import load_pipeline
 from filmstrip.pipelines.prepare import prepare_text, stack_levels
 
@@ -19,7 +19,7 @@ ds = build_dataset("shapes", num_frames=17, split="test", seed=5)
 items = [ds[i] for i in range(8)]
 clips = torch.stack([it["video"] for it in items])
 prompts = [it["caption"] for it in items]
-z = encode_clip(pipe, clips)
+z = encode(pipe, clips)
 vae_only = psnr(decode(pipe, z, 17), clips).mean()
 print(f"VAE round trip alone: {vae_only:.2f} dB")
 levels = stack_levels([prepare_text(pipe.text, prompts)])

@@ -12,8 +12,8 @@ from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.dit import VideoDiT, preset
 from filmstrip.models.vae import VideoVAE
 from filmstrip.models.vae import preset as vae_preset
-from filmstrip.pipelines.denoise import Pipeline, denoise, initial_noise, latent_shape, make_schedule
-from filmstrip.pipelines.edit import encode_clip, invert, partial_schedule, sdedit_latents, video_to_video
+from filmstrip.pipelines.denoise import Pipeline, denoise, encode, initial_noise, latent_shape, make_schedule
+from filmstrip.pipelines.edit import invert, partial_schedule, sdedit_latents, video_to_video
 from filmstrip.pipelines.generate import GenerateConfig
 from filmstrip.pipelines.prepare import prepare_text, stack_levels
 from filmstrip.text.encoder import TextEncoder
@@ -60,7 +60,7 @@ def pipe():
 def test_sdedit_strength_zero_returns_the_clip_and_one_ignores_it(pipe):
     cfg = GenerateConfig(frames=5, height=32, width=32, steps=6, seed=3)
     clip = torch.rand(1, 3, 5, 32, 32) * 2 - 1
-    z = encode_clip(pipe, clip)
+    z = encode(pipe, clip)
     prompts = ["a red circle moves up"]
     assert torch.equal(sdedit_latents(pipe, z, prompts, cfg, 0.0), z)
     # Strength 1: text to video from the same seed, whatever the clip.
@@ -77,7 +77,7 @@ def test_sdedit_strength_zero_returns_the_clip_and_one_ignores_it(pipe):
 
 
 def test_inverting_then_regenerating_under_the_same_prompt_returns_the_clip(pipe):
-    z = encode_clip(pipe, torch.rand(1, 3, 5, 32, 32) * 2 - 1)
+    z = encode(pipe, torch.rand(1, 3, 5, 32, 32) * 2 - 1)
     prompts = ["a red circle moves up"]
     levels = stack_levels([prepare_text(pipe.text, prompts)])
     errors = []

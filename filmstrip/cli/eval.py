@@ -175,18 +175,15 @@ def eval_conditioning(
         image_scale=image_scale,
         seed=seed,
     )
+    # Lists of numbers are read before the model loads, so a typo costs nothing.
+    levels = _numbers(strengths, "--strengths") if "v2v" in modes else []
+    scales = (_numbers(grid[0], "--grid"), _numbers(grid[1], "--grid")) if grid else None
     pipe = load_pipeline(checkpoint)
     results: dict = {}
-    if grid:
+    if scales:
         from filmstrip.eval.conditioning import guidance_grid
 
-        try:
-            texts, images = ([float(v) for v in part.split(",")] for part in grid)
-        except ValueError:
-            raise click.BadParameter(
-                "give two comma-separated lists of numbers", param_hint="--grid"
-            ) from None
-        results["grid"] = guidance_grid(pipe, texts, images, suite, gen)
+        results["grid"] = guidance_grid(pipe, *scales, suite, gen)
         click.echo(f"{'text':>5} {'image':>5}  psnr_first  direction  colour  shape  flicker")
         for r in results["grid"]:
             click.echo(f"{r['text_scale']:5g} {r['image_scale']:5g}  {r['psnr_first']:10.2f}  {r['direction']:9.1%}"
@@ -199,12 +196,6 @@ def eval_conditioning(
 
     for mode in modes:
         if mode == "v2v":
-            try:
-                levels = [float(v) for v in strengths.split(",")]
-            except ValueError:
-                raise click.BadParameter(
-                    "a comma-separated list of numbers", param_hint="--strengths"
-                ) from None
             results[mode] = v2v_curve(pipe, levels, suite, gen)
             for row in results[mode]:
                 show(f"v2v {row['strength']:g}", {k: v for k, v in row.items() if k != "strength"})
@@ -216,3 +207,12 @@ def eval_conditioning(
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(results, indent=1))
+
+
+def _numbers(text: str, hint: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: give a comma-separated list of numbers", param_hint=hint
+        ) from None

@@ -112,7 +112,7 @@ def _preset_layer(name: str) -> dict:
         Opt(
             ("--keyframes",),
             "task.keyframes",
-            "Share of video clips given 1-2 keyframes (caches every frame's own latent as well).",
+            "Share of video clips given 1-2 keyframes (the cache also holds single-frame latents).",
         ),
         Opt(
             ("--last-frame",),

@@ -107,11 +107,11 @@ def build_latent_cache(
                 latents.append(vae.encode(shard["video"][b : b + batch_size].to(device)).float().cpu())
             stored = {"latents": torch.cat(latents).half()}
             if frame_stride:
-                picks = keyframe_indices(shard["video"].shape[2], frame_stride)
-                stored["frames"] = torch.cat(
-                    [_encode_frames(vae, v[:, :, picks], device) for v in shard["video"].split(batch_size)]
-                ).half()
-                stored["frame_times"] = torch.tensor(picks, dtype=torch.float32) / vae.cfg.temporal_factor
+                parts = [
+                    _frame_latents(vae, v, frame_stride, device) for v in shard["video"].split(batch_size)
+                ]
+                stored["frames"] = torch.cat([p[0] for p in parts])
+                stored["frame_times"] = parts[0][1]
         else:  # clips of several sizes: one tensor each
             stored = {
                 f"latents.{j}": vae.encode(v[None].to(device))[0].float().cpu().half()
@@ -119,11 +119,8 @@ def build_latent_cache(
             }
             if frame_stride:
                 for j, v in enumerate(shard["video"]):
-                    picks = keyframe_indices(v.shape[1], frame_stride)
-                    stored[f"frames.{j}"] = _encode_frames(vae, v[None, :, picks], device)[0].half()
-                    stored[f"frame_times.{j}"] = (
-                        torch.tensor(picks, dtype=torch.float32) / vae.cfg.temporal_factor
-                    )
+                    frames, times = _frame_latents(vae, v[None], frame_stride, device)
+                    stored[f"frames.{j}"], stored[f"frame_times.{j}"] = frames[0], times
         captions = shard["captions"]
         states, mask = text_encoder.encode(captions)
         text_encoder.forget()  # captions rarely repeat; keep memory flat over a long build
@@ -148,12 +145,14 @@ def keyframe_indices(frames: int, stride: int) -> list[int]:
     return sorted({*range(stride, frames, stride), frames - 1} - {0})
 
 
-def _encode_frames(vae, video_bcthw: torch.Tensor, device) -> torch.Tensor:
-    """Each frame encoded alone, as the VAE encodes a first frame: (B, T, C, H', W')."""
-    b, t = video_bcthw.shape[0], video_bcthw.shape[2]
-    alone = rearrange(video_bcthw, "b c t h w -> (b t) c 1 h w")
+def _frame_latents(vae, video_bcthw: torch.Tensor, stride: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `keyframe_indices` frames, each encoded alone as the VAE encodes a first frame:
+    (B, K, C, H', W') fp16, and their time positions (K,) in latent frames."""
+    picks = keyframe_indices(video_bcthw.shape[2], stride)
+    alone = rearrange(video_bcthw[:, :, picks], "b c k h w -> (b k) c 1 h w")
     z = vae.encode(alone.to(device)).float().cpu()
-    return rearrange(z, "(b t) c 1 h w -> b t c h w", b=b, t=t)
+    frames = rearrange(z, "(b k) c 1 h w -> b k c h w", k=len(picks)).half()
+    return frames, torch.tensor(picks, dtype=torch.float32) / vae.cfg.temporal_factor
 
 
 def _readable(path: Path) -> bool:

@@ -49,7 +49,6 @@ def with_frames(model, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> 
         x = torch.where(cond.unseen[:, None, :, None, None], view, x)
         t = torch.where(cond.unseen, level, t)
     # 2. Keyframes after the clip, clean, at their own time positions.
-    times = None
     if cond.keyframes is not None:
         k = cond.keyframes.shape[2]
         x = torch.cat([x, cond.keyframes.to(x.dtype)], dim=2)

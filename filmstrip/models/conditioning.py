@@ -212,21 +212,10 @@ class Conditioning:
             out["key_times"] = items[0].key_times
         like = next((it for it in items if it.unseen is not None), None)
         if like is not None:
-
-            def part(it, name, fill):
-                if it.unseen is not None:
-                    return getattr(it, name)
-                return fill(Conditioning._rows(it, items))
-
-            out["unseen"] = torch.cat(
-                [
-                    part(it, "unseen", lambda n: like.unseen.new_zeros(n, *like.unseen.shape[1:]))
-                    for it in items
-                ]
-            )
-            for name in ("unseen_latents", "unseen_noise"):
+            for name in ("unseen", "unseen_latents", "unseen_noise"):
                 ref = getattr(like, name)
                 out[name] = torch.cat(
-                    [part(it, name, lambda n, r=ref: r.new_zeros(n, *r.shape[1:])) for it in items]
-                )
+                    [getattr(it, name) if it.unseen is not None
+                     else ref.new_zeros(Conditioning._rows(it, items), *ref.shape[1:]) for it in items]
+                )  # fmt: skip
         return out

@@ -34,7 +34,7 @@ from filmstrip.data.buckets import Bucket, center_crop, cover_size
 from filmstrip.diffusion.frames import pixel_to_latent_time
 from filmstrip.errors import InputError
 from filmstrip.models.conditioning import Conditioning
-from filmstrip.pipelines.denoise import Pipeline
+from filmstrip.pipelines.denoise import Pipeline, encode
 from filmstrip.pipelines.prepare import Pair
 
 
@@ -168,7 +168,7 @@ def prepare_frames(
         prefix += factor
     in_place: dict[int, tuple[torch.Tensor, float]] = {}
     if 0 in given:
-        z = _encode(pipe, pixels(range(prefix + 1)))  # (rows, C, k + 1, H', W')
+        z = encode(pipe, pixels(range(prefix + 1)))  # (rows, C, k + 1, H', W')
         for k in range(z.shape[2]):
             # A latent frame is as given as the weakest of the pixel frames it holds.
             covered = range(max(0, (k - 1) * factor + 1), k * factor + 1)
@@ -187,7 +187,7 @@ def prepare_frames(
     if keyed:
         images = pixels(keyed)  # (rows, 3, K, H, W)
         alone = rearrange(images, "r c k h w -> (r k) c 1 h w")
-        z = rearrange(_encode(pipe, alone), "(r k) c 1 h w -> r c k h w", k=len(keyed))
+        z = rearrange(encode(pipe, alone), "(r k) c 1 h w -> r c k h w", k=len(keyed))
         times = torch.tensor([pixel_to_latent_time(p, factor) for p in keyed])
         real = Conditioning(keyframes=z.expand(b, -1, -1, -1, -1).contiguous(), key_times=times)
     null = Conditioning()
@@ -199,7 +199,3 @@ def prepare_frames(
             latents[:, :, k] = latent
         null = Conditioning(unseen=unseen, unseen_latents=latents, unseen_noise=noise.clone())
     return FramePlan(in_place, (null, real))
-
-
-def _encode(pipe: Pipeline, pixels_bcthw: torch.Tensor) -> torch.Tensor:
-    return pipe.spec.normalize(pipe.vae.encode(pixels_bcthw.to(pipe.device)).float())

@@ -7,6 +7,8 @@
     z     = denoise(pipe.dit, x, sched, levels, scales, solver)
     video = decode(pipe, z, frames)
 
+Given pixels (an image, a clip to extend or edit) enter the latent space through `encode`.
+
 Text to video, image to video, keyframes, world-model rollouts: each is a different set of
 prepared conditions (prepare.py) around the same `denoise`. Everything random comes from one
 seeded generator on the CPU, so a seed gives the same video on any device.
@@ -154,6 +156,14 @@ def denoise(
     if not torch.isfinite(z).all():
         raise FilmstripError("sampling produced NaN or Inf latents: check the options and the weights")
     return z
+
+
+@torch.no_grad()
+def encode(pipe: Pipeline, video_bcthw: torch.Tensor) -> torch.Tensor:
+    """Pixels (B, 3, T, H, W) in [-1, 1] -> the DiT's normalised latents."""
+    if video_bcthw.ndim != 5 or video_bcthw.shape[1] != 3:
+        raise InputError(f"pixels to encode are (B, 3, T, H, W), got {tuple(video_bcthw.shape)}")
+    return pipe.spec.normalize(pipe.vae.encode(video_bcthw.to(pipe.device)).float())
 
 
 @torch.no_grad()

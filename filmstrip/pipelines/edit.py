@@ -22,17 +22,9 @@ import torch
 
 from filmstrip.diffusion.flow import add_noise
 from filmstrip.errors import InputError
-from filmstrip.pipelines.denoise import Pipeline, decode, denoise, initial_noise, make_schedule
+from filmstrip.pipelines.denoise import Pipeline, decode, denoise, encode, initial_noise, make_schedule
 from filmstrip.pipelines.generate import GenerateConfig
 from filmstrip.pipelines.prepare import prepare_text, stack_levels
-
-
-@torch.no_grad()
-def encode_clip(pipe: Pipeline, video_bcthw: torch.Tensor) -> torch.Tensor:
-    """Pixels (B, 3, T, H, W) in [-1, 1] -> the DiT's normalised latents."""
-    if video_bcthw.ndim != 5 or video_bcthw.shape[1] != 3:
-        raise InputError(f"a clip to edit is (B, 3, T, H, W), got {tuple(video_bcthw.shape)}")
-    return pipe.spec.normalize(pipe.vae.encode(video_bcthw.to(pipe.device)).float())
 
 
 def partial_schedule(sched: torch.Tensor, strength: float) -> torch.Tensor:
@@ -70,7 +62,7 @@ def video_to_video(
     negative: str = "",
 ) -> torch.Tensor:
     """The clip redrawn under `prompts`, keeping its structure more the lower `strength` is."""
-    z = encode_clip(pipe, video_bcthw)
+    z = encode(pipe, video_bcthw)
     return decode(pipe, sdedit_latents(pipe, z, prompts, cfg, strength, negative), video_bcthw.shape[2])
 
 
@@ -98,7 +90,7 @@ def edit(
     inversion_scale: float = 1.0,
 ) -> torch.Tensor:
     """Invert the clip under its own prompt, then regenerate it under the edited one."""
-    z = encode_clip(pipe, video_bcthw)
+    z = encode(pipe, video_bcthw)
     noise = invert(pipe, z, source_prompts, cfg.steps, inversion_scale, cfg.solver)
     levels = stack_levels([prepare_text(pipe.text, target_prompts)])
     out = denoise(

@@ -253,8 +253,8 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
         for c in caches:
             if not c.has_frame_latents:
                 raise InputError(
-                    f"{c.root}: keyframe training (task.keyframes > 0) needs a cache with every frame's "
-                    "own latent; build a new one in another folder (--cache)"
+                    f"{c.root}: keyframe training (task.keyframes > 0) needs a cache with single-frame "
+                    "latents; build a new one in another folder (--cache)"
                 )
     latents: Dataset = join_caches(caches[0], caches[1:]) if len(caches) > 1 else caches[0]
     if train_cfg.steps == 0:

@@ -17,13 +17,17 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from filmstrip.config import from_dict
 from filmstrip.errors import InputError
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 # 2: a DiT's config holds "spec" (what sampling needs) apart from "train" (how it was trained);
 # format 1 held both in "t2v". Readers accept every version up to this one.
@@ -195,12 +199,26 @@ def weights_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> 
     return None
 
 
-def load_weights(directory: str | Path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load `state` into `model`, or say in one sentence which tensor does not fit the config
-    (weights of another kind or size of model)."""
+def _require_fit(directory: str | Path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Say in one sentence which tensor does not fit the config (weights of another kind or
+    size of model)."""
     what = weights_mismatch(model, state)
     if what is not None:
         raise CheckpointError(
             f"{directory}: the weights do not fit the config ({what}); the folder mixes two models"
         )
-    model.load_state_dict(state)
+
+
+def build_with_weights(directory: str | Path, make: Callable[[], M], state: dict[str, torch.Tensor]) -> M:
+    """`make()` with `state` as its weights. The model is built on the meta device and takes
+    the loaded tensors as they are, so its random initialisation (a third of the bundled
+    pipeline's load time) never runs. Models that compute buffers in their constructor
+    (not stored in checkpoints) are built for real instead."""
+    with torch.device("meta"):
+        model = make()
+    real = any(b.is_meta for b in model.buffers())
+    if real:
+        model = make()
+    _require_fit(directory, model, state)
+    model.load_state_dict(state, assign=not real)
+    return model

@@ -48,3 +48,22 @@ def test_module_entry_point_runs():
         [sys.executable, "-m", "filmstrip", "--help"], capture_output=True, text=True, check=True
     )
     assert "data" in result.stdout
+
+
+def test_commands_load_lazily_and_help_imports_no_torch():
+    """`filmstrip --help` lists every command from a static table without importing torch;
+    each entry resolves to the command it names."""
+    import subprocess
+    import sys
+
+    import click
+
+    from filmstrip.cli import COMMANDS
+
+    code = "import sys; from filmstrip.cli import main; main(['--help'], standalone_mode=False); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("False")
+    assert all(name in out for name in COMMANDS)
+    for name in COMMANDS:
+        command = main.get_command(click.Context(main), name)
+        assert isinstance(command, click.Command) and command.name in (name, f"{name}_group")

@@ -6,7 +6,7 @@ import torch
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.dit import DiTBlock, VideoDiT, forward_flops, num_parameters, preset
 from filmstrip.models.embeddings import patchify, unpatchify
-from filmstrip.models.rope import apply_rope, axes_split, grid_positions, rope_angles
+from filmstrip.models.rope import apply_rope, axes_split, grid_positions, rope_angles, rotations
 from filmstrip.models.text_refiner import TextRefiner
 
 
@@ -48,15 +48,15 @@ def test_rope_depends_only_on_relative_position():
     q, k = torch.randn(1, 1, 1, head_dim, generator=g), torch.randn(1, 1, 1, head_dim, generator=g)
 
     def score(p_q, p_k):
-        aq = rope_angles(torch.tensor([p_q], dtype=torch.float32), head_dim)
-        ak = rope_angles(torch.tensor([p_k], dtype=torch.float32), head_dim)
+        aq = rotations(rope_angles(torch.tensor([p_q], dtype=torch.float32), head_dim))
+        ak = rotations(rope_angles(torch.tensor([p_k], dtype=torch.float32), head_dim))
         return float((apply_rope(q, aq) * apply_rope(k, ak)).sum())
 
     base = score((1.0, 2.0, 3.0), (4.0, 0.0, 5.0))
     assert score((11.0, -3.0, 8.5), (14.0, -5.0, 10.5)) == pytest.approx(base, abs=1e-5)
     assert score((1.0, 2.0, 3.0), (5.0, 0.0, 5.0)) != pytest.approx(base, abs=1e-3)
     # A rotation preserves norms.
-    a = rope_angles(torch.tensor([[3.0, 1.0, 2.0]]), head_dim)
+    a = rotations(rope_angles(torch.tensor([[3.0, 1.0, 2.0]]), head_dim))
     assert apply_rope(q, a).norm() == pytest.approx(float(q.norm()), rel=1e-5)
 
 
@@ -75,11 +75,11 @@ def test_fresh_block_is_identity_and_fresh_model_predicts_zero(attention):
     block = DiTBlock(cfg)
     model = VideoDiT(cfg)
     block.load_state_dict(model.blocks[0].state_dict())
-    x = torch.randn(2, 5 * 16, cfg.width)
+    x = torch.randn(2, 5, 16, cfg.width)
     ctx, mask = text()
     c = torch.randn(2, 5, cfg.width)
-    angles = rope_angles(grid_positions(5, 4, 4), cfg.head_dim)
-    assert torch.equal(block(x, c, (5, 4, 4), angles, ctx, mask), x)
+    rot = rotations(rope_angles(grid_positions(5, 4, 4), cfg.head_dim))
+    assert torch.equal(block(x, c, rot, ctx, mask), x)
     out = model(torch.randn(2, 16, 5, 8, 8), torch.rand(2, 5), Conditioning(ctx, mask))
     assert out.shape == (2, 16, 5, 8, 8) and torch.count_nonzero(out) == 0
 
@@ -233,3 +233,14 @@ def test_parameter_and_flop_counts():
     assert flops["total"] == pytest.approx(flops["dense"] + flops["attention"])
     with pytest.raises(ValueError, match="unknown DiT preset"):
         preset("huge")
+
+
+def test_rope_real_arithmetic_path_equals_complex_path(monkeypatch):
+    """Under torch.compile apply_rope multiplies in real arithmetic (inductor has no complex
+    codegen); both paths compute the same rotation."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 80, 12, generator=g)
+    rot = rotations(rope_angles(grid_positions(5, 4, 4), 12))
+    complex_path = apply_rope(x, rot)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    torch.testing.assert_close(apply_rope(x, rot), complex_path, rtol=1e-6, atol=1e-6)

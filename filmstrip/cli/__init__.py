@@ -1,6 +1,10 @@
 """The `filmstrip` command. It only parses arguments and calls the library; one module per
 task (data, vae, train, generate, eval), each over library functions a notebook can call too.
 
+Commands load lazily: `filmstrip --help` imports no torch, and `filmstrip generate` imports
+only what generating needs, not the trainers and evaluators (the process start is part of
+the main job's time).
+
 Errors: a `FilmstripError` (bad input, a missing or wrong file) is printed as its one sentence
 with exit code 1; anything else is a bug and keeps its traceback. `FILMSTRIP_DEBUG=1` shows the
 traceback of ours too.
@@ -8,14 +12,37 @@ traceback of ours too.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import click
 
 from filmstrip.errors import FilmstripError
 
+# name -> (module, attribute, one-line help shown by `filmstrip --help` without importing it)
+COMMANDS = {
+    "data": ("filmstrip.cli.data", "data", "Inspect the built-in datasets and your own videos."),
+    "eval": ("filmstrip.cli.eval", "eval_group", "Evaluate trained models."),
+    "generate": ("filmstrip.cli.generate", "generate", "Generate a video from a prompt (and images, clips)."),
+    "train": ("filmstrip.cli.train", "train", "Train the generative models."),
+    "vae": ("filmstrip.cli.vae", "vae", "Train and use the video autoencoders (3D VAE, 2D baseline, FSQ)."),
+}
+
 
 class _Main(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][2]) for name in self.list_commands(ctx)])
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -29,13 +56,3 @@ class _Main(click.Group):
 @click.version_option(package_name="filmstrip")
 def main() -> None:
     """filmstrip: a compact, trainable video-generation stack."""
-
-
-def _register() -> None:
-    from filmstrip.cli import data, eval, generate, train, vae
-
-    for command in (data.data, vae.vae, train.train, generate.generate, eval.eval_group):
-        main.add_command(command)
-
-
-_register()

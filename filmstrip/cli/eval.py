@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from filmstrip.cli.generate import LAG, T2V_CHECKPOINT
+from filmstrip.cli.generate import COMPILE, LAG, PRECISION, T2V_CHECKPOINT
 from filmstrip.pipelines.generate import GenerateConfig
 from filmstrip.train.recipes import ClipData, parse_held_out
 
@@ -50,6 +50,8 @@ def eval_group() -> None:
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
+@PRECISION
+@COMPILE
 def eval_adherence(
     checkpoint,
     prompts,
@@ -64,6 +66,8 @@ def eval_adherence(
     train_seed,
     start_words,
     json_path,
+    precision,
+    compile_,
 ):
     """Prompt adherence of a `shapes` text-to-video model: colour, shape, direction, count."""
     import json
@@ -83,7 +87,7 @@ def eval_adherence(
     gen = GenerateConfig(
         frames=frames, height=size, width=size, steps=steps, text_scale=text_scale, seed=seed, lag=lag
     )
-    result = run_suite(load_pipeline(checkpoint), suite, gen)
+    result = run_suite(load_pipeline(checkpoint, precision=precision, compile=compile_), suite, gen)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=1))
@@ -143,6 +147,8 @@ def eval_adherence(
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
+@PRECISION
+@COMPILE
 def eval_conditioning(
     checkpoint,
     modes,
@@ -157,6 +163,8 @@ def eval_conditioning(
     seed,
     grid,
     json_path,
+    precision,
+    compile_,
 ):
     """Image to video, first + last frame and extension on fresh `shapes` scenes: are the given
     frames kept where they were given, and does the motion follow the prompt?"""
@@ -178,7 +186,7 @@ def eval_conditioning(
     # Lists of numbers are read before the model loads, so a typo costs nothing.
     levels = _numbers(strengths, "--strengths") if "v2v" in modes else []
     scales = (_numbers(grid[0], "--grid"), _numbers(grid[1], "--grid")) if grid else None
-    pipe = load_pipeline(checkpoint)
+    pipe = load_pipeline(checkpoint, precision=precision, compile=compile_)
     results: dict = {}
     if scales:
         from filmstrip.eval.conditioning import guidance_grid

@@ -15,6 +15,19 @@ T2V_CHECKPOINT = click.option(
     default=None,
     help="Text-to-video model directory [default: the bundled model].",
 )
+PRECISION = click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "auto"]),
+    default="fp32",
+    show_default=True,
+    help="The DiT's number format while sampling (auto: bf16 where this device runs it fast).",
+)
+COMPILE = click.option(
+    "--compile",
+    "compile_",
+    is_flag=True,
+    help="torch.compile the DiT: about a minute to start, then ~1.4x faster sampling (many clips).",
+)
 LAG = click.option(
     "--lag",
     default=GenerateConfig.lag,
@@ -111,6 +124,8 @@ LAG = click.option(
     show_default=True,
     help="How exactly the first frame keeps the --image (1 = exactly; lower lets it change).",
 )
+@PRECISION
+@COMPILE
 def generate(
     prompt,
     output,
@@ -134,6 +149,8 @@ def generate(
     context,
     image_scale,
     image_strength,
+    precision,
+    compile_,
 ) -> None:
     """Generate a video from PROMPT and print its path; start from or pass through given frames
     (--image, --keyframe), continue a clip (--extend), or edit one (--video, --edit)."""
@@ -165,7 +182,7 @@ def generate(
     )
     check_output_path(output)  # before minutes of work, not after
     conditions = _frame_conditions(image_path, keyframes, image_strength, size)
-    pipe = load_pipeline(checkpoint)
+    pipe = load_pipeline(checkpoint, precision=precision, compile=compile_)
     check_request(pipe, [prompt], cfg)
     if extend_path:
         clip = _read_clip(extend_path, None, size, fps)

@@ -103,7 +103,12 @@ def trainer_opts() -> list[Opt]:
         Opt(("--accumulate",), "train.accumulate", "Gradient accumulation steps."),
         Opt(("--lr",), "train.lr", "Peak learning rate."),
         Opt(("--warmup",), "train.warmup", "Warm-up steps."),
-        Opt(("--bf16/--fp32",), "train.bf16", "bf16 autocast."),
+        Opt(("--bf16/--fp32",), "train.bf16", "bf16 autocast (where the device runs it fast)."),
+        Opt(
+            ("--compile/--no-compile",),
+            "train.compile",
+            "torch.compile the model: slow first step, faster after.",
+        ),
         Opt(("--workers",), "train.num_workers", "DataLoader worker processes."),
         Opt(("--ckpt-every",), "train.ckpt_every", "Checkpoint every N steps."),
         Opt(("--sample-every",), "train.sample_every", "Draw samples every N steps (0: never)."),

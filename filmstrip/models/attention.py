@@ -1,16 +1,66 @@
 """Attention for video tokens: self-attention with 3D RoPE (full or factorised in space and
-time) and cross-attention to text tokens with a padding mask. Both go through
-`F.scaled_dot_product_attention`, which picks a fused kernel where one exists."""
+time) and cross-attention to text tokens with a padding mask.
+
+`attend` computes softmax(q k^T / sqrt(d)) v by whichever of two equal computations is
+faster for the shape and device: PyTorch's `scaled_dot_product_attention` (a fused kernel
+where one exists) or the product written out (matmul, softmax, matmul). At the few hundred
+tokens of this project's clips the fused CPU kernel's bookkeeping outweighs its work; the
+rule below is what `benchmarks/bench_dit.py` measured (its "attention" table)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from filmstrip.errors import InputError
 from filmstrip.models.rope import apply_rope
+
+# Longest key sequence for which the written-out product beats the fused CPU kernel. Measured
+# (bench_dit.py, 2-core CPUs): inference, float32, up to 256 keys 1.5-2x faster; training in
+# float32 the two tie at 80 keys and the fused kernel wins beyond, so float32 training keeps
+# it; training under bf16 autocast on an AMX CPU, 1.29-1.38x faster at 80-160 keys.
+WRITTEN_OUT_MAX_KEYS = {"inference": 256, "train_bf16": 160}
+
+
+def written_out_is_faster(q: torch.Tensor, k: torch.Tensor) -> bool:
+    if q.device.type != "cpu":
+        return False  # GPUs: the fused (flash / memory-efficient) kernels win at every length
+    keys = k.shape[-2]
+    if not torch.is_grad_enabled():
+        return keys <= WRITTEN_OUT_MAX_KEYS["inference"]
+    bf16 = q.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")
+    return bf16 and keys <= WRITTEN_OUT_MAX_KEYS["train_bf16"]
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Norms and rotations run in float32 under autocast (as the style asks); float64 stays."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B, heads, N, d) queries, (B, heads, L, d) keys and values, optional boolean mask
+    broadcastable to (B, heads, N, L), True where attention is allowed -> (B, heads, N, d),
+    by the faster path here. A query with no allowed key gets zeros."""
+    if written_out_is_faster(q, k):
+        return written_out_attention(q, k, v, mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def written_out_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`attend` as matmul, softmax, matmul; zeros for a query with no allowed key (as the
+    fused kernel gives)."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, heads, N, L)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    if mask is not None:  # rows with every key masked: softmax of all -inf is NaN
+        weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
+    return weights.to(v.dtype) @ v
 
 
 class SelfAttention(nn.Module):
@@ -28,16 +78,18 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(
-        self, x_bnd: torch.Tensor, angles: torch.Tensor, mask: torch.Tensor | None = None
+        self, x_bnd: torch.Tensor, rot: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """angles: (N, head_dim / 2) for the token positions; mask: optional boolean
-        (N, N) or broadcastable, True where attention is allowed."""
-        q, k, v = rearrange(self.qkv(x_bnd), "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        # Norms and rotations in float32 (as the style asks under autocast), back to q's dtype.
-        q = apply_rope(self.q_norm(q.float()), angles).to(v.dtype)
-        k = apply_rope(self.k_norm(k.float()), angles).to(v.dtype)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(rearrange(y, "b h n d -> b n (h d)"))
+        """rot: (N, head_dim / 2) RoPE `rotations` for the token positions; mask: optional
+        boolean (N, N) or broadcastable, True where attention is allowed."""
+        q, k, v = (
+            self.qkv(x_bnd).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)
+        )  # 3 x (B, heads, N, d)
+        # Norms and rotations in float32 (as the style asks under autocast), back to v's dtype.
+        q = apply_rope(self.q_norm(at_least_float32(q)), rot).to(v.dtype)
+        k = apply_rope(self.k_norm(at_least_float32(k)), rot).to(v.dtype)
+        y = attend(q, k, v, mask)  # (B, heads, N, d)
+        return self.out(y.transpose(1, 2).flatten(2))
 
 
 class CrossAttention(nn.Module):
@@ -56,9 +108,11 @@ class CrossAttention(nn.Module):
     def forward(
         self, x_bnd: torch.Tensor, context_bld: torch.Tensor, context_mask_bl: torch.Tensor
     ) -> torch.Tensor:
-        q = rearrange(self.q(x_bnd), "b n (h d) -> b h n d", h=self.heads)
-        k, v = rearrange(self.kv(context_bld), "b l (two h d) -> two b h l d", two=2, h=self.heads)
-        q, k = self.q_norm(q.float()).to(v.dtype), self.k_norm(k.float()).to(v.dtype)
+        q = self.q(x_bnd).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, heads, N, d)
+        k, v = (
+            self.kv(context_bld).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)
+        )  # 2 x (B, heads, L, d)
+        q, k = self.q_norm(at_least_float32(q)).to(v.dtype), self.k_norm(at_least_float32(k)).to(v.dtype)
         mask = context_mask_bl[:, None, None, :]  # (B, 1, 1, L): same for every head and query
-        y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
-        return self.out(rearrange(y, "b h n d -> b n (h d)"))
+        y = attend(q, k, v, mask)
+        return self.out(y.transpose(1, 2).flatten(2))

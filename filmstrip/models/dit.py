@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-from einops import rearrange, repeat
+from einops import rearrange
 from torch import nn
 
 from filmstrip.errors import InputError
@@ -40,7 +40,7 @@ from filmstrip.models.embeddings import (
     patchify,
     unpatchify,
 )
-from filmstrip.models.rope import grid_positions, rope_angles
+from filmstrip.models.rope import grid_positions, rope_angles, rotations
 from filmstrip.models.text_refiner import TextRefiner
 
 REFINER_HEAD_DIM = 64  # the text refiner's heads: 6 over all-MiniLM-L6-v2's 384 channels
@@ -129,33 +129,35 @@ class DiTBlock(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,
+        x_btsd: torch.Tensor,
         c_btd: torch.Tensor,
-        grid: tuple[int, int, int],
-        angles: torch.Tensor,
+        rot: torch.Tensor,
         context: torch.Tensor | None,
         context_mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        t, h, w = grid
-        # Per-frame modulation, repeated over the h*w tokens of each frame ("t h w" order).
-        mod = repeat(self.ada(c_btd), "b t d -> b (t s) d", s=h * w).chunk(self.num_mod, dim=-1)
+        """x: (B, T', S, D) tokens, S = H' * W' per frame; c: (B, T', D); rot: (T' * S,
+        head_dim / 2) RoPE rotations in "t h w" order. Returns x's shape."""
+        b, t, s, _ = x_btsd.shape
+        # Per-frame modulation, (B, T', 1, D): broadcast over the frame's tokens, not copied.
+        mod = self.ada(c_btd)[:, :, None].chunk(self.num_mod, dim=-1)
         shift1, scale1, gate1, shift2, scale2, gate2 = mod[:6]
-        y = modulate(self.norm1(x), shift1, scale1)
+        y = modulate(self.norm1(x_btsd), shift1, scale1)
         if not self.factorized:
-            x = x + gate1 * self.attn(y, angles)
+            x_btsd = x_btsd + gate1 * self.attn(y.flatten(1, 2), rot).view_as(y)
         else:
-            # Spatial: tokens of one frame attend to each other. Angles of frame 0 serve every
-            # frame: RoPE only sees differences, and within a frame the time difference is 0.
-            y = rearrange(y, "b (t s) d -> (b t) s d", t=t)
-            y = rearrange(self.attn(y, angles[: h * w]), "(b t) s d -> b (t s) d", t=t)
-            x = x + gate1 * y
+            # Spatial: tokens of one frame attend to each other. Rotations of frame 0 serve
+            # every frame: RoPE only sees differences, and within a frame the time difference is 0.
+            y = self.attn(y.flatten(0, 1), rot[:s]).view_as(y)
+            x_btsd = x_btsd + gate1 * y
             shift_t, scale_t, gate_t = mod[6:]
-            y = rearrange(modulate(self.norm_t(x), shift_t, scale_t), "b (t s) d -> (b s) t d", t=t)
-            y = rearrange(self.attn_t(y, angles[:: h * w]), "(b s) t d -> b (t s) d", s=h * w)
-            x = x + gate_t * y
+            y = rearrange(modulate(self.norm_t(x_btsd), shift_t, scale_t), "b t s d -> (b s) t d")
+            y = rearrange(self.attn_t(y, rot[::s]), "(b s) t d -> b t s d", b=b)
+            x_btsd = x_btsd + gate_t * y
         if self.cross is not None and context is not None:
-            x = x + self.cross(self.norm2(x), context, context_mask)
-        return x + gate2 * self.mlp(modulate(self.norm3(x), shift2, scale2))
+            x_btsd = x_btsd + self.cross(self.norm2(x_btsd).flatten(1, 2), context, context_mask).view_as(
+                x_btsd
+            )
+        return x_btsd + gate2 * self.mlp(modulate(self.norm3(x_btsd), shift2, scale2))
 
 
 class FinalLayer(nn.Module):
@@ -166,9 +168,9 @@ class FinalLayer(nn.Module):
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
         self.linear = nn.Linear(d, cfg.in_channels * cfg.patch[0] * cfg.patch[1] * cfg.patch[2])
 
-    def forward(self, x: torch.Tensor, c_btd: torch.Tensor, hw: int) -> torch.Tensor:
-        shift, scale = repeat(self.ada(c_btd), "b t d -> b (t s) d", s=hw).chunk(2, dim=-1)
-        return self.linear(modulate(self.norm(x), shift, scale))
+    def forward(self, x_btsd: torch.Tensor, c_btd: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.ada(c_btd)[:, :, None].chunk(2, dim=-1)  # (B, T', 1, D) each
+        return self.linear(modulate(self.norm(x_btsd), shift, scale))
 
 
 class VideoDiT(nn.Module):
@@ -258,10 +260,9 @@ class VideoDiT(nn.Module):
         if t.shape != (b, frames):
             raise InputError(f"t must be (B,) or (B, T) = ({b}, {frames}), got {tuple(t.shape)}")
         tokens, grid = patchify(z_bcthw, cfg.patch)
-        x = self.x_embed(tokens)  # (B, N, D)
+        x = self.x_embed(tokens).unflatten(1, (grid[0], -1))  # (B, T', S = H'*W', D)
         if self.place_embed is not None:
-            place = self.place_embed(grid[1], grid[2], device=x.device)  # (H'*W', D)
-            x = x + place.repeat(grid[0], 1)[None]  # tokens are in "t h w" order
+            x = x + self.place_embed(grid[1], grid[2], device=x.device)  # (S, D), every frame
         # One noise level per token frame; a temporal patch takes its first frame's level.
         c_btd = self.t_embed(t[:, :: cfg.patch[0]])  # (B, T', D)
         if context is not None:
@@ -286,11 +287,11 @@ class VideoDiT(nn.Module):
         positions = grid_positions(*grid, offset=rope_offset, scale=rope_scale, device=z_bcthw.device)
         if times is not None:
             positions[:, 0] = index.repeat_interleave(grid[1] * grid[2])
-        angles = rope_angles(positions, cfg.head_dim, cfg.rope_theta)
+        rot = rotations(rope_angles(positions, cfg.head_dim, cfg.rope_theta), z_bcthw.dtype == torch.float64)
         for block in self.blocks:
-            x = block(x, c_btd, grid, angles, context, context_mask)
-        out = self.final(x, c_btd, grid[1] * grid[2])
-        return unpatchify(out, grid, cfg.patch)
+            x = block(x, c_btd, rot, context, context_mask)
+        out = self.final(x, c_btd)  # (B, T', S, C*pt*ph*pw)
+        return unpatchify(out.flatten(1, 2), grid, cfg.patch)
 
     def _vectors(self, cond: Conditioning, b: int, frames: int) -> torch.Tensor | float:
         """Sum of the embedded per-frame condition vectors, (B, T', D); absent rows add zero."""

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from filmstrip.models.attention import SelfAttention
-from filmstrip.models.rope import rope_angles
+from filmstrip.models.rope import rope_angles, rotations
 
 
 class RefinerLayer(nn.Module):
@@ -33,8 +33,8 @@ class RefinerLayer(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
 
-    def forward(self, x_bld: torch.Tensor, angles: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        x_bld = x_bld + self.attn(self.norm1(x_bld), angles, key_mask)
+    def forward(self, x_bld: torch.Tensor, rot: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        x_bld = x_bld + self.attn(self.norm1(x_bld), rot, key_mask)
         return x_bld + self.mlp(self.norm2(x_bld))
 
 
@@ -59,9 +59,11 @@ class TextRefiner(nn.Module):
         # 1D positions through the 3D RoPE: the same index on all three axes rotates every
         # channel pair, so the head sees the token offset at all of RoPE's frequencies.
         index = torch.arange(length, device=context_bld.device, dtype=torch.float32)
-        angles = rope_angles(index[:, None].expand(length, 3), self.head_dim)
+        rot = rotations(
+            rope_angles(index[:, None].expand(length, 3), self.head_dim), context_bld.dtype == torch.float64
+        )
         key_mask = mask_bl[:, None, None, :]  # (B, 1, 1, L): every head and query
         x = context_bld
         for layer in self.layers:
-            x = layer(x, angles, key_mask)
+            x = layer(x, rot, key_mask)
         return x

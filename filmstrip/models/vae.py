@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from filmstrip.checkpoint import load_model, load_weights, parse_config, resolve
+from filmstrip.checkpoint import build_with_weights, load_model, parse_config, resolve
 from filmstrip.errors import InputError
 from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.causal import (
@@ -404,6 +404,6 @@ def load_vae(path: str | Path | None = None, device: torch.device | str = "cpu")
     bundled 3D VAE), in eval mode."""
     directory = resolve(path, "vae3d")
     config, state, _ = load_model(directory, VideoVAE.kind)
-    model = VideoVAE(parse_config(directory, VAEConfig, config))
-    load_weights(directory, model, state)
+    cfg = parse_config(directory, VAEConfig, config)
+    model = build_with_weights(directory, lambda: VideoVAE(cfg), state)
     return model.to(device).eval()

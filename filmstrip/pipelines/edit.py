@@ -50,7 +50,7 @@ def sdedit_latents(
     noise = initial_noise(z.shape, cfg.seed, z.device)
     x = add_noise(z, noise, sched[0][None].expand(z.shape[0], -1).to(z.device))
     levels = stack_levels([prepare_text(pipe.text, prompts, negative)])
-    return denoise(pipe.dit, x, sched, levels, [cfg.text_scale], cfg.solver)
+    return denoise(pipe.denoiser, x, sched, levels, [cfg.text_scale], cfg.solver)
 
 
 def video_to_video(
@@ -78,7 +78,7 @@ def invert(
     """The noise (t = 1) from which the flow under `prompts` leads to latents z (t = 0)."""
     sched = make_schedule(pipe, z.shape, steps).flip(0)  # 0 -> 1
     levels = stack_levels([prepare_text(pipe.text, prompts)])
-    return denoise(pipe.dit, z, sched, levels, [text_scale], solver)
+    return denoise(pipe.denoiser, z, sched, levels, [text_scale], solver)
 
 
 def edit(
@@ -94,7 +94,7 @@ def edit(
     noise = invert(pipe, z, source_prompts, cfg.steps, inversion_scale, cfg.solver)
     levels = stack_levels([prepare_text(pipe.text, target_prompts)])
     out = denoise(
-        pipe.dit,
+        pipe.denoiser,
         noise,
         make_schedule(pipe, z.shape, cfg.steps, cfg.lag),
         levels,

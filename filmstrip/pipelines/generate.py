@@ -88,10 +88,10 @@ def generate(
     sched = make_schedule(pipe, shape, cfg.steps, cfg.lag)
     text = prepare_text(pipe.text, prompts, negative)
     if not conditions:
-        z = denoise(pipe.dit, x, sched, stack_levels([text]), [cfg.text_scale], cfg.solver, progress)
+        z = denoise(pipe.denoiser, x, sched, stack_levels([text]), [cfg.text_scale], cfg.solver, progress)
         return decode(pipe, z, cfg.frames)
     plan = prepare_frames(pipe, conditions, cfg.frames, x)
     x, sched = place_frames(x, sched, plan.in_place)
     levels = stack_levels([plan.pair, text])  # image first: its scale pushes from "none given"
-    z = denoise(pipe.dit, x, sched, levels, [cfg.image_scale, cfg.text_scale], cfg.solver, progress)
+    z = denoise(pipe.denoiser, x, sched, levels, [cfg.image_scale, cfg.text_scale], cfg.solver, progress)
     return decode(pipe, z, cfg.frames)

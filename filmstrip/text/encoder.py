@@ -136,13 +136,14 @@ class TextEncoder:
         self.tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
-        self.model = MiniLM()
         state = {}
         for name, value in load_file(str(root / "model.safetensors")).items():
             new = _rename(name)
             if new is not None:
                 state[new] = value
-        self.model.load_state_dict(state)
+        with torch.device("meta"):  # no random initialisation: every weight comes from the file
+            self.model = MiniLM()
+        self.model.load_state_dict(state, assign=True)
         self.model.to(device).eval().requires_grad_(False)
         self.device = torch.device(device)
         self._cache: dict[str, torch.Tensor] = {}

@@ -3,19 +3,22 @@
     python benchmarks/bench_dit.py [--preset small] [--batch 32] [--frames 17] [--size 64]
                                    [--precision auto] [--rounds 5] [--no-sampling]
 
-1. Peak: the best of several 2048^3 matmuls in the precision training uses here (bf16
-   autocast where the device runs it fast, float32 elsewhere: see filmstrip/precision.py).
-2. Attention: the fused kernel (`scaled_dot_product_attention`) against the written-out
+Precision: bf16 autocast where the device runs it fast, float32 elsewhere (see
+filmstrip/precision.py); `--precision` overrides.
+
+1. Attention: the fused kernel (`scaled_dot_product_attention`) against the written-out
    product at this project's sequence lengths, training (forward + backward) and inference;
    the rule in models/attention.py follows this table.
-3. RoPE: rotations from a table built once per forward (one complex multiply per layer)
+2. RoPE: rotations from a table built once per forward (one complex multiply per layer)
    against recomputing cos/sin and stacking rotated halves in every layer.
-4. Training: forward + backward + AdamW on random latents of the shape the VAE makes for
-   frames x size x size clips; model FLOP/s (3x `forward_flops`) as a share of the peak.
+3. Training: forward + backward + AdamW on random latents of the shape the VAE makes for
+   frames x size x size clips; model FLOP/s (3x `forward_flops`) as a share of the peak, a
+   2048^3 matmul timed in the same alternating rounds.
    With diffusers installed, the same step for its `WanTransformer3DModel` at equal width,
    depth, heads, MLP, patch and tokens, timed in alternating rounds: the time ratio.
-5. Sampling forward (no gradients, a guided batch of 2 x 10 clips): filmstrip against Wan.
-6. Sampling: `filmstrip generate`'s work for one clip with the bundled model, against steps.
+   `--compile` puts both through torch.compile first.
+4. Sampling forward (no gradients, a guided batch of 2 x 10 clips): filmstrip against Wan.
+5. Sampling: `filmstrip generate`'s work for one clip with the bundled model, against steps.
 """
 
 from __future__ import annotations
@@ -33,14 +36,19 @@ from filmstrip.models.rope import apply_rope, grid_positions, rope_angles, rotat
 from filmstrip.precision import autocast, use_bf16
 
 
-def matmul_peak(device: torch.device, bf16: bool, n: int = 2048) -> float:
+def matmul_run(device: torch.device, bf16: bool, n: int = 2048):
+    """One n^3 matmul in the precision training uses; its FLOP/s is the machine's peak. It is
+    timed in the same alternating rounds as the model it is compared with, since these
+    machines' speed drifts by up to 2x within minutes."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
 
     def run():
         with autocast(bf16, device):
-            (a @ b).sum().item()
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
-    return 2 * n**3 / best_of(run)
+    return run, 2 * n**3
 
 
 def attention_runs(q, k, v, mask, device: torch.device, bf16: bool) -> dict:
@@ -126,8 +134,9 @@ def wan_like(cfg):
     )
 
 
-def contenders(cfg, device: torch.device, batch: int, lt: int, lh: int):
-    """{name: (model, forward(model) -> prediction)} on the same random inputs."""
+def contenders(cfg, device: torch.device, batch: int, lt: int, lh: int, compile: bool = False):
+    """{name: (model, forward(model) -> prediction)} on the same random inputs; with
+    `compile`, each forward runs through torch.compile."""
     z = torch.randn(batch, cfg.in_channels, lt, lh, lh, device=device)
     t = torch.rand(batch, device=device)
     ctx = torch.randn(batch, 12, cfg.context_dim, device=device)
@@ -137,15 +146,17 @@ def contenders(cfg, device: torch.device, batch: int, lt: int, lh: int):
     if wan is not None:
         fwd = lambda m: m(hidden_states=z, timestep=t * 1000, encoder_hidden_states=ctx, return_dict=False)[0]  # noqa: E731
         out["diffusers Wan"] = (wan.to(device), fwd)
+    if compile:
+        out = {name: (torch.compile(model), fwd) for name, (model, fwd) in out.items()}
     return out
 
 
-def training(args, cfg, device: torch.device, bf16: bool, peak: float) -> None:
+def training(args, cfg, device: torch.device, bf16: bool) -> None:
     lt, lh = 1 + (args.frames - 1) // 4, args.size // 8
-    models = contenders(cfg, device, args.batch, lt, lh)
+    models = contenders(cfg, device, args.batch, lt, lh, args.compile)
     steps = {}
     for name, (model, forward) in models.items():
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # as the trainer runs it
 
         def step(model=model, forward=forward, opt=opt):
             with autocast(bf16, device):
@@ -157,22 +168,24 @@ def training(args, cfg, device: torch.device, bf16: bool, peak: float) -> None:
                 torch.cuda.synchronize()
 
         steps[name] = step
+    steps["peak"], peak_flops = matmul_run(device, bf16)
     times = interleaved(steps, args.rounds)
-    seconds = times["filmstrip"]
+    seconds, peak = times["filmstrip"], peak_flops / times["peak"]
     flops = forward_flops(cfg, (lt, lh, lh), context_len=12)["total"] * 3 * args.batch
     tokens = args.batch * lt * (lh // cfg.patch[1]) * (lh // cfg.patch[2])
     model = models["filmstrip"][0]
     print(
         f"training  {args.preset} ({num_parameters(model) / 1e6:.1f}M, {cfg.attention}), batch {args.batch} x "
         f"{lt}x{lh}x{lh} latents: {seconds * 1000:.0f} ms/step, {tokens / seconds:,.0f} tokens/s, "
-        f"{flops / seconds / 1e12:.2f} TFLOP/s = {flops / seconds / peak:.0%} of the matmul peak"
+        f"{flops / seconds / 1e12:.3f} TFLOP/s = {flops / seconds / peak:.0%} of the matmul peak "
+        f"({peak / 1e12:.3f} TFLOP/s, 2048^3, median of the same rounds)"
     )
     _versus(times, "training step")
 
 
 def sampling_forward(args, cfg, device: torch.device, bf16: bool) -> None:
     lt, lh = 1 + (args.frames - 1) // 4, args.size // 8
-    models = contenders(cfg, device, 20, lt, lh)
+    models = contenders(cfg, device, 20, lt, lh, args.compile)
     calls = {}
     for name, (model, forward) in models.items():
         model.eval()
@@ -230,17 +243,16 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-sampling", dest="sampling", action="store_false")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models (minutes).")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bf16 = use_bf16(args.precision, device)
     torch.manual_seed(0)
-    peak = matmul_peak(device, bf16)
-    name = "bf16" if bf16 else "float32"
-    print(f"{device}, {torch.get_num_threads()} threads, {name}: matmul peak {peak / 1e12:.2f} TFLOP/s")
+    print(f"{device}, {torch.get_num_threads()} threads, {'bf16' if bf16 else 'float32'}")
     attention_table(device, bf16, args.rounds)
     rope_table(args, device, args.rounds)
     cfg = preset(args.preset, attention=args.attention)
-    training(args, cfg, device, bf16, peak)
+    training(args, cfg, device, bf16)
     sampling_forward(args, cfg, device, bf16)
     if args.sampling:
         sampling(args, device, args.precision)

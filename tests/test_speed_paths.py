@@ -4,7 +4,7 @@ initialisation, bf16 sampling, torch.compile for sampling and training."""
 import pytest
 import torch
 
-from filmstrip.checkpoint import CheckpointError, build_with_weights
+from filmstrip.checkpoint import CheckpointError, build_with_weights, skipped_initialisation
 from filmstrip.errors import InputError
 from filmstrip.models.dit import VideoDiT, preset
 from filmstrip.models.fsq import FSQ
@@ -20,17 +20,22 @@ def test_build_with_weights_takes_the_state_and_skips_initialisation(tmp_path):
     state = {k: torch.randn_like(v) for k, v in trained.state_dict().items()}
     model = build_with_weights(tmp_path, lambda: VideoDiT(preset("tiny")), state)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
-    assert not any(p.is_meta for p in model.parameters())
     # Weights of another model are refused with the tensor that does not fit.
     with pytest.raises(CheckpointError, match="do not fit the config"):
         build_with_weights(tmp_path, lambda: VideoDiT(preset("tiny", width=96)), state)
 
 
-def test_build_with_weights_builds_for_real_when_the_constructor_makes_buffers(tmp_path):
+def test_build_with_weights_keeps_buffers_the_constructor_computes(tmp_path):
     fsq = build_with_weights(tmp_path, lambda: FSQ((8, 5, 5)), {})
-    assert not any(b.is_meta for b in fsq.buffers())
     z = torch.randn(2, 3, 4)
     torch.testing.assert_close(fsq.from_codes(fsq.codes(z)), fsq(z))
+
+
+def test_skipped_initialisation_is_undone_on_exit():
+    with skipped_initialisation():
+        inside = torch.nn.init.normal_(torch.zeros(100))
+    assert torch.count_nonzero(inside) == 0
+    assert torch.count_nonzero(torch.nn.init.normal_(torch.zeros(100))) == 100
 
 
 def test_precision_choices():

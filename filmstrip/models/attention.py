@@ -2,9 +2,8 @@
 time) and cross-attention to text tokens with a padding mask.
 
 `attend` computes softmax(q k^T / sqrt(d)) v by whichever of two equal computations is
-faster for the shape and device: PyTorch's `scaled_dot_product_attention` (a fused kernel
-where one exists) or the product written out (matmul, softmax, matmul). At the few hundred
-tokens of this project's clips the fused CPU kernel's bookkeeping outweighs its work; the
+faster for the shape, device and precision: PyTorch's `scaled_dot_product_attention` (a
+fused kernel where one exists) or the product written out (matmul, softmax, matmul). The
 rule below is what `benchmarks/bench_dit.py` measured (its "attention" table)."""
 
 from __future__ import annotations
@@ -16,21 +15,19 @@ from torch import nn
 from filmstrip.errors import InputError
 from filmstrip.models.rope import apply_rope
 
-# Longest key sequence for which the written-out product beats the fused CPU kernel. Measured
-# (bench_dit.py, 2-core CPUs): inference, float32, up to 256 keys 1.5-2x faster; training in
-# float32 the two tie at 80 keys and the fused kernel wins beyond, so float32 training keeps
-# it; training under bf16 autocast on an AMX CPU, 1.29-1.38x faster at 80-160 keys.
-WRITTEN_OUT_MAX_KEYS = {"inference": 256, "train_bf16": 160}
+# Longest key sequence for which the written-out product beats the fused CPU kernel. On a
+# 2-core AVX2 CPU in float32 the fused kernel won at every length, training and inference
+# (bench_dit.py, RESULTS.md session 14: 0.83x at 80 keys training, 0.60x inference); under
+# bf16 autocast on an AMX CPU the written-out product trained 1.29-1.38x faster at 80-160
+# keys (the measurement in issue 23). GPUs: the fused (flash) kernels win everywhere.
+WRITTEN_OUT_MAX_KEYS_BF16_TRAINING = 160
 
 
 def written_out_is_faster(q: torch.Tensor, k: torch.Tensor) -> bool:
-    if q.device.type != "cpu":
-        return False  # GPUs: the fused (flash / memory-efficient) kernels win at every length
-    keys = k.shape[-2]
-    if not torch.is_grad_enabled():
-        return keys <= WRITTEN_OUT_MAX_KEYS["inference"]
+    if q.device.type != "cpu" or not torch.is_grad_enabled():
+        return False
     bf16 = q.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")
-    return bf16 and keys <= WRITTEN_OUT_MAX_KEYS["train_bf16"]
+    return bf16 and k.shape[-2] <= WRITTEN_OUT_MAX_KEYS_BF16_TRAINING
 
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:

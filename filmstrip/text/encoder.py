@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from filmstrip.checkpoint import skipped_initialisation
 from filmstrip.errors import FilmstripError
 
 MAX_TOKENS = 256
@@ -140,8 +141,8 @@ class TextEncoder:
         for name, value in load_file(str(root / "model.safetensors")).items():
             new = _rename(name)
             if new is not None:
-                state[new] = value
-        with torch.device("meta"):  # no random initialisation: every weight comes from the file
+                state[new] = value.float()
+        with skipped_initialisation():  # every weight comes from the file
             self.model = MiniLM()
         self.model.load_state_dict(state, assign=True)
         self.model.to(device).eval().requires_grad_(False)

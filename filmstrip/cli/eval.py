@@ -224,3 +224,34 @@ def _numbers(text: str, hint: str) -> list[float]:
         raise click.BadParameter(
             f"{text!r}: give a comma-separated list of numbers", param_hint=hint
         ) from None
+
+
+@eval_group.command("fvd")
+@click.argument("dir_a", type=click.Path(path_type=Path))
+@click.argument("dir_b", type=click.Path(path_type=Path))
+@click.option(
+    "--frames",
+    default=16,
+    show_default=True,
+    help="Frames of each clip I3D sees, from its start (0: whole clips; at least 9).",
+)
+@click.option("--batch", default=8, show_default=True, help="Clips per I3D forward.")
+def eval_fvd(dir_a, dir_b, frames, batch):
+    """Fréchet Video Distance between two folders of clips (I3D, Kinetics-400); the last
+    line printed is the number."""
+    from filmstrip.eval.fvd import ClipFolder, folder_features, fvd
+    from filmstrip.eval.i3d import INPUT_SIZE, load_i3d
+
+    folders = [ClipFolder(d, frames or None, batch) for d in (dir_a, dir_b)]  # checks both first
+    model = load_i3d()
+    features = []
+    for folder in folders:
+        features.append(folder_features(model, folder))
+        shapes = ", ".join(f"{t}x{h}x{w}" for t, h, w in sorted(folder.shapes))
+        click.echo(
+            f"{folder.root}: {len(features[-1])} clips ({shapes}, resampled to {INPUT_SIZE}x{INPUT_SIZE}); "
+            f"{len(folder.skipped)} unreadable or too short, skipped"
+        )
+        for reason in folder.skipped[:3]:
+            click.echo(f"  skipped: {reason}")
+    click.echo(f"{fvd(*features):.4f}")

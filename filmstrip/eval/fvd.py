@@ -8,20 +8,18 @@ go through whole (I3D averages its logits over time), or cut to `frames`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from filmstrip.data.folder import VIDEO_SUFFIXES
 from filmstrip.errors import InputError
 from filmstrip.eval.frechet import collect_features, frechet_distance, gaussian_stats
 from filmstrip.eval.i3d import I3D, INPUT_SIZE, MIN_FRAMES
+from filmstrip.eval.media_folder import MediaFolder
 from filmstrip.io import read_video
-from filmstrip.io.errors import VideoReadError
-
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi", ".m4v")
 
 
 def fit_clip(video_bcthw: torch.Tensor, frames: int | None = None) -> torch.Tensor:
@@ -64,57 +62,19 @@ def fvd(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
 
 
-@dataclass
-class ClipFolder:
-    """The clips of a folder (recursively), read one at a time; files that cannot be read (or
-    are shorter than `frames`) are skipped and counted in `skipped`, never fatal."""
+class ClipFolder(MediaFolder):
+    """The clips of a folder, cut to their first `frames` frames (all if None); clips that
+    cannot be read or are shorter are skipped and counted."""
 
-    root: Path
-    frames: int | None = 16
-    batch: int = 8
-    files: list[Path] = field(init=False)
-    skipped: list[str] = field(default_factory=list, init=False)
-    shapes: set[tuple[int, int, int]] = field(default_factory=set, init=False)
+    suffixes = VIDEO_SUFFIXES
+    holds, noun = "clips", "video files"
 
-    def __post_init__(self):
-        self.root = Path(self.root)
-        if not self.root.is_dir():
-            raise InputError(f"{self.root}: not a folder of clips")
-        self.files = sorted(
-            p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
-        )
-        if not self.files:
-            raise InputError(f"{self.root}: no video files ({', '.join(VIDEO_SUFFIXES)}) in this folder")
+    def __init__(self, root: Path | str, frames: int | None = 16, batch: int = 8):
+        if frames is not None and frames < MIN_FRAMES:
+            raise InputError(f"I3D needs clips of at least {MIN_FRAMES} frames; asked for {frames}")
+        self.frames = frames
+        super().__init__(Path(root), batch)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        """Batches (B, 3, T, H, W) in [-1, 1] of clips with the same shape."""
-        pending: list[torch.Tensor] = []
-        for path in self.files:
-            try:
-                video, _ = read_video(path, num_frames=self.frames, dtype=torch.float32)
-            except VideoReadError as e:
-                self.skipped.append(str(e))
-                continue
-            self.shapes.add(tuple(video.shape[1:]))
-            if pending and video.shape != pending[0].shape:
-                yield torch.stack(pending)
-                pending = []
-            pending.append(video)
-            if len(pending) == self.batch:
-                yield torch.stack(pending)
-                pending = []
-        if pending:
-            yield torch.stack(pending)
-
-
-def folder_features(model: I3D, folder: ClipFolder, progress: bool = True) -> torch.Tensor:
-    """I3D features of every readable clip in `folder`; one clear error when none is."""
-    try:
-        return i3d_features(model, folder, folder.frames, progress, total=len(folder.files))
-    except InputError:
-        if len(folder.skipped) == len(folder.files):
-            raise InputError(
-                f"{folder.root}: none of its {len(folder.files)} video files could be read "
-                f"(first: {folder.skipped[0]})"
-            ) from None
-        raise
+    def read(self, path: Path) -> torch.Tensor:
+        video, _ = read_video(path, num_frames=self.frames, dtype=torch.float32)
+        return video[None]  # one item: (1, 3, T, H, W)

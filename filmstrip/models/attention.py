@@ -77,7 +77,7 @@ class SelfAttention(nn.Module):
     def forward(
         self, x_bnd: torch.Tensor, rot: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """rot: (N, head_dim / 2) RoPE `rotations` for the token positions; mask: optional
+        """rot: (N, head_dim / 2, 2) RoPE `rotations` of the token positions; mask: optional
         boolean (N, N) or broadcastable, True where attention is allowed."""
         q, k, v = (
             self.qkv(x_bnd).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)

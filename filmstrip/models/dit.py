@@ -135,8 +135,8 @@ class DiTBlock(nn.Module):
         context: torch.Tensor | None,
         context_mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        """x: (B, T', S, D) tokens, S = H' * W' per frame; c: (B, T', D); rot: (T' * S,
-        head_dim / 2) RoPE rotations in "t h w" order. Returns x's shape."""
+        """x: (B, T', S, D) tokens, S = H' * W' per frame; c: (B, T', D); rot: the RoPE
+        `rotations` of the T' * S tokens in "t h w" order. Returns x's shape."""
         b, t, s, _ = x_btsd.shape
         # Per-frame modulation, (B, T', 1, D): broadcast over the frame's tokens, not copied.
         mod = self.ada(c_btd)[:, :, None].chunk(self.num_mod, dim=-1)

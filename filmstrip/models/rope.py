@@ -13,7 +13,7 @@ keeping the same angular range). Angles are computed in float32 even under autoc
 
 A forward computes its rotations once (`rotations`: unit complex numbers, one per channel
 pair and position) and every attention layer applies them with one complex multiply: on a
-CPU that is about 4x faster, forward and backward, than re-deriving cos and sin and stacking
+CPU that is 2.8-3.1x faster, forward and backward, than re-deriving cos and sin and stacking
 rotated halves in each layer (benchmarks/bench_dit.py, "rope").
 """
 

@@ -32,7 +32,7 @@ from filmstrip.io.memory import check_fits
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.dit import DiTConfig, VideoDiT
 from filmstrip.models.vae import VideoVAE, load_vae
-from filmstrip.precision import use_bf16
+from filmstrip.precision import autocast, use_bf16
 from filmstrip.text.encoder import TextEncoder
 
 
@@ -61,10 +61,10 @@ class Pipeline:
         forward = torch.compile(self.dit) if self.compile else self.dit
         if not self.bf16:
             return forward
-        device_type = self.device.type
+        device = self.device
 
         def under_autocast(*args, **kwargs) -> torch.Tensor:
-            with torch.autocast(device_type, dtype=torch.bfloat16):
+            with autocast(True, device):
                 return forward(*args, **kwargs).float()
 
         return under_autocast

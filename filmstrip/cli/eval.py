@@ -278,3 +278,90 @@ def eval_fid(dir_a, dir_b, batch):
         for reason in folder.skipped[:3]:
             click.echo(f"  skipped: {reason}")
     click.echo(f"{fid(*features):.4f}")
+
+
+@eval_group.command("report")
+@T2V_CHECKPOINT
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+)
+@click.option(
+    "--samples", default=64, show_default=True, help="Prompts, half seen and half held out; one video each."
+)
+@click.option("--steps", default=GenerateConfig.steps, show_default=True)
+@click.option("--frames", default=GenerateConfig.frames, show_default=True)
+@click.option("--size", default=GenerateConfig.height, show_default=True)
+@click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
+@click.option("--seed", default=GenerateConfig.seed, show_default=True)
+@click.option(
+    "--no-cache", is_flag=True, help="Score every set afresh instead of reusing ~/.cache/filmstrip/report."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the numbers here.",
+)
+@PRECISION
+@COMPILE
+def eval_report(
+    checkpoint,
+    output,
+    samples,
+    frames,
+    size,
+    steps,
+    text_scale,
+    seed,
+    no_cache,
+    json_path,
+    precision,
+    compile_,
+):
+    """One self-contained HTML page for a `shapes` text-to-video model: FVD, FID, LPIPS, the
+    temporal dimensions and the physics probe beside real clips and the VAE's round trip,
+    prompt adherence, samples, speed."""
+    import tempfile
+
+    from filmstrip.checkpoint import resolve, write_json_atomic
+    from filmstrip.eval.report import ReportConfig, build_report
+    from filmstrip.eval.report_page import render_html
+    from filmstrip.pipelines.generate import load_pipeline
+
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise click.BadParameter(
+            f"{output}: the report is an HTML page; name it .html", param_hint="--output"
+        )
+    cfg = ReportConfig(
+        samples=samples, frames=frames, size=size, steps=steps, text_scale=text_scale, seed=seed
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    pipe = load_pipeline(checkpoint, precision=precision, compile=compile_)
+    name = str(resolve(checkpoint, "t2v"))
+    numbers, clips = build_report(
+        pipe, cfg, cache=Path(tempfile.mkdtemp()) if no_cache else None, model_name=name
+    )
+    page = render_html(numbers, clips)
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(page)
+    tmp.replace(output)  # atomic: an interrupted run leaves the old page
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(json_path, numbers)
+    for row, r in numbers["rows"].items():
+        click.echo(
+            f"{row:<6} FVD {r['fvd']:8.1f}  FID {r['fid']:7.2f}  LPIPS t->t+1 {r['step_lpips']:.4f}  "
+            f"smoothness {r['motion_smoothness']:.4f}  physics {r['physics']:.1%} ({r['physics_passed']:.1%} pass)"
+        )
+    a = numbers["adherence"]
+    for part in ("seen", "held_out"):
+        if a[part]:
+            click.echo(
+                f"{part:<9}"
+                + "  ".join(f"{k} {a[part][k]:.1%}" for k in ("colour", "shape", "direction", "count"))
+            )
+    click.echo(f"{numbers['times']['total_s']:.0f} s; wrote {output}")

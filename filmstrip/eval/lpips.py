@@ -111,9 +111,13 @@ class LPIPS(nn.Module):
                 f"LPIPS needs images of at least {MIN_SIDE} px a side, got {tuple(a_bchw.shape[-2:])}"
             )
         both = self.features(torch.cat([a_bchw, b_bchw]).float())
+        return self.distance([f.chunk(2)[0] for f in both], [f.chunk(2)[1] for f in both])
+
+    def distance(self, features_a: list[torch.Tensor], features_b: list[torch.Tensor]) -> torch.Tensor:
+        """LPIPS from `features` computed beforehand: frames compared with many others (as the
+        temporal consistencies do) go through the trunk once."""
         total = 0
-        for head, f in zip(self.heads, both, strict=True):
-            fa, fb = f.chunk(2)
+        for head, fa, fb in zip(self.heads, features_a, features_b, strict=True):
             total = total + head((fa - fb).pow(2)).mean((1, 2, 3))
         return total
 

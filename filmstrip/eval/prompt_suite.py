@@ -17,10 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from filmstrip.data.shapes import (
     DEFAULT_HELD_OUT,
+    Scene,
     ShapesConfig,
     caption,
     ground_truth,
@@ -60,20 +62,19 @@ def _shapes_cfg(cfg: SuiteConfig, seed: int, held_out) -> ShapesConfig:
     )
 
 
-def seen_prompts(cfg: SuiteConfig, n: int) -> list[tuple[str, dict]]:
-    """(caption, truth) of the first n training clips."""
+def seen_scenes(cfg: SuiteConfig, n: int, first: int = 0) -> list[Scene]:
+    """Training clips first .. first + n - 1 (with the training seed and held-out list)."""
     shapes = _shapes_cfg(cfg, cfg.train_seed, cfg.held_out)
-    scenes = [sample_scene(np.random.default_rng([shapes.seed, i]), shapes) for i in range(n)]
-    return [(caption(s, shapes), ground_truth(s, shapes)) for s in scenes]
+    return [sample_scene(np.random.default_rng([shapes.seed, i]), shapes) for i in range(first, first + n)]
 
 
-def held_out_prompts(cfg: SuiteConfig, n: int) -> list[tuple[str, dict]]:
-    """(caption, truth) of n fresh scenes that each contain a held-out combination, taking
-    the held-out combinations in turn so that each is equally represented."""
+def held_out_scenes(cfg: SuiteConfig, n: int, seed: int | None = None) -> list[Scene]:
+    """n fresh scenes (from `seed`, by default `cfg.scene_seed`) that each contain a held-out
+    combination, taking the combinations in turn so that each is equally represented."""
     if not cfg.held_out:
         return []
-    shapes = _shapes_cfg(cfg, cfg.scene_seed, ())
-    out: list[tuple[str, dict]] = []
+    shapes = _shapes_cfg(cfg, cfg.scene_seed if seed is None else seed, ())
+    out: list[Scene] = []
     i = 0
     while len(out) < n:
         if i > 10_000 * n:
@@ -82,8 +83,36 @@ def held_out_prompts(cfg: SuiteConfig, n: int) -> list[tuple[str, dict]]:
         scene = sample_scene(np.random.default_rng([shapes.seed, i]), shapes)
         i += 1
         if any(is_held_out(o.colour, o.shape, o.direction, (want,)) for o in scene.objects):
-            out.append((caption(scene, shapes), ground_truth(scene, shapes)))
+            out.append(scene)
     return out
+
+
+def suite_scenes(cfg: SuiteConfig, draw: int = 0) -> list[tuple[str, Scene]]:
+    """The suite's ("seen" | "held_out", scene) pairs. Draw 0 is the benchmark; draw k > 0 is
+    an independent set of the same make-up (seen scenes from further into the training seed's
+    sequence than any training run reads, held-out scenes from another seed), which real-clip
+    baselines such as the FVD floor are measured on."""
+    n_held_out = cfg.num_prompts // 2 if cfg.held_out else 0
+    seen = seen_scenes(cfg, cfg.num_prompts - n_held_out, first=draw * 1_000_000)
+    held = held_out_scenes(cfg, n_held_out, seed=cfg.scene_seed + draw)
+    return [("seen", s) for s in seen] + [("held_out", s) for s in held]
+
+
+def scene_config(cfg: SuiteConfig) -> ShapesConfig:
+    """How the suite's scenes render and caption (any seed: a scene carries its own draws)."""
+    return _shapes_cfg(cfg, cfg.train_seed, ())
+
+
+def seen_prompts(cfg: SuiteConfig, n: int) -> list[tuple[str, dict]]:
+    """(caption, truth) of the first n training clips."""
+    shapes = scene_config(cfg)
+    return [(caption(s, shapes), ground_truth(s, shapes)) for s in seen_scenes(cfg, n)]
+
+
+def held_out_prompts(cfg: SuiteConfig, n: int) -> list[tuple[str, dict]]:
+    """(caption, truth) of n fresh scenes that each contain a held-out combination."""
+    shapes = scene_config(cfg)
+    return [(caption(s, shapes), ground_truth(s, shapes)) for s in held_out_scenes(cfg, n)]
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -96,25 +125,28 @@ def run_suite(
     gen: GenerateConfig | None = None,
     batch_size: int = 10,
     progress: bool = True,
+    keep_videos: bool = False,
 ) -> dict:
     """Generate every prompt and score it. Returns {"seen": means, "held_out": means,
     "held_out_object": means over the held-out objects alone, "by_objects": {object count:
-    means over all prompts}, "prompts": one row per video, `sample` numbering a prompt's videos}."""
+    means over all prompts}, "prompts": one row per video, `sample` numbering a prompt's videos}
+    and with `keep_videos` "videos": uint8 (N, 3, T, H, W) in the order of the rows."""
     cfg = cfg or SuiteConfig()
     if cfg.samples < 1:
         raise InputError(f"samples must be >= 1, got {cfg.samples}")
     gen = gen or GenerateConfig(frames=cfg.frames, height=cfg.size, width=cfg.size)
-    n_held_out = cfg.num_prompts // 2 if cfg.held_out else 0
-    suite = [("seen", *p) for p in seen_prompts(cfg, cfg.num_prompts - n_held_out)]
-    suite += [("held_out", *p) for p in held_out_prompts(cfg, n_held_out)]
+    shapes = scene_config(cfg)
+    suite = [(kind, caption(s, shapes), ground_truth(s, shapes)) for kind, s in suite_scenes(cfg)]
     # Video j of prompt k is generated from seed gen.seed + j * len(suite) + k, whatever the
     # batch size, so the first video of every prompt does not depend on `samples`.
     jobs = [(j, *item) for j in range(cfg.samples) for item in suite]
-    rows = []
+    rows, kept = [], []
     bar = tqdm(total=len(jobs), desc="adherence", unit="video", disable=not progress)
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
         videos = generate(pipe, [c[2] for c in chunk], replace(gen, seed=gen.seed + start))
+        if keep_videos:
+            kept.append(((videos.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
         for (sample, kind, text, truth), video in zip(chunk, videos, strict=True):
             row = {"set": kind, "prompt": text, "sample": sample, "objects": len(truth["objects"])}
             row.update(score(video, truth))
@@ -141,4 +173,4 @@ def run_suite(
             for n in sorted({r["objects"] for r in rows})
         },
         "prompts": rows,
-    }
+    } | ({"videos": torch.cat(kept)} if keep_videos else {})

@@ -140,6 +140,7 @@ class TemporalScores:
     flicker: float  # grey levels on still pixels
     subject_consistency: float | None = None  # [0, 1], from per-frame Inception features
     background_consistency: float | None = None  # [0, 1], from ST-LPIPS between frames
+    step_lpips: float | None = None  # mean ST-LPIPS from each frame to the next
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -154,9 +155,7 @@ def temporal_scores(video, frame_features: torch.Tensor | None = None, lpips=Non
     forward = [flow(a, b) for a, b in zip(grey[:-1], grey[1:], strict=True)]
     backward = [flow(b, a) for a, b in zip(grey[:-1], grey[1:], strict=True)]
     motion, dynamic = dynamic_degree(forward, min(grey.shape[1:]))
-    background = None
-    if lpips is not None:
-        background = lpips_consistency(lpips, frames)
+    background, step_lpips = lpips_consistency(lpips, frames) if lpips is not None else (None, None)
     return TemporalScores(
         motion=motion,
         dynamic=dynamic,
@@ -165,14 +164,16 @@ def temporal_scores(video, frame_features: torch.Tensor | None = None, lpips=Non
         flicker=still_flicker(frames, forward, backward),
         subject_consistency=None if frame_features is None else feature_consistency(frame_features),
         background_consistency=background,
+        step_lpips=step_lpips,
     )
 
 
-def lpips_consistency(lpips, frames_thw3: np.ndarray) -> float:
-    """1 - VBench's consistency formula over ST-LPIPS distances between frames."""
-    device = lpips.shift.device
-    x = torch.from_numpy(frames_thw3).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
+def lpips_consistency(lpips, frames_thw3: np.ndarray) -> tuple[float, float]:
+    """(1 - VBench's consistency formula over ST-LPIPS distances between frames, the mean
+    LPIPS from each frame to the next). Each frame goes through the network once."""
+    x = torch.from_numpy(frames_thw3).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(lpips.shift.device)
     with torch.no_grad():
-        to_first = lpips(x[1:], x[:1].expand_as(x[1:]))
-        to_previous = lpips(x[1:], x[:-1])
-    return 1.0 - float(((to_first + to_previous) / 2).mean())
+        f = lpips.features(x)
+        to_first = lpips.distance([a[1:] for a in f], [a[:1].expand_as(a[1:]) for a in f])
+        to_previous = lpips.distance([a[1:] for a in f], [a[:-1] for a in f])
+    return 1.0 - float(((to_first + to_previous) / 2).mean()), float(to_previous.mean())

@@ -19,7 +19,7 @@ SMALL = dict(samples=4, frames=9, size=32, steps=2, examples=2)
 def test_report_numbers_page_and_rerun(tiny_bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cfg = ReportConfig(**SMALL)
-    assert cfg.fid_frames == (0, 4, 8) and cfg.fvd_frames == 9
+    assert cfg.fid_frames == (0, 4, 8) and cfg.scoring.fvd_frames == 9
     nets = Networks.load()
     numbers, clips = build_report(load_pipeline(tiny_bundle), cfg, nets, progress=False)
     rows = numbers["rows"]

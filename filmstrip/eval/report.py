@@ -57,23 +57,16 @@ TEMPORAL = (
 
 
 @dataclass(frozen=True)
-class ReportConfig:
-    samples: int = 64  # prompts (half seen in training, half held out), one video each
-    frames: int = 17
-    size: int = 64
-    steps: int = 20
-    text_scale: float = 4.0
-    seed: int = 0
+class ScoreConfig:
+    """What scoring a set of clips of `frames` frames reads."""
+
+    frames: int
     fvd_frames: int = 16  # from the start of each clip (fewer if the clips are shorter)
     # Frames of each clip FID and subject consistency see; () = the first, middle and last.
     fid_frames: tuple[int, ...] = ()
-    examples: int = 8  # clips shown on the page
     batch: int = 8
-    suite: SuiteConfig = field(default_factory=SuiteConfig)
 
     def __post_init__(self):
-        if self.samples < 4 or self.samples % 2:
-            raise InputError(f"a report needs an even number of at least 4 samples, got {self.samples}")
         if self.frames < MIN_FRAMES:
             raise InputError(f"FVD's I3D needs clips of at least {MIN_FRAMES} frames, got {self.frames}")
         if self.fid_frames and not all(0 <= f < self.frames for f in self.fid_frames):
@@ -81,6 +74,29 @@ class ReportConfig:
         object.__setattr__(self, "fvd_frames", min(self.fvd_frames, self.frames))
         if not self.fid_frames:
             object.__setattr__(self, "fid_frames", (0, self.frames // 2, self.frames - 1))
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    samples: int = 64  # prompts (half seen in training, half held out), one video each
+    frames: int = 17
+    size: int = 64
+    steps: int = 20
+    text_scale: float = 4.0
+    seed: int = 0
+    fid_frames: tuple[int, ...] = ()  # see ScoreConfig
+    examples: int = 8  # clips shown on the page
+    batch: int = 8
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+
+    def __post_init__(self):
+        if self.samples < 4 or self.samples % 2:
+            raise InputError(f"a report needs an even number of at least 4 samples, got {self.samples}")
+        object.__setattr__(self, "fid_frames", self.scoring.fid_frames)
+
+    @property
+    def scoring(self) -> ScoreConfig:
+        return ScoreConfig(self.frames, fid_frames=self.fid_frames, batch=self.batch)
 
 
 @dataclass
@@ -105,13 +121,15 @@ def to_float(video_u8: torch.Tensor) -> torch.Tensor:
 
 
 def analyse(
-    clips_u8: torch.Tensor, nets: Networks, cfg: ReportConfig, cache: Path | None
+    clips_u8: torch.Tensor, nets: Networks, cfg: ScoreConfig, cache: Path | None, physics: bool = True
 ) -> dict[str, torch.Tensor]:
     """Everything measured on a set of clips (N, 3, T, H, W) uint8 on its own: I3D and
     Inception features, and per clip the temporal dimensions, subject consistency and the
-    physics probe's score and parts. Cached by the pixels' hash."""
+    physics probe's score and parts (`physics`: for `shapes` clips only). Cached by the pixels' hash."""
     key = hashlib.sha256(
-        json.dumps([ANALYSIS_VERSION, list(clips_u8.shape), cfg.fvd_frames, list(cfg.fid_frames)]).encode()
+        json.dumps(
+            [ANALYSIS_VERSION, list(clips_u8.shape), cfg.fvd_frames, list(cfg.fid_frames), physics]
+        ).encode()
         + clips_u8.contiguous().numpy().tobytes()
     ).hexdigest()[:20]
     path = cache / f"set-{key}.safetensors" if cache else None
@@ -125,29 +143,31 @@ def analyse(
         nets.inception, [frames_of(chosen[i : i + cfg.batch]) for i in range(0, len(video), cfg.batch)]
     )
     per_frame = inception.reshape(len(video), len(cfg.fid_frames), -1)
-    rows, physics = [], []
+    rows, laws = [], []
     for k in range(len(video)):
-        s = temporal_scores(clips_u8[k].permute(1, 2, 3, 0).numpy(), lpips=nets.lpips).as_dict()
+        frames = clips_u8[k].permute(1, 2, 3, 0).numpy()
+        s = temporal_scores(frames, lpips=nets.lpips).as_dict()
         rows.append([float(s[name]) for name in TEMPORAL] + [feature_consistency(per_frame[k])])
-        p = probe(clips_u8[k].permute(1, 2, 3, 0).numpy())
-        physics.append([p.score, float(p.passed)] + [p.parts[part] for part in PARTS])
-    out = {
-        "i3d": i3d,
-        "inception": inception,
-        "temporal": torch.tensor(rows, dtype=torch.float64),
-        "physics": torch.tensor(physics, dtype=torch.float64),
-    }
+        if physics:
+            p = probe(frames)
+            laws.append([p.score, float(p.passed)] + [p.parts[part] for part in PARTS])
+    out = {"i3d": i3d, "inception": inception, "temporal": torch.tensor(rows, dtype=torch.float64)}
+    if physics:
+        out["physics"] = torch.tensor(laws, dtype=torch.float64)
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_tensors_atomic(path, out)
     return out
 
 
-def _summary(a: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict[str, float]:
+def summarise_set(a: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict[str, float]:
+    """A set's analysis as numbers: distances to the reference's, means of the rest."""
     temporal = a["temporal"].mean(0).tolist()
-    phys = a["physics"]
     out = {"fvd": fvd(a["i3d"], reference["i3d"]), "fid": fid(a["inception"], reference["inception"])}
     out |= dict(zip([*TEMPORAL, "subject_consistency"], temporal, strict=True))
+    if "physics" not in a:
+        return out
+    phys = a["physics"]
     out["physics"] = float(phys[:, 0].mean())
     out["physics_passed"] = float(phys[:, 1].mean())
     out |= {f"physics_{p}": float((phys[:, 2 + i] == 1).double().mean()) for i, p in enumerate(PARTS)}
@@ -181,16 +201,16 @@ def build_report(pipe: Pipeline, cfg: ReportConfig | None = None, nets: Networks
     t0 = time.perf_counter()
     analyses = {}
     for name, clips in (("reference", reference), ("real", other), ("vae", round_trip), ("model", generated)):
-        analyses[name] = analyse(clips, nets, cfg, cache)
+        analyses[name] = analyse(clips, nets, cfg.scoring, cache)
     times["score_s"] = time.perf_counter() - t0
-    rows = {name: _summary(analyses[name], analyses["reference"]) for name in ("real", "vae", "model")}
+    rows = {name: summarise_set(analyses[name], analyses["reference"]) for name in ("real", "vae", "model")}
     rows["vae"]["psnr"] = float(psnr(to_float(round_trip), to_float(other)).mean())
     rows["vae"]["lpips"] = float(lpips_video(nets.lpips, to_float(round_trip), to_float(other)).mean())
     times["total_s"] = time.perf_counter() - start
     numbers = {
         "model": model_name,
         "parameters": sum(p.numel() for p in pipe.dit.parameters()),
-        "config": asdict(cfg),
+        "config": asdict(cfg) | {"fvd_frames": cfg.scoring.fvd_frames},
         "rows": rows,
         "adherence": {k: adherence[k] for k in ("seen", "held_out", "held_out_object", "by_objects")},
         "times": times,

@@ -280,6 +280,23 @@ def eval_fid(dir_a, dir_b, batch):
     click.echo(f"{fid(*features):.4f}")
 
 
+JSON_NUMBERS = click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the numbers here.",
+)
+
+
+def sampling_options(command):
+    """--steps, --cfg and --seed, as `generate` takes them."""
+    command = click.option("--seed", default=GenerateConfig.seed, show_default=True)(command)
+    command = click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)(
+        command
+    )
+    return click.option("--steps", default=GenerateConfig.steps, show_default=True)(command)
+
+
 @eval_group.command("report")
 @T2V_CHECKPOINT
 @click.option(
@@ -292,20 +309,13 @@ def eval_fid(dir_a, dir_b, batch):
 @click.option(
     "--samples", default=64, show_default=True, help="Prompts, half seen and half held out; one video each."
 )
-@click.option("--steps", default=GenerateConfig.steps, show_default=True)
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
 @click.option("--size", default=GenerateConfig.height, show_default=True)
-@click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
-@click.option("--seed", default=GenerateConfig.seed, show_default=True)
+@sampling_options
 @click.option(
     "--no-cache", is_flag=True, help="Score every set afresh instead of reusing ~/.cache/filmstrip/report."
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the numbers here.",
-)
+@JSON_NUMBERS
 @PRECISION
 @COMPILE
 def eval_report(
@@ -380,15 +390,8 @@ def eval_report(
 @click.option(
     "--size", default=GenerateConfig.height, show_default=True, help="Clips are scored at size x size."
 )
-@click.option("--steps", default=GenerateConfig.steps, show_default=True)
-@click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
-@click.option("--seed", default=GenerateConfig.seed, show_default=True)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the numbers here.",
-)
+@sampling_options
+@JSON_NUMBERS
 @PRECISION
 @COMPILE
 def eval_dataset(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def load_inception(device: torch.device | str = "cpu", path: Path | None = None)
     digest = hashlib.sha1(path.read_bytes()).hexdigest()
     if digest != SHA1:
         raise CheckpointError(f"{path}: not the FID Inception this code was checked with (SHA-1 {digest})")
-    return torch.jit.load(str(path), map_location=device).eval()
+    with warnings.catch_warnings():  # TorchScript is deprecated, and this network ships only as TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location=device).eval()
 
 
 def tf_bilinear_resize(images_bchw: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from filmstrip.data.flow import flow
 from filmstrip.data.shapes import ShapesConfig, ShapesDataset
 from filmstrip.errors import InputError
 from filmstrip.eval.lpips import load_lpips
-from filmstrip.eval.temporal import feature_consistency, flow, temporal_scores
+from filmstrip.eval.temporal import feature_consistency, temporal_scores
 
 
 def _texture(size: int = 112) -> np.ndarray:

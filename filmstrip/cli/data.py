@@ -84,3 +84,51 @@ def probe_cmd(paths: tuple[Path, ...]) -> None:
         )
     if failed:
         raise click.ClickException(f"{failed} of {len(paths)} files could not be read")
+
+
+@data.command("cuts")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--ratio", default=3.0, show_default=True, help="A cut's change over its neighbours' mean.")
+@click.option(
+    "--min-score", default=5.0, show_default=True, help="Change (0-255) below which nothing is a cut."
+)
+@click.option("--min-gap", default=8, show_default=True, help="Frames: the shortest shot.")
+def cuts_cmd(path: Path, ratio: float, min_score: float, min_gap: int) -> None:
+    """Print the times (seconds) where the video cuts to a new shot, one per line."""
+    from filmstrip.data.cuts import CutConfig, detect_cuts
+
+    times, indices, scores = detect_cuts(path, CutConfig(ratio=ratio, min_score=min_score, min_gap=min_gap))
+    for t, i in zip(times, indices, strict=True):
+        click.echo(f"{t:.3f}  (frame {i}, change {scores[i]:.1f})")
+    click.echo(f"{len(times)} cuts in {len(scores)} frames")
+
+
+@data.command("flow")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--size", default=256, show_default=True, help="Short side the flow is computed at.")
+@click.option(
+    "--max-px",
+    type=float,
+    default=None,
+    help="Speed (px per frame) shown at full brightness [default: 4% of the short side].",
+)
+def flow_cmd(path: Path, output: Path, size: int, max_px: float | None) -> None:
+    """Write the video beside its optical flow (DIS) as a colour wheel: hue is the direction of
+    motion, brightness the speed."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from filmstrip.data.flow import flow, flow_to_rgb, grey
+    from filmstrip.io import check_output_path, iter_frames, probe, write_video
+
+    output = check_output_path(output)
+    info = probe(path)
+    rows, previous = [], None
+    for _, frame in tqdm(iter_frames(path, size=size), total=info.num_frames, unit="frame"):
+        g = grey(frame)
+        f = np.zeros((*g.shape, 2), np.float32) if previous is None else flow(previous, g)
+        previous = g
+        colour = flow_to_rgb(f, max_px or 0.04 * min(g.shape))
+        rows.append(np.concatenate([frame, colour], axis=1))
+    click.echo(str(write_video(output, np.stack(rows).transpose(3, 0, 1, 2), fps=info.fps)))

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
 import torch
 
+from filmstrip.data.flow import flow, grey, warp
 from filmstrip.errors import InputError
 from filmstrip.io.layout import to_uint8_thwc
 
@@ -46,27 +46,7 @@ def frames_uint8(video) -> np.ndarray:
 
 
 def _grey(frames_thw3: np.ndarray) -> np.ndarray:
-    return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames_thw3])
-
-
-def flow(a_hw: np.ndarray, b_hw: np.ndarray) -> np.ndarray:
-    """Dense flow (H, W, 2) in pixels such that a(x) ~ b(x + flow(x)); DIS, medium preset."""
-    cv2.setNumThreads(1)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return dis.calc(a_hw, b_hw, None)
-
-
-def warp(image: np.ndarray, flow_hw2: np.ndarray) -> np.ndarray:
-    """image sampled at x + flow(x) (bilinear, edges replicated), as float32."""
-    h, w = flow_hw2.shape[:2]
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(
-        image.astype(np.float32),
-        xs + flow_hw2[..., 0],
-        ys + flow_hw2[..., 1],
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
+    return np.stack([grey(f) for f in frames_thw3])
 
 
 def visible(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:

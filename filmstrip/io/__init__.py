@@ -2,7 +2,7 @@
 
 from filmstrip.io.errors import VideoReadError, VideoWriteError
 from filmstrip.io.layout import to_float_cthw, to_uint8_thwc
-from filmstrip.io.reader import ClipInfo, VideoInfo, frame_timestamps, probe, read_video
+from filmstrip.io.reader import ClipInfo, VideoInfo, frame_timestamps, iter_frames, probe, read_video
 from filmstrip.io.writer import check_output_path, write_video
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "VideoWriteError",
     "check_output_path",
     "frame_timestamps",
+    "iter_frames",
     "probe",
     "read_video",
     "to_float_cthw",

@@ -21,6 +21,7 @@ import functools
 import os
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -333,6 +334,40 @@ def _decode_into(
     if not filled.all() and not failed and wanted.min() > 0:
         failed = run(seek=False)  # a bad seek index: decode from the start instead
     return filled, failed
+
+
+def iter_frames(
+    path: str | os.PathLike, size: int | tuple[int, int] | None = None, threads: int = 1
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Every frame of a video in order, as (seconds from the first frame, (H, W, 3) uint8), one
+    at a time: for whole long videos (cut detection, flow), where `read_video` would hold them
+    all. A damaged packet costs its own frames (with a warning at the end), not the rest."""
+    index = _index(path)
+    info = index.info
+    height, width = _target_size(size, info.height, info.width)
+    out_shape = (height, width, 3)
+    first = int(index.pts[0])
+    failed = 0
+    container, stream = _open(path)
+    with container:
+        if threads != 1:
+            stream.thread_type = "AUTO"
+            stream.thread_count = threads
+        base = float(stream.time_base)
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                failed += 1
+                continue
+            for frame in frames:
+                if frame.pts is None:
+                    continue
+                rgb = np.empty(out_shape, np.uint8)
+                _frame_to_rgb(frame, rgb, info.rotation)
+                yield (frame.pts - first) * base, rgb
+    if failed:
+        warnings.warn(f"{path}: {failed} damaged packets skipped", stacklevel=2)
 
 
 def read_video(

@@ -132,3 +132,28 @@ def flow_cmd(path: Path, output: Path, size: int, max_px: float | None) -> None:
         colour = flow_to_rgb(f, max_px or 0.04 * min(g.shape))
         rows.append(np.concatenate([frame, colour], axis=1))
     click.echo(str(write_video(output, np.stack(rows).transpose(3, 0, 1, 2), fps=info.fps)))
+
+
+@data.command("prepare")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--min-seconds", default=1.0, show_default=True, help="Shorter pieces are dropped.")
+@click.option("--max-seconds", default=10.0, show_default=True, help="Longer shots are split.")
+@click.option(
+    "--min-motion", default=0.003, show_default=True, help="Short sides per second; below is too static."
+)
+@click.option("--size", default=256, show_default=True, help="Clips are written at about size x size pixels.")
+def prepare_cmd(
+    src: Path, out: Path, min_seconds: float, max_seconds: float, min_motion: float, size: int
+) -> None:
+    """Turn a folder of videos into training clips: split at scene cuts, measure, filter,
+    resize to aspect buckets, carry captions, write OUT/clips and OUT/manifest.jsonl.
+    Re-running skips finished videos."""
+    from filmstrip.data.prepare import PrepareConfig, prepare
+
+    cfg = PrepareConfig(
+        min_seconds=min_seconds, max_seconds=max_seconds, min_motion=min_motion, area=size * size
+    )
+    for line in prepare(src, out, cfg).lines():
+        click.echo(line)
+    click.echo(f"train on it with --data folder:{out / 'clips'}")

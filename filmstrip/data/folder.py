@@ -63,7 +63,7 @@ class FolderItem:
     bucket: Bucket
 
 
-def _read_captions(root: Path) -> dict[str, str]:
+def read_captions(root: Path) -> dict[str, str]:
     path = root / "captions.jsonl"
     if not path.exists():
         return {}
@@ -81,6 +81,16 @@ def _read_captions(root: Path) -> dict[str, str]:
     return captions
 
 
+def caption_of(path: Path, root: Path, captions: dict[str, str]) -> str | None:
+    """A video's caption: its sidecar `.txt`, else its line in `captions.jsonl` (`captions`, by
+    path under `root` or by name), else "". None for a sidecar that is a link out of `root`:
+    a link to /etc/passwd must not become a caption."""
+    sidecar = path.with_suffix(".txt")
+    if sidecar.exists():
+        return sidecar.read_text().strip() if sidecar.resolve().is_relative_to(root.resolve()) else None
+    return captions.get(path.relative_to(root).as_posix(), captions.get(path.name, ""))
+
+
 class FolderDataset(Dataset):
     """Item i -> {"video": float (C, T, H, W) in [-1, 1] at its bucket's size, "caption", "path"}."""
 
@@ -92,7 +102,7 @@ class FolderDataset(Dataset):
         self.buckets = make_buckets(cfg.area, cfg.aspects)
         self.epoch = 0
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-        captions = _read_captions(root)
+        captions = read_captions(root)
         self.items: list[FolderItem] = []
         self.skipped: list[tuple[Path, str]] = []
         for path in tqdm(files, desc=f"indexing {root}", unit="video", disable=len(files) < 50, leave=False):
@@ -129,14 +139,9 @@ class FolderDataset(Dataset):
         bucket = assign_bucket(info.height, info.width, self.buckets, self.cfg.tolerance)
         if bucket is None:
             return f"aspect ratio {info.width}x{info.height} has no bucket within {self.cfg.tolerance:.0%} cropping"
-        sidecar = path.with_suffix(".txt")
-        relative = path.relative_to(root).as_posix()
-        # A sidecar that is a link out of the dataset folder is not read: a link to
-        # /etc/passwd must not become a caption.
-        inside = sidecar.exists() and sidecar.resolve().is_relative_to(root.resolve())
-        if sidecar.exists() and not inside:
-            return f"its caption {sidecar.name} links outside {root}"
-        text = sidecar.read_text().strip() if inside else captions.get(relative, captions.get(path.name, ""))
+        text = caption_of(path, root, captions)
+        if text is None:
+            return f"its caption {path.with_suffix('.txt').name} links outside {root}"
         self.items.append(FolderItem(path, text, info, bucket))
         return None
 

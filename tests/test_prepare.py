@@ -28,7 +28,9 @@ def _source(root):
     (root / "sub").mkdir()
     _write(root / "sub" / "tiny.mp4", smooth_video(15, 32, 32, seed=5))
     (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(100))
-    (root / "captions.jsonl").write_text(json.dumps({"file": "still.mp4", "caption": "a still texture"}) + "\n")
+    (root / "captions.jsonl").write_text(
+        json.dumps({"file": "still.mp4", "caption": "a still texture"}) + "\n"
+    )
     return root
 
 

@@ -33,7 +33,12 @@ from filmstrip.io.reader import _index_cached
 
 
 def make_clip(path: Path, num_frames: int, height: int, width: int) -> Path:
-    """Camera-like content: a panning texture, two moving discs and per-frame grain, H.264 crf 18."""
+    """Camera-like content (`camera_frames`) as H.264 crf 18."""
+    return write_video(path, camera_frames(num_frames, height, width).transpose(3, 0, 1, 2), fps=30)
+
+
+def camera_frames(num_frames: int, height: int, width: int) -> np.ndarray:
+    """(T, H, W, 3) uint8: a panning texture, two moving discs and per-frame grain."""
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, (height + num_frames, width + 2 * num_frames, 3), dtype=np.uint8)
     texture = cv2.normalize(
@@ -47,7 +52,7 @@ def make_clip(path: Path, num_frames: int, height: int, width: int) -> Path:
             cy = int((0.3 + 0.4 * k) * height)
             cv2.circle(frame, (cx, cy), height // 8, colour, -1, lineType=cv2.LINE_AA)
         frames[t] = cv2.add(frame, rng.integers(0, 8, frame.shape, dtype=np.uint8))
-    return write_video(path, frames.transpose(3, 0, 1, 2), fps=30)
+    return frames
 
 
 def filmstrip_cold(path: Path) -> int:

@@ -83,10 +83,16 @@ def evaluate_on_dataset(
         chunk = captions[start : start + cfg.batch]
         generated.append(to_uint8(generate(pipe, chunk, replace(gen, seed=cfg.seed + start))))
     physics = cfg.data == "shapes"
-    reference = analyse(held_out, nets, score_cfg, cache, physics)
-    out = {"model": summarise_set(analyse(torch.cat(generated), nets, score_cfg, cache, physics), reference)}
+    reference = analyse(held_out, nets, score_cfg, cache, physics, progress, "held-out clips")
+    out = {
+        "model": summarise_set(
+            analyse(torch.cat(generated), nets, score_cfg, cache, physics, progress, "generated"), reference
+        )
+    }
     train_spec = cfg.train_data or (cfg.data if not cfg.data.startswith("folder:") else None)
     if train_spec:
         train, _ = real_clips(train_spec, "train", cfg)
-        out["train"] = summarise_set(analyse(train, nets, score_cfg, cache, physics), reference)
+        out["train"] = summarise_set(
+            analyse(train, nets, score_cfg, cache, physics, progress, "train clips"), reference
+        )
     return out

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file
+from tqdm import tqdm
 
 from filmstrip.checkpoint import save_tensors_atomic
 from filmstrip.data.shapes import render
@@ -121,7 +122,13 @@ def to_float(video_u8: torch.Tensor) -> torch.Tensor:
 
 
 def analyse(
-    clips_u8: torch.Tensor, nets: Networks, cfg: ScoreConfig, cache: Path | None, physics: bool = True
+    clips_u8: torch.Tensor,
+    nets: Networks,
+    cfg: ScoreConfig,
+    cache: Path | None,
+    physics: bool = True,
+    progress: bool = False,
+    name: str = "clips",
 ) -> dict[str, torch.Tensor]:
     """Everything measured on a set of clips (N, 3, T, H, W) uint8 on its own: I3D and
     Inception features, and per clip the temporal dimensions, subject consistency and the
@@ -137,14 +144,19 @@ def analyse(
         return load_file(str(path))
     video = to_float(clips_u8)
     batches = [video[i : i + cfg.batch] for i in range(0, len(video), cfg.batch)]
-    i3d = i3d_features(nets.i3d, batches, cfg.fvd_frames)
+    if progress:
+        print(f"scoring {name}: I3D, Inception, then each clip's temporal dimensions", flush=True)
+    i3d = i3d_features(nets.i3d, batches, cfg.fvd_frames, progress=progress, total=len(video))
     chosen = video[:, :, list(cfg.fid_frames)]
     inception = inception_features(
-        nets.inception, [frames_of(chosen[i : i + cfg.batch]) for i in range(0, len(video), cfg.batch)]
+        nets.inception,
+        [frames_of(chosen[i : i + cfg.batch]) for i in range(0, len(video), cfg.batch)],
+        progress=progress,
+        total=len(video) * len(cfg.fid_frames),
     )
     per_frame = inception.reshape(len(video), len(cfg.fid_frames), -1)
     rows, laws = [], []
-    for k in range(len(video)):
+    for k in tqdm(range(len(video)), unit="clip", disable=not progress):
         frames = clips_u8[k].permute(1, 2, 3, 0).numpy()
         s = temporal_scores(frames, lpips=nets.lpips).as_dict()
         rows.append([float(s[name]) for name in TEMPORAL] + [feature_consistency(per_frame[k])])
@@ -201,7 +213,7 @@ def build_report(pipe: Pipeline, cfg: ReportConfig | None = None, nets: Networks
     t0 = time.perf_counter()
     analyses = {}
     for name, clips in (("reference", reference), ("real", other), ("vae", round_trip), ("model", generated)):
-        analyses[name] = analyse(clips, nets, cfg.scoring, cache)
+        analyses[name] = analyse(clips, nets, cfg.scoring, cache, progress=progress, name=name)
     times["score_s"] = time.perf_counter() - t0
     rows = {name: summarise_set(analyses[name], analyses["reference"]) for name in ("real", "vae", "model")}
     rows["vae"]["psnr"] = float(psnr(to_float(round_trip), to_float(other)).mean())

@@ -29,6 +29,7 @@ LAYERS = {
     "pipelines": 4,
     "train": 5,
     "eval": 5,
+    "world": 5,
     "cli": 6,
     "__main__": 6,
 }

@@ -26,6 +26,7 @@ COMMANDS = {
     "generate": ("filmstrip.cli.generate", "generate", "Generate a video from a prompt (and images, clips)."),
     "train": ("filmstrip.cli.train", "train", "Train the generative models."),
     "vae": ("filmstrip.cli.vae", "vae", "Train and use the video autoencoders (3D VAE, 2D baseline, FSQ)."),
+    "world": ("filmstrip.cli.world", "world", "Record and import game episodes for world models."),
 }
 
 

@@ -99,3 +99,12 @@ def test_world_commands(tmp_path):
         main, ["world", "record", "--game", "boxing", "--policy", "scripted", "-o", str(tmp_path)]
     )
     assert result.exit_code == 1 and "no scripted policy for boxing" in result.output
+
+
+def test_doom_records_deterministically_and_explores(tmp_path):
+    pytest.importorskip("vizdoom", reason="the world extra: pip install -e '.[world]'")
+    cfg = RecordConfig(game="doom", steps=60, policy="scripted", size=32, seed=2)
+    a, b = (load_episode(record(cfg, tmp_path / n, progress=False)[0]) for n in ("a", "b"))
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.actions, b.actions)
+    assert a.num_actions == 7 and set(a.actions) <= {1, 2, 3, 4, 5}  # the script walks and turns
+    assert np.abs(np.diff(a.frames.astype(np.float32), axis=0)).mean() > 3  # the view changes

@@ -27,6 +27,7 @@ GAMES = {
     "boxing": "ALE/Boxing-v5",
     "freeway": "ALE/Freeway-v5",
     "space_invaders": "ALE/SpaceInvaders-v5",
+    "doom": "freedoom1.wad",  # ViZDoom with the Freedoom game data, map E1M1
 }
 POLICIES = ("random", "scripted", "mixed")
 
@@ -59,7 +60,7 @@ def _centre(mask: np.ndarray) -> tuple[float, float] | None:
     return (float(xs.mean()), float(ys.mean())) if len(xs) else None
 
 
-def _pong(frame: np.ndarray) -> int:
+def _pong(frame: np.ndarray, env=None) -> int:
     """Keep the right (green) paddle level with the ball. Actions: 0 noop, 2 up, 3 down."""
     field = frame[34:194]
     paddle = _centre(np.all(field[:, 140:144] == (92, 186, 92), axis=-1))
@@ -70,7 +71,7 @@ def _pong(frame: np.ndarray) -> int:
     return 0 if abs(gap) < 4 else (3 if gap > 0 else 2)
 
 
-def _breakout(frame: np.ndarray) -> int:
+def _breakout(frame: np.ndarray, env=None) -> int:
     """Keep the paddle under the ball. Actions: 1 fire (serve), 2 right, 3 left."""
     red = np.all(frame[:, 8:152] == (200, 72, 72), axis=-1)  # inside the walls (the right one ends red)
     paddle = _centre(red[189:194])
@@ -81,10 +82,101 @@ def _breakout(frame: np.ndarray) -> int:
     return 0 if abs(gap) < 3 else (2 if gap > 0 else 3)
 
 
-SCRIPTS: dict[str, Callable[[np.ndarray], int]] = {"pong": _pong, "breakout": _breakout}
+class Doom:
+    """ViZDoom's Freedoom E1M1 behind the Gymnasium calls `record` makes. Actions: 0 nothing,
+    1 forward, 2 turn left, 3 turn right, 4 forward + left, 5 forward + right, 6 attack. The
+    reward is the kills of the step; an episode ends when the player dies or the map ends."""
+
+    BUTTONS = ("MOVE_FORWARD", "TURN_LEFT", "TURN_RIGHT", "ATTACK")
+    ACTIONS = (
+        (0, 0, 0, 0),
+        (1, 0, 0, 0),
+        (0, 1, 0, 0),
+        (0, 0, 1, 0),
+        (1, 1, 0, 0),
+        (1, 0, 1, 0),
+        (0, 0, 0, 1),
+    )
+
+    def __init__(self, frameskip: int, timeout_steps: int):
+        import vizdoom as vzd
+
+        self.vzd, self.frameskip = vzd, frameskip
+        game = vzd.DoomGame()
+        game.set_doom_game_path(str(Path(vzd.__file__).parent / "freedoom1.wad"))
+        game.set_doom_map("E1M1")
+        game.set_screen_resolution(vzd.ScreenResolution.RES_160X120)
+        game.set_screen_format(vzd.ScreenFormat.RGB24)
+        game.set_render_hud(False)
+        game.set_depth_buffer_enabled(True)
+        game.set_window_visible(False)
+        game.set_available_buttons([getattr(vzd.Button, b) for b in self.BUTTONS])
+        game.set_episode_timeout(timeout_steps * frameskip + 10)
+        game.set_mode(vzd.Mode.PLAYER)
+        self.game = game
+        self.depth = None
+        self.action_space = type("Discrete", (), {"n": len(self.ACTIONS)})()
+
+    def _observe(self) -> np.ndarray:
+        state = self.game.get_state()
+        self.depth = state.depth_buffer
+        return state.screen_buffer
+
+    def reset(self, seed: int):
+        self.game.set_seed(seed)
+        if not getattr(self, "_started", False):
+            self.game.init()
+            self._started = True
+        self.game.new_episode()
+        self._kills = self.game.get_game_variable(self.vzd.GameVariable.KILLCOUNT)
+        self._last = self._observe()
+        return self._last, {}
+
+    def step(self, action: int):
+        self.game.make_action(list(self.ACTIONS[action]), self.frameskip)
+        done = self.game.is_episode_finished()
+        if not done:
+            self._last = self._observe()
+        kills = self.game.get_game_variable(self.vzd.GameVariable.KILLCOUNT)
+        reward, self._kills = kills - self._kills, kills
+        return self._last, float(reward), done and self.game.is_player_dead(), done, {}
+
+    def close(self) -> None:
+        self.game.close()
+
+
+def _doom(frame: np.ndarray, env: Doom) -> int:
+    """Walk towards open space: forward while the middle of the view is deep, turning to the
+    deeper side; turn on the spot in front of a wall."""
+    depth = env.depth[env.depth.shape[0] // 3 : 2 * env.depth.shape[0] // 3].astype(np.float32)
+    third = depth.shape[1] // 3
+    left, middle, right = (
+        depth[:, :third].mean(),
+        depth[:, third : 2 * third].mean(),
+        depth[:, 2 * third :].mean(),
+    )
+    if middle < 12:
+        return 2 if left > right else 3
+    if abs(left - right) > 0.3 * middle:
+        return 4 if left > right else 5
+    return 1
+
+
+SCRIPTS: dict[str, Callable[[np.ndarray, object], int]] = {
+    "pong": _pong,
+    "breakout": _breakout,
+    "doom": _doom,
+}
 
 
 def make_env(cfg: RecordConfig):
+    if cfg.game == "doom":
+        try:
+            return Doom(cfg.frameskip, cfg.max_episode_steps)
+        except ImportError:
+            raise InputError(
+                "recording Doom needs the world extra: pip install -e '.[world]' (make test installs it)"
+            ) from None
     try:
         import ale_py
         import gymnasium as gym
@@ -105,7 +197,7 @@ def record(cfg: RecordConfig, out: Path | str, progress: bool = True) -> list[Pa
     rng = np.random.default_rng(cfg.seed)
     num_actions = int(env.action_space.n)
     script = SCRIPTS.get(cfg.game)
-    fps = 60.0 / cfg.frameskip
+    fps = (35.0 if cfg.game == "doom" else 60.0) / cfg.frameskip  # Doom runs at 35 tics a second
     paths, done, episode_index = [], 0, 0
     bar = tqdm(total=cfg.steps, desc=f"recording {cfg.game}", unit="step", disable=not progress)
     while done < cfg.steps:
@@ -121,7 +213,7 @@ def record(cfg: RecordConfig, out: Path | str, progress: bool = True) -> list[Pa
                     held, hold_left = int(rng.integers(num_actions)), int(rng.integers(1, 5))
                 action, hold_left = held, hold_left - 1
             else:
-                action = script(obs)
+                action = script(obs, env)
             obs, reward, terminated, truncated, _ = env.step(action)
             frames.append(obs)
             actions.append(action)

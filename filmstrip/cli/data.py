@@ -143,8 +143,20 @@ def flow_cmd(path: Path, output: Path, size: int, max_px: float | None) -> None:
     "--min-motion", default=0.003, show_default=True, help="Short sides per second; below is too static."
 )
 @click.option("--size", default=256, show_default=True, help="Clips are written at about size x size pixels.")
+@click.option(
+    "--tolerance",
+    default=0.2,
+    show_default=True,
+    help="Most of a frame a bucket may crop away (wide footage).",
+)
 def prepare_cmd(
-    src: Path, out: Path, min_seconds: float, max_seconds: float, min_motion: float, size: int
+    src: Path,
+    out: Path,
+    min_seconds: float,
+    max_seconds: float,
+    min_motion: float,
+    size: int,
+    tolerance: float,
 ) -> None:
     """Turn a folder of videos into training clips: split at scene cuts, measure, filter,
     resize to aspect buckets, carry captions, write OUT/clips and OUT/manifest.jsonl.
@@ -152,7 +164,11 @@ def prepare_cmd(
     from filmstrip.data.prepare import PrepareConfig, prepare
 
     cfg = PrepareConfig(
-        min_seconds=min_seconds, max_seconds=max_seconds, min_motion=min_motion, area=size * size
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        min_motion=min_motion,
+        area=size * size,
+        tolerance=tolerance,
     )
     for line in prepare(src, out, cfg).lines():
         click.echo(line)

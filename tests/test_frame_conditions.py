@@ -404,6 +404,10 @@ def test_eval_conditioning_cli(tiny_bundle, tmp_path):
     grid = json.loads(out.read_text())["grid"]
     assert [(r["text_scale"], r["image_scale"]) for r in grid] == [(1.0, 2.0), (2.0, 2.0)]
     assert all("flicker" in r for r in grid)
+    result = CliRunner().invoke(main, [*args[:-2], "--scenes", "1", "--grid", "1", "1,2", "--grid-mode", "last",
+                                       "--json", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert all("end_error_p95" in r and "direction" in r for r in json.loads(out.read_text())["grid"])
     result = CliRunner().invoke(main, [*args[:-2], "--scenes", "2", "--mode", "v2v", "--strengths", "0,1",
                                        "--mode", "edit", "--json", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -426,9 +430,10 @@ def test_the_conditioning_evaluator_scores_the_truth_as_perfect():
     items = suite_scenes(cfg)
     rows = {
         mode: [score_row(mode, it["video"], it, cfg) for it in items]
-        for mode in ("i2v", "first-last", "extend")
+        for mode in ("i2v", "first-last", "extend", "last")
     }
-    i2v, ends, ext = (summarize(m, r) for m, r in rows.items())
+    i2v, ends, ext, last = (summarize(m, r) for m, r in rows.items())
+    assert last["end_error_p95"] == 0 and last["colour"] == 1 and last["direction"] > 0.9
     assert i2v["start_error_p95"] == 0 and i2v["found"] == 1 and i2v["colour"] == 1 and i2v["flicker"] < 0.5
     assert i2v["direction"] > 0.9 and i2v["shape"] > 0.9  # the adherence evaluator's own accuracy
     assert ends["end_error_p95"] == 0 and ends["monotone"] > 0.9

@@ -119,12 +119,12 @@ def eval_adherence(
 @click.option(
     "--mode",
     "modes",
-    type=click.Choice(["i2v", "first-last", "extend", "v2v", "edit"]),
+    type=click.Choice(["i2v", "first-last", "last", "extend", "v2v", "edit"]),
     multiple=True,
     default=("i2v", "first-last", "extend"),
     show_default=True,
-    help="What is given: the first frame, the first and last, the first --context frames; or a "
-    "clip to recolour by video-to-video (at each --strengths) or by inversion.",
+    help="What is given: the first frame, the first and last, the last alone, the first --context "
+    "frames; or a clip to recolour by video-to-video (at each --strengths) or by inversion.",
 )
 @click.option(
     "--strengths", default="0.2,0.4,0.6,0.8,1.0", show_default=True, help="v2v: SDEdit strengths to measure."
@@ -145,6 +145,13 @@ def eval_adherence(
     help="Instead: image to video at every pair of scales, e.g. --grid 2,4,6 1,1.5,2.5.",
 )
 @click.option(
+    "--grid-mode",
+    type=click.Choice(["i2v", "last"]),
+    default="i2v",
+    show_default=True,
+    help="What the grid gives: the first frame, or the last frame alone.",
+)
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
 @PRECISION
@@ -162,6 +169,7 @@ def eval_conditioning(
     context,
     seed,
     grid,
+    grid_mode,
     json_path,
     precision,
     compile_,
@@ -191,10 +199,11 @@ def eval_conditioning(
     if scales:
         from filmstrip.eval.conditioning import guidance_grid
 
-        results["grid"] = guidance_grid(pipe, *scales, suite, gen)
-        click.echo(f"{'text':>5} {'image':>5}  psnr_first  direction  colour  shape  flicker")
+        results["grid"] = guidance_grid(pipe, *scales, suite, gen, mode=grid_mode)
+        given = "psnr_first" if grid_mode == "i2v" else "end_error_mean"
+        click.echo(f"{'text':>5} {'image':>5}  {given:>14}  direction  colour  shape  flicker")
         for r in results["grid"]:
-            click.echo(f"{r['text_scale']:5g} {r['image_scale']:5g}  {r['psnr_first']:10.2f}  {r['direction']:9.1%}"
+            click.echo(f"{r['text_scale']:5g} {r['image_scale']:5g}  {r[given]:14.2f}  {r['direction']:9.1%}"
                        f"  {r['colour']:6.1%} {r['shape']:6.1%}  {r['flicker']:7.2f}")  # fmt: skip
         modes = ()
     from filmstrip.eval.conditioning import inversion_edit, v2v_curve

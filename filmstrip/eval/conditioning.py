@@ -47,7 +47,7 @@ from filmstrip.io.layout import to_float_cthw, to_uint8_thwc
 from filmstrip.pipelines.conditions import ImageCondition, VideoCondition
 from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
 
-MODES = ("i2v", "first-last", "extend")
+MODES = ("i2v", "first-last", "last", "extend")
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,8 @@ def conditions_for(mode: str, video: torch.Tensor, cfg: ConditionSuite) -> list:
         return [ImageCondition(video[:, 0], 0)]
     if mode == "first-last":
         return [ImageCondition(video[:, 0], 0), ImageCondition(video[:, -1], -1)]
+    if mode == "last":  # a keyframe alone: where image guidance has the most to do
+        return [ImageCondition(video[:, -1], -1)]
     if mode == "extend":
         return [VideoCondition(video[:, : cfg.context], 0)]
     raise InputError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
@@ -164,6 +166,16 @@ def score_row(mode: str, generated: torch.Tensor, item: dict, cfg: ConditionSuit
         ]
         straight = [o["colour"] for o in truth["objects"] if not o["bounced"] and o["direction"] != "still"]
         row["monotone"] = [_monotone(gen_tracks[c]) for c in straight if c in gen_tracks and c in true_tracks]
+    elif mode == "last":
+        row["end_error"] = [
+            _distance(gen_tracks.get(c, [None] * cfg.frames)[last], t[last])
+            for c, t in true_tracks.items()
+            if t[last] is not None
+        ]
+        row["flicker"] = background_flicker(generated)
+        row.update(
+            {k: v for k, v in score(generated, truth).items() if k in ("colour", "shape", "direction")}
+        )
     else:
         k = cfg.context - 1  # the last given frame
         new_fps_truth = {d.colour: d.direction for d in detect(given[:, k:], cfg.fps)}
@@ -248,6 +260,17 @@ def summarize(mode: str, rows: list[dict]) -> dict[str, float]:
             "monotone": _mean(_flat(rows, "monotone")),
             "found": _found(rows, "end_error"),
         }
+    if mode == "last":
+        ends = _flat(rows, "end_error")
+        return {
+            "end_error_mean": _mean(ends),
+            "end_error_p95": _p95(ends),
+            "found": _found(rows, "end_error"),
+            "colour": _mean(_flat(rows, "colour")),
+            "shape": _mean(_flat(rows, "shape")),
+            "direction": _mean(_flat(rows, "direction")),
+            "flicker": _mean(_flat(rows, "flicker")),
+        }
     seams = _flat(rows, "seam_ratio")
     return {
         "direction": _mean(_flat(rows, "direction")),
@@ -264,14 +287,16 @@ def guidance_grid(
     cfg: ConditionSuite | None = None,
     gen: GenerateConfig | None = None,
     progress: bool = True,
+    mode: str = "i2v",
 ) -> list[dict]:
-    """Image to video at every (text scale, image scale): one summary row each."""
+    """Image to video (or another mode, e.g. "last": a keyframe alone) at every (text scale,
+    image scale): one summary row each."""
     gen = gen or GenerateConfig()
     out = []
     for text_scale in text_scales:
         for image_scale in image_scales:
             g = replace(gen, text_scale=text_scale, image_scale=image_scale)
-            summary = run_conditioning(pipe, "i2v", cfg, g, progress)["summary"]
+            summary = run_conditioning(pipe, mode, cfg, g, progress)["summary"]
             out.append({"text_scale": text_scale, "image_scale": image_scale, **summary})
     return out
 

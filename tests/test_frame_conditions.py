@@ -448,3 +448,16 @@ def test_the_conditioning_evaluator_scores_the_truth_as_perfect():
     assert unedited["colour"] == 0 and unedited["within_2px"] == 0
     noisy = (items[0]["video"] + 0.1 * torch.randn_like(items[0]["video"])).clamp(-1, 1)
     assert background_flicker(noisy) > 5 * background_flicker(items[0]["video"]) + 1
+
+
+def test_image_guidance_defaults_to_the_keyframe_scale_only_when_a_keyframe_is_appended(tiny_bundle):
+    from filmstrip.pipelines.generate import KEYFRAME_IMAGE_SCALE, image_scale
+
+    pipe = load_pipeline(tiny_bundle)
+    x = initial_noise(latent_shape(pipe, 1, 9, 32, 32), 0)
+    image = torch.zeros(3, 32, 32)
+    first = prepare_frames(pipe, [ImageCondition(image, 0)], 9, x)
+    last = prepare_frames(pipe, [ImageCondition(image, 0), ImageCondition(image, -1)], 9, x)
+    assert image_scale(GenerateConfig(), first) == 1.0  # frame 0 is held in place: no push needed
+    assert image_scale(GenerateConfig(), last) == KEYFRAME_IMAGE_SCALE == 6.0
+    assert image_scale(GenerateConfig(image_scale=2.0), last) == 2.0  # asked for: kept

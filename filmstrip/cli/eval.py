@@ -134,7 +134,13 @@ def eval_adherence(
 @click.option("--size", default=GenerateConfig.height, show_default=True)
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
 @click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
-@click.option("--image-cfg", "image_scale", default=GenerateConfig.image_scale, show_default=True)
+@click.option(
+    "--image-cfg",
+    "image_scale",
+    type=float,
+    default=None,
+    help="Image guidance scale [default: 6 when a keyframe follows frame 0, else 1].",
+)
 @click.option("--context", default=9, show_default=True, help="extend: frames of the truth given (4k + 1).")
 @click.option("--seed", default=GenerateConfig.seed, show_default=True)
 @click.option(

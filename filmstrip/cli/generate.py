@@ -113,9 +113,10 @@ LAG = click.option(
 @click.option(
     "--image-cfg",
     "image_scale",
-    default=GenerateConfig.image_scale,
-    show_default=True,
-    help="Image guidance scale for --image/--keyframe/--extend (1 = off).",
+    type=float,
+    default=None,
+    help="Image guidance scale for --image/--keyframe/--extend (1 = off) [default: 6 when a keyframe "
+    "follows frame 0, else 1].",
 )
 @click.option(
     "--image-strength",

@@ -10,6 +10,7 @@ function of the seed: the same command records the same episodes.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,8 @@ class Doom:
         game.set_available_buttons([getattr(vzd.Button, b) for b in self.BUTTONS])
         game.set_episode_timeout(timeout_steps * frameskip + 10)
         game.set_mode(vzd.Mode.PLAYER)
+        # ViZDoom writes its settings file; keep it out of the user's working directory.
+        game.set_doom_config_path(str(Path(tempfile.gettempdir()) / "filmstrip_vizdoom.ini"))
         self.game = game
         self.depth = None
         self.action_space = type("Discrete", (), {"n": len(self.ACTIONS)})()

@@ -128,12 +128,11 @@ def prepare_video(
     small = np.stack([f for _, f in iter_frames(path, size=cfg.analysis_size)])
     cuts = find_cuts(change_scores(small), cfg.cuts)
     caption = caption_of(path, src, captions) or ""
-    buckets = make_buckets(cfg.area, cfg.aspects)
+    bucket = assign_bucket(info.height, info.width, make_buckets(cfg.area, cfg.aspects), cfg.tolerance)
     rows, dropped = [], Counter()
     stem = path.relative_to(src).with_suffix("").as_posix().replace("/", "__")
     for k, (start, end) in enumerate(pieces(len(small), cuts, info.fps, cfg.max_seconds)):
         reason, stats = judge(small, start, end, info.fps, (info.height, info.width), cfg)
-        bucket = assign_bucket(info.height, info.width, buckets, cfg.tolerance)
         if reason is None and bucket is None:
             reason = "no bucket"
         if reason:

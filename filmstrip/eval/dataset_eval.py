@@ -17,18 +17,19 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from filmstrip.data import build_dataset
+from filmstrip.data.buckets import Bucket, center_crop, cover_size
 from filmstrip.errors import InputError
 from filmstrip.eval.i3d import cache_dir
-from filmstrip.eval.report import Networks, ScoreConfig, analyse, summarise_set, to_uint8
+from filmstrip.eval.report import Networks, ScoreConfig, analyse, summarise_set
+from filmstrip.io.layout import to_uint8
 from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
 
 
 @dataclass(frozen=True)
 class DatasetEvalConfig:
     data: str  # the held-out clips: "shapes", "digits" or "folder:PATH"
-    train_data: str | None = (
-        None  # the floor: another set of real clips (for procedural sets, their train split)
-    )
+    # The floor: another set of real clips (for procedural sets, by default their train split).
+    train_data: str | None = None
     clips: int = 64
     frames: int = 17
     size: int = 64
@@ -40,14 +41,12 @@ class DatasetEvalConfig:
 
 def fit_square(video_cthw: torch.Tensor, size: int) -> torch.Tensor:
     """Short side to `size` (antialiased bilinear), then the middle `size` x `size`."""
-    _, _, h, w = video_cthw.shape
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    square = Bucket(size, size)
+    cover = cover_size(*video_cthw.shape[-2:], square)
     x = F.interpolate(
-        video_cthw.float().transpose(0, 1), (nh, nw), mode="bilinear", antialias=True, align_corners=False
+        video_cthw.float().transpose(0, 1), cover, mode="bilinear", antialias=True, align_corners=False
     )
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return x[..., top : top + size, left : left + size].transpose(0, 1)
+    return center_crop(x, square).transpose(0, 1)
 
 
 def real_clips(spec: str, split: str, cfg: DatasetEvalConfig) -> tuple[torch.Tensor, list[str]]:

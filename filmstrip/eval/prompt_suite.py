@@ -31,6 +31,7 @@ from filmstrip.data.shapes import (
 )
 from filmstrip.errors import InputError
 from filmstrip.eval.adherence import score
+from filmstrip.io.layout import to_uint8
 from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
 
 
@@ -146,7 +147,7 @@ def run_suite(
         chunk = jobs[start : start + batch_size]
         videos = generate(pipe, [c[2] for c in chunk], replace(gen, seed=gen.seed + start))
         if keep_videos:
-            kept.append(((videos.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
+            kept.append(to_uint8(videos))
         for (sample, kind, text, truth), video in zip(chunk, videos, strict=True):
             row = {"set": kind, "prompt": text, "sample": sample, "objects": len(truth["objects"])}
             row.update(score(video, truth))

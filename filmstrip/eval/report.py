@@ -43,6 +43,7 @@ from filmstrip.eval.physics import PARTS, probe
 from filmstrip.eval.prompt_suite import SuiteConfig, run_suite, scene_config, suite_scenes
 from filmstrip.eval.reconstruction import reconstruct
 from filmstrip.eval.temporal import feature_consistency, temporal_scores
+from filmstrip.io.layout import from_uint8, to_uint8
 from filmstrip.pipelines.generate import GenerateConfig, Pipeline
 
 ANALYSIS_VERSION = 1  # bump when what a set's analysis holds changes: older cache files are not read
@@ -113,14 +114,6 @@ class Networks:
         return cls(load_i3d(device), load_inception(device), load_lpips("alex", device))
 
 
-def to_uint8(video: torch.Tensor) -> torch.Tensor:
-    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
-def to_float(video_u8: torch.Tensor) -> torch.Tensor:
-    return video_u8.float() / 127.5 - 1
-
-
 def analyse(
     clips_u8: torch.Tensor,
     nets: Networks,
@@ -142,10 +135,10 @@ def analyse(
     path = cache / f"set-{key}.safetensors" if cache else None
     if path and path.exists():
         return load_file(str(path))
-    video = to_float(clips_u8)
+    video = from_uint8(clips_u8)
     batches = [video[i : i + cfg.batch] for i in range(0, len(video), cfg.batch)]
     if progress:
-        print(f"scoring {name}: I3D, Inception, then each clip's temporal dimensions", flush=True)
+        tqdm.write(f"scoring {name}: I3D, Inception, then each clip's temporal dimensions")
     i3d = i3d_features(nets.i3d, batches, cfg.fvd_frames, progress=progress, total=len(video))
     chosen = video[:, :, list(cfg.fid_frames)]
     inception = inception_features(
@@ -159,7 +152,7 @@ def analyse(
     for k in tqdm(range(len(video)), unit="clip", disable=not progress):
         frames = clips_u8[k].permute(1, 2, 3, 0).numpy()
         s = temporal_scores(frames, lpips=nets.lpips).as_dict()
-        rows.append([float(s[name]) for name in TEMPORAL] + [feature_consistency(per_frame[k])])
+        rows.append([float(s[dimension]) for dimension in TEMPORAL] + [feature_consistency(per_frame[k])])
         if physics:
             p = probe(frames)
             laws.append([p.score, float(p.passed)] + [p.parts[part] for part in PARTS])
@@ -209,15 +202,15 @@ def build_report(pipe: Pipeline, cfg: ReportConfig | None = None, nets: Networks
     times["generate_s_per_clip"] = (time.perf_counter() - t0) / cfg.samples
     generated = adherence.pop("videos")
     with torch.no_grad():
-        round_trip = torch.cat([to_uint8(reconstruct(pipe.vae, to_float(other[i : i + cfg.batch]))) for i in range(0, len(other), cfg.batch)])  # fmt: skip
+        round_trip = torch.cat([to_uint8(reconstruct(pipe.vae, from_uint8(other[i : i + cfg.batch]))) for i in range(0, len(other), cfg.batch)])  # fmt: skip
     t0 = time.perf_counter()
     analyses = {}
     for name, clips in (("reference", reference), ("real", other), ("vae", round_trip), ("model", generated)):
         analyses[name] = analyse(clips, nets, cfg.scoring, cache, progress=progress, name=name)
     times["score_s"] = time.perf_counter() - t0
     rows = {name: summarise_set(analyses[name], analyses["reference"]) for name in ("real", "vae", "model")}
-    rows["vae"]["psnr"] = float(psnr(to_float(round_trip), to_float(other)).mean())
-    rows["vae"]["lpips"] = float(lpips_video(nets.lpips, to_float(round_trip), to_float(other)).mean())
+    rows["vae"]["psnr"] = float(psnr(from_uint8(round_trip), from_uint8(other)).mean())
+    rows["vae"]["lpips"] = float(lpips_video(nets.lpips, from_uint8(round_trip), from_uint8(other)).mean())
     times["total_s"] = time.perf_counter() - start
     numbers = {
         "model": model_name,

@@ -28,7 +28,7 @@ import torch
 
 from filmstrip.data.flow import flow, grey, warp
 from filmstrip.errors import InputError
-from filmstrip.io.layout import to_uint8_thwc
+from filmstrip.io.layout import from_uint8, to_uint8_thwc
 
 TOP_FRACTION = 0.05  # VBench's dynamic degree: mean of the largest 5% of flow magnitudes
 DYNAMIC_PX_AT_256 = 6.0  # ... above 6 px at 256 px (scaled with the frame) counts as moving
@@ -52,10 +52,9 @@ def _grey(frames_thw3: np.ndarray) -> np.ndarray:
 def visible(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     """Pixels whose forward flow is undone by the backward flow where it lands (Sundaram et
     al. 2010): the rest are occluded or disoccluded."""
-    round_trip = forward + warp(backward, forward)
-    return (round_trip**2).sum(-1) < 0.01 * (
-        (forward**2).sum(-1) + (warp(backward, forward) ** 2).sum(-1)
-    ) + 0.5
+    back = warp(backward, forward)
+    round_trip = forward + back
+    return (round_trip**2).sum(-1) < 0.01 * ((forward**2).sum(-1) + (back**2).sum(-1)) + 0.5
 
 
 def dynamic_degree(flows: list[np.ndarray], size: int) -> tuple[float, bool]:
@@ -151,7 +150,7 @@ def temporal_scores(video, frame_features: torch.Tensor | None = None, lpips=Non
 def lpips_consistency(lpips, frames_thw3: np.ndarray) -> tuple[float, float]:
     """(1 - VBench's consistency formula over ST-LPIPS distances between frames, the mean
     LPIPS from each frame to the next). Each frame goes through the network once."""
-    x = torch.from_numpy(frames_thw3).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(lpips.shift.device)
+    x = from_uint8(torch.from_numpy(frames_thw3).permute(0, 3, 1, 2)).to(lpips.shift.device)
     with torch.no_grad():
         f = lpips.features(x)
         to_first = lpips.distance([a[1:] for a in f], [a[:1].expand_as(a[1:]) for a in f])

@@ -2,7 +2,9 @@
 
 Inside filmstrip a clip is a float tensor `(C, T, H, W)` with values in [-1, 1] (a batch adds
 a leading B). Codecs and OpenCV want uint8 `(T, H, W, C)`. These two functions are the only
-place that crosses between them, so the value range convention lives in one spot.
+place that crosses between them, so the value range convention lives in one spot;
+`to_uint8` and `from_uint8` are the same value conversion for tensors that keep their layout
+(batches of clips held as uint8 to hash, cache or show).
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ from filmstrip.errors import InputError
 ArrayLike = torch.Tensor | np.ndarray
 
 
+def to_uint8(video: torch.Tensor) -> torch.Tensor:
+    """Float in [-1, 1] -> uint8 0..255 (clamped, rounded), any layout."""
+    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def from_uint8(video: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 -> float32 in [-1, 1], any layout."""
+    return video.float() / 127.5 - 1
+
+
 def to_uint8_thwc(video_cthw: ArrayLike) -> np.ndarray:
     """(C, T, H, W) uint8, or float in [-1, 1] -> contiguous uint8 (T, H, W, 3).
 
@@ -23,7 +35,7 @@ def to_uint8_thwc(video_cthw: ArrayLike) -> np.ndarray:
     if isinstance(video_cthw, torch.Tensor):
         video_cthw = video_cthw.detach().cpu()
         if video_cthw.is_floating_point():
-            video_cthw = ((video_cthw.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            video_cthw = to_uint8(video_cthw)
         video_cthw = video_cthw.numpy()
     elif np.issubdtype(video_cthw.dtype, np.floating):
         video_cthw = np.round((np.clip(video_cthw, -1, 1) + 1) * 127.5).astype(np.uint8)

@@ -17,7 +17,6 @@ folder; each bad one gets one sentence and is skipped and counted.
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 import zipfile
@@ -71,19 +70,17 @@ def save_episode(path: Path | str, episode: Episode, video: bool = True) -> Path
     episode.check(str(path))
     path = Path(path).with_suffix(".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez_compressed(
-        buffer,
-        frames=episode.frames,
-        actions=episode.actions.astype(np.int64),
-        rewards=episode.rewards.astype(np.float32),
-        ends=episode.ends.astype(bool),
-        num_actions=np.int64(episode.num_actions),
-        fps=np.float64(episode.fps),
-    )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
-        f.write(buffer.getvalue())
+        np.savez_compressed(
+            f,
+            frames=episode.frames,
+            actions=episode.actions.astype(np.int64),
+            rewards=episode.rewards.astype(np.float32),
+            ends=episode.ends.astype(bool),
+            num_actions=np.int64(episode.num_actions),
+            fps=np.float64(episode.fps),
+        )
     os.replace(tmp, path)
     if video:
         write_video(path.with_suffix(".mp4"), episode.frames.transpose(3, 0, 1, 2), fps=episode.fps)

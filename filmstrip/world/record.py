@@ -117,6 +117,7 @@ class Doom:
         # ViZDoom writes its settings file; keep it out of the user's working directory.
         game.set_doom_config_path(str(Path(tempfile.gettempdir()) / "filmstrip_vizdoom.ini"))
         self.game = game
+        self.started = False
         self.depth = None
         self.action_space = type("Discrete", (), {"n": len(self.ACTIONS)})()
 
@@ -127,9 +128,9 @@ class Doom:
 
     def reset(self, seed: int):
         self.game.set_seed(seed)
-        if not getattr(self, "_started", False):
+        if not self.started:
             self.game.init()
-            self._started = True
+            self.started = True
         self.game.new_episode()
         self._kills = self.game.get_game_variable(self.vzd.GameVariable.KILLCOUNT)
         self._last = self._observe()

@@ -24,9 +24,10 @@ COMMANDS = {
     "data": ("filmstrip.cli.data", "data", "Inspect the built-in datasets and your own videos."),
     "eval": ("filmstrip.cli.eval", "eval_group", "Evaluate trained models."),
     "generate": ("filmstrip.cli.generate", "generate", "Generate a video from a prompt (and images, clips)."),
+    "play": ("filmstrip.cli.world", "play_cmd", "Play a world model live in a window."),
     "train": ("filmstrip.cli.train", "train", "Train the generative models."),
     "vae": ("filmstrip.cli.vae", "vae", "Train and use the video autoencoders (3D VAE, 2D baseline, FSQ)."),
-    "world": ("filmstrip.cli.world", "world", "Record and import game episodes for world models."),
+    "world": ("filmstrip.cli.world", "world", "Record game play, train world models on it, evaluate them."),
 }
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
+
+from filmstrip.cli.recipe_options import Opt, recipe_options, trainer_opts
+from filmstrip.world.train import WorldRecipe
 
 
 @click.group("world")
 def world() -> None:
-    """Record and import game episodes for world models."""
+    """Record game play, train world models on it, and evaluate them."""
 
 
 @world.command("record")
@@ -23,16 +27,29 @@ def world() -> None:
     "--policy", default="mixed", show_default=True, type=click.Choice(["random", "scripted", "mixed"])
 )
 @click.option("--size", default=64, show_default=True, help="Frames are resized to size x size.")
+@click.option(
+    "--max-episode-steps",
+    default=1000,
+    show_default=True,
+    help="Longer episodes are cut here (a cut is not an end); a game of Pong to 21 takes about 2,000.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
-def record_cmd(game: str, steps: int, policy: str, size: int, seed: int, output: Path) -> None:
+def record_cmd(
+    game: str, steps: int, policy: str, size: int, max_episode_steps: int, seed: int, output: Path
+) -> None:
     """Play a game and write its episodes (NAME.npz + NAME.mp4) to OUTPUT."""
     import numpy as np
 
     from filmstrip.world.episodes import load_episode
     from filmstrip.world.record import RecordConfig, record
 
-    paths = record(RecordConfig(game=game, steps=steps, policy=policy, size=size, seed=seed), output)
+    paths = record(
+        RecordConfig(
+            game=game, steps=steps, policy=policy, size=size, max_episode_steps=max_episode_steps, seed=seed
+        ),
+        output,
+    )
     rewards = np.concatenate([load_episode(p).rewards for p in paths])
     click.echo(f"{len(paths)} episodes, {steps} steps, reward {rewards.sum():g} in {output}")
 
@@ -48,3 +65,169 @@ def import_cmd(src: Path, out: Path) -> None:
     for reason in skipped:
         click.echo(f"skipped: {reason}")
     click.echo(f"{written} episodes imported, {len(skipped)} skipped")
+
+
+@world.command("train")
+@recipe_options(
+    WorldRecipe,
+    [
+        Opt(("--data",), "data", "Folder of episodes (world record / world import).", {"type": click.Path()}),
+        Opt(
+            ("--held-out",),
+            "held_out",
+            "Episodes for previews and the shipped start contexts.",
+            {"type": click.Path()},
+        ),
+        Opt(
+            ("--model",),
+            "model",
+            "flow (the world model), convlstm (the baseline) or latent-actions (learned from unlabeled frames).",
+            {"type": click.Choice(["flow", "convlstm", "latent-actions"])},
+        ),
+        Opt(("--context",), "context", "Past frames the model sees."),
+        Opt(
+            ("--run",),
+            "run",
+            "Run folder; an existing run resumes.",
+            {"type": click.Path(file_okay=False), "show_default": False},
+        ),
+        *trainer_opts(),
+    ],
+)
+def train_cmd(recipe: WorldRecipe) -> None:
+    """Train an action-conditioned world model (or the ConvLSTM baseline) on recorded episodes."""
+    from filmstrip.world.train import train_world
+
+    click.echo(f"model: {train_world(recipe, log=click.echo)}")
+
+
+@world.command("label")
+@click.argument("latent_actions", type=click.Path(path_type=Path))
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+def label_cmd(latent_actions: Path, src: Path, out: Path) -> None:
+    """Replace the actions of the episodes in SRC by a trained latent action model's codes
+    (a world model trained on OUT needs no action labels), and report how the codes line up
+    with the true actions."""
+    from filmstrip.world.latent_actions import best_mapping, label, label_folder, load_latent_actions
+    from filmstrip.world.train import Transitions
+
+    lam = load_latent_actions(latent_actions)
+    data = Transitions(src, lam.cfg.context)
+    true = np.concatenate([e.actions for e in data.episodes])
+    mapping, accuracy = best_mapping(true, label(lam, data), data.num_actions, lam.num_actions)
+    label_folder(lam, src, out)
+    click.echo(f"{len(data)} transitions labelled with {lam.num_actions} latent actions in {out}")
+    click.echo(f"best one-to-one map true -> latent {mapping}: agrees on {100 * accuracy:.1f}%")
+
+
+@world.command("eval")
+@click.argument("episodes", type=click.Path(path_type=Path))
+@click.option("-c", "--checkpoint", default=None, help="The world model [default: bundled Pong].")
+@click.option(
+    "--convlstm",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="A trained ConvLSTM baseline to compare.",
+)
+@click.option("--steps", default=2, show_default=True, help="Flow steps per frame.")
+@click.option("--starts", default=64, show_default=True, help="Rollout starts over the held-out episodes.")
+@click.option(
+    "--context-noise", default=0.0, show_default=True, help="Noise put on the context at play time."
+)
+@click.option("--bf16/--fp32", default=False, show_default=True)
+@click.option(
+    "--json",
+    "json_out",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the numbers here.",
+)
+def eval_cmd(
+    json_out: Path | None,
+    episodes: Path,
+    checkpoint: str | None,
+    convlstm: Path | None,
+    steps: int,
+    starts: int,
+    context_noise: float,
+    bf16: bool,
+) -> None:
+    """Fidelity (next-frame and rollout PSNR against copy-the-last-frame and the ConvLSTM),
+    action fidelity (Pong) and the reward/end heads' precision and recall on EPISODES."""
+    import json
+
+    from filmstrip.world.convlstm import load_convlstm
+    from filmstrip.world.evaluate import FidelityConfig, fidelity, head_scores, pong_action_fidelity
+    from filmstrip.world.model import load_world_model
+    from filmstrip.world.rollout import SampleConfig, convlstm_predictor, copy_last, flow_predictor
+    from filmstrip.world.train import Transitions
+
+    model = load_world_model(checkpoint)
+    data = Transitions(episodes, model.cfg.context)
+    predict = flow_predictor(model, SampleConfig(steps=steps, context_noise=context_noise, bf16=bf16))
+    predictors = {"world model": predict, "copy last frame": copy_last}
+    if convlstm is not None:
+        predictors["convlstm"] = convlstm_predictor(load_convlstm(convlstm))
+    results = {"fidelity": fidelity(predictors, data, FidelityConfig(starts=starts))}
+    for name, scores in results["fidelity"].items():
+        click.echo(f"{name:>16}: " + "  ".join(f"{k} {v:.2f} dB" for k, v in scores.items()))
+    if model.cfg.game.startswith("pong"):
+        results["actions"] = pong_action_fidelity(predict, data)
+        click.echo("actions: " + json.dumps(results["actions"]))
+    results["heads_real"] = head_scores(model, data)
+    results["heads_generated"] = head_scores(model, data, predict)
+    for key in ("heads_real", "heads_generated"):
+        click.echo(f"{key}: " + json.dumps({k: round(v, 3) for k, v in results[key].items()}))
+    if json_out is not None:
+        from filmstrip.checkpoint import write_json_atomic
+
+        write_json_atomic(json_out, results)
+
+
+@click.command("play")
+@click.option("--game", default="pong", show_default=True, help="The keymap: pong, breakout or doom.")
+@click.option("-c", "--checkpoint", default=None, help="The world model [default: bundled Pong].")
+@click.option("--steps", default=2, show_default=True, help="Flow steps per frame (1-4).")
+@click.option(
+    "--fps", default=None, type=float, help="Frames per second [default: the game's; 0: as fast as it runs]."
+)
+@click.option("--frames", default=None, type=int, help="Stop after this many frames.")
+@click.option("--scale", default=6, show_default=True, help="Window pixels per frame pixel.")
+@click.option(
+    "--record",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the session as a video.",
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--bf16/--fp32", default=True, show_default=True, help="bf16 where the CPU runs it fast.")
+def play_cmd(
+    game: str,
+    checkpoint: str | None,
+    steps: int,
+    fps: float | None,
+    frames: int | None,
+    scale: int,
+    record: Path | None,
+    seed: int,
+    bf16: bool,
+) -> None:
+    """Play a world model live: the keyboard picks the action, the model makes every frame.
+    Headless: SDL_VIDEODRIVER=dummy filmstrip play --frames 100."""
+    import torch
+
+    from filmstrip.precision import bf16_is_fast
+    from filmstrip.world.env import WorldModelEnv
+    from filmstrip.world.play import PlayConfig, play
+    from filmstrip.world.rollout import SampleConfig
+
+    env = WorldModelEnv(
+        checkpoint, SampleConfig(steps=steps, bf16=bf16 and bf16_is_fast(torch.device("cpu")))
+    )
+    stats = play(env, game, PlayConfig(scale=scale, fps=fps, frames=frames, seed=seed), record=record)
+    click.echo(
+        f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s), reward {stats.total_reward:+g}"
+    )
+    if record is not None:
+        click.echo(f"recorded {record}")

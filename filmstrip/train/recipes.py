@@ -142,7 +142,7 @@ def _record(run: Path, recipe) -> None:
     (run / "recipe.toml").write_text(to_toml(to_dict(recipe)))
 
 
-def _fit(recipe, task, dataset: Dataset, collate, log: Log, what: str, detail: str) -> Path:
+def fit_recipe(recipe, task, dataset: Dataset, collate, log: Log, what: str, detail: str) -> Path:
     """Record the recipe in the run folder, resume the run if it exists, train; RUN/model."""
     run = Path(recipe.run)
     _record(run, recipe)
@@ -293,7 +293,9 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
         load_init(task.model, init_state, recipe.init, ("frame_embed.", "place_embed.", "text_refiner."))
     # 4. Train (an existing run folder resumes).
     what = f"DiT {recipe.init or 'from scratch'}"
-    return _fit(recipe, task, latents, collate_latents, log, what, f"{len(latents)} cached clips in {cache}")
+    return fit_recipe(
+        recipe, task, latents, collate_latents, log, what, f"{len(latents)} cached clips in {cache}"
+    )
 
 
 # ---- autoencoders ----------------------------------------------------------------------
@@ -357,4 +359,4 @@ def train_vae(recipe: VAERecipe, log: Log = print) -> Path:
         # A learned time upsampling added to a "repeat" decoder starts as an exact repeat.
         load_init(task.model, init.state_dict(), recipe.init, may_be_new=(".time_ups.",))
     detail = f"{cfg.compression:.0f}x compression, {len(train_set)} training clips"
-    return _fit(recipe, task, train_set, collate_clips, log, recipe.init or recipe.preset, detail)
+    return fit_recipe(recipe, task, train_set, collate_clips, log, recipe.init or recipe.preset, detail)

@@ -1,0 +1,224 @@
+"""How good a world model is, on held-out recorded episodes.
+
+* **Fidelity**: next-frame PSNR with real context, and PSNR of autoregressive rollouts driven
+  by the recorded actions at several horizons, for any set of predictors (the model, the
+  ConvLSTM, copy-the-last-frame) from the same starts. PSNR is of the mean squared error over
+  all starts at that horizon (a per-clip mean would be infinite wherever a frame repeats
+  exactly), on frames rounded to 8 bits as a player sees them.
+* **Action fidelity** (Pong): from the same real context, each paddle action held for a few
+  steps must move the player's paddle (found by its colour) the right way. Contexts where the
+  paddle already touches the wall it is pushed towards do not count.
+* **Reward and end heads**: precision and recall of nonzero rewards and of episode ends over
+  every held-out transition, judged on the real next frame and on the model's own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from filmstrip.data.flow import flow, grey
+from filmstrip.errors import InputError
+from filmstrip.io.layout import from_uint8, to_uint8
+from filmstrip.world.model import WorldModel
+from filmstrip.world.rollout import Predict, rollout
+from filmstrip.world.train import Transitions, to_bnchw
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    horizons: tuple[int, ...] = (1, 8, 32, 64)
+    starts: int = 64  # rollout starts, spread evenly over the held-out steps
+    batch: int = 64
+    seed: int = 0
+
+
+def _quantised(frames: torch.Tensor) -> torch.Tensor:
+    return from_uint8(to_uint8(frames))
+
+
+def psnr_of_mse(mse: float) -> float:
+    """dB with a [0, 1] peak for an MSE measured in [-1, 1] units."""
+    return math.inf if mse == 0 else -10 * math.log10(mse / 4)
+
+
+def rollout_starts(data: Transitions, count: int, horizon: int) -> list[tuple[int, int]]:
+    """(episode, step) pairs with a full context and `horizon` recorded steps after them."""
+    ok = [
+        j
+        for j in range(len(data))
+        if data.steps[j] >= data.context - 1 and data.steps[j] + horizon <= len(data.episodes[data.which[j]])
+    ]
+    if not ok:
+        raise InputError(f"no held-out episode is longer than {horizon + data.context} steps")
+    picks = np.linspace(0, len(ok) - 1, min(count, len(ok))).astype(int)
+    return [(int(data.which[ok[p]]), int(data.steps[ok[p]])) for p in picks]
+
+
+def fidelity(
+    predictors: dict[str, Predict], data: Transitions, cfg: FidelityConfig = FidelityConfig()
+) -> dict[str, dict[str, float]]:
+    """{predictor: {"h1": dB, "h8": dB, ...}}: PSNR of the frame `h` steps after each start,
+    rolled out from real context with the recorded actions (h1 is next-frame prediction)."""
+    horizon = max(cfg.horizons)
+    starts = rollout_starts(data, cfg.starts, horizon)
+    out = {}
+    for name, predict in predictors.items():
+        sq = torch.zeros(horizon)
+        for i in tqdm(range(0, len(starts), cfg.batch), desc=f"rollouts of {name}", leave=False):
+            chunk = starts[i : i + cfg.batch]
+            wins = [data.window(k, s) for k, s in chunk]
+            frames = to_bnchw(torch.from_numpy(np.stack([w[0] for w in wins])))
+            actions = torch.from_numpy(np.stack([w[1] for w in wins]))
+            eps = [data.episodes[k] for k, _ in chunk]
+            future = torch.from_numpy(
+                np.stack([e.actions[s : s + horizon] for e, (_, s) in zip(eps, chunk, strict=True)])
+            )
+            truth = to_bnchw(
+                torch.from_numpy(
+                    np.stack(
+                        [e.frames[s + 1 : s + 1 + horizon] for e, (_, s) in zip(eps, chunk, strict=True)]
+                    )
+                )
+            )
+            made = _quantised(rollout(predict, frames, actions, future))
+            sq += (made - truth).square().mean(dim=(2, 3, 4)).sum(0)
+        mse = sq / len(starts)
+        out[name] = {f"h{h}": psnr_of_mse(float(mse[h - 1])) for h in cfg.horizons}
+    return out
+
+
+# ---- Pong: the player's paddle -----------------------------------------------------------
+PONG_UP, PONG_DOWN = (2, 4), (3, 5)  # RIGHT (+FIRE) moves the right paddle up, LEFT (+FIRE) down
+
+
+def pong_paddle_y(frames_bhwc: np.ndarray) -> np.ndarray:
+    """Vertical centre (pixels) of the player's (right, green) paddle in uint8 frames
+    (B, H, W, 3) of any size; NaN where it is not seen."""
+    b, h, w, _ = frames_bhwc.shape
+    band = frames_bhwc[:, :, int(w * 138 / 160) : int(w * 146 / 160) + 1].astype(np.float32)
+    # Green well above red and blue: the paddle (92, 186, 92), even blended into the brown field.
+    green = np.clip((band[..., 1] - np.maximum(band[..., 0], band[..., 2]) - 20) / 60, 0, 1).sum(2)  # (B, H)
+    rows = np.arange(h, dtype=np.float32)
+    mass = green.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mass > 0.5, (green * rows).sum(1) / mass, np.nan)
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    trials: int = 200
+    hold: int = 3  # steps the action is held
+    min_move: float = 0.5  # pixels the paddle must move the pressed way
+    wall_margin: float = 0.12  # of the frame height: paddles this close to a wall are not asked to go into it
+
+
+def pong_action_fidelity(
+    predict: Predict, data: Transitions, cfg: ActionConfig = ActionConfig()
+) -> dict[str, float]:
+    """Share of trials in which holding up (or down) moves the paddle up (or down), per action."""
+    size = data.size
+    starts = rollout_starts(data, cfg.trials, 1)
+    wins = [data.window(k, s) for k, s in starts]
+    frames = torch.from_numpy(np.stack([w[0] for w in wins]))
+    actions = torch.from_numpy(np.stack([w[1] for w in wins]))
+    y0 = pong_paddle_y(frames[:, -1].numpy())
+    top, bottom = size * (34 / 210 + cfg.wall_margin), size * (194 / 210 - cfg.wall_margin)
+    out = {}
+    for name, ids, sign, allowed in (("up", PONG_UP, -1, y0 > top), ("down", PONG_DOWN, 1, y0 < bottom)):
+        for a in ids:
+            future = torch.full((len(starts), cfg.hold), a)
+            made = (
+                to_uint8(rollout(predict, to_bnchw(frames), actions, future)[:, -1])
+                .permute(0, 2, 3, 1)
+                .numpy()
+            )
+            moved = (pong_paddle_y(made) - y0) * sign
+            valid = allowed & ~np.isnan(y0)
+            out[f"{name}_{a}"] = float((moved[valid] >= cfg.min_move).mean())
+            out[f"{name}_{a}_trials"] = int(valid.sum())
+    return out
+
+
+# ---- reward and end heads ----------------------------------------------------------------
+def _precision_recall(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+    tp = float((pred & true).sum())
+    return (tp / pred.sum() if pred.sum() else math.nan), (tp / true.sum() if true.sum() else math.nan)
+
+
+@torch.no_grad()
+def head_scores(
+    model: WorldModel, data: Transitions, predict: Predict | None = None, batch: int = 256
+) -> dict[str, float]:
+    """Precision and recall of the heads over every transition of `data`: rewards (nonzero,
+    right sign) and ends, judged on the real next frame, or on `predict`'s next frame."""
+    rewards, ends, true_r, true_e = [], [], [], []
+    for i in tqdm(range(0, len(data), batch), desc="heads", leave=False):
+        items = [data[j] for j in range(i, min(i + batch, len(data)))]
+        context = to_bnchw(torch.stack([it["context"] for it in items]))
+        actions = torch.stack([it["actions"] for it in items])
+        nxt = (
+            to_bnchw(torch.stack([it["next"] for it in items]))
+            if predict is None
+            else predict(context, actions)
+        )
+        r, e = model.heads(context[:, -1], nxt, actions[:, -1])
+        rewards.append(r.argmax(1).numpy() - 1)
+        ends.append((e > 0).numpy())
+        true_r.append(np.array([int(it["reward"]) - 1 for it in items]))
+        true_e.append(np.array([bool(it["end"]) for it in items]))
+    r, e, tr, te = (np.concatenate(x) for x in (rewards, ends, true_r, true_e))
+    out = {}
+    for name, pred, true in (
+        ("reward+", r > 0, tr > 0),
+        ("reward-", r < 0, tr < 0),
+        ("end", e, te),
+    ):
+        out[f"{name}_precision"], out[f"{name}_recall"] = _precision_recall(pred, true)
+        out[f"{name}_count"] = int(true.sum())
+    return out
+
+
+# ---- Doom: turning shifts the view -------------------------------------------------------
+DOOM_TURNS = {"left": (2, 1), "right": (3, -1)}  # turning left moves the view's content right (+x)
+
+
+def horizontal_flow(a_hwc: np.ndarray, b_hwc: np.ndarray) -> float:
+    """Median horizontal optical flow (pixels) from frame a to frame b (uint8 RGB)."""
+    return float(np.median(flow(grey(a_hwc), grey(b_hwc))[..., 0]))
+
+
+def doom_action_fidelity(
+    predict: Predict | None, data: Transitions, cfg: ActionConfig = ActionConfig(hold=2)
+) -> dict[str, float]:
+    """Share of trials in which holding turn-left (turn-right) for `cfg.hold` steps moves the
+    view right (left) by at least `cfg.min_move` pixels of median horizontal flow. With
+    `predict` None, the recorded game itself, over its own steps where a turn was held."""
+    out = {}
+    for name, (action, sign) in DOOM_TURNS.items():
+        if predict is None:
+            moves = []
+            for e in data.episodes:
+                for i in range(len(e) - cfg.hold + 1):
+                    if (e.actions[i : i + cfg.hold] == action).all():
+                        moves.append(horizontal_flow(e.frames[i], e.frames[i + cfg.hold]) * sign)
+        else:
+            starts = rollout_starts(data, cfg.trials, 1)
+            wins = [data.window(k, s) for k, s in starts]
+            frames = torch.from_numpy(np.stack([w[0] for w in wins]))
+            actions = torch.from_numpy(np.stack([w[1] for w in wins]))
+            future = torch.full((len(starts), cfg.hold), action)
+            made = (
+                to_uint8(rollout(predict, to_bnchw(frames), actions, future)[:, -1])
+                .permute(0, 2, 3, 1)
+                .numpy()
+            )
+            moves = [horizontal_flow(f[-1], m) * sign for f, m in zip(frames.numpy(), made, strict=True)]
+        moves = np.array(moves)
+        out[f"turn_{name}"] = float((moves >= cfg.min_move).mean()) if len(moves) else math.nan
+        out[f"turn_{name}_trials"] = len(moves)
+    return out

@@ -1,0 +1,253 @@
+"""Training world models on recorded episodes, with the common trainer.
+
+A training item is one transition with its context: the N frames up to step i, the actions
+taken on them, the frame after (i + 1), and the step's reward and end. Windows that reach
+back before an episode's start repeat its first frame (with action 0), as at a reset.
+
+The flow task (per step):
+1. Noise the next frame to a level t ~ U(0, 1) (uniform: with 1-2 sampling steps the model
+   is used at t = 1 and t = 0.5, which the logit-normal draw of the DiT would rarely visit).
+2. Noise the context frames to a level drawn from U(0, context_noise) and tell the model the
+   level (GameNGen's augmentation against drift).
+3. Loss = MSE of the predicted clean frame (the velocity's MSE weighted by t^2: every noise
+   level counts the same in pixels, which is what a frame's PSNR measures) + `head_weight` x (the reward-class cross-entropy, its rare
+   nonzero classes weighted up, + the end logit's binary cross-entropy).
+
+The ConvLSTM baseline trains on the same items with the squared error of its frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from filmstrip.diffusion.flow import add_noise
+from filmstrip.errors import InputError
+from filmstrip.io import write_video
+from filmstrip.io.layout import from_uint8
+from filmstrip.models.unet import UNetConfig
+from filmstrip.train.recipes import Log, fit_recipe
+from filmstrip.train.trainer import TrainConfig
+from filmstrip.world.convlstm import ConvLSTMConfig, ConvLSTMPredictor
+from filmstrip.world.episodes import Episode, load_episode
+from filmstrip.world.model import WorldModel, WorldModelConfig
+from filmstrip.world.rollout import SampleConfig, convlstm_predictor, flow_predictor, rollout
+
+
+class Transitions(Dataset):
+    """Every step of every episode under a folder, as (context, action, next frame, reward, end)."""
+
+    def __init__(self, folder: Path | str, context: int):
+        paths = sorted(Path(folder).rglob("*.npz"))
+        if not paths:
+            raise InputError(f"{folder}: no episodes (NAME.npz); record some with `filmstrip world record`")
+        self.episodes: list[Episode] = [load_episode(p) for p in paths]
+        sizes = {e.frames.shape[1:] for e in self.episodes}
+        if len(sizes) > 1 or len({e.num_actions for e in self.episodes}) > 1:
+            raise InputError(f"{folder}: episodes of several frame sizes or action sets: {sorted(sizes)}")
+        self.context = context
+        self.num_actions = self.episodes[0].num_actions
+        self.size = self.episodes[0].frames.shape[1]
+        self.fps = self.episodes[0].fps
+        # Flat index: item j is step `steps[j]` of episode `which[j]`.
+        self.which = np.concatenate([np.full(len(e), k) for k, e in enumerate(self.episodes)])
+        self.steps = np.concatenate([np.arange(len(e)) for e in self.episodes])
+
+    def __len__(self) -> int:
+        return len(self.which)
+
+    def window(self, episode: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Context frames uint8 (N, H, W, 3) up to `step` and the actions taken on them (N,)."""
+        e = self.episodes[episode]
+        idx = np.arange(step - self.context + 1, step + 1)
+        frames = e.frames[np.maximum(idx, 0)]
+        actions = np.where(idx >= 0, e.actions[np.maximum(idx, 0)], 0)
+        return frames, actions
+
+    def __getitem__(self, j: int) -> dict:
+        k, i = int(self.which[j]), int(self.steps[j])
+        e = self.episodes[k]
+        frames, actions = self.window(k, i)
+        return {
+            "context": torch.from_numpy(frames),
+            "actions": torch.from_numpy(actions),
+            "next": torch.from_numpy(e.frames[i + 1]),
+            "reward": torch.tensor(int(np.sign(e.rewards[i])) + 1),  # class 0, 1, 2: negative, zero, positive
+            "end": torch.tensor(float(e.ends[i])),
+        }
+
+
+def to_bnchw(frames_bnhwc: torch.Tensor) -> torch.Tensor:
+    return from_uint8(frames_bnhwc).movedim(-1, -3)
+
+
+@dataclass(frozen=True)
+class WorldTaskConfig:
+    context_noise: float = 0.3  # context noise levels drawn from U(0, this) in training
+    head_weight: float = 0.1
+    rare_weight: float = 10.0  # cross-entropy weight of the nonzero reward classes and of an end
+    preview_steps: int = 64
+
+
+class _Preview:
+    """Rollouts from held-out starts with the recorded actions, beside the truth."""
+
+    def __init__(self, held_out: Transitions, count: int = 4, horizon: int = 64):
+        self.held_out, self.horizon = held_out, horizon
+        picks = [(k, 8) for k in range(min(count, len(held_out.episodes)))]
+        wins = [held_out.window(k, i) for k, i in picks]
+        self.frames = to_bnchw(torch.from_numpy(np.stack([w[0] for w in wins])))
+        self.actions = torch.from_numpy(np.stack([w[1] for w in wins]))
+        ep = held_out.episodes
+        self.future = torch.from_numpy(np.stack([ep[k].actions[i : i + horizon] for k, i in picks]))
+        self.truth = to_bnchw(
+            torch.from_numpy(np.stack([ep[k].frames[i + 1 : i + 1 + horizon] for k, i in picks]))
+        )
+        self.fps = held_out.fps
+
+    def write(self, predict, path: Path) -> None:
+        made = rollout(predict, self.frames, self.actions, self.future)  # (B, H, 3, h, w)
+        grid = torch.cat([torch.cat(list(self.truth), dim=-1), torch.cat(list(made), dim=-1)], dim=-2)
+        write_video(path, grid.transpose(0, 1), fps=self.fps)
+
+
+class WorldTask:
+    kind = "world"
+
+    def __init__(self, cfg: WorldModelConfig, task: WorldTaskConfig, preview: _Preview | None = None):
+        self.cfg, self.task_cfg, self.preview = cfg, task, preview
+        self.model = WorldModel(cfg)
+
+    def auxiliary(self) -> dict:
+        return {}
+
+    def loss(self, model: nn.Module, batch: dict, step: int, generator: torch.Generator, aux) -> tuple:
+        device = next(self.model.parameters()).device
+        context = to_bnchw(batch["context"].to(device))  # (B, N, 3, H, W)
+        x0 = to_bnchw(batch["next"].to(device))[:, :, None]  # (B, 3, 1, H, W)
+        actions = batch["actions"].to(device)
+        b, n = actions.shape
+        t = torch.rand((b, 1), generator=generator, device=device)
+        noise = torch.randn(x0.shape, generator=generator, device=device)
+        level = torch.rand(b, generator=generator, device=device) * self.task_cfg.context_noise
+        ctx_noise = torch.randn(context.shape, generator=generator, device=device)
+        noisy_ctx = add_noise(
+            context.transpose(1, 2), ctx_noise.transpose(1, 2), level[:, None].expand(-1, n)
+        )
+        # The heads see the clean context: at play time they judge the frames the player saw.
+        x0_pred, reward_logits, end_logit = model(
+            add_noise(x0, noise, t)[:, :, 0], t[:, 0], noisy_ctx.transpose(1, 2), actions, level, x0[:, :, 0]
+        )
+        flow = (x0_pred.float() - x0[:, :, 0]).square().mean()
+        w = self.task_cfg.rare_weight
+        reward_loss = F.cross_entropy(
+            reward_logits, batch["reward"].to(device), weight=torch.tensor([w, 1.0, w], device=device)
+        )
+        end_loss = F.binary_cross_entropy_with_logits(
+            end_logit, batch["end"].to(device), pos_weight=torch.tensor(w, device=device)
+        )
+        loss = flow + self.task_cfg.head_weight * (reward_loss + end_loss)
+        logs = {"loss": loss, "flow": flow, "reward": reward_loss, "end": end_loss}
+        return loss, {k: float(v.detach()) for k, v in logs.items()}
+
+    def sample(self, model: nn.Module, out_dir: Path, step: int) -> None:
+        if self.preview is not None:
+            model.eval()
+            self.preview.write(flow_predictor(model, SampleConfig()), out_dir / f"step_{step:06d}.mp4")
+
+    def export(self, model: nn.Module) -> tuple[dict, dict]:
+        return asdict(self.cfg), {"task": asdict(self.task_cfg)}
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None:
+        pass
+
+
+class ConvLSTMTask(WorldTask):
+    kind = "world-convlstm"
+
+    def __init__(self, cfg: ConvLSTMConfig, preview: _Preview | None = None):
+        self.cfg, self.preview = cfg, preview
+        self.task_cfg = WorldTaskConfig()
+        self.model = ConvLSTMPredictor(cfg)
+
+    def loss(self, model: nn.Module, batch: dict, step: int, generator: torch.Generator, aux) -> tuple:
+        device = next(self.model.parameters()).device
+        made = model(to_bnchw(batch["context"].to(device)), batch["actions"].to(device))
+        loss = (made.float() - to_bnchw(batch["next"].to(device))).square().mean()
+        return loss, {"loss": float(loss.detach())}
+
+    def sample(self, model: nn.Module, out_dir: Path, step: int) -> None:
+        if self.preview is not None:
+            self.preview.write(convlstm_predictor(model.eval()), out_dir / f"step_{step:06d}.mp4")
+
+    def export(self, model: nn.Module) -> tuple[dict, dict]:
+        return asdict(self.cfg), {}
+
+
+@dataclass(frozen=True)
+class WorldRecipe:
+    run: str = ""
+    data: str = ""  # a folder of episodes (world record / world import)
+    held_out: str = ""  # episodes for the preview rollouts and the shipped start contexts
+    model: str = "flow"  # flow: the world model; convlstm: the baseline; latent-actions: Genie's action model
+    context: int = 4
+    unet: UNetConfig = field(default_factory=UNetConfig)  # in_channels: from the context
+    task: WorldTaskConfig = field(default_factory=WorldTaskConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=6000, batch_size=32, lr=3e-4, warmup=200, num_workers=1, sample_every=1000, ema_decay=0.999
+        )
+    )
+
+    def __post_init__(self):
+        if self.model not in ("flow", "convlstm", "latent-actions"):
+            raise InputError(f"model must be flow, convlstm or latent-actions, got {self.model!r}")
+
+
+def train_world(recipe: WorldRecipe, log: Log = print) -> Path:
+    """Train a world model (or the ConvLSTM baseline) on recorded episodes; returns RUN/model."""
+    if not recipe.run or not recipe.data:
+        raise InputError("a world-model run needs a run folder and a data folder of episodes")
+    data = Transitions(recipe.data, recipe.context)
+    held_out = Transitions(recipe.held_out, recipe.context) if recipe.held_out else data
+    preview = _Preview(held_out)
+    game = recipe.data.rstrip("/").split("/")[-1]
+    torch.manual_seed(recipe.train.seed)
+    if recipe.model == "convlstm":
+        task = ConvLSTMTask(ConvLSTMConfig(data.num_actions, data.size, recipe.context, game=game), preview)
+    elif recipe.model == "latent-actions":
+        from filmstrip.world.latent_actions import LatentActionConfig, LatentActionTask
+
+        unet = replace(recipe.unet, in_channels=3 * recipe.context, out_channels=3)
+        task = LatentActionTask(LatentActionConfig(size=data.size, context=recipe.context, unet=unet))
+    else:
+        cfg = WorldModelConfig(
+            num_actions=data.num_actions,
+            size=data.size,
+            context=recipe.context,
+            unet=replace(recipe.unet, in_channels=3 * (recipe.context + 1), out_channels=3),
+            game=game,
+            fps=data.fps,
+        )
+        task = WorldTask(cfg, recipe.task, preview)
+        frames, actions = start_contexts(held_out, cfg.starts)
+        task.model.start_frames.copy_(frames)
+        task.model.start_actions.copy_(actions)
+    detail = f"{len(data)} transitions from {len(data.episodes)} episodes, {data.num_actions} actions"
+    return fit_recipe(recipe, task, data, None, log, f"world model ({recipe.model})", detail)
+
+
+def start_contexts(data: Transitions, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` real context windows spread over the episodes, for resets: uint8 (S, N, H, W, 3), (S, N)."""
+    picks = np.linspace(0, len(data) - 1, count).astype(int)
+    wins = [data.window(int(data.which[j]), max(int(data.steps[j]), data.context - 1)) for j in picks]
+    return torch.from_numpy(np.stack([w[0] for w in wins])), torch.from_numpy(np.stack([w[1] for w in wins]))

@@ -1,0 +1,375 @@
+"""The world model: actions change what it makes, rollouts keep a bounded context, the heads
+and the denoiser learn a tiny batch, the environment passes Gymnasium's checker, and the
+play loop runs headless."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from filmstrip.cli import main
+from filmstrip.errors import InputError
+from filmstrip.models.unet import UNet, UNetConfig
+from filmstrip.train.trainer import TrainConfig
+from filmstrip.world.convlstm import ConvLSTMConfig, ConvLSTMPredictor, load_convlstm
+from filmstrip.world.episodes import Episode, save_episode
+from filmstrip.world.evaluate import FidelityConfig, fidelity, head_scores, pong_paddle_y, psnr_of_mse
+from filmstrip.world.model import WorldModel, WorldModelConfig, load_world_model
+from filmstrip.world.play import KEYMAPS, action_for
+from filmstrip.world.rollout import Rollout, SampleConfig, copy_last, flow_predictor, rollout
+from filmstrip.world.train import Transitions, WorldRecipe, WorldTask, WorldTaskConfig, train_world
+
+gym = pytest.importorskip("gymnasium", reason="the world extra: pip install -e '.[world]'")
+
+TINY_UNET = UNetConfig(in_channels=9, channels=(16, 32), blocks=1, cond_dim=32)
+
+
+def _tiny(size: int = 16, actions: int = 3) -> WorldModel:
+    torch.manual_seed(0)
+    return WorldModel(
+        WorldModelConfig(num_actions=actions, size=size, context=2, unet=TINY_UNET, head_width=8, starts=2)
+    )
+
+
+def _moving_dot_episode(steps: int, size: int = 16, seed: int = 0, actions=None) -> Episode:
+    """A dot that moves one pixel the way the action says (0 stays, 1 right, 2 left); a step
+    that moves it onto the right edge earns +1, onto the left edge -1."""
+    rng = np.random.default_rng(seed)
+    actions = rng.integers(0, 3, steps) if actions is None else np.asarray(actions)
+    x, frames, rewards = size // 2, [], []
+    for a in [None, *actions]:
+        if a is not None:
+            new = int(np.clip(x + (1 if a == 1 else -1 if a == 2 else 0), 0, size - 1))
+            rewards.append(float(new != x and new == size - 1) - float(new != x and new == 0))
+            x = new
+        f = np.zeros((size, size, 3), np.uint8)
+        f[size // 2 - 1 : size // 2 + 1, x] = 255
+        frames.append(f)
+    steps = len(actions)
+    return Episode(np.stack(frames), actions, np.array(rewards, np.float32), np.zeros(steps, bool), 3, 15.0)
+
+
+def test_unet_shapes_and_starts_at_zero():
+    net = UNet(UNetConfig(in_channels=5, out_channels=3, channels=(8, 16, 16), blocks=2, cond_dim=12))
+    out = net(torch.randn(2, 5, 16, 24), torch.randn(2, 12))
+    assert out.shape == (2, 3, 16, 24)
+    assert out.abs().max() == 0  # zero-initialised output layer
+    with pytest.raises(InputError, match="multiples of 4"):
+        net(torch.randn(1, 5, 18, 16), torch.randn(1, 12))
+    with pytest.raises(InputError, match="multiple of groups"):
+        UNetConfig(channels=(12,))
+
+
+def test_action_conditioning_changes_the_output():
+    model = _tiny()
+    for p in model.parameters():  # leave the zero initialisation, where every input is ignored
+        torch.nn.init.normal_(p, std=0.1)
+    ctx = torch.rand(1, 2, 3, 16, 16) * 2 - 1
+    x, t = torch.randn(1, 3, 16, 16), torch.tensor([0.7])
+    outs = [model(x, t, ctx, torch.tensor([[0, a]]), torch.zeros(1)) for a in range(3)]
+    assert (outs[0] - outs[1]).abs().max() > 1e-3 and (outs[1] - outs[2]).abs().max() > 1e-3
+    # ... and so does an earlier action slot: the model knows which press came last.
+    earlier = model(x, t, ctx, torch.tensor([[1, 0]]), torch.zeros(1))
+    assert (earlier - outs[0]).abs().max() > 1e-3
+    with pytest.raises(InputError, match="action ids"):
+        model(x, t, ctx, torch.tensor([[0, 3]]), torch.zeros(1)) if model.check(
+            ctx, torch.tensor([[0, 3]])
+        ) else None
+
+
+def test_flow_predictor_returns_the_clean_frame_a_perfect_model_predicts():
+    """With x_0 predicted exactly, Euler steps of v = (x_t - x_0) / t land on x_0 at any step count."""
+    model = _tiny()
+    target = torch.rand(1, 3, 16, 16) * 2 - 1
+
+    class Perfect(torch.nn.Module):
+        cfg = model.cfg
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def check(self, *args):
+            pass
+
+        def forward(self, x, t, ctx, actions, level):
+            return target.expand(x.shape[0], -1, -1, -1)
+
+    for steps in (1, 2, 4):
+        made = flow_predictor(Perfect(), SampleConfig(steps=steps))(
+            torch.zeros(1, 2, 3, 16, 16), torch.zeros(1, 2, dtype=torch.long)
+        )
+        assert torch.allclose(made, target, atol=1e-5)
+
+
+def test_rollout_context_stays_bounded_over_1000_steps():
+    model = _tiny()
+    predict = flow_predictor(model, SampleConfig(steps=1))
+    state = Rollout(
+        predict, torch.zeros(1, 2, 3, 16, 16), torch.zeros(1, 2, dtype=torch.long), heads=model.heads
+    )
+    for k in range(1000):
+        frame, reward, end = state.step(torch.tensor([k % 3]))
+        assert state.frames.shape == (1, 2, 3, 16, 16) and state.actions.shape == (1, 2)
+    assert frame.shape == (1, 3, 16, 16) and reward.shape == (1,) and end.dtype == torch.bool
+    # The last context frame is the one just made, and the newest action slot waits for the next press.
+    assert torch.equal(state.frames[:, -1], frame) and state.actions[0, -1] == 0
+    assert state.actions[0, 0] == 999 % 3
+
+
+def test_transitions_windows_repeat_the_first_frame_before_the_start(tmp_path):
+    save_episode(tmp_path / "e", _moving_dot_episode(6), video=False)
+    data = Transitions(tmp_path, context=3)
+    assert len(data) == 6
+    item = data[0]
+    assert item["context"].shape == (3, 16, 16, 3) and item["actions"].tolist()[:2] == [0, 0]
+    assert torch.equal(item["context"][0], item["context"][2])
+    e = data.episodes[0]
+    later = data[4]
+    assert torch.equal(later["next"], torch.from_numpy(e.frames[5]))
+    assert later["actions"].tolist() == e.actions[2:5].tolist()
+
+
+def _fit(task: WorldTask, data: Transitions, steps: int) -> list[float]:
+    opt = torch.optim.Adam(task.model.parameters(), lr=3e-3)
+    batch = {k: torch.stack([data[j][k] for j in range(len(data))]) for k in data[0]}
+    losses = []
+    for step in range(steps):
+        loss, logs = task.loss(task.model, batch, step, torch.Generator().manual_seed(step), {})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(logs)
+    return losses
+
+
+def test_denoiser_and_heads_overfit_a_tiny_batch(tmp_path):
+    # Right to the edge (+1), then left to the other edge (-1), where the episode ends.
+    episode = _moving_dot_episode(0, actions=[1] * 7 + [0, 2] + [2] * 14 + [2])
+    episode.ends[-1] = True
+    assert (episode.rewards > 0).sum() == 1 and (episode.rewards < 0).sum() == 1
+    save_episode(tmp_path / "e", episode, video=False)
+    data = Transitions(tmp_path, context=2)
+    task = WorldTask(
+        WorldModelConfig(num_actions=3, size=16, context=2, unet=TINY_UNET, head_width=16, starts=2),
+        WorldTaskConfig(head_weight=1.0),
+    )
+    logs = _fit(task, data, 150)
+    first, last = logs[0], logs[-1]
+    assert last["flow"] < 0.3 * first["flow"]
+    assert last["reward"] < 0.1 * first["reward"] and last["end"] < 0.1 * first["end"]
+    scores = head_scores(task.model.eval(), data)
+    assert scores["reward+_recall"] == scores["reward-_recall"] == scores["end_recall"] == 1.0
+    assert scores["reward+_precision"] == scores["end_precision"] == 1.0
+
+
+def test_convlstm_starts_as_copy_the_last_frame():
+    net = ConvLSTMPredictor(ConvLSTMConfig(num_actions=3, size=16, context=2))
+    ctx = torch.rand(2, 2, 3, 16, 16) * 2 - 1
+    assert torch.equal(net(ctx, torch.zeros(2, 2, dtype=torch.long)), ctx[:, -1])
+
+
+def test_fidelity_of_copy_the_last_frame_has_its_closed_form(tmp_path):
+    """A dot held still (action 0): copying is exact at every horizon (infinite PSNR); a dot
+    moving one pixel a step: the copy misses 2 pixels x h ... until the dot stops at the edge."""
+    still = _moving_dot_episode(40)
+    still.actions[:] = 0
+    still.frames[:] = still.frames[0]
+    save_episode(tmp_path / "still", still, video=False)
+    data = Transitions(tmp_path, context=2)
+    scores = fidelity({"copy": copy_last}, data, FidelityConfig(horizons=(1, 8), starts=4))
+    assert scores["copy"] == {"h1": np.inf, "h8": np.inf}
+    assert psnr_of_mse(4 * 1e-2) == pytest.approx(20.0)
+
+
+def test_rollout_follows_the_given_actions():
+    seen = []
+
+    def predict(context, actions):
+        seen.append(actions.clone())
+        return context[:, -1] + 0.1
+
+    frames = rollout(predict, torch.zeros(1, 2, 3, 4, 4), torch.tensor([[5, 9]]), torch.tensor([[1, 2, 0]]))
+    assert frames.shape == (1, 3, 3, 4, 4) and torch.allclose(
+        frames[0, :, 0, 0, 0], torch.tensor([0.1, 0.2, 0.3])
+    )
+    assert [a.tolist() for a in seen] == [[[5, 1]], [[1, 2]], [[2, 0]]]
+
+
+def test_pong_paddle_is_found_by_its_colour():
+    frame = np.zeros((2, 64, 64, 3), np.uint8)
+    frame[:] = (109, 118, 43)  # the field's brown
+    frame[0, 20:26, 56] = (92, 186, 92)
+    y = pong_paddle_y(frame)
+    assert y[0] == pytest.approx(22.5) and np.isnan(y[1])
+
+
+def test_keymaps():
+    assert action_for(KEYMAPS["pong"], set()) == 0
+    assert action_for(KEYMAPS["pong"], {"up"}) == 2 and action_for(KEYMAPS["pong"], {"down"}) == 3
+    assert action_for(KEYMAPS["doom"], {"up", "left"}) == 4 and action_for(KEYMAPS["doom"], {"left"}) == 2
+
+
+def _saved_tiny(tmp_path) -> str:
+    save_episode(tmp_path / "data" / "e", _moving_dot_episode(20), video=False)
+    recipe = WorldRecipe(
+        run=str(tmp_path / "run"),
+        data=str(tmp_path / "data"),
+        context=2,
+        unet=UNetConfig(channels=(16, 32), blocks=1, cond_dim=32),
+        train=TrainConfig(steps=3, batch_size=4, warmup=1, sample_every=3, ckpt_every=3, num_workers=0),
+    )
+    return str(train_world(recipe, log=lambda s: None))
+
+
+def test_environment_passes_gymnasiums_checker_and_is_seeded(tmp_path):
+    from gymnasium.utils.env_checker import check_env
+
+    from filmstrip.world.env import WorldModelEnv
+
+    model = load_world_model(_saved_tiny(tmp_path))
+    assert (
+        model.start_frames.shape == (16, 2, 16, 16, 3) and model.start_frames.float().std() > 0
+    )  # real starts
+    env = WorldModelEnv(model, SampleConfig(steps=1), max_steps=5)
+    check_env(env, skip_render_check=False)
+    runs = []
+    for _ in range(2):
+        obs, _ = env.reset(seed=3)
+        runs.append([obs] + [env.step(a)[0] for a in (1, 1, 2)])
+    assert all(np.array_equal(a, b) for a, b in zip(*runs, strict=True))
+    with pytest.raises(InputError, match="action must be"):
+        env.step(7)
+    *_, truncated, _ = env.step(0)
+    assert not truncated  # the fourth step since the reset (the refused action was no step)
+    *_, truncated, _ = env.step(0)
+    assert truncated  # the fifth
+
+
+def test_play_runs_headless_for_100_frames(tmp_path, monkeypatch):
+    pytest.importorskip("pygame")
+    from filmstrip.io import read_video
+    from filmstrip.world.env import WorldModelEnv
+    from filmstrip.world.play import PlayConfig, play
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    env = WorldModelEnv(_saved_tiny(tmp_path), SampleConfig(steps=1))
+    stats = play(
+        env, "pong", PlayConfig(fps=0, frames=100), record=tmp_path / "play.mp4", actions=lambda n: n % 3
+    )
+    assert stats.frames == 100
+    video, _ = read_video(tmp_path / "play.mp4")
+    assert video.shape[1] == 101  # the start frame and the hundred made
+
+
+def test_world_train_and_eval_commands(tmp_path):
+    save_episode(tmp_path / "data" / "e", _moving_dot_episode(80), video=False)
+    runner = CliRunner()
+    common = [
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--warmup",
+        "1",
+        "--workers",
+        "0",
+        "--sample-every",
+        "0",
+        "--context",
+        "2",
+    ]
+    flow = runner.invoke(
+        main,
+        [
+            "world",
+            "train",
+            "--data",
+            str(tmp_path / "data"),
+            "--run",
+            str(tmp_path / "flow"),
+            *common,
+            "--set",
+            "unet.channels=[16, 32]",
+            "--set",
+            "unet.blocks=1",
+        ],
+    )
+    assert flow.exit_code == 0, flow.output
+    lstm = runner.invoke(
+        main,
+        [
+            "world",
+            "train",
+            "--model",
+            "convlstm",
+            "--data",
+            str(tmp_path / "data"),
+            "--run",
+            str(tmp_path / "lstm"),
+            *common,
+        ],
+    )
+    assert lstm.exit_code == 0, lstm.output
+    assert load_convlstm(tmp_path / "lstm" / "model").cfg.context == 2
+    result = runner.invoke(
+        main,
+        [
+            "world",
+            "eval",
+            str(tmp_path / "data"),
+            "-c",
+            str(tmp_path / "flow" / "model"),
+            "--convlstm",
+            str(tmp_path / "lstm" / "model"),
+            "--starts",
+            "4",
+            "--steps",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "copy last frame" in result.output and "convlstm" in result.output and "heads_real" in result.output
+    )
+    bad = runner.invoke(
+        main, ["world", "eval", str(tmp_path / "data"), "-c", str(tmp_path / "lstm" / "model")]
+    )
+    assert bad.exit_code == 1 and "world" in bad.output
+
+
+def test_pong_action_check_passes_on_the_real_game():
+    """The action-fidelity measure asked of the real emulator: from the same saved state, holding
+    up moves the paddle up and holding down moves it down (walls excepted), nearly always."""
+    pytest.importorskip("ale_py")
+    import cv2
+
+    from filmstrip.world.evaluate import PONG_DOWN, PONG_UP, ActionConfig
+    from filmstrip.world.record import RecordConfig, make_env
+
+    cfg = ActionConfig()
+    env = make_env(RecordConfig(game="pong", steps=1))
+    obs, _ = env.reset(seed=0)
+    ale = env.unwrapped.ale
+    rng = np.random.default_rng(0)
+    small = lambda f: cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA)  # noqa: E731
+    passed, trials = 0, 0
+    for _ in range(60):
+        for _ in range(int(rng.integers(3, 12))):
+            obs, *_ = env.step(int(rng.integers(6)))
+        y0 = pong_paddle_y(small(obs)[None])[0]
+        state = ale.cloneState()
+        for ids, sign, ok in (
+            (PONG_UP, -1, y0 > 64 * (34 / 210 + cfg.wall_margin)),
+            (PONG_DOWN, 1, y0 < 64 * (194 / 210 - cfg.wall_margin)),
+        ):
+            if not ok or np.isnan(y0):
+                continue
+            ale.restoreState(state)
+            for _ in range(cfg.hold):
+                moved, *_ = env.step(ids[0])
+            trials += 1
+            passed += (pong_paddle_y(small(moved)[None])[0] - y0) * sign >= cfg.min_move
+        ale.restoreState(state)
+    env.close()
+    assert trials >= 60 and passed / trials >= 0.95, (passed, trials)

@@ -373,3 +373,16 @@ def test_pong_action_check_passes_on_the_real_game():
         ale.restoreState(state)
     env.close()
     assert trials >= 60 and passed / trials >= 0.95, (passed, trials)
+
+
+@pytest.mark.parametrize("name", ["world_pong", "world_doom"])
+def test_bundled_world_models_are_environments(name):
+    from gymnasium.utils.env_checker import check_env
+
+    from filmstrip.world.env import WorldModelEnv
+
+    env = WorldModelEnv(name, SampleConfig(steps=1))
+    check_env(env)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64, 64, 3) and obs.std() > 0
+    assert env.step(1)[0].std() > 0  # the model draws a game, not a flat frame

@@ -34,7 +34,6 @@ class FidelityConfig:
     horizons: tuple[int, ...] = (1, 8, 32, 64)
     starts: int = 64  # rollout starts, spread evenly over the held-out steps
     batch: int = 64
-    seed: int = 0
 
 
 def _quantised(frames: torch.Tensor) -> torch.Tensor:
@@ -71,9 +70,8 @@ def fidelity(
         sq = torch.zeros(horizon)
         for i in tqdm(range(0, len(starts), cfg.batch), desc=f"rollouts of {name}", leave=False):
             chunk = starts[i : i + cfg.batch]
-            wins = [data.window(k, s) for k, s in chunk]
-            frames = to_bnchw(torch.from_numpy(np.stack([w[0] for w in wins])))
-            actions = torch.from_numpy(np.stack([w[1] for w in wins]))
+            frames, actions = data.windows(chunk)
+            frames = to_bnchw(frames)
             eps = [data.episodes[k] for k, _ in chunk]
             future = torch.from_numpy(
                 np.stack([e.actions[s : s + horizon] for e, (_, s) in zip(eps, chunk, strict=True)])
@@ -117,27 +115,26 @@ class ActionConfig:
     wall_margin: float = 0.12  # of the frame height: paddles this close to a wall are not asked to go into it
 
 
+def _held(
+    predict: Predict, frames: torch.Tensor, actions: torch.Tensor, action: int, hold: int
+) -> np.ndarray:
+    """The frame made after holding `action` for `hold` steps from each context: uint8 (B, H, W, 3)."""
+    future = torch.full((len(frames), hold), action)
+    return to_uint8(rollout(predict, to_bnchw(frames), actions, future)[:, -1]).permute(0, 2, 3, 1).numpy()
+
+
 def pong_action_fidelity(
     predict: Predict, data: Transitions, cfg: ActionConfig = ActionConfig()
 ) -> dict[str, float]:
     """Share of trials in which holding up (or down) moves the paddle up (or down), per action."""
     size = data.size
-    starts = rollout_starts(data, cfg.trials, 1)
-    wins = [data.window(k, s) for k, s in starts]
-    frames = torch.from_numpy(np.stack([w[0] for w in wins]))
-    actions = torch.from_numpy(np.stack([w[1] for w in wins]))
+    frames, actions = data.windows(rollout_starts(data, cfg.trials, 1))
     y0 = pong_paddle_y(frames[:, -1].numpy())
     top, bottom = size * (34 / 210 + cfg.wall_margin), size * (194 / 210 - cfg.wall_margin)
     out = {}
     for name, ids, sign, allowed in (("up", PONG_UP, -1, y0 > top), ("down", PONG_DOWN, 1, y0 < bottom)):
         for a in ids:
-            future = torch.full((len(starts), cfg.hold), a)
-            made = (
-                to_uint8(rollout(predict, to_bnchw(frames), actions, future)[:, -1])
-                .permute(0, 2, 3, 1)
-                .numpy()
-            )
-            moved = (pong_paddle_y(made) - y0) * sign
+            moved = (pong_paddle_y(_held(predict, frames, actions, a, cfg.hold)) - y0) * sign
             valid = allowed & ~np.isnan(y0)
             out[f"{name}_{a}"] = float((moved[valid] >= cfg.min_move).mean())
             out[f"{name}_{a}_trials"] = int(valid.sum())
@@ -158,19 +155,14 @@ def head_scores(
     right sign) and ends, judged on the real next frame, or on `predict`'s next frame."""
     rewards, ends, true_r, true_e = [], [], [], []
     for i in tqdm(range(0, len(data), batch), desc="heads", leave=False):
-        items = [data[j] for j in range(i, min(i + batch, len(data)))]
-        context = to_bnchw(torch.stack([it["context"] for it in items]))
-        actions = torch.stack([it["actions"] for it in items])
-        nxt = (
-            to_bnchw(torch.stack([it["next"] for it in items]))
-            if predict is None
-            else predict(context, actions)
-        )
+        b = data.batch(range(i, min(i + batch, len(data))))
+        context, actions = to_bnchw(b["context"]), b["actions"]
+        nxt = to_bnchw(b["next"]) if predict is None else predict(context, actions)
         r, e = model.heads(context[:, -1], nxt, actions[:, -1])
         rewards.append(r.argmax(1).numpy() - 1)
         ends.append((e > 0).numpy())
-        true_r.append(np.array([int(it["reward"]) - 1 for it in items]))
-        true_e.append(np.array([bool(it["end"]) for it in items]))
+        true_r.append(b["reward"].numpy() - 1)
+        true_e.append(b["end"].numpy() > 0)
     r, e, tr, te = (np.concatenate(x) for x in (rewards, ends, true_r, true_e))
     out = {}
     for name, pred, true in (
@@ -207,16 +199,8 @@ def doom_action_fidelity(
                     if (e.actions[i : i + cfg.hold] == action).all():
                         moves.append(horizontal_flow(e.frames[i], e.frames[i + cfg.hold]) * sign)
         else:
-            starts = rollout_starts(data, cfg.trials, 1)
-            wins = [data.window(k, s) for k, s in starts]
-            frames = torch.from_numpy(np.stack([w[0] for w in wins]))
-            actions = torch.from_numpy(np.stack([w[1] for w in wins]))
-            future = torch.full((len(starts), cfg.hold), action)
-            made = (
-                to_uint8(rollout(predict, to_bnchw(frames), actions, future)[:, -1])
-                .permute(0, 2, 3, 1)
-                .numpy()
-            )
+            frames, actions = data.windows(rollout_starts(data, cfg.trials, 1))
+            made = _held(predict, frames, actions, action, cfg.hold)
             moves = [horizontal_flow(f[-1], m) * sign for f, m in zip(frames.numpy(), made, strict=True)]
         moves = np.array(moves)
         out[f"turn_{name}"] = float((moves >= cfg.min_move).mean()) if len(moves) else math.nan

@@ -133,10 +133,8 @@ def label(model: LatentActionModel, data: Transitions, batch: int = 256) -> np.n
     """The latent action id of every transition of `data`, in its order: int64 (len(data),)."""
     out = []
     for i in range(0, len(data), batch):
-        items = [data[j] for j in range(i, min(i + batch, len(data)))]
-        context = to_bnchw(torch.stack([it["context"] for it in items]))
-        nxt = to_bnchw(torch.stack([it["next"] for it in items]))
-        out.append(model.codes(context, nxt).numpy())
+        b = data.batch(range(i, min(i + batch, len(data))))
+        out.append(model.codes(to_bnchw(b["context"]), to_bnchw(b["next"])).numpy())
     return np.concatenate(out)
 
 

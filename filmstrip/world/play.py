@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from filmstrip.errors import InputError
-from filmstrip.io import write_video
+from filmstrip.io import check_output_path, write_video
 
 # Per game: (key names held together, action id), first match wins; nothing held is action 0.
 KEYMAPS: dict[str, list[tuple[tuple[str, ...], int]]] = {
@@ -75,8 +75,6 @@ def play(
     if game not in KEYMAPS:
         raise InputError(f"no keymap for {game!r}: choose from {', '.join(KEYMAPS)}")
     if record is not None:
-        from filmstrip.io import check_output_path
-
         check_output_path(record)
     keymap = KEYMAPS[game]
     fps = env.metadata.get("render_fps", 15) if cfg.fps is None else cfg.fps

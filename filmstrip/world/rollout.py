@@ -38,6 +38,15 @@ class SampleConfig:
             raise InputError(f"context_noise must be in [0, 1), got {self.context_noise}")
 
 
+def noised_context(
+    context_bnchw: torch.Tensor, level_b: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Every context frame of sample b moved along the flow path to noise level `level[b]`."""
+    noise = torch.randn(context_bnchw.shape, generator=generator, device=context_bnchw.device)
+    levels_bn = level_b[:, None].expand(-1, context_bnchw.shape[1])
+    return add_noise(context_bnchw.transpose(1, 2), noise.transpose(1, 2), levels_bn).transpose(1, 2)
+
+
 def flow_predictor(model: WorldModel, cfg: SampleConfig = SampleConfig(), seed: int = 0) -> Predict:
     """The world model as a predictor: the next frame from noise in `cfg.steps` Euler steps."""
     device = next(model.parameters()).device
@@ -51,12 +60,7 @@ def flow_predictor(model: WorldModel, cfg: SampleConfig = SampleConfig(), seed: 
         b = context_bnchw.shape[0]
         level = torch.full((b,), cfg.context_noise, device=device)
         if cfg.context_noise > 0:
-            noise = torch.randn(context_bnchw.shape, generator=generator, device=device)
-            context_bnchw = add_noise(
-                context_bnchw.transpose(1, 2),
-                noise.transpose(1, 2),
-                level[:, None].expand(-1, context_bnchw.shape[1]),
-            ).transpose(1, 2)
+            context_bnchw = noised_context(context_bnchw, level, generator)
         x = torch.randn((b, 3, 1, *context_bnchw.shape[-2:]), generator=generator, device=device)
 
         def velocity(x_bcthw: torch.Tensor, t_bt: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ from filmstrip.train.trainer import TrainConfig
 from filmstrip.world.convlstm import ConvLSTMConfig, ConvLSTMPredictor
 from filmstrip.world.episodes import Episode, load_episode
 from filmstrip.world.model import WorldModel, WorldModelConfig
-from filmstrip.world.rollout import SampleConfig, convlstm_predictor, flow_predictor, rollout
+from filmstrip.world.rollout import SampleConfig, convlstm_predictor, flow_predictor, noised_context, rollout
 
 
 class Transitions(Dataset):
@@ -70,6 +70,18 @@ class Transitions(Dataset):
         actions = np.where(idx >= 0, e.actions[np.maximum(idx, 0)], 0)
         return frames, actions
 
+    def windows(self, picks: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The windows of several (episode, step) pairs, stacked: uint8 (B, N, H, W, 3), (B, N)."""
+        wins = [self.window(k, i) for k, i in picks]
+        return torch.from_numpy(np.stack([w[0] for w in wins])), torch.from_numpy(
+            np.stack([w[1] for w in wins])
+        )
+
+    def batch(self, indices) -> dict:
+        """Items `indices` stacked into one batch, as the trainer's loader would."""
+        items = [self[j] for j in indices]
+        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
     def __getitem__(self, j: int) -> dict:
         k, i = int(self.which[j]), int(self.steps[j])
         e = self.episodes[k]
@@ -101,9 +113,8 @@ class _Preview:
     def __init__(self, held_out: Transitions, count: int = 4, horizon: int = 64):
         self.held_out, self.horizon = held_out, horizon
         picks = [(k, 8) for k in range(min(count, len(held_out.episodes)))]
-        wins = [held_out.window(k, i) for k, i in picks]
-        self.frames = to_bnchw(torch.from_numpy(np.stack([w[0] for w in wins])))
-        self.actions = torch.from_numpy(np.stack([w[1] for w in wins]))
+        frames, self.actions = held_out.windows(picks)
+        self.frames = to_bnchw(frames)
         ep = held_out.episodes
         self.future = torch.from_numpy(np.stack([ep[k].actions[i : i + horizon] for k, i in picks]))
         self.truth = to_bnchw(
@@ -132,17 +143,14 @@ class WorldTask:
         context = to_bnchw(batch["context"].to(device))  # (B, N, 3, H, W)
         x0 = to_bnchw(batch["next"].to(device))[:, :, None]  # (B, 3, 1, H, W)
         actions = batch["actions"].to(device)
-        b, n = actions.shape
+        b = actions.shape[0]
         t = torch.rand((b, 1), generator=generator, device=device)
         noise = torch.randn(x0.shape, generator=generator, device=device)
         level = torch.rand(b, generator=generator, device=device) * self.task_cfg.context_noise
-        ctx_noise = torch.randn(context.shape, generator=generator, device=device)
-        noisy_ctx = add_noise(
-            context.transpose(1, 2), ctx_noise.transpose(1, 2), level[:, None].expand(-1, n)
-        )
+        noisy_ctx = noised_context(context, level, generator)
         # The heads see the clean context: at play time they judge the frames the player saw.
         x0_pred, reward_logits, end_logit = model(
-            add_noise(x0, noise, t)[:, :, 0], t[:, 0], noisy_ctx.transpose(1, 2), actions, level, x0[:, :, 0]
+            add_noise(x0, noise, t)[:, :, 0], t[:, 0], noisy_ctx, actions, level, x0[:, :, 0]
         )
         flow = (x0_pred.float() - x0[:, :, 0]).square().mean()
         w = self.task_cfg.rare_weight
@@ -176,7 +184,6 @@ class ConvLSTMTask(WorldTask):
 
     def __init__(self, cfg: ConvLSTMConfig, preview: _Preview | None = None):
         self.cfg, self.preview = cfg, preview
-        self.task_cfg = WorldTaskConfig()
         self.model = ConvLSTMPredictor(cfg)
 
     def loss(self, model: nn.Module, batch: dict, step: int, generator: torch.Generator, aux) -> tuple:
@@ -219,7 +226,7 @@ def train_world(recipe: WorldRecipe, log: Log = print) -> Path:
         raise InputError("a world-model run needs a run folder and a data folder of episodes")
     data = Transitions(recipe.data, recipe.context)
     held_out = Transitions(recipe.held_out, recipe.context) if recipe.held_out else data
-    preview = _Preview(held_out)
+    preview = _Preview(held_out, horizon=recipe.task.preview_steps)
     game = recipe.data.rstrip("/").split("/")[-1]
     torch.manual_seed(recipe.train.seed)
     if recipe.model == "convlstm":
@@ -249,5 +256,4 @@ def train_world(recipe: WorldRecipe, log: Log = print) -> Path:
 def start_contexts(data: Transitions, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` real context windows spread over the episodes, for resets: uint8 (S, N, H, W, 3), (S, N)."""
     picks = np.linspace(0, len(data) - 1, count).astype(int)
-    wins = [data.window(int(data.which[j]), max(int(data.steps[j]), data.context - 1)) for j in picks]
-    return torch.from_numpy(np.stack([w[0] for w in wins])), torch.from_numpy(np.stack([w[1] for w in wins]))
+    return data.windows([(int(data.which[j]), max(int(data.steps[j]), data.context - 1)) for j in picks])

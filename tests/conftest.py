@@ -14,6 +14,8 @@ import torch
 
 from filmstrip.checkpoint import save_model
 from filmstrip.diffusion.spec import ModelSpec
+from filmstrip.models.conditioning import Conditioning
+from filmstrip.models.dit import VideoDiT
 from filmstrip.models.dit import preset as dit_preset
 from filmstrip.models.vae import VideoVAE
 from filmstrip.models.vae import preset as vae_preset
@@ -97,3 +99,24 @@ def tiny_bundle(tmp_path_factory, tiny_vae, text_encoder):
     # The DiT finds its VAE next to itself: "vae" relative to the bundle.
     (root / "t2v" / "vae").symlink_to(root / "vae")
     return root / "t2v"
+
+
+def causal_model(seed=0, **overrides):
+    """A tiny float64 causal DiT with its zero-initialised gates opened."""
+    torch.manual_seed(seed)
+    model = VideoDiT(dit_preset("tiny", in_channels=4, causal=True, context_dim=32, **overrides)).double()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # open the zero-initialised gates so every path carries signal
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.05)
+    return model.eval()
+
+
+def causal_inputs(b=2, frames=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(b, 4, frames, 4, 6, generator=g, dtype=torch.float64)
+    t = torch.rand(b, frames, generator=g, dtype=torch.float64)
+    mask = torch.ones(b, 5, dtype=torch.bool)
+    mask[-1, 3:] = False
+    cond = Conditioning(torch.randn(b, 5, 32, generator=g, dtype=torch.float64), mask)
+    return z, t, cond

@@ -2,8 +2,9 @@
 
 A schedule is a (steps + 1, T) matrix of noise levels, one column per latent frame, from
 row 0 (the start, usually all 1) to the last row (usually all 0). Full-sequence sampling,
-image conditioning (a clean frame's column stays at 0, so a step leaves it as it is) and
-diffusion forcing are just different matrices fed to the same loop. Guidance wraps the model
+image conditioning (a clean frame's column stays at 0, so a step leaves it as it is),
+diffusion forcing's pyramid (`schedule(..., lag)`) and chunk-by-chunk autoregression
+(`autoregressive_schedule`) are just different matrices fed to the same loop. Guidance wraps the model
 call (guidance.py).
 """
 
@@ -38,6 +39,24 @@ def schedule(steps: int, num_frames: int, shift: float = 1.0, lag: float = 0.0) 
     delay = torch.linspace(0.0, 1.0, num_frames, dtype=torch.float64)[None]  # (1, T)
     own = (progress * (1 + lag) - lag * delay).clamp(0.0, 1.0)  # (steps + 1, T)
     return shift_t(1.0 - own, shift).float().expand(steps + 1, num_frames).contiguous()
+
+
+def autoregressive_schedule(steps: int, num_frames: int, chunk: int = 1, shift: float = 1.0) -> torch.Tensor:
+    """Chunk by chunk: (ceil(T / chunk) * steps + 1, T). Chunk c runs its `steps` from 1 to 0
+    while the chunks before it sit at 0 (finished) and those after it at 1 (pure noise). A
+    causal model reads nothing after a frame, so this matrix fed to `sample` gives exactly what
+    a KV-cache rollout gives (pipelines/stream.py), at the cost of recomputing the past."""
+    if steps < 1 or chunk < 1:
+        raise InputError(f"need at least one step and one frame per chunk, got {steps} and {chunk}")
+    one = shift_t(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift).float()  # (steps + 1,)
+    chunks = -(-num_frames // chunk)
+    rows = torch.ones(chunks * steps + 1, num_frames)
+    for c in range(chunks):
+        cols = slice(c * chunk, (c + 1) * chunk)
+        rows[: c * steps, cols] = 1.0
+        rows[c * steps : (c + 1) * steps + 1, cols] = one[:, None]
+        rows[(c + 1) * steps + 1 :, cols] = 0.0
+    return rows
 
 
 def step(x: torch.Tensor, v: torch.Tensor, t_from: torch.Tensor, t_to: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from filmstrip.errors import InputError
+from filmstrip.models.kv_cache import KVCache
 from filmstrip.models.rope import apply_rope
 
 # Longest key sequence for which the written-out product beats the fused CPU kernel. On a
@@ -75,16 +76,24 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(
-        self, x_bnd: torch.Tensor, rot: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        x_bnd: torch.Tensor,
+        rot: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: tuple[KVCache, int] | None = None,
     ) -> torch.Tensor:
         """rot: (N, head_dim / 2, 2) RoPE `rotations` of the token positions; mask: optional
-        boolean (N, N) or broadcastable, True where attention is allowed."""
+        boolean (N, N + past) or broadcastable, True where attention is allowed; cache: a
+        `KVCache` and this layer's block index, whose past keys and values come first."""
         q, k, v = (
             self.qkv(x_bnd).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)
         )  # 3 x (B, heads, N, d)
         # Norms and rotations in float32 (as the style asks under autocast), back to v's dtype.
         q = apply_rope(self.q_norm(at_least_float32(q)), rot).to(v.dtype)
-        k = apply_rope(self.k_norm(at_least_float32(k)), rot).to(v.dtype)
+        k_normed = self.k_norm(at_least_float32(k))
+        k = apply_rope(k_normed, rot).to(v.dtype)
+        if cache is not None:
+            k, v = cache[0].extend(cache[1], k_normed, k, v)  # (B, heads, past + N, d)
         y = attend(q, k, v, mask)  # (B, heads, N, d)
         return self.out(y.transpose(1, 2).flatten(2))
 

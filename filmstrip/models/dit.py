@@ -40,6 +40,7 @@ from filmstrip.models.embeddings import (
     patchify,
     unpatchify,
 )
+from filmstrip.models.kv_cache import KVCache
 from filmstrip.models.rope import grid_positions, rope_angles, rotations
 from filmstrip.models.text_refiner import TextRefiner
 
@@ -67,6 +68,9 @@ class DiTConfig:
     # Per-frame condition vectors added to the AdaLN input: (name, dim) pairs, e.g.
     # (("action", 18),) for a world model. See models/conditioning.py.
     vectors: tuple[tuple[str, int], ...] = ()
+    # Block-causal self-attention over latent frames: a frame attends to itself and the
+    # frames before it, so a rollout can keep the past in a KV cache (models/kv_cache.py).
+    causal: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "patch", tuple(self.patch))
@@ -81,6 +85,8 @@ class DiTConfig:
             raise InputError(f"attention must be 'full' or 'factorized', got {self.attention!r}")
         if self.width % self.heads or (self.width // self.heads) % 2:
             raise InputError(f"width {self.width} must split into {self.heads} heads of even size")
+        if self.causal and self.attention != "full":
+            raise InputError("a causal DiT needs attention='full' (its KV cache holds whole frames)")
         if self.text_refiner < 0:
             raise InputError(f"text_refiner is a number of layers, got {self.text_refiner}")
         if self.text_refiner and self.context_dim % REFINER_HEAD_DIM:
@@ -134,16 +140,19 @@ class DiTBlock(nn.Module):
         rot: torch.Tensor,
         context: torch.Tensor | None,
         context_mask: torch.Tensor | None,
+        mask: torch.Tensor | None = None,
+        cache: tuple[KVCache, int] | None = None,
     ) -> torch.Tensor:
         """x: (B, T', S, D) tokens, S = H' * W' per frame; c: (B, T', D); rot: the RoPE
-        `rotations` of the T' * S tokens in "t h w" order. Returns x's shape."""
+        `rotations` of the T' * S tokens in "t h w" order; mask: the block-causal mask of a
+        causal model; cache: its KV cache and this block's index. Returns x's shape."""
         b, t, s, _ = x_btsd.shape
         # Per-frame modulation, (B, T', 1, D): broadcast over the frame's tokens, not copied.
         mod = self.ada(c_btd)[:, :, None].chunk(self.num_mod, dim=-1)
         shift1, scale1, gate1, shift2, scale2, gate2 = mod[:6]
         y = modulate(self.norm1(x_btsd), shift1, scale1)
         if not self.factorized:
-            x_btsd = x_btsd + gate1 * self.attn(y.flatten(1, 2), rot).view_as(y)
+            x_btsd = x_btsd + gate1 * self.attn(y.flatten(1, 2), rot, mask, cache).view_as(y)
         else:
             # Spatial: tokens of one frame attend to each other. Rotations of frame 0 serve
             # every frame: RoPE only sees differences, and within a frame the time difference is 0.
@@ -238,12 +247,16 @@ class VideoDiT(nn.Module):
         rope_offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
         rope_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
         times: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        write: bool = False,
     ) -> torch.Tensor:
         """z: (B, C, T, H, W) noisy latents; t: noise level per latent frame (B, T), or (B,)
         for one level for all; cond: text tokens and per-frame vectors (None: unconditional).
         times: (T,) the time position of each latent frame, for RoPE and the frame embedding
         (default: 0, 1, 2, ... scaled and offset by rope_scale[0] and rope_offset[0]); a
         keyframe appended after the clip takes the position of the moment it shows.
+        cache: a causal model's `KVCache`: z is the next chunk, attending to the cached frames
+        (which set its time positions); write: append this chunk's keys and values to it.
         Returns a (B, C, T, H, W) prediction."""
         cfg = self.cfg
         cond = cond if cond is not None else Conditioning()
@@ -275,6 +288,10 @@ class VideoDiT(nn.Module):
                 context = self.text_refiner(context, context_mask)
         # A streamed chunk continues the frame count where the last one stopped.
         index = torch.arange(grid[0], device=z_bcthw.device) * rope_scale[0] + rope_offset[0]
+        if cache is not None:
+            if not cfg.causal or times is not None or cfg.patch[0] != 1:
+                raise InputError("a KV cache needs a causal DiT with temporal patch 1 and no explicit times")
+            times = cache.next_positions(frames)
         if times is not None:
             if times.shape != (frames,):
                 raise InputError(
@@ -287,9 +304,18 @@ class VideoDiT(nn.Module):
         positions = grid_positions(*grid, offset=rope_offset, scale=rope_scale, device=z_bcthw.device)
         if times is not None:
             positions[:, 0] = index.repeat_interleave(grid[1] * grid[2])
-        rot = rotations(rope_angles(positions, cfg.head_dim, cfg.rope_theta), z_bcthw.dtype == torch.float64)
-        for block in self.blocks:
-            x = block(x, c_btd, rot, context, context_mask)
+        double = z_bcthw.dtype == torch.float64
+        rot = rotations(rope_angles(positions, cfg.head_dim, cfg.rope_theta), double)
+        mask = None
+        if cfg.causal:
+            past = cache.frames if cache is not None else 0
+            mask = block_causal_mask(grid[0], grid[1] * grid[2], past, z_bcthw.device)
+        if cache is not None:
+            cache.begin((grid[1], grid[2]), write, z_bcthw.device, double)
+        for i, block in enumerate(self.blocks):
+            x = block(x, c_btd, rot, context, context_mask, mask, (cache, i) if cache is not None else None)
+        if cache is not None:
+            cache.end(grid[0])
         out = self.final(x, c_btd)  # (B, T', S, C*pt*ph*pw)
         return unpatchify(out.flatten(1, 2), grid, cfg.patch)
 
@@ -311,6 +337,17 @@ class VideoDiT(nn.Module):
             e = embed(v[:, :: self.cfg.patch[0]])  # a temporal patch reads its first frame
             total = total + e * cond.is_present(name).to(e.dtype)[:, None, None]
         return total
+
+
+def block_causal_mask(frames: int, per_frame: int, past_frames: int = 0, device=None) -> torch.Tensor | None:
+    """(N, past + N) boolean mask, N = frames * per_frame tokens: True where a token may
+    attend, i.e. to every token of its own latent frame and of the frames before it (the
+    `past_frames` cached ones included). None when nothing is masked (a single frame)."""
+    if frames == 1:
+        return None
+    frame = torch.arange(frames, device=device).repeat_interleave(per_frame)  # (N,)
+    key_frame = torch.cat([torch.full((past_frames * per_frame,), -1, device=device), frame])
+    return key_frame[None, :] <= frame[:, None]
 
 
 def forward_flops(

@@ -215,12 +215,18 @@ def t2v_model_config(recipe: T2VRecipe, vae: VideoVAE) -> tuple[DiTConfig, dict 
         return dit, None
     config, state, _ = load_model(resolve(recipe.init, "t2v"), VideoDiT.kind)
     base = parse_config(recipe.init, DiTConfig, config.get("dit"), "dit")
+    causal = base.causal or dit.causal
+    if causal and not base.causal:
+        # A causal model streams past its training length, where an absolute frame index
+        # means nothing it has learned: it keeps RoPE's relative time only.
+        state = {k: v for k, v in state.items() if not k.startswith("frame_embed.")}
     return (
         replace(
             base,
-            frame_embedding=base.frame_embedding or dit.frame_embedding,
+            frame_embedding=(base.frame_embedding or dit.frame_embedding) and not causal,
             place_embedding=base.place_embedding or dit.place_embedding,
             text_refiner=max(base.text_refiner, dit.text_refiner),
+            causal=causal,
         ),
         state,
     )

@@ -1,0 +1,128 @@
+"""Streaming a causal DiT: one latent chunk at a time, the past in a KV cache, frames out as
+they are made, at a constant cost per frame however long the video runs.
+
+    pipe = load_pipeline("t2v_causal")
+    for frames in stream(pipe, parse_timeline(["a red circle moves right"]), StreamConfig(seconds=60)):
+        writer.write(frames)                       # (3, t, H, W) in [-1, 1]
+
+Per chunk of `chunk` latent frames (pixel frames 4k - 3 .. 4k for latent frame k >= 1):
+1. Draw its noise and denoise it over `steps`, every call reading the cache (the window of
+   past frames and the sinks) under the prompt in force at that moment of the timeline.
+2. Write the finished chunk into the cache: one more forward pass at noise level
+   `context_noise` (0: the clean latents; a little noise makes the model lean less on
+   details of its own past, the noise-augmented context of GameNGen and diffusion forcing).
+3. Decode it with the causal VAE's streaming decoder, which keeps its own small cache.
+
+Guidance runs its levels as one batch, so the cache holds one row per level: the
+unconditional branch remembers its own past.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from filmstrip.diffusion.flow import add_noise
+from filmstrip.diffusion.guidance import guided
+from filmstrip.diffusion.sampling import sample, schedule
+from filmstrip.errors import FilmstripError, InputError
+from filmstrip.models.conditioning import Conditioning
+from filmstrip.models.kv_cache import CacheConfig, KVCache
+from filmstrip.pipelines.denoise import Pipeline, latent_shape
+from filmstrip.pipelines.prepare import prepare_text, stack_levels
+from filmstrip.pipelines.timeline import Timeline
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    seconds: float = 10.0
+    fps: float = 8.0
+    height: int = 64
+    width: int = 64
+    steps: int = 8
+    text_scale: float = 4.0
+    chunk: int = 1  # latent frames made per rollout step
+    cache: CacheConfig = CacheConfig()
+    context_noise: float = 0.0  # noise level at which finished frames enter the cache
+    solver: str = "euler"
+    seed: int = 0
+
+    def __post_init__(self):
+        if not (
+            math.isfinite(self.seconds) and self.seconds > 0 and math.isfinite(self.fps) and self.fps > 0
+        ):
+            raise InputError(f"seconds and fps must be positive, got {self.seconds} and {self.fps}")
+        if self.steps < 1 or self.chunk < 1:
+            raise InputError(
+                f"need at least one step and one latent frame per chunk, got {self.steps}, {self.chunk}"
+            )
+        if not 0.0 <= self.context_noise < 1.0:
+            raise InputError(f"context_noise is a noise level in [0, 1), got {self.context_noise}")
+        if not math.isfinite(self.text_scale):
+            raise InputError(f"the guidance scale must be a finite number, got {self.text_scale}")
+
+    @property
+    def frames(self) -> int:
+        return max(1, round(self.seconds * self.fps))
+
+
+def chunk_seconds(first_latent: int, temporal_factor: int, fps: float) -> float:
+    """The moment latent frame k starts to show: pixel frame 0 for k = 0, else 4(k - 1) + 1."""
+    return (0 if first_latent == 0 else temporal_factor * (first_latent - 1) + 1) / fps
+
+
+@torch.no_grad()
+def stream_latents(pipe: Pipeline, timeline: Timeline, cfg: StreamConfig) -> Iterator[torch.Tensor]:
+    """Latent chunks (1, C, n, H', W'), normalised, as the causal model makes them."""
+    if not pipe.dit.cfg.causal:
+        raise InputError(
+            "streaming needs a causal model (DiTConfig causal=True), such as the bundled t2v_causal"
+        )
+    timeline.check_length(cfg.frames / cfg.fps)
+    shape = latent_shape(pipe, 1, cfg.frames, cfg.height, cfg.width)
+    cache = KVCache.for_model(pipe.dit, cfg.cache)
+    read = functools.partial(pipe.denoiser, cache=cache)
+    write = functools.partial(pipe.denoiser, cache=cache, write=True)
+    levels_of: dict[str, list[Conditioning]] = {}
+    g = torch.Generator().manual_seed(cfg.seed)
+    tf = pipe.vae.cfg.temporal_factor
+    for start in range(0, shape[2], cfg.chunk):
+        n = min(cfg.chunk, shape[2] - start)
+        prompt = timeline.prompt_at(chunk_seconds(start, tf, cfg.fps))
+        if prompt not in levels_of:
+            levels_of[prompt] = [
+                lv.to(pipe.device) for lv in stack_levels([prepare_text(pipe.text, [prompt])])
+            ]
+        levels, scales = levels_of[prompt], [cfg.text_scale]
+        # 1. Denoise the chunk against the cached past.
+        noise = torch.randn((1, shape[1], n, *shape[3:]), generator=g).to(pipe.device)
+        sched = schedule(cfg.steps, n, pipe.spec.shift((n, *shape[3:]), pipe.dit.cfg.patch))
+        z = sample(guided(read, levels, scales), noise, sched, cfg.solver)
+        if not torch.isfinite(z).all():
+            raise FilmstripError("sampling produced NaN or Inf latents: check the options and the weights")
+        # 2. Append it to the cache, lightly noised if asked.
+        context = z
+        if cfg.context_noise:
+            level = torch.full((1, n), cfg.context_noise)
+            context = add_noise(z, torch.randn(z.shape, generator=g).to(z.device), level.to(z.device))
+        guided(write, levels, scales)(context, torch.full((1, n), cfg.context_noise, device=z.device))
+        yield z
+
+
+@torch.no_grad()
+def stream(pipe: Pipeline, timeline: Timeline, cfg: StreamConfig) -> Iterator[torch.Tensor]:
+    """Pixel chunks (3, t, H, W) in [-1, 1]: 1 frame, then 4 per latent frame, cfg.frames in all."""
+    made = 0
+    latents = (pipe.spec.denormalize(z) for z in stream_latents(pipe, timeline, cfg))
+    for pixels in pipe.vae.decode_stream(latents):
+        pixels = pixels[0, :, : cfg.frames - made].clamp(-1, 1)
+        if not torch.isfinite(pixels).all():
+            raise FilmstripError(
+                "the model produced non-finite values (NaN or Inf): check the options and the weights"
+            )
+        made += pixels.shape[1]
+        yield pixels

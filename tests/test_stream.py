@@ -1,0 +1,166 @@
+"""Long and streaming video: schedule matrices, the cached rollout == the matrix, timelines,
+and a streamed file that survives an interruption."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import causal_inputs as inputs
+from conftest import causal_model
+
+from filmstrip.diffusion.sampling import autoregressive_schedule, sample, schedule
+from filmstrip.errors import InputError
+from filmstrip.io import read_video
+from filmstrip.io.errors import VideoWriteError
+from filmstrip.io.stream_writer import StreamWriter
+from filmstrip.models.kv_cache import CacheConfig, KVCache
+from filmstrip.pipelines.stream import chunk_seconds
+from filmstrip.pipelines.timeline import parse_timeline
+
+
+@pytest.mark.parametrize("kind", ["full", "autoregressive", "pyramid"])
+def test_schedule_matrices_have_the_right_shape_and_only_fall(kind):
+    steps, frames = 4, 6
+    if kind == "full":
+        m = schedule(steps, frames, shift=3.0)
+        assert m.shape == (steps + 1, frames)
+        assert torch.equal(m, m[:, :1].expand_as(m))  # every frame at one level
+    elif kind == "pyramid":
+        m = schedule(steps, frames, shift=3.0, lag=1.0)
+        assert m.shape == (steps + 1, frames)
+        assert (m[1:-1].diff(dim=1) >= 0).all() and (m[2] > m[2, 0]).any()  # later frames trail
+    else:
+        m = autoregressive_schedule(steps, frames, chunk=2, shift=3.0)
+        assert m.shape == (3 * steps + 1, frames)
+        # Chunk c moves only in its own rows; before them it is noise, after them clean.
+        moving = m.diff(dim=0) != 0  # (rows - 1, T)
+        for c in range(3):
+            rows = moving[:, 2 * c : 2 * c + 2].any(dim=1).nonzero().flatten()
+            assert rows.tolist() == list(range(c * steps, (c + 1) * steps))
+    assert (m[0] == 1).all() and (m[-1] == 0).all()
+    assert (m.diff(dim=0) <= 0).all()  # a noise level never rises
+
+
+def test_cached_rollout_equals_sampling_the_autoregressive_matrix():
+    """The KV-cache loop of pipelines/stream.py (denoise a chunk reading the cache, then write
+    it at level 0) is the autoregressive schedule matrix run through `sample` on the whole
+    clip, computed without recomputing the past."""
+    model = causal_model()
+    noise, _, cond = inputs(b=1, frames=4)
+    steps = 3
+
+    def full(x, t):
+        return model(x, t, cond)
+
+    reference = sample(full, noise, autoregressive_schedule(steps, 4, chunk=2))
+    cache = KVCache.for_model(model, CacheConfig(window=0, sink=0))
+    chunks = []
+    for c in range(2):
+        x = noise[:, :, 2 * c : 2 * c + 2]
+        z = sample(lambda x, t: model(x, t, cond, cache=cache), x, schedule(steps, 2))
+        model(z, torch.zeros(1, 2, dtype=z.dtype), cond, cache=cache, write=True)
+        chunks.append(z)
+    torch.testing.assert_close(torch.cat(chunks, dim=2), reference, rtol=0, atol=1e-10)
+
+
+def test_chunk_seconds_follow_the_causal_vae():
+    assert chunk_seconds(0, 4, 8.0) == 0.0
+    assert chunk_seconds(1, 4, 8.0) == 1 / 8  # latent frame 1 shows pixel frames 1..4
+    assert chunk_seconds(3, 4, 8.0) == 9 / 8
+
+
+def test_timeline_parsing():
+    t = parse_timeline(
+        ["0s: a red circle moves right", "20s: a blue square moves up", "30.5 s : a green one"]
+    )
+    assert t.starts == (0.0, 20.0, 30.5)
+    assert t.prompt_at(0) == t.prompt_at(19.9) == "a red circle moves right"
+    assert t.prompt_at(20) == "a blue square moves up" and t.prompt_at(99) == "a green one"
+    assert parse_timeline(["a red circle moves right"]).prompts == ("a red circle moves right",)
+    t.check_length(31)
+    with pytest.raises(InputError, match="starts after the video ends"):
+        t.check_length(30)
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (["0s: a", "20s: b", "10s: c"], "list the prompts in time order"),
+        (["0s: a", "0s: b"], "not after the entry before it"),
+        (["5s: a", "9s: b"], "needs a prompt at 0s"),
+        (["0s: a", "a blue square"], "has no start time"),
+        (["0s: a", "10s:  "], "has no prompt after the time"),
+        ([], "give a prompt"),
+        (["   "], "the prompt is empty"),
+    ],
+)
+def test_timeline_errors_name_the_entry(entries, message):
+    with pytest.raises(InputError, match=message):
+        parse_timeline(entries)
+
+
+def stripes(k, n=8):
+    v = np.zeros((3, n, 64, 64), np.uint8)
+    v[:, :, :, 8 * k : 8 * (k + 1)] = 220
+    return v
+
+
+def test_stream_writer_output_grows_and_reads_back(tmp_path):
+    path = tmp_path / "s.mp4"
+    with StreamWriter(path, fps=8, height=64, width=64) as out:
+        out.write(stripes(0))
+        size_one = path.stat().st_size
+        for k in range(1, 5):
+            out.write(stripes(k))
+        assert path.stat().st_size > size_one  # fragments reach the disk as they are made
+    video, info = read_video(path)
+    assert video.shape == (3, 40, 64, 64) and info.fps == pytest.approx(8.0)
+    assert int(video[0, 35, 32, 36]) > 200 and int(video[0, 35, 32, 4]) < 20  # the last stripe
+
+
+def test_ctrl_c_leaves_a_playable_file(tmp_path):
+    path = tmp_path / "s.mp4"
+    with pytest.raises(KeyboardInterrupt), StreamWriter(path, fps=8, height=64, width=64) as out:
+        for k in range(3):
+            out.write(stripes(k))
+        raise KeyboardInterrupt
+    assert read_video(path)[0].shape[1] == 24
+
+
+def test_a_killed_writer_leaves_every_finished_fragment_playable(tmp_path):
+    # The process dies without closing anything (as under SIGKILL): the fragments written
+    # before (a keyframe, so a fragment, every second) still play.
+    path = tmp_path / "s.mp4"
+    code = (
+        "import os, numpy as np\n"
+        "from filmstrip.io.stream_writer import StreamWriter\n"
+        f"out = StreamWriter({str(path)!r}, fps=8, height=64, width=64)\n"
+        "for k in range(5):\n"
+        "    v = np.zeros((3, 8, 64, 64), np.uint8); v[:, :, :, 8 * k : 8 * k + 8] = 220\n"
+        "    out.write(v)\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    frames = read_video(path)[0].shape[1]
+    assert 24 <= frames <= 40
+
+
+def test_stream_writer_to_a_pipe_is_a_fragmented_mp4(tmp_path):
+    r, w = os.pipe()
+    with os.fdopen(w, "wb") as pipe_w, StreamWriter(pipe_w, fps=8, height=64, width=64) as out:
+        out.write(stripes(1, n=16))
+    data = os.read(r, 1 << 20)
+    os.close(r)
+    assert data[4:8] == b"ftyp" and b"moof" in data
+    (tmp_path / "piped.mp4").write_bytes(data)
+    assert read_video(tmp_path / "piped.mp4")[0].shape[1] == 16
+
+
+def test_stream_writer_errors():
+    with pytest.raises(VideoWriteError, match="even size"):
+        StreamWriter("/tmp/x.mp4", fps=8, height=63, width=64)
+    with pytest.raises(VideoWriteError, match="streaming writes .mp4"):
+        StreamWriter("/tmp/x.gif", fps=8, height=64, width=64)

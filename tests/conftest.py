@@ -101,6 +101,22 @@ def tiny_bundle(tmp_path_factory, tiny_vae, text_encoder):
     return root / "t2v"
 
 
+@pytest.fixture(scope="session")
+def tiny_causal_bundle(tiny_bundle, text_encoder):
+    """A tiny causal text-to-video model beside tiny_bundle's, sharing its VAE."""
+    null, _ = text_encoder.encode([""])
+    torch.manual_seed(1)
+    task = T2VTask(dit_preset("tiny", in_channels=4, causal=True), ModelSpec(vae="vae"), T2VConfig(), null[0])
+    with torch.no_grad():
+        for p in task.model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    config, meta = task.export(task.model)
+    out = tiny_bundle.parent / "t2v_causal"
+    save_model(out, "dit", config, task.model.state_dict(), meta)
+    (out / "vae").symlink_to(tiny_bundle.parent / "vae")
+    return out
+
+
 def causal_model(seed=0, **overrides):
     """A tiny float64 causal DiT with its zero-initialised gates opened."""
     torch.manual_seed(seed)

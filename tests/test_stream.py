@@ -164,3 +164,82 @@ def test_stream_writer_errors():
         StreamWriter("/tmp/x.mp4", fps=8, height=63, width=64)
     with pytest.raises(VideoWriteError, match="streaming writes .mp4"):
         StreamWriter("/tmp/x.gif", fps=8, height=64, width=64)
+
+
+# ---- the streaming pipeline and its CLI, on a tiny causal model -------------------------------
+def frames_of(pipe, entries, seconds=2.0, **kw):
+    from filmstrip.pipelines.stream import StreamConfig, stream
+
+    cfg = StreamConfig(seconds=seconds, steps=2, **kw)
+    return torch.cat(list(stream(pipe, parse_timeline(entries), cfg)), dim=1)
+
+
+def test_stream_makes_every_frame_and_a_prompt_switch_never_changes_the_past(tiny_causal_bundle):
+    from filmstrip.pipelines.denoise import load_pipeline
+
+    pipe = load_pipeline(tiny_causal_bundle)
+    one = frames_of(pipe, ["a red circle moves right"], seconds=3.0)
+    assert one.shape == (3, 24, 64, 64)
+    assert torch.equal(one, frames_of(pipe, ["a red circle moves right"], seconds=3.0))  # seeded
+    switched = frames_of(pipe, ["0s: a red circle moves right", "2s: a blue square moves up"], seconds=3.0)
+    # The switch at 2 s (pixel frame 16) first applies to latent frame 5, which shows pixel
+    # frames 17-20 (latent frame k >= 1 shows 4k - 3 .. 4k); the causal model and the causal
+    # decoder leave every frame before it exactly as the one-prompt run made it.
+    first_new = 17
+    assert torch.equal(switched[:, :first_new], one[:, :first_new])
+    assert not torch.equal(switched[:, first_new:], one[:, first_new:])
+
+
+def test_stream_refuses_a_bidirectional_model(tiny_bundle):
+    from filmstrip.pipelines.denoise import load_pipeline
+
+    with pytest.raises(InputError, match="streaming needs a causal model"):
+        frames_of(load_pipeline(tiny_bundle), ["a red circle"])
+
+
+def test_cli_streams_a_timeline_to_a_file_and_to_stdout(tiny_causal_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from filmstrip.cli import main
+
+    out = tmp_path / "long.mp4"
+    args = ["generate", "-c", str(tiny_causal_bundle), "--seconds", "3", "--steps", "2", "--stream",
+            "--prompt", "0s: a red circle moves right", "--prompt", "1.5s: a blue square moves up"]  # fmt: skip
+    result = CliRunner().invoke(main, [*args, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_video(out)[0].shape[1] == 24
+    piped = CliRunner().invoke(main, [*args, "-o", "-"])
+    assert piped.exit_code == 0
+    data = piped.stdout_bytes
+    assert data[4:8] == b"ftyp" and b"moof" in data
+    (tmp_path / "piped.mp4").write_bytes(data)
+    assert read_video(tmp_path / "piped.mp4")[0].shape[1] == 24
+    # Not in time order: one sentence, before any model work.
+    bad = CliRunner().invoke(main, ["generate", "--seconds", "3", "--prompt", "2s: b", "--prompt", "0s: a"])
+    assert bad.exit_code != 0 and "time order" in bad.output
+    alone = CliRunner().invoke(main, ["generate", "--prompt", "0s: a"])
+    assert alone.exit_code != 0 and "go with --seconds" in alone.output
+
+
+def test_ctrl_c_while_streaming_leaves_a_playable_file(tiny_causal_bundle, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import filmstrip.pipelines.stream as stream_module
+    from filmstrip.cli import main
+
+    real = stream_module.stream
+
+    def interrupted(*args, **kwargs):
+        for k, chunk in enumerate(real(*args, **kwargs)):
+            if k == 3:
+                raise KeyboardInterrupt
+            yield chunk
+
+    monkeypatch.setattr(stream_module, "stream", interrupted)
+    out = tmp_path / "cut.mp4"
+    result = CliRunner().invoke(
+        main, ["generate", "a red circle", "-c", str(tiny_causal_bundle), "--seconds", "4", "--steps", "2",
+               "--stream", "-o", str(out)],  # fmt: skip
+    )
+    assert result.exit_code == 130
+    assert read_video(out)[0].shape[1] == 1 + 4 + 4  # the three chunks made before Ctrl-C

@@ -37,13 +37,14 @@ LAG = click.option(
 
 
 @click.command()
-@click.argument("prompt")
+@click.argument("prompt", required=False)
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
     default=Path("outputs/clip.mp4"),
     show_default=True,
+    help="Output file; '-' streams a fragmented MP4 to stdout (with --seconds).",
 )
 @T2V_CHECKPOINT
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
@@ -51,7 +52,9 @@ LAG = click.option(
 @click.option(
     "--size", default=GenerateConfig.height, show_default=True, help="Height and width (a multiple of 16)."
 )
-@click.option("--steps", default=GenerateConfig.steps, show_default=True)
+@click.option(
+    "--steps", type=int, default=None, help="Sampling steps [default: 20; 8 per chunk with --seconds]."
+)
 @click.option(
     "--cfg",
     "text_scale",
@@ -125,6 +128,37 @@ LAG = click.option(
     show_default=True,
     help="How exactly the first frame keeps the --image (1 = exactly; lower lets it change).",
 )
+@click.option(
+    "--seconds",
+    type=float,
+    default=None,
+    help="A long video from the causal model (bundled t2v_causal), made chunk by chunk with a KV cache.",
+)
+@click.option(
+    "--stream",
+    "streaming",
+    is_flag=True,
+    help="With --seconds: write frames as they are made (playable while it grows).",
+)
+@click.option(
+    "--prompt",
+    "timeline",
+    multiple=True,
+    metavar="'Ns: PROMPT'",
+    help="With --seconds: a timeline entry, e.g. --prompt '0s: a red circle moves right' --prompt '20s: ...'.",
+)
+@click.option(
+    "--window", default=4, show_default=True, help="With --seconds: latent frames of the past kept."
+)
+@click.option(
+    "--sink", default=1, show_default=True, help="With --seconds: first latent frames kept for ever."
+)
+@click.option(
+    "--context-noise",
+    default=0.0,
+    show_default=True,
+    help="With --seconds: noise level at which made frames enter the cache.",
+)
 @PRECISION
 @COMPILE
 def generate(
@@ -150,6 +184,12 @@ def generate(
     context,
     image_scale,
     image_strength,
+    seconds,
+    streaming,
+    timeline,
+    window,
+    sink,
+    context_noise,
     precision,
     compile_,
 ) -> None:
@@ -161,6 +201,20 @@ def generate(
     from filmstrip.pipelines.generate import GenerateConfig, check_request, load_pipeline
     from filmstrip.pipelines.generate import generate as run
 
+    if prompt and timeline:
+        raise click.UsageError("give the prompt as PROMPT or as --prompt entries, not both")
+    if not prompt and not timeline:
+        raise click.UsageError("give a PROMPT")
+    if (timeline or streaming or str(output) == "-") and seconds is None:
+        raise click.UsageError("--prompt timelines, --stream and '-o -' go with --seconds")
+    if seconds is not None:
+        from filmstrip.cli.stream import generate_long
+
+        if video_path or edit_path or extend_path or image_path or keyframes:
+            raise click.UsageError("--seconds makes a video from text alone; drop the frame conditions")
+        generate_long(list(timeline) or [prompt], output, checkpoint, seconds, fps, size, steps, text_scale,
+                      seed, window, sink, context_noise, streaming, precision)  # fmt: skip
+        return
     modes = [name for name, on in (("--video", video_path), ("--edit", edit_path), ("--extend", extend_path),
                                    ("--image/--keyframe", image_path or keyframes)) if on]  # fmt: skip
     if len(modes) > 1:
@@ -174,7 +228,7 @@ def generate(
         frames=frames,
         height=size,
         width=size,
-        steps=steps,
+        steps=steps or GenerateConfig.steps,
         text_scale=text_scale,
         image_scale=image_scale,
         solver=solver,

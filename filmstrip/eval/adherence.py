@@ -59,6 +59,7 @@ class DetectedObject:
     frames_found: int
     consistency: float  # share of frames found with the majority shape
     track: list[tuple[float, float] | None] = field(default_factory=list)
+    areas: list[int | None] = field(default_factory=list)  # blob pixels per frame
 
 
 def segment(frame_hw3: np.ndarray, cfg: AdherenceConfig | None = None) -> np.ndarray:
@@ -152,6 +153,7 @@ def detect(video, fps: float = 8.0, cfg: AdherenceConfig | None = None) -> list[
                 frames_found=len(hits),
                 consistency=shapes.count(majority) / t_len,
                 track=track,
+                areas=[int(b[0]) if b is not None else None for b in blobs],
             )
         )
     return found

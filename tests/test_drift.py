@@ -1,0 +1,53 @@
+"""The drift evaluator on long `shapes` clips whose ground truth is known for the whole minute."""
+
+import pytest
+import torch
+
+from filmstrip.data.shapes import ShapesConfig, ShapesDataset
+from filmstrip.eval.drift import bounce_directions, first_and_last, window_scores
+
+
+@pytest.fixture(scope="module")
+def long_clips():
+    ds = ShapesDataset(ShapesConfig(num_frames=481, num_clips=6, seed=5))
+    return [ds[i] for i in range(6)]
+
+
+def test_bounce_directions():
+    assert bounce_directions("right") == {"right", "left"}
+    assert bounce_directions("up") == {"up", "down"}
+    assert bounce_directions("up-right") == {"up-right", "up-left", "down-right", "down-left"}
+    assert bounce_directions("still") == {"still"}
+
+
+def test_real_minute_long_clips_score_near_100_percent_at_both_ends(long_clips):
+    firsts, lasts = [], []
+    for item in long_clips:
+        rows = window_scores(item["video"], item["truth"]["objects"])
+        assert len(rows) == 30  # 481 frames in windows of 17 sharing their end frames
+        scores = first_and_last(rows, 481, 8.0)
+        firsts.append(scores["first"]["accuracy"])
+        lasts.append(scores["last"]["accuracy"])
+    # Occlusion between objects costs a few checks (measured: 97-100% per clip).
+    assert min(firsts) > 0.93 and min(lasts) > 0.93
+    assert sum(firsts) / len(firsts) > 0.97 and sum(lasts) / len(lasts) > 0.97
+
+
+def test_a_video_that_stalls_or_changes_colour_loses_its_last_window(long_clips):
+    item = next(c for c in long_clips if len(c["truth"]["objects"]) == 1)
+    video, objects = item["video"], item["truth"]["objects"]
+    stalled = video.clone()
+    stalled[:, 240:] = video[:, 240:241]  # motion stops half way
+    s = first_and_last(window_scores(stalled, objects), 481, 8.0)
+    assert s["first"]["accuracy"] == 1.0
+    assert s["last"]["speed"] == 0.0 and s["last"]["direction"] == 0.0
+    recoloured = video.clone()
+    recoloured[:, 240:] = video[:, 240:].flip(0)  # RGB -> BGR: the object takes another colour
+    s = first_and_last(window_scores(recoloured, objects), 481, 8.0)
+    assert s["first"]["colour"] == 1.0 and s["last"]["colour"] == 0.0 and s["last"]["count"] == 0.0
+    shrunk = video.clone()
+    small = torch.nn.functional.interpolate(video[None, :, 240:], scale_factor=(1, 0.5, 0.5), mode="nearest")[0]
+    shrunk[:, 240:] = -1
+    shrunk[:, 240:, 16:48, 16:48] = small
+    s = first_and_last(window_scores(shrunk, objects), 481, 8.0)
+    assert s["last"]["size"] == 0.0

@@ -23,7 +23,7 @@ import time
 import torch
 
 from filmstrip.diffusion.guidance import guided
-from filmstrip.diffusion.sampling import sample, schedule
+from filmstrip.diffusion.sampling import schedule
 from filmstrip.models.kv_cache import CacheConfig
 from filmstrip.pipelines.denoise import load_pipeline
 from filmstrip.pipelines.prepare import prepare_text, stack_levels
@@ -38,7 +38,9 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def recompute_chunk_seconds(pipe, past_latents: int, cfg: StreamConfig, prompt: str, repeats: int = 2) -> float:
+def recompute_chunk_seconds(
+    pipe, past_latents: int, cfg: StreamConfig, prompt: str, repeats: int = 2
+) -> float:
     """Seconds to denoise one latent frame by a causal forward over all `past_latents` frames
     before it at every step (what a model without a cache must do)."""
     levels = [lv.to(pipe.device) for lv in stack_levels([prepare_text(pipe.text, [prompt])])]
@@ -59,7 +61,9 @@ def recompute_chunk_seconds(pipe, past_latents: int, cfg: StreamConfig, prompt: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--window", type=int, default=4)

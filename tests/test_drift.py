@@ -46,7 +46,9 @@ def test_a_video_that_stalls_or_changes_colour_loses_its_last_window(long_clips)
     s = first_and_last(window_scores(recoloured, objects), 481, 8.0)
     assert s["first"]["colour"] == 1.0 and s["last"]["colour"] == 0.0 and s["last"]["count"] == 0.0
     shrunk = video.clone()
-    small = torch.nn.functional.interpolate(video[None, :, 240:], scale_factor=(1, 0.5, 0.5), mode="nearest")[0]
+    small = torch.nn.functional.interpolate(video[None, :, 240:], scale_factor=(1, 0.5, 0.5), mode="nearest")[
+        0
+    ]
     shrunk[:, 240:] = -1
     shrunk[:, 240:, 16:48, 16:48] = small
     s = first_and_last(window_scores(shrunk, objects), 481, 8.0)

@@ -238,8 +238,20 @@ def test_ctrl_c_while_streaming_leaves_a_playable_file(tiny_causal_bundle, tmp_p
     monkeypatch.setattr(stream_module, "stream", interrupted)
     out = tmp_path / "cut.mp4"
     result = CliRunner().invoke(
-        main, ["generate", "a red circle", "-c", str(tiny_causal_bundle), "--seconds", "4", "--steps", "2",
-               "--stream", "-o", str(out)],  # fmt: skip
+        main,
+        [
+            "generate",
+            "a red circle",
+            "-c",
+            str(tiny_causal_bundle),
+            "--seconds",
+            "4",
+            "--steps",
+            "2",
+            "--stream",
+            "-o",
+            str(out),
+        ],  # fmt: skip
     )
     assert result.exit_code == 130
     assert read_video(out)[0].shape[1] == 1 + 4 + 4  # the three chunks made before Ctrl-C

@@ -69,7 +69,9 @@ def _kept(value: float, reference: float, tolerance: float, floor: float) -> boo
     return abs(value - reference) <= tolerance * max(reference, floor)
 
 
-def window_scores(video_cthw, objects: list[dict], fps: float = 8.0, cfg: DriftConfig | None = None) -> list[dict]:
+def window_scores(
+    video_cthw, objects: list[dict], fps: float = 8.0, cfg: DriftConfig | None = None
+) -> list[dict]:
     """Per window of a (C, T, H, W) video: {start, colour, shape, count, direction, size,
     speed, accuracy}, each in [0, 1]. `objects`: the prompt's [{colour, shape, direction}]."""
     cfg = cfg or DriftConfig()
@@ -100,7 +102,9 @@ def window_scores(video_cthw, objects: list[dict], fps: float = 8.0, cfg: DriftC
     return rows
 
 
-def first_and_last(rows: list[dict], frames: int, fps: float, cfg: DriftConfig | None = None) -> dict[str, dict]:
+def first_and_last(
+    rows: list[dict], frames: int, fps: float, cfg: DriftConfig | None = None
+) -> dict[str, dict]:
     """Mean scores over the windows inside the first and inside the last `span` seconds."""
     cfg = cfg or DriftConfig()
     span = round(cfg.span * fps)

@@ -432,3 +432,69 @@ def eval_dataset(
             f"subject {r['subject_consistency']:.4f}  smoothness {r['motion_smoothness']:.4f}  "
             f"motion {r['motion']:.2f} px{extra}"
         )
+
+
+@eval_group.command("long")
+@click.option(
+    "--strategy",
+    "strategies",
+    multiple=True,
+    default=(
+        "naive",
+        "window",
+        "sink",
+        "sink-continue",
+        "noisy-context",
+        "pyramid",
+        "sliding",
+        "sliding-freenoise",
+    ),
+    show_default=True,
+    help="Long-video strategies to compare (see filmstrip/eval/long_suite.py).",
+)
+@click.option(
+    "--prompts", default=8, show_default=True, help="Training captions, one minute-long video each."
+)
+@click.option("--seconds", default=60.0, show_default=True)
+@click.option("--steps", default=8, show_default=True, help="Steps per latent frame of the causal rollouts.")
+@click.option("--sliding-steps", default=20, show_default=True, help="Steps of the sliding-window baseline.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--causal", "causal_path", default="t2v_causal", show_default=True, help="The causal model.")
+@click.option(
+    "--bidirectional", "bidir_path", default="t2v", show_default=True, help="The bidirectional model."
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
+)
+@PRECISION
+def eval_long(
+    strategies, prompts, seconds, steps, sliding_steps, seed, causal_path, bidir_path, json_path, precision
+):
+    """Drift over a long video: first- vs last-10-second accuracy of each strategy, scored
+    window by window (colour, shape, count, direction up to bounces, size and speed kept)."""
+    import json
+
+    from filmstrip.eval.long_suite import STRATEGIES, LongSuiteConfig, run_long_suite
+    from filmstrip.eval.prompt_suite import SuiteConfig, seen_prompts
+    from filmstrip.pipelines.denoise import load_pipeline
+
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise click.BadParameter(f"{unknown}; choose from {', '.join(STRATEGIES)}", param_hint="--strategy")
+    needed = {STRATEGIES[s][0] for s in strategies}
+    paths = {"causal": causal_path, "bidirectional": bidir_path}
+    pipes = {m: load_pipeline(paths[m], precision=precision) for m in needed}
+    cases = seen_prompts(SuiteConfig(), prompts)
+    cfg = LongSuiteConfig(seconds=seconds, steps=steps, sliding_steps=sliding_steps)
+    results = run_long_suite(pipes, strategies, cases, cfg, seed)
+    click.echo(f"{'strategy':>18} | first {cfg.drift.span:g} s | last {cfg.drift.span:g} s | kept | last: "
+               + " ".join(f"{c:>9}" for c in ("colour", "shape", "count", "direction", "size", "speed")))  # fmt: skip
+    for name, r in results.items():
+        last = " ".join(
+            f"{100 * r['last'][c]:8.1f}%" for c in ("colour", "shape", "count", "direction", "size", "speed")
+        )
+        click.echo(f"{name:>18} | {100 * r['first']['accuracy']:9.1f}% | {100 * r['last']['accuracy']:8.1f}% | "
+                   f"{100 * r['kept']:3.0f}% | {last}")  # fmt: skip
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=1))

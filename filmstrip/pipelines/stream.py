@@ -48,6 +48,9 @@ class StreamConfig:
     chunk: int = 1  # latent frames made per rollout step
     cache: CacheConfig = CacheConfig()
     context_noise: float = 0.0  # noise level at which finished frames enter the cache
+    # Diffusion forcing's pyramid inside a chunk of several latent frames: how far (a share of
+    # the run) its last frame trails its first (diffusion/sampling.schedule). 0: one level.
+    lag: float = 0.0
     solver: str = "euler"
     seed: int = 0
 
@@ -62,6 +65,8 @@ class StreamConfig:
             )
         if not 0.0 <= self.context_noise < 1.0:
             raise InputError(f"context_noise is a noise level in [0, 1), got {self.context_noise}")
+        if not (math.isfinite(self.lag) and self.lag >= 0):
+            raise InputError(f"the pyramid lag is a share of the run, at least 0; got {self.lag}")
         if not math.isfinite(self.text_scale):
             raise InputError(f"the guidance scale must be a finite number, got {self.text_scale}")
 
@@ -100,7 +105,7 @@ def stream_latents(pipe: Pipeline, timeline: Timeline, cfg: StreamConfig) -> Ite
         levels, scales = levels_of[prompt], [cfg.text_scale]
         # 1. Denoise the chunk against the cached past.
         noise = torch.randn((1, shape[1], n, *shape[3:]), generator=g).to(pipe.device)
-        sched = schedule(cfg.steps, n, pipe.spec.shift((n, *shape[3:]), pipe.dit.cfg.patch))
+        sched = schedule(cfg.steps, n, pipe.spec.shift((n, *shape[3:]), pipe.dit.cfg.patch), cfg.lag)
         z = sample(guided(read, levels, scales), noise, sched, cfg.solver)
         if not torch.isfinite(z).all():
             raise FilmstripError("sampling produced NaN or Inf latents: check the options and the weights")

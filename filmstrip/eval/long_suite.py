@@ -1,0 +1,141 @@
+"""The long-video strategies side by side: a minute per prompt, scored window by window.
+
+Each strategy is a way to make a long video from one of the two bundled models:
+
+| name | model | how |
+| --- | --- | --- |
+| naive | causal | every past frame kept in the KV cache, clean |
+| window | causal | rolling window of 4 latent frames, no sink |
+| sink | causal | window of 3 + 1 attention-sink frame, positions reindexed |
+| sink-continue | causal | as sink, positions continued (the sink drifts far into the past) |
+| noisy-context | causal | as sink, made frames enter the cache at noise level 0.1 |
+| pyramid | causal | as sink with chunks of 2 latent frames on a diffusion-forcing pyramid |
+| sliding | bidirectional | windows of 5 latent frames every 2, blended in latent space |
+| sliding-freenoise | bidirectional | as sliding, with FreeNoise's noise re-use |
+
+`run_long_suite` makes every (strategy, prompt) video and scores its first and last `span`
+seconds with eval/drift.py; `switch_lag` measures how soon a timeline's new prompt shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from filmstrip.errors import InputError
+from filmstrip.eval.adherence import detect
+from filmstrip.eval.drift import CHECKS, DriftConfig, bounce_directions, first_and_last, window_scores
+from filmstrip.models.kv_cache import CacheConfig
+from filmstrip.pipelines.denoise import Pipeline
+from filmstrip.pipelines.longform import SlidingConfig, sliding_windows
+from filmstrip.pipelines.stream import StreamConfig, stream
+from filmstrip.pipelines.timeline import Timeline
+
+Maker = Callable[[dict[str, Pipeline], Timeline, float, int], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LongSuiteConfig:
+    seconds: float = 60.0
+    fps: float = 8.0
+    steps: int = 8  # per latent frame for the causal model
+    sliding_steps: int = 20
+    drift: DriftConfig = DriftConfig()
+
+
+def _causal(**overrides) -> Callable[[LongSuiteConfig], Maker]:
+    def maker(cfg: LongSuiteConfig) -> Maker:
+        def make(pipes, timeline, seconds, seed):
+            sc = StreamConfig(seconds=seconds, fps=cfg.fps, steps=cfg.steps, seed=seed, **overrides)
+            return torch.cat(list(stream(pipes["causal"], timeline, sc)), dim=1)
+
+        return make
+
+    return maker
+
+
+def _sliding(**overrides) -> Callable[[LongSuiteConfig], Maker]:
+    def maker(cfg: LongSuiteConfig) -> Maker:
+        def make(pipes, timeline, seconds, seed):
+            sc = SlidingConfig(seconds=seconds, fps=cfg.fps, steps=cfg.sliding_steps, seed=seed, **overrides)
+            return sliding_windows(pipes["bidirectional"], timeline, sc)
+
+        return make
+
+    return maker
+
+
+SINK = CacheConfig(window=3, sink=1)
+STRATEGIES: dict[str, tuple[str, Callable[[LongSuiteConfig], Maker]]] = {
+    "naive": ("causal", _causal(cache=CacheConfig(window=0, sink=0))),
+    "window": ("causal", _causal(cache=CacheConfig(window=4, sink=0))),
+    "sink": ("causal", _causal(cache=SINK)),
+    "sink-continue": ("causal", _causal(cache=CacheConfig(window=3, sink=1, positions="continue"))),
+    "noisy-context": ("causal", _causal(cache=SINK, context_noise=0.1)),
+    "pyramid": ("causal", _causal(cache=CacheConfig(window=2, sink=1), chunk=2, lag=1.0)),
+    "sliding": ("bidirectional", _sliding()),
+    "sliding-freenoise": ("bidirectional", _sliding(noise_reuse=True)),
+}
+
+
+def run_long_suite(
+    pipes: dict[str, Pipeline],
+    strategies: Sequence[str],
+    prompts: Sequence[tuple[str, dict]],
+    cfg: LongSuiteConfig | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """{strategy: {"first": means, "last": means, "kept": last / first accuracy, "prompts":
+    rows}} for (prompt, truth) pairs; prompt k uses seed + k under every strategy."""
+    cfg = cfg or LongSuiteConfig()
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise InputError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    frames = round(cfg.seconds * cfg.fps)
+    results = {}
+    bar = tqdm(total=len(strategies) * len(prompts), desc="long videos", unit="video", disable=not progress)
+    for name in strategies:
+        model, maker = STRATEGIES[name]
+        make = maker(cfg)
+        rows = []
+        for k, (prompt, truth) in enumerate(prompts):
+            video = make(pipes, Timeline((0.0,), (prompt,)), cfg.seconds, seed + k)
+            scores = first_and_last(
+                window_scores(video, truth["objects"], cfg.fps, cfg.drift), frames, cfg.fps, cfg.drift
+            )
+            rows.append({"prompt": prompt, **scores})
+            bar.update(1)
+        first = {c: float(np.mean([r["first"][c] for r in rows])) for c in (*CHECKS, "accuracy")}
+        last = {c: float(np.mean([r["last"][c] for r in rows])) for c in (*CHECKS, "accuracy")}
+        results[name] = {"model": model, "first": first, "last": last,
+                         "kept": last["accuracy"] / max(first["accuracy"], 1e-9), "prompts": rows}  # fmt: skip
+    bar.close()
+    return results
+
+
+def switch_lag(
+    video_cthw: torch.Tensor, new_objects: list[dict], switch_frame: int, fps: float = 8.0, window: int = 9
+) -> float | None:
+    """Seconds from `switch_frame` to the start of the first window (of `window` frames,
+    one per frame) in which exactly the new prompt's objects are found, each with its colour,
+    shape and a direction its prompt's can bounce into, and which the next two windows
+    confirm. None if that never happens."""
+    frames = video_cthw.shape[1]
+    wanted = {o["colour"]: o for o in new_objects}
+
+    def holds(start: int) -> bool:
+        found = {d.colour: d for d in detect(video_cthw[:, start : start + window], fps)}
+        return set(found) == set(wanted) and all(
+            found[c].shape == o["shape"] and found[c].direction in bounce_directions(o["direction"])
+            for c, o in wanted.items()
+        )
+
+    for start in range(switch_frame, frames - window - 1):
+        if holds(start) and holds(start + 1) and holds(start + 2):
+            return (start - switch_frame) / fps
+    return None

@@ -1,0 +1,124 @@
+"""A long video from the bidirectional model: overlapping windows denoised together and
+blended in latent space (the baseline the causal rollout of stream.py is measured against).
+
+    video = sliding_windows(pipe, parse_timeline(["a red circle moves right"]), SlidingConfig(seconds=60))
+
+The bidirectional DiT was trained on clips of 5 latent frames (17 pixel frames); a minute at
+8 fps is 121. At every sampling step each window of `window` latent frames, one starting
+every `stride` frames, predicts the velocity of its frames, and every latent frame moves by
+the mean over the windows that hold it (MultiDiffusion; Gen-L-Video): neighbouring windows
+must agree where they overlap, so no seam is left where one ends. All windows run as one
+batch; each reads the prompt in force at its first frame.
+
+With `noise_reuse` (FreeNoise), frames past the first window start from the first window's
+noise, shuffled within each window-long block, so windows begin from related noise and
+settle on related content.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from filmstrip.diffusion.guidance import guided
+from filmstrip.diffusion.sampling import schedule
+from filmstrip.errors import FilmstripError, InputError
+from filmstrip.pipelines.denoise import Pipeline, latent_shape
+from filmstrip.pipelines.prepare import prepare_text, stack_levels
+from filmstrip.pipelines.stream import chunk_seconds
+from filmstrip.pipelines.timeline import Timeline
+
+
+@dataclass(frozen=True)
+class SlidingConfig:
+    seconds: float = 10.0
+    fps: float = 8.0
+    height: int = 64
+    width: int = 64
+    steps: int = 20
+    text_scale: float = 4.0
+    window: int = 5  # latent frames per window: the training length
+    stride: int = 2  # latent frames between window starts (overlap: window - stride)
+    noise_reuse: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if not (
+            math.isfinite(self.seconds) and self.seconds > 0 and math.isfinite(self.fps) and self.fps > 0
+        ):
+            raise InputError(f"seconds and fps must be positive, got {self.seconds} and {self.fps}")
+        if not 1 <= self.stride <= self.window:
+            raise InputError(
+                f"the stride must be between 1 and the window ({self.window}), got {self.stride}"
+            )
+        if self.steps < 1:
+            raise InputError(f"need at least one sampling step, got {self.steps}")
+
+    @property
+    def frames(self) -> int:
+        return max(1, round(self.seconds * self.fps))
+
+
+def window_starts(total: int, window: int, stride: int) -> list[int]:
+    """First latent frame of each window; the last window ends at the last frame."""
+    if total <= window:
+        return [0]
+    starts = list(range(0, total - window + 1, stride))
+    if starts[-1] != total - window:
+        starts.append(total - window)
+    return starts
+
+
+def sliding_noise(shape: tuple[int, ...], window: int, seed: int, reuse: bool) -> torch.Tensor:
+    """(1, C, T, H, W) starting noise; with `reuse`, every block of `window` frames after the
+    first is a fresh shuffle of the first block's frames (FreeNoise)."""
+    g = torch.Generator().manual_seed(seed)
+    if not reuse:
+        return torch.randn(shape, generator=g)
+    base = torch.randn((*shape[:2], window, *shape[3:]), generator=g)
+    blocks = [base]
+    while sum(b.shape[2] for b in blocks) < shape[2]:
+        blocks.append(base[:, :, torch.randperm(window, generator=g)])
+    return torch.cat(blocks, dim=2)[:, :, : shape[2]]
+
+
+@torch.no_grad()
+def sliding_latents(pipe: Pipeline, timeline: Timeline, cfg: SlidingConfig) -> torch.Tensor:
+    """Normalised latents (1, C, T', H', W') of the whole video."""
+    timeline.check_length(cfg.frames / cfg.fps)
+    shape = latent_shape(pipe, 1, cfg.frames, cfg.height, cfg.width)
+    total, window = shape[2], min(cfg.window, shape[2])
+    starts = window_starts(total, window, cfg.stride)
+    tf = pipe.vae.cfg.temporal_factor
+    prompts = [timeline.prompt_at(chunk_seconds(s, tf, cfg.fps)) for s in starts]
+    levels = [lv.to(pipe.device) for lv in stack_levels([prepare_text(pipe.text, prompts)])]
+    velocity = guided(pipe.denoiser, levels, [cfg.text_scale])
+    index = torch.tensor(starts)[:, None] + torch.arange(window)  # (windows, window) latent frames
+    covered = torch.bincount(index.flatten(), minlength=total).float()  # windows holding each frame
+    sched = schedule(cfg.steps, window, pipe.spec.shift((window, *shape[3:]), pipe.dit.cfg.patch))[:, 0]
+    x = sliding_noise(shape, window, cfg.seed, cfg.noise_reuse).to(pipe.device)
+    for i in range(cfg.steps):
+        windows = x[0, :, index].permute(1, 0, 2, 3, 4)  # (windows, C, window, H', W')
+        t = sched[i].expand(len(starts), window).to(x.device)
+        v = velocity(windows, t)  # (windows, C, window, H', W')
+        v_sum = torch.zeros_like(x[0]).index_add_(
+            1, index.flatten().to(x.device), v.permute(1, 0, 2, 3, 4).flatten(1, 2)
+        )
+        x = x + (sched[i + 1] - sched[i]) * (v_sum / covered.to(x.device)[None, :, None, None])[None]
+    if not torch.isfinite(x).all():
+        raise FilmstripError("sampling produced NaN or Inf latents: check the options and the weights")
+    return x
+
+
+@torch.no_grad()
+def sliding_windows(pipe: Pipeline, timeline: Timeline, cfg: SlidingConfig) -> torch.Tensor:
+    """The video (3, frames, H, W) in [-1, 1]."""
+    z = pipe.spec.denormalize(sliding_latents(pipe, timeline, cfg))
+    video = pipe.vae.decode_chunked(z, chunk_latents=4, num_frames=cfg.frames)[0]
+    if not torch.isfinite(video).all():
+        raise FilmstripError(
+            "the model produced non-finite values (NaN or Inf): check the options and the weights"
+        )
+    return video.clamp(-1, 1)

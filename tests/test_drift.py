@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from filmstrip.data.shapes import ShapesConfig, ShapesDataset
-from filmstrip.eval.drift import bounce_directions, first_and_last, window_scores
+from filmstrip.eval.drift import DriftConfig, bounce_directions, first_and_last, window_scores
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +53,32 @@ def test_a_video_that_stalls_or_changes_colour_loses_its_last_window(long_clips)
     shrunk[:, 240:, 16:48, 16:48] = small
     s = first_and_last(window_scores(shrunk, objects), 481, 8.0)
     assert s["last"]["size"] == 0.0
+
+
+def test_switch_lag_finds_when_the_new_prompt_shows():
+    from filmstrip.eval.long_suite import switch_lag
+
+    ds = ShapesDataset(ShapesConfig(num_frames=160, num_clips=2, seed=7, min_objects=1, max_objects=1))
+    a, b = ds[0], ds[1]
+    assert a["truth"]["objects"][0]["colour"] != b["truth"]["objects"][0]["colour"]
+    new = b["truth"]["objects"]
+    at_once = torch.cat([a["video"][:, :80], b["video"][:, 80:160]], dim=1)
+    assert switch_lag(at_once, new, 80) == 0.0
+    late = torch.cat([a["video"][:, :96], b["video"][:, 96:160]], dim=1)  # two seconds late
+    assert switch_lag(late, new, 80) == 2.0
+    assert switch_lag(a["video"][:, :160], new, 80) is None
+
+
+def test_the_long_suite_runs_every_kind_of_strategy(tiny_bundle, tiny_causal_bundle):
+    from filmstrip.eval.long_suite import LongSuiteConfig, run_long_suite
+    from filmstrip.eval.prompt_suite import SuiteConfig, seen_prompts
+    from filmstrip.pipelines.denoise import load_pipeline
+
+    pipes = {"causal": load_pipeline(tiny_causal_bundle), "bidirectional": load_pipeline(tiny_bundle)}
+    cfg = LongSuiteConfig(seconds=6, steps=2, sliding_steps=2, drift=DriftConfig(span=2.0))
+    results = run_long_suite(
+        pipes, ["sink", "pyramid", "sliding"], seen_prompts(SuiteConfig(), 2), cfg, progress=False
+    )
+    assert set(results) == {"sink", "pyramid", "sliding"}
+    for r in results.values():
+        assert len(r["prompts"]) == 2 and 0 <= r["first"]["accuracy"] <= 1 and 0 <= r["last"]["accuracy"] <= 1

@@ -255,3 +255,54 @@ def test_ctrl_c_while_streaming_leaves_a_playable_file(tiny_causal_bundle, tmp_p
     )
     assert result.exit_code == 130
     assert read_video(out)[0].shape[1] == 1 + 4 + 4  # the three chunks made before Ctrl-C
+
+
+# ---- the bidirectional baseline: sliding windows ------------------------------------------------
+def test_window_starts_cover_every_frame_and_end_at_the_last():
+    from filmstrip.pipelines.longform import window_starts
+
+    assert window_starts(121, 5, 2)[-1] == 116 and window_starts(121, 5, 2)[:3] == [0, 2, 4]
+    assert window_starts(12, 5, 3) == [0, 3, 6, 7]
+    assert window_starts(4, 5, 2) == [0]
+
+
+def test_freenoise_reuses_the_first_windows_noise_shuffled():
+    from filmstrip.pipelines.longform import sliding_noise
+
+    fresh = sliding_noise((1, 4, 12, 2, 2), 5, seed=0, reuse=False)
+    reused = sliding_noise((1, 4, 12, 2, 2), 5, seed=0, reuse=True)
+    base = reused[:, :, :5]
+    for block in (reused[:, :, 5:10], reused[:, :, 10:12]):
+        for k in range(block.shape[2]):  # every later frame is one of the first window's
+            assert any(torch.equal(block[:, :, k], base[:, :, j]) for j in range(5))
+    assert not any(torch.equal(fresh[:, :, 7], fresh[:, :, j]) for j in range(5))
+
+
+def test_one_window_is_plain_full_sequence_sampling(tiny_bundle):
+    from filmstrip.pipelines.denoise import decode, load_pipeline
+    from filmstrip.pipelines.generate import GenerateConfig, generate
+    from filmstrip.pipelines.longform import SlidingConfig, sliding_latents, sliding_noise
+
+    pipe = load_pipeline(tiny_bundle)
+    cfg = SlidingConfig(seconds=17 / 8, steps=3, window=5, seed=4)
+    z = sliding_latents(pipe, parse_timeline(["a red circle moves right"]), cfg)
+    assert z.shape[2] == 5
+    ref = generate(pipe, ["a red circle moves right"], GenerateConfig(frames=17, steps=3, seed=4))
+    # generate draws its noise from seed 4 as sliding_noise does without re-use.
+    assert torch.equal(
+        sliding_noise(tuple(z.shape), 5, 4, False),
+        torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(4))[None],
+    )
+    torch.testing.assert_close(decode(pipe, z, 17), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_overlapping_windows_make_a_long_video_and_each_window_reads_its_prompt(tiny_bundle):
+    from filmstrip.pipelines.denoise import load_pipeline
+    from filmstrip.pipelines.longform import SlidingConfig, sliding_windows
+
+    pipe = load_pipeline(tiny_bundle)
+    cfg = SlidingConfig(seconds=6, steps=2, stride=2)
+    one = sliding_windows(pipe, parse_timeline(["a red circle moves right"]), cfg)
+    assert one.shape == (3, 48, 64, 64) and one.abs().max() <= 1
+    two = sliding_windows(pipe, parse_timeline(["0s: a red circle moves right", "2s: a blue square"]), cfg)
+    assert not torch.equal(one, two)

@@ -79,7 +79,10 @@ def window_scores(
     frames = video_cthw.shape[1]
     reference: dict[str, tuple[float, float]] = {}
     rows = []
-    for start in range(0, frames - cfg.window + 1, cfg.window - 1):
+    starts = list(range(0, frames - cfg.window + 1, cfg.window - 1))
+    if starts and starts[-1] != frames - cfg.window:
+        starts.append(frames - cfg.window)  # the last window ends on the last frame
+    for start in starts:
         found = {d.colour: d for d in detect(video_cthw[:, start : start + cfg.window], fps, cfg.adherence)}
         checks = {name: [] for name in CHECKS}
         for o in objects:

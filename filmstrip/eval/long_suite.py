@@ -121,10 +121,11 @@ def run_long_suite(
 def switch_lag(
     video_cthw: torch.Tensor, new_objects: list[dict], switch_frame: int, fps: float = 8.0, window: int = 9
 ) -> float | None:
-    """Seconds from `switch_frame` to the start of the first window (of `window` frames,
-    one per frame) in which exactly the new prompt's objects are found, each with its colour,
-    shape and a direction its prompt's can bounce into, and which the next two windows
-    confirm. None if that never happens."""
+    """Seconds from `switch_frame` to the middle of the first window (of `window` frames,
+    one starting at every frame) in which exactly the new prompt's objects are found (an
+    object counts where it shows on most of the window's frames), each with its colour, shape
+    and a direction its prompt's can bounce into, and which the next two windows confirm.
+    None if that never happens."""
     frames = video_cthw.shape[1]
     wanted = {o["colour"]: o for o in new_objects}
 
@@ -135,7 +136,8 @@ def switch_lag(
             for c, o in wanted.items()
         )
 
-    for start in range(switch_frame, frames - window - 1):
+    half = window // 2
+    for start in range(max(0, switch_frame - half), frames - window - 1):
         if holds(start) and holds(start + 1) and holds(start + 2):
-            return (start - switch_frame) / fps
+            return max(0, start + half - switch_frame) / fps
     return None

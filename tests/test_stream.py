@@ -11,6 +11,7 @@ import torch
 from conftest import causal_inputs as inputs
 from conftest import causal_model
 
+from filmstrip.diffusion.forcing import RolloutConfig, rollout
 from filmstrip.diffusion.sampling import autoregressive_schedule, sample, schedule
 from filmstrip.errors import InputError
 from filmstrip.io import read_video
@@ -45,9 +46,9 @@ def test_schedule_matrices_have_the_right_shape_and_only_fall(kind):
 
 
 def test_cached_rollout_equals_sampling_the_autoregressive_matrix():
-    """The KV-cache loop of pipelines/stream.py (denoise a chunk reading the cache, then write
-    it at level 0) is the autoregressive schedule matrix run through `sample` on the whole
-    clip, computed without recomputing the past."""
+    """The KV-cache rollout of diffusion/forcing.py (denoise a chunk reading the cache, then
+    commit it at level 0) is the autoregressive schedule matrix run through `sample` on the
+    whole clip, computed without recomputing the past."""
     model = causal_model()
     noise, _, cond = inputs(b=1, frames=4)
     steps = 3
@@ -57,12 +58,9 @@ def test_cached_rollout_equals_sampling_the_autoregressive_matrix():
 
     reference = sample(full, noise, autoregressive_schedule(steps, 4, chunk=2))
     cache = KVCache.for_model(model, CacheConfig(window=0, sink=0))
-    chunks = []
-    for c in range(2):
-        x = noise[:, :, 2 * c : 2 * c + 2]
-        z = sample(lambda x, t: model(x, t, cond, cache=cache), x, schedule(steps, 2))
-        model(z, torch.zeros(1, 2, dtype=z.dtype), cond, cache=cache, write=True)
-        chunks.append(z)
+    chunks = list(
+        rollout(model, cache, lambda k: [cond], [], noise.split(2, dim=2), RolloutConfig(steps=steps))
+    )
     torch.testing.assert_close(torch.cat(chunks, dim=2), reference, rtol=0, atol=1e-10)
 
 

@@ -5,7 +5,8 @@ they are made, at a constant cost per frame however long the video runs.
     for frames in stream(pipe, parse_timeline(["a red circle moves right"]), StreamConfig(seconds=60)):
         writer.write(frames)                       # (3, t, H, W) in [-1, 1]
 
-Per chunk of `chunk` latent frames (pixel frames 4k - 3 .. 4k for latent frame k >= 1):
+Per chunk of `chunk` latent frames (pixel frames 4k - 3 .. 4k for latent frame k >= 1), by
+diffusion/forcing.rollout:
 1. Draw its noise and denoise it over `steps`, every call reading the cache (the window of
    past frames and the sinks) under the prompt in force at that moment of the timeline.
 2. Write the finished chunk into the cache: one more forward pass at noise level
@@ -19,16 +20,13 @@ unconditional branch remembers its own past.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
-from filmstrip.diffusion.flow import add_noise
-from filmstrip.diffusion.guidance import guided
-from filmstrip.diffusion.sampling import sample, schedule
+from filmstrip.diffusion.forcing import RolloutConfig, rollout
 from filmstrip.errors import FilmstripError, InputError
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.kv_cache import CacheConfig, KVCache
@@ -90,32 +88,26 @@ def stream_latents(pipe: Pipeline, timeline: Timeline, cfg: StreamConfig) -> Ite
     timeline.check_length(cfg.frames / cfg.fps)
     shape = latent_shape(pipe, 1, cfg.frames, cfg.height, cfg.width)
     cache = KVCache.for_model(pipe.dit, cfg.cache)
-    read = functools.partial(pipe.denoiser, cache=cache)
-    write = functools.partial(pipe.denoiser, cache=cache, write=True)
-    levels_of: dict[str, list[Conditioning]] = {}
     g = torch.Generator().manual_seed(cfg.seed)
     tf = pipe.vae.cfg.temporal_factor
-    for start in range(0, shape[2], cfg.chunk):
-        n = min(cfg.chunk, shape[2] - start)
-        prompt = timeline.prompt_at(chunk_seconds(start, tf, cfg.fps))
+    levels_of: dict[str, list[Conditioning]] = {}
+
+    def levels_at(index: int) -> list[Conditioning]:
+        prompt = timeline.prompt_at(chunk_seconds(index, tf, cfg.fps))
         if prompt not in levels_of:
             levels_of[prompt] = [
                 lv.to(pipe.device) for lv in stack_levels([prepare_text(pipe.text, [prompt])])
             ]
-        levels, scales = levels_of[prompt], [cfg.text_scale]
-        # 1. Denoise the chunk against the cached past.
-        noise = torch.randn((1, shape[1], n, *shape[3:]), generator=g).to(pipe.device)
-        sched = schedule(cfg.steps, n, pipe.spec.shift((n, *shape[3:]), pipe.dit.cfg.patch), cfg.lag)
-        z = sample(guided(read, levels, scales), noise, sched, cfg.solver)
-        if not torch.isfinite(z).all():
-            raise FilmstripError("sampling produced NaN or Inf latents: check the options and the weights")
-        # 2. Append it to the cache, lightly noised if asked.
-        context = z
-        if cfg.context_noise:
-            level = torch.full((1, n), cfg.context_noise)
-            context = add_noise(z, torch.randn(z.shape, generator=g).to(z.device), level.to(z.device))
-        guided(write, levels, scales)(context, torch.full((1, n), cfg.context_noise, device=z.device))
-        yield z
+        return levels_of[prompt]
+
+    def noises() -> Iterator[torch.Tensor]:
+        for start in range(0, shape[2], cfg.chunk):
+            n = min(cfg.chunk, shape[2] - start)
+            yield torch.randn((1, shape[1], n, *shape[3:]), generator=g).to(pipe.device)
+
+    shift = pipe.spec.shift((cfg.chunk, *shape[3:]), pipe.dit.cfg.patch)
+    run = RolloutConfig(cfg.steps, shift, cfg.lag, cfg.context_noise, cfg.solver)
+    yield from rollout(pipe.denoiser, cache, levels_at, [cfg.text_scale], noises(), run, g)
 
 
 @torch.no_grad()

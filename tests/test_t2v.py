@@ -370,3 +370,93 @@ def test_generate_edits_a_clip_end_to_end(tiny_bundle, tmp_path):
         main, [*base, "-o", str(tmp_path / "x.mp4"), "--video", str(clip), "--frames", "17"]
     )
     assert short.exit_code == 1 and "asked for 17 frames" in short.output, short.output
+
+
+def test_rollout_training_gives_a_causal_model_its_own_continuation_as_context(text_encoder):
+    null, _ = text_encoder.encode([""])
+    text, mask = text_encoder.encode(["a red circle moves up"] * 16)
+    batch = {"latents": torch.randn(16, 4, 4, 4, 4), "text": text, "text_mask": mask}
+    torch.manual_seed(0)
+    task = T2VTask(
+        dit_preset("tiny", in_channels=4, causal=True),
+        ModelSpec(),
+        T2VConfig(image_fraction=0.0, text_dropout=0.0, rollout=1.0, rollout_steps=2),
+        null[0],
+    )
+    with torch.no_grad():
+        for p in task.model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    seen = []
+
+    def model(x, t, cond):
+        seen.append((x.clone(), t.clone()))
+        return task.model(x, t, cond)
+
+    loss, _ = task.loss(model, batch, 0, torch.Generator().manual_seed(0))
+    loss.backward()  # the rollout itself carries no gradient; the loss does
+    ((x, t),) = seen
+    given = t == 0
+    p = int(given[0].sum())
+    assert 2 <= p < 4 and given[:, :p].all() and not given[:, p:].any()
+    z = batch["latents"]
+    assert torch.equal(x[:, :, :1], z[:, :, :1])  # frame 0 is the clip's own
+    assert not torch.allclose(x[:, :, 1:p], z[:, :, 1:p])  # frames 1 .. p - 1 are the model's
+
+
+def test_the_rollout_prefix_is_the_models_cached_rollout_from_frame_0(text_encoder):
+    from filmstrip.diffusion.forcing import RolloutConfig, commit, rollout
+    from filmstrip.models.conditioning import Conditioning
+    from filmstrip.models.kv_cache import CacheConfig, KVCache
+
+    null, _ = text_encoder.encode([""])
+    text, mask = text_encoder.encode(["a red circle moves up"] * 6)
+    torch.manual_seed(0)
+    task = T2VTask(
+        dit_preset("tiny", in_channels=4, causal=True), ModelSpec(), T2VConfig(rollout=0.5), null[0]
+    )
+    with torch.no_grad():
+        for p in task.model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    z = torch.randn(6, 4, 5, 4, 4)
+    clean = torch.zeros(6, 5, dtype=torch.bool)
+    out, given = task._own_rollout(z, clean, text, mask, torch.Generator().manual_seed(1))
+    # Replay the task's draws: which clips, the prefix length, then one noise per made frame.
+    g = torch.Generator().manual_seed(1)
+    rows = (torch.rand(6, generator=g) < 0.5).nonzero().flatten()
+    p = int(torch.randint(2, 5, (1,), generator=g))
+    noises = [torch.randn((len(rows), 4, 1, 4, 4), generator=g) for _ in range(p - 1)]
+    cond = Conditioning(text[rows], mask[rows])
+    cache = KVCache.for_model(task.model, CacheConfig(window=0, sink=0))
+    commit(task.model, cache, [cond], [], z[rows, :, :1])
+    made = torch.cat(
+        list(
+            rollout(
+                task.model,
+                cache,
+                lambda k: [cond],
+                [],
+                noises,
+                RolloutConfig(4, task.spec.shift((1, 4, 4), task.dit_cfg.patch)),
+            )
+        ),
+        dim=2,
+    )
+    assert 0 < len(rows) < 6 and p == 4
+    torch.testing.assert_close(out[rows, :, 1:p], made)
+    others = torch.ones(6, dtype=torch.bool)
+    others[rows] = False
+    assert torch.equal(out[others], z[others]) and not given[others].any()  # the rest untouched
+    assert given[rows, :p].all() and not given[rows, p:].any()
+
+
+def test_rollout_training_refuses_a_bidirectional_model(text_encoder):
+    from filmstrip.errors import TrainingError
+
+    null, _ = text_encoder.encode([""])
+    text, mask = text_encoder.encode(["a red circle"] * 4)
+    task = T2VTask(
+        dit_preset("tiny", in_channels=4), ModelSpec(), T2VConfig(image_fraction=0.0, rollout=1.0), null[0]
+    )
+    with pytest.raises(TrainingError, match="set dit.causal"):
+        task.loss(task.model, {"latents": torch.randn(4, 4, 4, 4, 4), "text": text, "text_mask": mask}, 0,
+                  torch.Generator().manual_seed(0))  # fmt: skip

@@ -120,6 +120,17 @@ def _preset_layer(name: str) -> dict:
             "Of the keyframed clips, the share whose keyframe is the last frame.",
         ),
         Opt(
+            ("--causal/--no-causal",),
+            "dit.causal",
+            "Block-causal attention over latent frames, for streaming with a KV cache (an --init model "
+            "is made causal and loses its frame embedding).",
+        ),
+        Opt(
+            ("--rollout",),
+            "task.rollout",
+            "Share of video clips (causal models) whose prefix is the model's own rollout.",
+        ),
+        Opt(
             ("--shift",),
             "flow.shift",
             "Fixed timestep shift for training and sampling [default: from the token count].",

@@ -16,6 +16,8 @@ Per step (on cached latents, see data/latents.py):
    clean, at noise level 0, and a share get 1-2 keyframes appended (diffusion/frames.py).
    One model then serves text-to-video, image-to-video, keyframes and extension; the clips
    with nothing given keep it a text-to-video model (and are the null of image guidance).
+   A causal model can also be given its own rollout as the prefix (`rollout`, Self-Forcing's
+   idea with the flow loss): see `_own_rollout`.
 6. Loss: MSE between predicted and true velocity over the frames not given, averaged per clip
    and then over the batch; logged per noise-level bin and per group (image, video, key).
    Optionally (`motion`), plus the MSE of the frame-to-frame changes of the predicted clean
@@ -32,12 +34,14 @@ from einops import rearrange
 from torch import nn
 
 from filmstrip.diffusion.flow import add_noise, loss_by_bin, per_frame_loss, sample_t, velocity_target
+from filmstrip.diffusion.forcing import RolloutConfig, commit, rollout
 from filmstrip.diffusion.frames import with_frames
 from filmstrip.diffusion.spec import ModelSpec
 from filmstrip.errors import InputError, TrainingError
 from filmstrip.io import write_video
 from filmstrip.models.conditioning import Conditioning, pad_tokens
 from filmstrip.models.dit import DiTConfig, VideoDiT
+from filmstrip.models.kv_cache import CacheConfig, KVCache
 from filmstrip.models.vae import VideoVAE
 from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
 from filmstrip.text.encoder import TextEncoder
@@ -76,6 +80,13 @@ class T2VConfig:
     keyframes: float = 0.0
     last_frame: float = 0.5
     keyframe_stride: int = 4  # the cache encodes frames k, 2k, ... and the last alone
+    # Training on its own rollouts (a causal model only): a share of the video clips whose
+    # clean prefix is the model's own continuation of their first frame, made with its KV
+    # cache in `rollout_steps` steps per frame (diffusion/forcing.py), while the frames after
+    # it keep the true clip as their target. The model learns from the context inference will
+    # give it, and to steer back from its own errors.
+    rollout: float = 0.0
+    rollout_steps: int = 4
 
     def __post_init__(self):
         shares = (
@@ -86,11 +97,14 @@ class T2VConfig:
             "prefix",
             "keyframes",
             "last_frame",
+            "rollout",
         )
         for name in shares:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"task.{name} is a share in [0, 1], got {value}")
+        if self.rollout_steps < 1:
+            raise InputError(f"task.rollout_steps must be at least 1, got {self.rollout_steps}")
         if self.keyframe_stride < 1:
             raise InputError(f"task.keyframe_stride must be at least 1, got {self.keyframe_stride}")
         if self.first_frame + self.prefix > 1.0:
@@ -175,6 +189,8 @@ class T2VTask:
                 t_bt = torch.where(per_frame[:, None], t_frame, t_bt)
             # 5. Clean frames in place (first frame, prefix) at noise level 0, and keyframes.
             clean = self._clean_frames(n, zg.shape[2], g).to(device)
+            if cfg.rollout and name == "video" and zg.shape[2] > 2:
+                zg, clean = self._own_rollout(zg, clean, text[rows], mask[rows], g)
             t_bt = t_bt.masked_fill(clean, 0.0)
             cond = Conditioning(text[rows], mask[rows])
             if name == "key":
@@ -213,6 +229,34 @@ class T2VTask:
                 in_prefix = (u >= cfg.first_frame) & (u < cfg.first_frame + cfg.prefix)
                 length = torch.where(in_prefix, prefix, length)
         return torch.arange(frames, device=g.device)[None] < length[:, None]
+
+    def _own_rollout(
+        self, z: torch.Tensor, clean: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For a `rollout` share of the clips: latent frames 1 .. p - 1 replaced by the model's
+        own continuation of frame 0 (one p per step, 2 <= p < T, so the rows batch), and
+        marked clean. Returns the new latents and clean mask."""
+        if not self.dit_cfg.causal:
+            raise TrainingError("task.rollout trains a causal model on its own rollouts: set dit.causal")
+        n, c, frames, h, w = z.shape
+        picked = (torch.rand(n, generator=g, device=g.device) < self.cfg.rollout).nonzero().flatten()
+        if len(picked) == 0:
+            return z, clean
+        p = int(torch.randint(2, frames, (1,), generator=g, device=g.device))
+        rows = picked.to(z.device)
+        cond = Conditioning(text[rows], mask[rows])
+        cache = KVCache.for_model(self.model, CacheConfig(window=0, sink=0))
+        run = RolloutConfig(self.cfg.rollout_steps, self.spec.shift((1, h, w), self.dit_cfg.patch))
+        noises = [
+            torch.randn((len(rows), c, 1, h, w), generator=g, device=g.device).to(z.device)
+            for _ in range(p - 1)
+        ]
+        commit(self.model, cache, [cond], [], z[rows, :, :1])
+        made = torch.cat(list(rollout(self.model, cache, lambda k: [cond], [], noises, run)), dim=2)
+        z, clean = z.clone(), clean.clone()
+        z[rows, :, 1:p] = made.to(z.dtype)
+        clean[rows] = torch.arange(frames, device=clean.device) < p
+        return z, clean
 
     def _with_keyframes(
         self, cond: Conditioning, batch: dict, rows: slice, g: torch.Generator

@@ -43,6 +43,15 @@ def test_every_stage_of_the_bundled_model_is_a_recipe_that_chains_to_the_shipped
     assert sum(s.train.steps == 0 for s in stages) == 2  # 09a and 11a only build caches
 
 
+def test_the_causal_models_recipes_chain_from_the_bundled_model():
+    files = sorted((RECIPES.parent / "long").glob("*.toml"))
+    stages = [from_dict(T2VRecipe, load_toml(f)) for f in files]
+    cache, causal, rollout = sorted(stages, key=lambda s: (s.train.steps > 0, s.init != "t2v"))
+    assert cache.train.steps == 0 and causal.init == "t2v" and rollout.init == f"{causal.run}/model"
+    assert causal.dit.causal and rollout.dit.causal and rollout.task.rollout > 0
+    assert causal.cache == rollout.cache == cache.cache
+
+
 @click.command()
 @recipe_options(
     T2VRecipe,

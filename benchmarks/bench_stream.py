@@ -66,7 +66,7 @@ def main() -> None:
     )
     parser.add_argument("--frames", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--window", type=int, default=4)
+    parser.add_argument("--window", type=int, default=3)
     parser.add_argument("--sink", type=int, default=1)
     parser.add_argument("--checkpoint", default="t2v_causal")
     parser.add_argument("--precision", default="auto")

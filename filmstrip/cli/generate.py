@@ -148,7 +148,7 @@ LAG = click.option(
     help="With --seconds: a timeline entry, e.g. --prompt '0s: a red circle moves right' --prompt '20s: ...'.",
 )
 @click.option(
-    "--window", default=4, show_default=True, help="With --seconds: latent frames of the past kept."
+    "--window", default=3, show_default=True, help="With --seconds: latent frames of the past kept."
 )
 @click.option(
     "--sink", default=1, show_default=True, help="With --seconds: first latent frames kept for ever."

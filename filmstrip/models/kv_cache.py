@@ -38,7 +38,9 @@ POSITIONS = ("continue", "reindex")
 
 @dataclass(frozen=True)
 class CacheConfig:
-    window: int = 4  # newest latent frames kept (besides the sinks); 0: keep everything
+    # newest latent frames kept besides the sinks (0: keep everything); 3 + 1 sink + the chunk
+    # being made is the 5 latent frames the bundled models were trained on
+    window: int = 3
     sink: int = 1  # first latent frames kept for ever
     positions: str = "reindex"  # "continue" or "reindex" (see the module docstring)
 

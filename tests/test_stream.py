@@ -304,3 +304,23 @@ def test_overlapping_windows_make_a_long_video_and_each_window_reads_its_prompt(
     assert one.shape == (3, 48, 64, 64) and one.abs().max() <= 1
     two = sliding_windows(pipe, parse_timeline(["0s: a red circle moves right", "2s: a blue square"]), cfg)
     assert not torch.equal(one, two)
+
+
+def test_hierarchical_pins_segments_to_keyframes_and_a_late_switch_keeps_the_early_segments(tiny_bundle):
+    from filmstrip.pipelines.denoise import load_pipeline
+    from filmstrip.pipelines.longform import HierarchicalConfig, hierarchical
+
+    pipe = load_pipeline(tiny_bundle)
+    cfg = HierarchicalConfig(seconds=6, steps=2, segment=8)
+    one = hierarchical(pipe, parse_timeline(["a red circle moves right"]), cfg)
+    assert one.shape == (3, 48, 64, 64)
+    two = hierarchical(pipe, parse_timeline(["0s: a red circle moves right", "3s: a blue square"]), cfg)
+    # Segments 0-2 (frames 0-24) read the first prompt and keyframes made before the switch.
+    assert torch.equal(one[:, :25], two[:, :25]) and not torch.equal(one[:, 25:], two[:, 25:])
+
+
+def test_eval_long_names_every_strategy():
+    from filmstrip.cli.eval import STRATEGY_NAMES
+    from filmstrip.eval.long_suite import STRATEGIES
+
+    assert tuple(STRATEGIES) == STRATEGY_NAMES

@@ -10,6 +10,11 @@ from filmstrip.cli.generate import COMPILE, LAG, PRECISION, T2V_CHECKPOINT
 from filmstrip.pipelines.generate import GenerateConfig
 from filmstrip.train.recipes import ClipData, parse_held_out
 
+# `filmstrip eval long`'s strategies (eval/long_suite.STRATEGIES), named here so --help
+# imports no torch.
+STRATEGY_NAMES = ("naive", "window", "sink", "sink-continue", "noisy-context", "pyramid", "sliding",
+                  "sliding-freenoise", "hierarchical")  # fmt: skip
+
 
 @click.group("eval")
 def eval_group() -> None:

@@ -12,6 +12,7 @@ Each strategy is a way to make a long video from one of the two bundled models:
 | pyramid | causal | as sink with chunks of 2 latent frames on a diffusion-forcing pyramid |
 | sliding | bidirectional | windows of 5 latent frames every 2, blended in latent space |
 | sliding-freenoise | bidirectional | as sliding, with FreeNoise's noise re-use |
+| hierarchical | bidirectional | keyframes every 2 s (chained image to video), then each segment between two keyframes |
 
 `run_long_suite` makes every (strategy, prompt) video and scores its first and last `span`
 seconds with eval/drift.py; `switch_lag` measures how soon a timeline's new prompt shows.
@@ -31,7 +32,7 @@ from filmstrip.eval.adherence import detect
 from filmstrip.eval.drift import CHECKS, DriftConfig, bounce_directions, first_and_last, window_scores
 from filmstrip.models.kv_cache import CacheConfig
 from filmstrip.pipelines.denoise import Pipeline
-from filmstrip.pipelines.longform import SlidingConfig, sliding_windows
+from filmstrip.pipelines.longform import HierarchicalConfig, SlidingConfig, hierarchical, sliding_windows
 from filmstrip.pipelines.stream import StreamConfig, stream
 from filmstrip.pipelines.timeline import Timeline
 
@@ -58,6 +59,14 @@ def _causal(**overrides) -> Callable[[LongSuiteConfig], Maker]:
     return maker
 
 
+def _hierarchical(cfg: LongSuiteConfig) -> Maker:
+    def make(pipes, timeline, seconds, seed):
+        hc = HierarchicalConfig(seconds=seconds, fps=cfg.fps, steps=cfg.sliding_steps, seed=seed)
+        return hierarchical(pipes["bidirectional"], timeline, hc)
+
+    return make
+
+
 def _sliding(**overrides) -> Callable[[LongSuiteConfig], Maker]:
     def maker(cfg: LongSuiteConfig) -> Maker:
         def make(pipes, timeline, seconds, seed):
@@ -79,6 +88,7 @@ STRATEGIES: dict[str, tuple[str, Callable[[LongSuiteConfig], Maker]]] = {
     "pyramid": ("causal", _causal(cache=CacheConfig(window=2, sink=1), chunk=2, lag=1.0)),
     "sliding": ("bidirectional", _sliding()),
     "sliding-freenoise": ("bidirectional", _sliding(noise_reuse=True)),
+    "hierarchical": ("bidirectional", _hierarchical),
 }
 
 

@@ -469,15 +469,33 @@ def eval_dataset(
     "--bidirectional", "bidir_path", default="t2v", show_default=True, help="The bidirectional model."
 )
 @click.option(
+    "--switches",
+    default=0,
+    show_default=True,
+    help="Instead: this many prompt switches (one-object prompts, the second at 20 s of 40): how soon it shows.",
+)
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
 @PRECISION
 def eval_long(
-    strategies, prompts, seconds, steps, sliding_steps, seed, causal_path, bidir_path, json_path, precision
+    strategies,
+    prompts,
+    seconds,
+    steps,
+    sliding_steps,
+    seed,
+    causal_path,
+    bidir_path,
+    switches,
+    json_path,
+    precision,
 ):
     """Drift over a long video: first- vs last-10-second accuracy of each strategy, scored
     window by window (colour, shape, count, direction up to bounces, size and speed kept)."""
     import json
+
+    import numpy as np
 
     from filmstrip.eval.long_suite import STRATEGIES, LongSuiteConfig, run_long_suite
     from filmstrip.eval.prompt_suite import SuiteConfig, seen_prompts
@@ -489,8 +507,22 @@ def eval_long(
     needed = {STRATEGIES[s][0] for s in strategies}
     paths = {"causal": causal_path, "bidirectional": bidir_path}
     pipes = {m: load_pipeline(paths[m], precision=precision) for m in needed}
-    cases = seen_prompts(SuiteConfig(), prompts)
     cfg = LongSuiteConfig(seconds=seconds, steps=steps, sliding_steps=sliding_steps)
+    if switches:
+        from filmstrip.eval.long_suite import prompt_pairs, run_switches
+
+        pairs = prompt_pairs(seen_prompts(SuiteConfig(), 20 * switches), switches)
+        results = run_switches(pipes, strategies, pairs, cfg, seed=seed)
+        for name, r in results.items():
+            shown = [lag for lag in r["lags"] if lag is not None]
+            mean = f"{np.mean(shown):.2f} s" if shown else "-"
+            click.echo(f"{name:>18} | switched within 2 s: {100 * r['within_2s']:5.1f}% | mean lag {mean} | "
+                       f"never: {len(r['lags']) - len(shown)} of {len(r['lags'])}")  # fmt: skip
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(results, indent=1))
+        return
+    cases = seen_prompts(SuiteConfig(), prompts)
     results = run_long_suite(pipes, strategies, cases, cfg, seed)
     click.echo(f"{'strategy':>18} | first {cfg.drift.span:g} s | last {cfg.drift.span:g} s | kept | last: "
                + " ".join(f"{c:>9}" for c in ("colour", "shape", "count", "direction", "size", "speed")))  # fmt: skip

@@ -151,3 +151,44 @@ def switch_lag(
         if holds(start) and holds(start + 1) and holds(start + 2):
             return max(0, start + half - switch_frame) / fps
     return None
+
+
+def prompt_pairs(
+    prompts: Sequence[tuple[str, dict]], n: int
+) -> list[tuple[tuple[str, dict], tuple[str, dict]]]:
+    """n (before, after) pairs of one-object prompts whose objects differ in colour."""
+    ones = [p for p in prompts if len(p[1]["objects"]) == 1]
+    pairs = []
+    for a, b in zip(ones, ones[1:], strict=False):
+        if a[1]["objects"][0]["colour"] != b[1]["objects"][0]["colour"]:
+            pairs.append((a, b))
+        if len(pairs) == n:
+            break
+    return pairs
+
+
+def run_switches(
+    pipes: dict[str, Pipeline],
+    strategies: Sequence[str],
+    pairs: Sequence[tuple[tuple[str, dict], tuple[str, dict]]],
+    cfg: LongSuiteConfig | None = None,
+    switch_at: float = 20.0,
+    seed: int = 0,
+) -> dict:
+    """{strategy: {"lags": seconds (None: never), "within_2s": share}}: each pair as a
+    timeline of its first prompt from 0 s and its second from `switch_at` (a video of twice
+    that), and how soon after the switch the second prompt's object alone is on screen."""
+    cfg = cfg or LongSuiteConfig()
+    out = {}
+    for name in strategies:
+        make = STRATEGIES[name][1](cfg)
+        lags = []
+        for k, ((before, _), (after, truth)) in enumerate(pairs):
+            timeline = Timeline((0.0, switch_at), (before, after))
+            video = make(pipes, timeline, 2 * switch_at, seed + k)
+            lags.append(switch_lag(video, truth["objects"], round(switch_at * cfg.fps), cfg.fps))
+        out[name] = {
+            "lags": lags,
+            "within_2s": float(np.mean([lag is not None and lag <= 2.0 for lag in lags])),
+        }
+    return out

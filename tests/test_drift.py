@@ -82,3 +82,17 @@ def test_the_long_suite_runs_every_kind_of_strategy(tiny_bundle, tiny_causal_bun
     assert set(results) == {"sink", "pyramid", "sliding"}
     for r in results.values():
         assert len(r["prompts"]) == 2 and 0 <= r["first"]["accuracy"] <= 1 and 0 <= r["last"]["accuracy"] <= 1
+
+
+def test_switch_runs_pair_one_object_prompts_of_different_colours(tiny_causal_bundle):
+    from filmstrip.eval.long_suite import LongSuiteConfig, prompt_pairs, run_switches
+    from filmstrip.eval.prompt_suite import SuiteConfig, seen_prompts
+    from filmstrip.pipelines.denoise import load_pipeline
+
+    pairs = prompt_pairs(seen_prompts(SuiteConfig(), 60), 2)
+    assert len(pairs) == 2
+    for (_, a), (_, b) in pairs:
+        assert len(a["objects"]) == len(b["objects"]) == 1 and a["objects"][0]["colour"] != b["objects"][0]["colour"]
+    pipes = {"causal": load_pipeline(tiny_causal_bundle)}
+    out = run_switches(pipes, ["sink"], pairs[:1], LongSuiteConfig(steps=2), switch_at=2.0)
+    assert len(out["sink"]["lags"]) == 1 and 0.0 <= out["sink"]["within_2s"] <= 1.0

@@ -82,3 +82,22 @@ def test_bundled_text_to_video_output_is_pinned():
     for key, frames in videos.items():
         diff = (frames.int() - ref[key].int().reshape(frames.shape)).abs()
         assert float(diff.float().mean()) < 0.05 and float((diff > 2).float().mean()) < 1e-3, key
+
+
+def test_bundled_causal_model_streams_half_a_minute_that_still_shows_the_prompt():
+    """The shipped causal model, streamed through the public entry point with the default
+    cache (window 3 + 1 sink): after 30 seconds the prompt's object is still on screen."""
+    from filmstrip.eval.adherence import detect
+    from filmstrip.pipelines.denoise import load_pipeline
+    from filmstrip.pipelines.stream import StreamConfig, stream
+    from filmstrip.pipelines.timeline import parse_timeline
+
+    info = read_config(BUNDLED_DIR / "t2v_causal", "dit")
+    assert info["config"]["dit"]["causal"] and not info["config"]["dit"]["frame_embedding"]
+    pipe = load_pipeline("t2v_causal")
+    chunks = stream(pipe, parse_timeline(["a large red circle moves to the right"]), StreamConfig(seconds=30))
+    video = torch.cat(list(chunks), dim=1)
+    assert video.shape == (3, 240, 64, 64)
+    for start in (0, 223):  # the first and the last two seconds
+        found = {d.colour: d.shape for d in detect(video[:, start : start + 17])}
+        assert found.get("red") == "circle", (start, found)

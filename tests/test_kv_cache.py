@@ -81,7 +81,7 @@ def test_rope_positions_continue_across_chunks():
 
 def test_window_eviction_keeps_the_sinks_and_bounds_memory():
     model = causal_model()
-    cache = KVCache.for_model(model, CacheConfig(window=3, sink=1))
+    cache = KVCache.for_model(model, CacheConfig(window=3, sink=1, positions="reindex"))
     z, t, cond = inputs(frames=1)
     sizes = []
     with torch.no_grad():

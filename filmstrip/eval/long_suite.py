@@ -7,7 +7,7 @@ Each strategy is a way to make a long video from one of the two bundled models:
 | naive | causal | every past frame kept in the KV cache, clean |
 | window | causal | rolling window of 4 latent frames, no sink |
 | sink | causal | window of 3 + 1 attention-sink frame, positions reindexed |
-| sink-continue | causal | as sink, positions continued (the sink drifts far into the past) |
+| sink-continue | causal | as sink, positions continued (the sink drifts far into the past); the default |
 | noisy-context | causal | as sink, made frames enter the cache at noise level 0.1 |
 | pyramid | causal | as sink with chunks of 2 latent frames on a diffusion-forcing pyramid |
 | sliding | bidirectional | windows of 5 latent frames every 2, blended in latent space |
@@ -78,14 +78,14 @@ def _sliding(**overrides) -> Callable[[LongSuiteConfig], Maker]:
     return maker
 
 
-SINK = CacheConfig(window=3, sink=1)
+SINK = CacheConfig(window=3, sink=1, positions="reindex")
 STRATEGIES: dict[str, tuple[str, Callable[[LongSuiteConfig], Maker]]] = {
     "naive": ("causal", _causal(cache=CacheConfig(window=0, sink=0))),
     "window": ("causal", _causal(cache=CacheConfig(window=4, sink=0))),
     "sink": ("causal", _causal(cache=SINK)),
     "sink-continue": ("causal", _causal(cache=CacheConfig(window=3, sink=1, positions="continue"))),
     "noisy-context": ("causal", _causal(cache=SINK, context_noise=0.1)),
-    "pyramid": ("causal", _causal(cache=CacheConfig(window=2, sink=1), chunk=2, lag=1.0)),
+    "pyramid": ("causal", _causal(cache=CacheConfig(window=2, sink=1, positions="reindex"), chunk=2, lag=1.0)),
     "sliding": ("bidirectional", _sliding()),
     "sliding-freenoise": ("bidirectional", _sliding(noise_reuse=True)),
     "hierarchical": ("bidirectional", _hierarchical),

@@ -12,8 +12,8 @@ from filmstrip.train.recipes import ClipData, parse_held_out
 
 # `filmstrip eval long`'s strategies (eval/long_suite.STRATEGIES), named here so --help
 # imports no torch.
-STRATEGY_NAMES = ("naive", "window", "sink", "sink-continue", "noisy-context", "pyramid", "sliding",
-                  "sliding-freenoise", "hierarchical")  # fmt: skip
+STRATEGY_NAMES = ("naive", "window", "sink", "sink-continue", "noisy-context", "pyramid", "continue-noisy",
+                  "continue-pyramid", "sliding", "sliding-freenoise", "hierarchical")  # fmt: skip
 
 
 @click.group("eval")

@@ -10,6 +10,8 @@ Each strategy is a way to make a long video from one of the two bundled models:
 | sink-continue | causal | as sink, positions continued (the sink drifts far into the past); the default |
 | noisy-context | causal | as sink, made frames enter the cache at noise level 0.1 |
 | pyramid | causal | as sink with chunks of 2 latent frames on a diffusion-forcing pyramid |
+| continue-noisy | causal | as sink-continue, made frames enter the cache at noise level 0.1 |
+| continue-pyramid | causal | as sink-continue with chunks of 2 latent frames on a pyramid (window 2) |
 | sliding | bidirectional | windows of 5 latent frames every 2, blended in latent space |
 | sliding-freenoise | bidirectional | as sliding, with FreeNoise's noise re-use |
 | hierarchical | bidirectional | keyframes every 2 s (chained image to video), then each segment between two keyframes |
@@ -79,13 +81,19 @@ def _sliding(**overrides) -> Callable[[LongSuiteConfig], Maker]:
 
 
 SINK = CacheConfig(window=3, sink=1, positions="reindex")
+CONTINUE = CacheConfig(window=3, sink=1, positions="continue")
 STRATEGIES: dict[str, tuple[str, Callable[[LongSuiteConfig], Maker]]] = {
     "naive": ("causal", _causal(cache=CacheConfig(window=0, sink=0))),
     "window": ("causal", _causal(cache=CacheConfig(window=4, sink=0))),
     "sink": ("causal", _causal(cache=SINK)),
-    "sink-continue": ("causal", _causal(cache=CacheConfig(window=3, sink=1, positions="continue"))),
+    "sink-continue": ("causal", _causal(cache=CONTINUE)),
     "noisy-context": ("causal", _causal(cache=SINK, context_noise=0.1)),
-    "pyramid": ("causal", _causal(cache=CacheConfig(window=2, sink=1, positions="reindex"), chunk=2, lag=1.0)),
+    "pyramid": (
+        "causal",
+        _causal(cache=CacheConfig(window=2, sink=1, positions="reindex"), chunk=2, lag=1.0),
+    ),
+    "continue-noisy": ("causal", _causal(cache=CONTINUE, context_noise=0.1)),
+    "continue-pyramid": ("causal", _causal(cache=CacheConfig(window=2, sink=1), chunk=2, lag=1.0)),
     "sliding": ("bidirectional", _sliding()),
     "sliding-freenoise": ("bidirectional", _sliding(noise_reuse=True)),
     "hierarchical": ("bidirectional", _hierarchical),

@@ -92,7 +92,10 @@ def test_switch_runs_pair_one_object_prompts_of_different_colours(tiny_causal_bu
     pairs = prompt_pairs(seen_prompts(SuiteConfig(), 60), 2)
     assert len(pairs) == 2
     for (_, a), (_, b) in pairs:
-        assert len(a["objects"]) == len(b["objects"]) == 1 and a["objects"][0]["colour"] != b["objects"][0]["colour"]
+        assert (
+            len(a["objects"]) == len(b["objects"]) == 1
+            and a["objects"][0]["colour"] != b["objects"][0]["colour"]
+        )
     pipes = {"causal": load_pipeline(tiny_causal_bundle)}
     out = run_switches(pipes, ["sink"], pairs[:1], LongSuiteConfig(steps=2), switch_at=2.0)
     assert len(out["sink"]["lags"]) == 1 and 0.0 <= out["sink"]["within_2s"] <= 1.0

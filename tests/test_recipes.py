@@ -2,6 +2,7 @@
 --config < options < --set), and one clear sentence for a bad setting or checkpoint."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -46,10 +47,15 @@ def test_every_stage_of_the_bundled_model_is_a_recipe_that_chains_to_the_shipped
 def test_the_causal_models_recipes_chain_from_the_bundled_model():
     files = sorted((RECIPES.parent / "long").glob("*.toml"))
     stages = [from_dict(T2VRecipe, load_toml(f)) for f in files]
-    cache, causal, rollout = sorted(stages, key=lambda s: (s.train.steps > 0, s.init != "t2v"))
-    assert cache.train.steps == 0 and causal.init == "t2v" and rollout.init == f"{causal.run}/model"
-    assert causal.dit.causal and rollout.dit.causal and rollout.task.rollout > 0
-    assert causal.cache == rollout.cache == cache.cache
+    cache, causal, shipped, rollout = (stages[files.index(RECIPES.parent / "long" / name)] for name in
+                                       ("01a_cache.toml", "01_causal.toml", "02_continue.toml", "02b_rollout.toml"))  # fmt: skip
+    assert cache.train.steps == 0 and causal.init == "t2v"
+    assert shipped.init == rollout.init == f"{causal.run}/model"
+    assert causal.dit.causal and shipped.dit.causal and rollout.dit.causal
+    # The rollout run and its control differ in the rollouts alone.
+    assert rollout.task.rollout > 0 and shipped.task.rollout == 0
+    assert replace(rollout, run=shipped.run, task=replace(rollout.task, rollout=0.0)) == shipped
+    assert causal.cache == shipped.cache == rollout.cache == cache.cache
 
 
 @click.command()

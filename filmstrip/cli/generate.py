@@ -228,7 +228,7 @@ def generate(
         frames=frames,
         height=size,
         width=size,
-        steps=steps or GenerateConfig.steps,
+        steps=GenerateConfig.steps if steps is None else steps,
         text_scale=text_scale,
         image_scale=image_scale,
         solver=solver,

@@ -45,7 +45,7 @@ def generate_long(
         fps=fps,
         height=size,
         width=size,
-        steps=steps or StreamConfig.steps,
+        steps=StreamConfig.steps if steps is None else steps,
         text_scale=text_scale,
         cache=CacheConfig(window=window, sink=sink),
         context_noise=context_noise,

@@ -6,6 +6,7 @@ from conftest import causal_inputs as inputs
 from conftest import causal_model
 
 from filmstrip.errors import InputError
+from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.dit import VideoDiT, block_causal_mask, preset
 from filmstrip.models.kv_cache import CacheConfig, KVCache
 
@@ -153,3 +154,25 @@ def test_cache_errors_are_sentences():
         z1, t1, c1 = inputs(b=1, frames=1)
         with pytest.raises(InputError, match="batch of 2 rows"):
             model(z1, t1, c1, cache=cache)
+
+
+def test_the_prompt_is_computed_once_per_prompt_and_a_new_prompt_is_not_served_stale():
+    # A refiner model: the refined text and each block's cross-attention keys are memoised.
+    model = causal_model(context_dim=64, text_refiner=1)
+    g = torch.Generator().manual_seed(2)
+    z, t, _ = inputs(frames=4)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    a = Conditioning(torch.randn(2, 5, 64, generator=g, dtype=torch.float64), mask)
+    b = Conditioning(torch.randn(2, 5, 64, generator=g, dtype=torch.float64), mask)
+    cache = KVCache.for_model(model, CacheConfig(window=0, sink=0))
+    with torch.no_grad():
+        full = model(z, t, a)
+        made = torch.cat(
+            [model(z[:, :, k : k + 1], t[:, k : k + 1], a, cache=cache, write=True) for k in range(3)], 2
+        )
+        torch.testing.assert_close(made, full[:, :, :3], rtol=0, atol=1e-12)
+        under_b = model(z[:, :, 3:], t[:, 3:], b, cache=cache)
+        cache._memo.clear()  # as if the cache had never seen prompt a's text
+        fresh = model(z[:, :, 3:], t[:, 3:], b, cache=cache)
+    assert torch.equal(under_b, fresh)
+    assert set(cache._memo) == {"text", "cross0", "cross1"}

@@ -111,14 +111,22 @@ class CrossAttention(nn.Module):
         self.k_norm = nn.RMSNorm(dim // heads, eps=1e-6)
         self.out = nn.Linear(dim, dim)
 
+    def keys_values(self, context_bld: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text's normed keys and its values, 2 x (B, heads, L, d): fixed for a prompt."""
+        k, v = self.kv(context_bld).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)
+        return self.k_norm(at_least_float32(k)).to(v.dtype), v
+
     def forward(
-        self, x_bnd: torch.Tensor, context_bld: torch.Tensor, context_mask_bl: torch.Tensor
+        self,
+        x_bnd: torch.Tensor,
+        context_bld: torch.Tensor,
+        context_mask_bl: torch.Tensor,
+        keys_values: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """keys_values: `keys_values(context_bld)` computed earlier (a stream's cache)."""
         q = self.q(x_bnd).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, heads, N, d)
-        k, v = (
-            self.kv(context_bld).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)
-        )  # 2 x (B, heads, L, d)
-        q, k = self.q_norm(at_least_float32(q)).to(v.dtype), self.k_norm(at_least_float32(k)).to(v.dtype)
+        k, v = keys_values if keys_values is not None else self.keys_values(context_bld)
+        q = self.q_norm(at_least_float32(q)).to(v.dtype)
         mask = context_mask_bl[:, None, None, :]  # (B, 1, 1, L): same for every head and query
         y = attend(q, k, v, mask)
         return self.out(y.transpose(1, 2).flatten(2))

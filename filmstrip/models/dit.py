@@ -163,9 +163,11 @@ class DiTBlock(nn.Module):
             y = rearrange(self.attn_t(y, rot[::s]), "(b s) t d -> b t s d", b=b)
             x_btsd = x_btsd + gate_t * y
         if self.cross is not None and context is not None:
-            x_btsd = x_btsd + self.cross(self.norm2(x_btsd).flatten(1, 2), context, context_mask).view_as(
-                x_btsd
-            )
+            kv = None
+            if cache is not None:  # the prompt's keys and values, once per prompt
+                kv = cache[0].memo(f"cross{cache[1]}", (context,), lambda: self.cross.keys_values(context))
+            y = self.cross(self.norm2(x_btsd).flatten(1, 2), context, context_mask, kv)
+            x_btsd = x_btsd + y.view_as(x_btsd)
         return x_btsd + gate2 * self.mlp(modulate(self.norm3(x_btsd), shift2, scale2))
 
 
@@ -285,7 +287,12 @@ class VideoDiT(nn.Module):
             pooled = (context * mask_f).sum(1) / mask_f.sum(1).clamp_min(1)
             c_btd = c_btd + self.context_embed(pooled)[:, None]
             if self.text_refiner is not None:
-                context = self.text_refiner(context, context_mask)
+                text, text_mask = context, context_mask
+
+                def refine() -> torch.Tensor:
+                    return self.text_refiner(text, text_mask)
+
+                context = cache.memo("text", (text, text_mask), refine) if cache is not None else refine()
         # A streamed chunk continues the frame count where the last one stopped.
         index = torch.arange(grid[0], device=z_bcthw.device) * rope_scale[0] + rope_offset[0]
         if cache is not None:

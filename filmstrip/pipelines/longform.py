@@ -40,37 +40,21 @@ from filmstrip.pipelines.denoise import Pipeline, latent_shape
 from filmstrip.pipelines.generate import GenerateConfig, generate
 from filmstrip.pipelines.prepare import prepare_text, stack_levels
 from filmstrip.pipelines.stream import chunk_seconds
-from filmstrip.pipelines.timeline import Timeline
+from filmstrip.pipelines.timeline import LongVideo, Timeline
 
 
 @dataclass(frozen=True)
-class SlidingConfig:
-    seconds: float = 10.0
-    fps: float = 8.0
-    height: int = 64
-    width: int = 64
-    steps: int = 20
-    text_scale: float = 4.0
+class SlidingConfig(LongVideo):
     window: int = 5  # latent frames per window: the training length
     stride: int = 2  # latent frames between window starts (overlap: window - stride)
     noise_reuse: bool = False
-    seed: int = 0
 
     def __post_init__(self):
-        if not (
-            math.isfinite(self.seconds) and self.seconds > 0 and math.isfinite(self.fps) and self.fps > 0
-        ):
-            raise InputError(f"seconds and fps must be positive, got {self.seconds} and {self.fps}")
+        super().__post_init__()
         if not 1 <= self.stride <= self.window:
             raise InputError(
                 f"the stride must be between 1 and the window ({self.window}), got {self.stride}"
             )
-        if self.steps < 1:
-            raise InputError(f"need at least one sampling step, got {self.steps}")
-
-    @property
-    def frames(self) -> int:
-        return max(1, round(self.seconds * self.fps))
 
 
 def window_starts(total: int, window: int, stride: int) -> list[int]:
@@ -137,30 +121,16 @@ def sliding_windows(pipe: Pipeline, timeline: Timeline, cfg: SlidingConfig) -> t
 
 
 @dataclass(frozen=True)
-class HierarchicalConfig:
-    seconds: float = 10.0
-    fps: float = 8.0
-    height: int = 64
-    width: int = 64
-    steps: int = 20
-    text_scale: float = 4.0
+class HierarchicalConfig(LongVideo):
     image_scale: float | None = None  # None: generate's default for what is given
     segment: int = 16  # frames from one keyframe to the next (a window of segment + 1)
-    seed: int = 0
 
     def __post_init__(self):
-        if not (
-            math.isfinite(self.seconds) and self.seconds > 0 and math.isfinite(self.fps) and self.fps > 0
-        ):
-            raise InputError(f"seconds and fps must be positive, got {self.seconds} and {self.fps}")
+        super().__post_init__()
         if self.segment < 4 or self.segment % 4:
             raise InputError(
                 f"a segment is a positive multiple of 4 frames (4k + 1 per window), got {self.segment}"
             )
-
-    @property
-    def frames(self) -> int:
-        return max(1, round(self.seconds * self.fps))
 
 
 @torch.no_grad()

@@ -32,17 +32,12 @@ from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.kv_cache import CacheConfig, KVCache
 from filmstrip.pipelines.denoise import Pipeline, latent_shape
 from filmstrip.pipelines.prepare import prepare_text, stack_levels
-from filmstrip.pipelines.timeline import Timeline
+from filmstrip.pipelines.timeline import LongVideo, Timeline
 
 
 @dataclass(frozen=True)
-class StreamConfig:
-    seconds: float = 10.0
-    fps: float = 8.0
-    height: int = 64
-    width: int = 64
+class StreamConfig(LongVideo):
     steps: int = 8
-    text_scale: float = 4.0
     chunk: int = 1  # latent frames made per rollout step
     cache: CacheConfig = CacheConfig()
     context_noise: float = 0.0  # noise level at which finished frames enter the cache
@@ -50,27 +45,15 @@ class StreamConfig:
     # the run) its last frame trails its first (diffusion/sampling.schedule). 0: one level.
     lag: float = 0.0
     solver: str = "euler"
-    seed: int = 0
 
     def __post_init__(self):
-        if not (
-            math.isfinite(self.seconds) and self.seconds > 0 and math.isfinite(self.fps) and self.fps > 0
-        ):
-            raise InputError(f"seconds and fps must be positive, got {self.seconds} and {self.fps}")
-        if self.steps < 1 or self.chunk < 1:
-            raise InputError(
-                f"need at least one step and one latent frame per chunk, got {self.steps}, {self.chunk}"
-            )
+        super().__post_init__()
+        if self.chunk < 1:
+            raise InputError(f"need at least one latent frame per chunk, got {self.chunk}")
         if not 0.0 <= self.context_noise < 1.0:
             raise InputError(f"context_noise is a noise level in [0, 1), got {self.context_noise}")
         if not (math.isfinite(self.lag) and self.lag >= 0):
             raise InputError(f"the pyramid lag is a share of the run, at least 0; got {self.lag}")
-        if not math.isfinite(self.text_scale):
-            raise InputError(f"the guidance scale must be a finite number, got {self.text_scale}")
-
-    @property
-    def frames(self) -> int:
-        return max(1, round(self.seconds * self.fps))
 
 
 def chunk_seconds(first_latent: int, temporal_factor: int, fps: float) -> float:

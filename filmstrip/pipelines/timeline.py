@@ -67,3 +67,30 @@ def parse_timeline(entries: Sequence[str]) -> Timeline:
     if starts[0] != 0.0:
         raise InputError(f"the first timeline entry starts at {starts[0]:g}s; the video needs a prompt at 0s")
     return Timeline(tuple(starts), tuple(prompts))
+
+
+@dataclass(frozen=True)
+class LongVideo:
+    """What every way of making a long video is asked for (stream.py, longform.py)."""
+
+    seconds: float = 10.0
+    fps: float = 8.0
+    height: int = 64
+    width: int = 64
+    steps: int = 20
+    text_scale: float = 4.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if not (
+            math.isfinite(self.seconds) and self.seconds > 0 and math.isfinite(self.fps) and self.fps > 0
+        ):
+            raise InputError(f"seconds and fps must be positive, got {self.seconds} and {self.fps}")
+        if self.steps < 1:
+            raise InputError(f"need at least one sampling step, got {self.steps}")
+        if not math.isfinite(self.text_scale):
+            raise InputError(f"the guidance scale must be a finite number, got {self.text_scale}")
+
+    @property
+    def frames(self) -> int:
+        return max(1, round(self.seconds * self.fps))

@@ -120,7 +120,9 @@ def tiny_causal_bundle(tiny_bundle, text_encoder):
 def causal_model(seed=0, **overrides):
     """A tiny float64 causal DiT with its zero-initialised gates opened."""
     torch.manual_seed(seed)
-    model = VideoDiT(dit_preset("tiny", **{"in_channels": 4, "causal": True, "context_dim": 32, **overrides})).double()
+    model = VideoDiT(
+        dit_preset("tiny", **{"in_channels": 4, "causal": True, "context_dim": 32, **overrides})
+    ).double()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # open the zero-initialised gates so every path carries signal
         for p in model.parameters():

@@ -324,3 +324,32 @@ def test_eval_long_names_every_strategy():
     from filmstrip.eval.long_suite import STRATEGIES
 
     assert tuple(STRATEGIES) == STRATEGY_NAMES
+
+
+def test_cli_long_video_without_streaming_is_written_whole(tiny_causal_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from filmstrip.cli import main
+
+    out = tmp_path / "whole.webm"
+    result = CliRunner().invoke(
+        main,
+        [
+            "generate",
+            "a red circle",
+            "-c",
+            str(tiny_causal_bundle),
+            "--seconds",
+            "2",
+            "--steps",
+            "1",
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert read_video(out)[0].shape[1] == 16
+    bad = CliRunner().invoke(
+        main, ["generate", "a red circle", "--seconds", "2", "--steps", "0", "-o", str(out)]
+    )
+    assert bad.exit_code == 1 and "at least one sampling step" in bad.output

@@ -353,3 +353,18 @@ def test_cli_long_video_without_streaming_is_written_whole(tiny_causal_bundle, t
         main, ["generate", "a red circle", "--seconds", "2", "--steps", "0", "-o", str(out)]
     )
     assert bad.exit_code == 1 and "at least one sampling step" in bad.output
+
+
+def test_a_causal_model_samples_short_clips_on_a_pyramid_by_default(tiny_bundle, tiny_causal_bundle):
+    from filmstrip.pipelines.denoise import default_lag, load_pipeline
+    from filmstrip.pipelines.generate import GenerateConfig, generate
+
+    causal, bidir = load_pipeline(tiny_causal_bundle), load_pipeline(tiny_bundle)
+    assert default_lag(causal) == 1.0 and default_lag(bidir) == 0.0
+    for pipe, lag in ((causal, 1.0), (bidir, 0.0)):
+        default = generate(pipe, ["a red circle"], GenerateConfig(steps=3))
+        assert torch.equal(default, generate(pipe, ["a red circle"], GenerateConfig(steps=3, lag=lag)))
+    assert not torch.equal(
+        generate(causal, ["a red circle"], GenerateConfig(steps=3)),
+        generate(causal, ["a red circle"], GenerateConfig(steps=3, lag=0.0)),
+    )

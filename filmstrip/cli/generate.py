@@ -30,9 +30,10 @@ COMPILE = click.option(
 )
 LAG = click.option(
     "--lag",
-    default=GenerateConfig.lag,
-    show_default=True,
-    help="Pyramid schedule: how far the last frame trails the first (for --frame-noise models).",
+    type=float,
+    default=None,
+    help="Pyramid schedule: how far the last frame trails the first (for --frame-noise models) "
+    "[default: 1 for a causal model, else 0].",
 )
 
 

@@ -54,8 +54,9 @@ class GenerateConfig:
     solver: str = "euler"
     seed: int = 0
     # Pyramid schedule: how far (a share of the run) the last frame trails the first. 0: every
-    # frame at one noise level. Only for models trained with per-frame noise levels.
-    lag: float = 0.0
+    # frame at one noise level. Only for models trained with per-frame noise levels. None: the
+    # model's own default (denoise.default_lag: 1 for a causal model, else 0).
+    lag: float | None = None
 
     def __post_init__(self):
         for name in ("text_scale", "image_scale"):
@@ -65,7 +66,7 @@ class GenerateConfig:
             raise InputError(f"the seed must be in [0, 2^32), got {self.seed}")
         if self.steps < 1:
             raise InputError(f"cannot sample in {self.steps} steps: use at least 1")
-        if not math.isfinite(self.lag) or self.lag < 0:
+        if self.lag is not None and (not math.isfinite(self.lag) or self.lag < 0):
             raise InputError(f"the pyramid lag is a share of the run, at least 0; got {self.lag}")
 
 

@@ -386,3 +386,24 @@ def test_bundled_world_models_are_environments(name):
     obs, _ = env.reset(seed=0)
     assert obs.shape == (64, 64, 3) and obs.std() > 0
     assert env.step(1)[0].std() > 0  # the model draws a game, not a flat frame
+
+
+def test_play_refuses_a_bad_request_before_loading_and_picks_the_games_model(monkeypatch, tmp_path):
+    from filmstrip.world import env as env_module
+
+    loaded = []
+    monkeypatch.setattr(
+        env_module.WorldModelEnv,
+        "__init__",
+        lambda self, path, cfg: loaded.append(path) or (_ for _ in ()).throw(RuntimeError("stop")),
+    )
+    runner = CliRunner()
+    bad = runner.invoke(main, ["play", "--game", "tetris"])
+    assert bad.exit_code == 2 and "no keymap for 'tetris'" in bad.output and not loaded
+    none = runner.invoke(main, ["play", "--game", "breakout"])
+    assert none.exit_code == 2 and "no bundled world model plays breakout" in none.output and not loaded
+    (tmp_path / "a_file").write_text("")
+    unwritable = runner.invoke(main, ["play", "--record", str(tmp_path / "a_file" / "x.mp4")])
+    assert unwritable.exit_code == 1 and "which is a file" in unwritable.output and not loaded
+    runner.invoke(main, ["play", "--game", "doom"])
+    assert loaded == ["world_doom"]

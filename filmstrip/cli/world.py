@@ -123,7 +123,12 @@ def label_cmd(latent_actions: Path, src: Path, out: Path) -> None:
 
 @world.command("eval")
 @click.argument("episodes", type=click.Path(path_type=Path))
-@click.option("-c", "--checkpoint", default=None, help="The world model [default: bundled Pong].")
+@click.option(
+    "-c",
+    "--checkpoint",
+    default=None,
+    help="The world model [default: the bundled one of --game: Pong or Doom].",
+)
 @click.option(
     "--convlstm",
     default=None,
@@ -187,7 +192,12 @@ def eval_cmd(
 
 @click.command("play")
 @click.option("--game", default="pong", show_default=True, help="The keymap: pong, breakout or doom.")
-@click.option("-c", "--checkpoint", default=None, help="The world model [default: bundled Pong].")
+@click.option(
+    "-c",
+    "--checkpoint",
+    default=None,
+    help="The world model [default: the bundled one of --game: Pong or Doom].",
+)
 @click.option("--steps", default=2, show_default=True, help="Flow steps per frame (1-4).")
 @click.option(
     "--fps", default=None, type=float, help="Frames per second [default: the game's; 0: as fast as it runs]."
@@ -217,11 +227,22 @@ def play_cmd(
     Headless: SDL_VIDEODRIVER=dummy filmstrip play --frames 100."""
     import torch
 
+    from filmstrip.io import check_output_path
     from filmstrip.precision import bf16_is_fast
     from filmstrip.world.env import WorldModelEnv
-    from filmstrip.world.play import PlayConfig, play
+    from filmstrip.world.play import BUNDLED_MODELS, KEYMAPS, PlayConfig, play
     from filmstrip.world.rollout import SampleConfig
 
+    # Refuse a bad request before the model loads.
+    if game not in KEYMAPS:
+        raise click.BadParameter(
+            f"no keymap for {game!r}: choose from {', '.join(KEYMAPS)}", param_hint="--game"
+        )
+    if checkpoint is None and game not in BUNDLED_MODELS:
+        raise click.UsageError(f"no bundled world model plays {game}: give one with --checkpoint")
+    if record is not None:
+        check_output_path(record)
+    checkpoint = checkpoint or BUNDLED_MODELS[game]
     env = WorldModelEnv(
         checkpoint, SampleConfig(steps=steps, bf16=bf16 and bf16_is_fast(torch.device("cpu")))
     )

@@ -20,6 +20,9 @@ from filmstrip.errors import InputError
 from filmstrip.io import check_output_path, write_video
 
 # Per game: (key names held together, action id), first match wins; nothing held is action 0.
+# The shipped world model of each game that has one (filmstrip/weights/).
+BUNDLED_MODELS = {"pong": "world_pong", "doom": "world_doom"}
+
 KEYMAPS: dict[str, list[tuple[tuple[str, ...], int]]] = {
     "pong": [(("up",), 2), (("down",), 3), (("space",), 1)],  # RIGHT moves the right paddle up
     "breakout": [(("right",), 2), (("left",), 3), (("space",), 1)],

@@ -392,11 +392,12 @@ def test_play_refuses_a_bad_request_before_loading_and_picks_the_games_model(mon
     from filmstrip.world import env as env_module
 
     loaded = []
-    monkeypatch.setattr(
-        env_module.WorldModelEnv,
-        "__init__",
-        lambda self, path, cfg: loaded.append(path) or (_ for _ in ()).throw(RuntimeError("stop")),
-    )
+
+    def record_and_stop(self, path, cfg):
+        loaded.append(path)
+        raise RuntimeError("stop here: the test only needs to know which model would load")
+
+    monkeypatch.setattr(env_module.WorldModelEnv, "__init__", record_and_stop)
     runner = CliRunner()
     bad = runner.invoke(main, ["play", "--game", "tetris"])
     assert bad.exit_code == 2 and "no keymap for 'tetris'" in bad.output and not loaded

@@ -4,7 +4,6 @@ causal model, written as it is made."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -33,7 +32,7 @@ def generate_long(
     from tqdm import tqdm
 
     from filmstrip.io import check_output_path, write_video
-    from filmstrip.io.stream_writer import StreamWriter
+    from filmstrip.io.stream_writer import StreamWriter, check_stream_path
     from filmstrip.models.kv_cache import CacheConfig
     from filmstrip.pipelines.denoise import load_pipeline
     from filmstrip.pipelines.stream import StreamConfig, stream
@@ -53,35 +52,32 @@ def generate_long(
     )
     timeline.check_length(seconds)
     to_stdout = str(output) == "-"
-    if not to_stdout:
-        check_output_path(output)  # before any work
+    if not to_stdout:  # before any work
+        (check_stream_path if streaming else check_output_path)(output)
     pipe = load_pipeline(checkpoint or "t2v_causal", precision=precision)
     bar = tqdm(
         total=cfg.frames, unit="frame", desc="streaming" if streaming else "generating", file=sys.stderr
-    )
-    start = time.perf_counter()
-    chunks = stream(pipe, timeline, cfg)
-    if streaming or to_stdout:
+    )  # its rate is the live frames/s
+
+    def counted(chunks):
+        for frames in chunks:
+            bar.update(frames.shape[1])
+            yield frames
+
+    with bar:
+        chunks = counted(stream(pipe, timeline, cfg))
+        if not (streaming or to_stdout):
+            click.echo(str(write_video(output, torch.cat(list(chunks), dim=1), fps=fps)))
+            return
         with StreamWriter("-" if to_stdout else output, fps, size, size) as out:
             try:
                 for frames in chunks:
                     out.write(frames)
-                    bar.update(frames.shape[1])
-                    bar.set_postfix(fps=f"{bar.n / (time.perf_counter() - start):.1f}")
             except KeyboardInterrupt:
                 bar.close()
                 click.echo(f"interrupted: {out.frames} frames written", err=True)
                 if not to_stdout:
                     click.echo(str(output))
                 raise SystemExit(130) from None
-        bar.close()
-        if not to_stdout:
-            click.echo(str(output))
-        return
-    made = []
-    for frames in chunks:
-        made.append(frames)
-        bar.update(frames.shape[1])
-        bar.set_postfix(fps=f"{bar.n / (time.perf_counter() - start):.1f}")
-    bar.close()
-    click.echo(str(write_video(output, torch.cat(made, dim=1), fps=fps)))
+    if not to_stdout:
+        click.echo(str(output))

@@ -53,8 +53,7 @@ def autoregressive_schedule(steps: int, num_frames: int, chunk: int = 1, shift: 
     rows = torch.ones(chunks * steps + 1, num_frames)
     for c in range(chunks):
         cols = slice(c * chunk, (c + 1) * chunk)
-        rows[: c * steps, cols] = 1.0
-        rows[c * steps : (c + 1) * steps + 1, cols] = one[:, None]
+        rows[c * steps : (c + 1) * steps + 1, cols] = one[:, None]  # noise (1) before, clean after
         rows[(c + 1) * steps + 1 :, cols] = 0.0
     return rows
 

@@ -23,7 +23,7 @@ seconds with eval/drift.py; `switch_lag` measures how soon a timeline's new prom
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from filmstrip.pipelines.longform import HierarchicalConfig, SlidingConfig, hier
 from filmstrip.pipelines.stream import StreamConfig, stream
 from filmstrip.pipelines.timeline import Timeline
 
-Maker = Callable[[dict[str, Pipeline], Timeline, float, int], torch.Tensor]
+Maker = Callable[[dict[str, Pipeline], Timeline, "LongSuiteConfig", int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -50,39 +50,30 @@ class LongSuiteConfig:
     drift: DriftConfig = DriftConfig()
 
 
-def _causal(**overrides) -> Callable[[LongSuiteConfig], Maker]:
-    def maker(cfg: LongSuiteConfig) -> Maker:
-        def make(pipes, timeline, seconds, seed):
-            sc = StreamConfig(seconds=seconds, fps=cfg.fps, steps=cfg.steps, seed=seed, **overrides)
-            return torch.cat(list(stream(pipes["causal"], timeline, sc)), dim=1)
-
-        return make
-
-    return maker
-
-
-def _hierarchical(cfg: LongSuiteConfig) -> Maker:
-    def make(pipes, timeline, seconds, seed):
-        hc = HierarchicalConfig(seconds=seconds, fps=cfg.fps, steps=cfg.sliding_steps, seed=seed)
-        return hierarchical(pipes["bidirectional"], timeline, hc)
+def _causal(**overrides) -> Maker:
+    def make(pipes, timeline, cfg, seed):
+        sc = StreamConfig(seconds=cfg.seconds, fps=cfg.fps, steps=cfg.steps, seed=seed, **overrides)
+        return torch.cat(list(stream(pipes["causal"], timeline, sc)), dim=1)
 
     return make
 
 
-def _sliding(**overrides) -> Callable[[LongSuiteConfig], Maker]:
-    def maker(cfg: LongSuiteConfig) -> Maker:
-        def make(pipes, timeline, seconds, seed):
-            sc = SlidingConfig(seconds=seconds, fps=cfg.fps, steps=cfg.sliding_steps, seed=seed, **overrides)
-            return sliding_windows(pipes["bidirectional"], timeline, sc)
+def _sliding(**overrides) -> Maker:
+    def make(pipes, timeline, cfg, seed):
+        sc = SlidingConfig(seconds=cfg.seconds, fps=cfg.fps, steps=cfg.sliding_steps, seed=seed, **overrides)
+        return sliding_windows(pipes["bidirectional"], timeline, sc)
 
-        return make
+    return make
 
-    return maker
+
+def _hierarchical(pipes, timeline, cfg, seed) -> torch.Tensor:
+    hc = HierarchicalConfig(seconds=cfg.seconds, fps=cfg.fps, steps=cfg.sliding_steps, seed=seed)
+    return hierarchical(pipes["bidirectional"], timeline, hc)
 
 
 SINK = CacheConfig(window=3, sink=1, positions="reindex")
 CONTINUE = CacheConfig(window=3, sink=1, positions="continue")
-STRATEGIES: dict[str, tuple[str, Callable[[LongSuiteConfig], Maker]]] = {
+STRATEGIES: dict[str, tuple[str, Maker]] = {
     "naive": ("causal", _causal(cache=CacheConfig(window=0, sink=0))),
     "window": ("causal", _causal(cache=CacheConfig(window=4, sink=0))),
     "sink": ("causal", _causal(cache=SINK)),
@@ -118,11 +109,10 @@ def run_long_suite(
     results = {}
     bar = tqdm(total=len(strategies) * len(prompts), desc="long videos", unit="video", disable=not progress)
     for name in strategies:
-        model, maker = STRATEGIES[name]
-        make = maker(cfg)
+        model, make = STRATEGIES[name]
         rows = []
         for k, (prompt, truth) in enumerate(prompts):
-            video = make(pipes, Timeline((0.0,), (prompt,)), cfg.seconds, seed + k)
+            video = make(pipes, Timeline((0.0,), (prompt,)), cfg, seed + k)
             scores = first_and_last(
                 window_scores(video, truth["objects"], cfg.fps, cfg.drift), frames, cfg.fps, cfg.drift
             )
@@ -189,11 +179,11 @@ def run_switches(
     cfg = cfg or LongSuiteConfig()
     out = {}
     for name in strategies:
-        make = STRATEGIES[name][1](cfg)
+        make = STRATEGIES[name][1]
         lags = []
         for k, ((before, _), (after, truth)) in enumerate(pairs):
             timeline = Timeline((0.0, switch_at), (before, after))
-            video = make(pipes, timeline, 2 * switch_at, seed + k)
+            video = make(pipes, timeline, replace(cfg, seconds=2 * switch_at), seed + k)
             lags.append(switch_lag(video, truth["objects"], round(switch_at * cfg.fps), cfg.fps))
         out[name] = {
             "lags": lags,

@@ -28,6 +28,15 @@ from filmstrip.io.layout import ArrayLike, to_uint8_thwc
 from filmstrip.io.writer import check_output_path
 
 
+def check_stream_path(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, a file a stream cannot be written to (`check_output_path`, and
+    only .mp4: the one fragmented format here)."""
+    out = check_output_path(path)
+    if out.suffix.lower() != ".mp4":
+        raise VideoWriteError(f"{out}: streaming writes .mp4 (fragmented), not {out.suffix}")
+    return out
+
+
 class StreamWriter:
     """Append frames to a growing fragmented MP4 (H.264). `path` "-" writes to stdout.
 
@@ -54,11 +63,7 @@ class StreamWriter:
         if path == "-" or not isinstance(path, str | os.PathLike):
             target, self.path = (sys.stdout.buffer if path == "-" else path), None
         else:
-            self.path = check_output_path(path)
-            if self.path.suffix.lower() != ".mp4":
-                raise VideoWriteError(
-                    f"{self.path}: streaming writes .mp4 (fragmented), not {self.path.suffix}"
-                )
+            self.path = check_stream_path(path)
             target = str(self.path)
         options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
         try:

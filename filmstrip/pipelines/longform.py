@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from filmstrip.diffusion.guidance import guided
-from filmstrip.diffusion.sampling import schedule
+from filmstrip.diffusion.sampling import sample, schedule
 from filmstrip.errors import FilmstripError, InputError
 from filmstrip.pipelines.conditions import ImageCondition
 from filmstrip.pipelines.denoise import Pipeline, latent_shape
@@ -90,19 +90,22 @@ def sliding_latents(pipe: Pipeline, timeline: Timeline, cfg: SlidingConfig) -> t
     tf = pipe.vae.cfg.temporal_factor
     prompts = [timeline.prompt_at(chunk_seconds(s, tf, cfg.fps)) for s in starts]
     levels = [lv.to(pipe.device) for lv in stack_levels([prepare_text(pipe.text, prompts)])]
-    velocity = guided(pipe.denoiser, levels, [cfg.text_scale])
+    per_window = guided(pipe.denoiser, levels, [cfg.text_scale])
     index = torch.tensor(starts)[:, None] + torch.arange(window)  # (windows, window) latent frames
     covered = torch.bincount(index.flatten(), minlength=total).float()  # windows holding each frame
-    sched = schedule(cfg.steps, window, pipe.spec.shift((window, *shape[3:]), pipe.dit.cfg.patch))[:, 0]
-    x = sliding_noise(shape, window, cfg.seed, cfg.noise_reuse).to(pipe.device)
-    for i in range(cfg.steps):
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Every frame's velocity: the mean over the windows that hold it."""
         windows = x[0, :, index].permute(1, 0, 2, 3, 4)  # (windows, C, window, H', W')
-        t = sched[i].expand(len(starts), window).to(x.device)
-        v = velocity(windows, t)  # (windows, C, window, H', W')
+        v = per_window(windows, t[0, index.to(t.device)])  # (windows, C, window, H', W')
         v_sum = torch.zeros_like(x[0]).index_add_(
             1, index.flatten().to(x.device), v.permute(1, 0, 2, 3, 4).flatten(1, 2)
         )
-        x = x + (sched[i + 1] - sched[i]) * (v_sum / covered.to(x.device)[None, :, None, None])[None]
+        return (v_sum / covered.to(x.device)[None, :, None, None])[None]
+
+    shift = pipe.spec.shift((window, *shape[3:]), pipe.dit.cfg.patch)
+    noise = sliding_noise(shape, window, cfg.seed, cfg.noise_reuse).to(pipe.device)
+    x = sample(velocity, noise, schedule(cfg.steps, total, shift))
     if not torch.isfinite(x).all():
         raise FilmstripError("sampling produced NaN or Inf latents: check the options and the weights")
     return x

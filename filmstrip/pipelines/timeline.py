@@ -7,6 +7,7 @@ typo fails before any model work with one sentence naming the entry.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Sequence
@@ -24,8 +25,7 @@ class Timeline:
 
     def prompt_at(self, seconds: float) -> str:
         """The prompt in force at `seconds`."""
-        k = max(i for i, s in enumerate(self.starts) if s <= seconds) if seconds >= 0 else 0
-        return self.prompts[k]
+        return self.prompts[max(0, bisect.bisect_right(self.starts, seconds) - 1)]
 
     def check_length(self, seconds: float) -> None:
         if self.starts[-1] >= seconds:

@@ -60,6 +60,7 @@ def write_json_atomic(path: Path, obj: dict) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
         f.write("\n")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -69,6 +70,7 @@ def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: 
     os.close(fd)
     # safetensors wants contiguous tensors that share no storage.
     save_file({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a saved model is an ordinary file
     os.replace(tmp, path)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from filmstrip.cli.generate import COMPILE, LAG, PRECISION, T2V_CHECKPOINT
+from filmstrip.cli.generate import COMPILE, LAG, LORA, PRECISION, T2V_CHECKPOINT, with_loras
 from filmstrip.pipelines.generate import GenerateConfig
 from filmstrip.train.recipes import ClipData, parse_held_out
 
@@ -23,6 +23,7 @@ def eval_group() -> None:
 
 @eval_group.command("adherence")
 @T2V_CHECKPOINT
+@LORA
 @click.option("--prompts", default=200, show_default=True, help="Half seen in training, half held out.")
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
 @click.option("--size", default=GenerateConfig.height, show_default=True)
@@ -59,6 +60,7 @@ def eval_group() -> None:
 @COMPILE
 def eval_adherence(
     checkpoint,
+    loras,
     prompts,
     frames,
     size,
@@ -92,7 +94,9 @@ def eval_adherence(
     gen = GenerateConfig(
         frames=frames, height=size, width=size, steps=steps, text_scale=text_scale, seed=seed, lag=lag
     )
-    result = run_suite(load_pipeline(checkpoint, precision=precision, compile=compile_), suite, gen)
+    pipe = load_pipeline(checkpoint, precision=precision, compile=compile_)
+    with_loras(pipe, loras)
+    result = run_suite(pipe, suite, gen)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=1))
@@ -117,6 +121,137 @@ def eval_adherence(
             f"{label:<22}{n:>4}  {m['colour']:6.1%} {m['shape']:6.1%} {m['direction']:10.1%} "
             f"{m['count']:6.1%} {m['consistency']:12.1%} {m['swapped']:8.1%}"
         )
+
+
+@eval_group.command("concept")
+@T2V_CHECKPOINT
+@LORA
+@click.option(
+    "--shape", default="star", show_default=True, help="The new shape (one the base model never saw)."
+)
+@click.option(
+    "--prompts", default=50, show_default=True, help="Fresh scenes, each with an object of --shape."
+)
+@click.option(
+    "--samples", default=1, show_default=True, type=click.IntRange(min=1), help="Videos per prompt."
+)
+@click.option("--steps", default=GenerateConfig.steps, show_default=True)
+@click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
+@click.option("--seed", default=GenerateConfig.seed, show_default=True)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
+)
+@PRECISION
+def eval_concept(checkpoint, loras, shape, prompts, samples, steps, text_scale, seed, json_path, precision):
+    """Has the model (with --lora) learned a new shape? Adherence on scenes that hold one."""
+    import json
+
+    from filmstrip.data.shapes import EXTRA_SHAPES, SHAPES
+    from filmstrip.eval.concept import ConceptConfig, run_concept
+    from filmstrip.pipelines.generate import load_pipeline
+
+    if shape not in SHAPES + EXTRA_SHAPES:
+        raise click.BadParameter(
+            f"{shape!r}: one of {', '.join(SHAPES + EXTRA_SHAPES)}", param_hint="--shape"
+        )
+    pipe = load_pipeline(checkpoint, precision=precision)
+    with_loras(pipe, loras)
+    cfg = ConceptConfig(shape=shape, num_prompts=prompts, samples=samples)
+    result = run_concept(pipe, cfg, GenerateConfig(steps=steps, text_scale=text_scale, seed=seed))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1))
+    p, c = result["prompt"], result["concept"]
+    click.echo(f"{len(result['rows'])} videos of prompts with a {shape}")
+    click.echo(
+        f"  whole prompts:  colour {p['colour']:.1%}  shape {p['shape']:.1%}  direction {p['direction']:.1%}  count {p['count']:.1%}"
+    )
+    click.echo(
+        f"  the {shape}s:  colour {c['colour']:.1%}  shape {c['shape']:.1%}  direction {c['direction']:.1%}"
+    )
+
+
+@eval_group.command("motion")
+@T2V_CHECKPOINT
+@click.option(
+    "--levels", default="0,0.2,0.4,0.6,0.8,1", show_default=True, help="Motion strengths to compare."
+)
+@click.option("--prompts", default=40, show_default=True, help="Fresh scenes in which every object moves.")
+@click.option("--steps", default=GenerateConfig.steps, show_default=True)
+@click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
+@click.option("--seed", default=GenerateConfig.seed, show_default=True)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
+)
+@PRECISION
+def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path, precision):
+    """Does --motion set the speed? Objects' measured speed at each motion level."""
+    import json
+
+    from filmstrip.eval.motion_strength import MotionSuiteConfig, run_motion_suite
+    from filmstrip.pipelines.generate import check_request, load_pipeline
+
+    try:
+        values = tuple(float(v) for v in levels.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"{levels!r}: numbers in [0, 1], comma-separated", param_hint="--levels"
+        ) from None
+    pipe = load_pipeline(checkpoint, precision=precision)
+    check_request(pipe, ["a red circle"], GenerateConfig(motion=values[0]))  # a model with --motion
+    cfg = MotionSuiteConfig(levels=values, num_prompts=prompts)
+    result = run_motion_suite(pipe, cfg, GenerateConfig(steps=steps, text_scale=text_scale, seed=seed))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1))
+    click.echo(f"{prompts} prompts per level; speed in frame short sides per second")
+    click.echo("level  asked  measured  direction  objects")
+    for row in result["levels"]:
+        level = "free" if row["level"] is None else f"{row['level']:.2f}"
+        asked = "  -  " if row["asked"] is None else f"{row['asked']:.3f}"
+        click.echo(f"{level:>5}  {asked}  {row['speed']:8.3f}  {row['direction']:9.1%}  {row['objects']:7d}")
+
+
+@eval_group.command("structure")
+@T2V_CHECKPOINT
+@click.option(
+    "--control-net",
+    "controlnet_path",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The ControlNet to measure (from `filmstrip train controlnet`).",
+)
+@click.option("--control-scale", default=1.0, show_default=True, help="Its strength (0: the base model).")
+@click.option("--prompts", default=50, show_default=True, help="Fresh scenes; their masks are the maps.")
+@click.option("--steps", default=GenerateConfig.steps, show_default=True)
+@click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
+@click.option("--seed", default=GenerateConfig.seed, show_default=True)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
+)
+@PRECISION
+def eval_structure(
+    checkpoint, controlnet_path, control_scale, prompts, steps, text_scale, seed, json_path, precision
+):
+    """Do objects go where the structure maps put them? Mask IoU on held-out scenes."""
+    import json
+
+    from filmstrip.cli.generate import with_controlnet
+    from filmstrip.eval.structure import StructureSuiteConfig, run_structure_suite
+    from filmstrip.pipelines.generate import load_pipeline
+
+    pipe = with_controlnet(load_pipeline(checkpoint, precision=precision), controlnet_path, control_scale)
+    gen = GenerateConfig(steps=steps, text_scale=text_scale, seed=seed)
+    result = run_structure_suite(pipe, StructureSuiteConfig(num_prompts=prompts), gen)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1))
+    a = result["adherence"]
+    click.echo(f"{prompts} held-out scenes, control scale {control_scale:g}")
+    click.echo(f"  mask IoU {result['iou']:.3f}")
+    click.echo(
+        f"  prompts: colour {a['colour']:.1%}  shape {a['shape']:.1%}  direction {a['direction']:.1%}  count {a['count']:.1%}"
+    )
 
 
 @eval_group.command("conditioning")

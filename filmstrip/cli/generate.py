@@ -37,6 +37,34 @@ LAG = click.option(
 )
 
 
+LORA = click.option(
+    "--lora",
+    "loras",
+    multiple=True,
+    metavar="FILE[:SCALE]",
+    help="A LoRA from `filmstrip train lora` at this scale (default 1); repeat for several.",
+)
+
+
+def with_loras(pipe, loras: tuple[str, ...]) -> None:
+    """Load --lora files into the pipeline's DiT, merged: once folded into the weights they
+    cost nothing per step."""
+    if loras:
+        from filmstrip.models.lora import apply_loras, parse_lora_arg
+
+        apply_loras(pipe.dit, [parse_lora_arg(v) for v in loras], merge=True)
+
+
+def with_controlnet(pipe, path: Path, scale: float):
+    """The pipeline with its DiT steered by the ControlNet in `path` at `scale`."""
+    from dataclasses import replace
+
+    from filmstrip.models.controlnet import ControlledDiT, load_controlnet
+
+    net = load_controlnet(path, pipe.dit).to(pipe.device).eval()
+    return replace(pipe, dit=ControlledDiT(pipe.dit, net, scale))
+
+
 @click.command()
 @click.argument("prompt", required=False)
 @click.option(
@@ -67,6 +95,28 @@ LAG = click.option(
     "--solver", type=click.Choice(["euler", "heun"]), default=GenerateConfig.solver, show_default=True
 )
 @click.option("--seed", default=GenerateConfig.seed, show_default=True)
+@click.option(
+    "--motion",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="How fast things move, 0 (still) to 1 (fastest), for a model trained with a motion condition.",
+)
+@LORA
+@click.option(
+    "--control",
+    "control_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Structure maps (a video: white where things are, e.g. object masks) for --control-net.",
+)
+@click.option(
+    "--control-net",
+    "controlnet_path",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A ControlNet from `filmstrip train controlnet` (needs --control).",
+)
+@click.option(
+    "--control-scale", default=1.0, show_default=True, help="Strength of the ControlNet (0: the base model)."
+)
 @LAG
 @click.option("--negative", default="", help="Negative prompt (what to steer away from).")
 @click.option(
@@ -173,6 +223,11 @@ def generate(
     text_scale,
     solver,
     seed,
+    motion,
+    loras,
+    control_path,
+    controlnet_path,
+    control_scale,
     lag,
     negative,
     video_path,
@@ -211,6 +266,8 @@ def generate(
     if seconds is not None:
         from filmstrip.cli.stream import generate_long
 
+        if loras:
+            raise click.UsageError("--lora goes with clips; --seconds does not load LoRAs yet")
         if video_path or edit_path or extend_path or image_path or keyframes:
             raise click.UsageError("--seconds makes a video from text alone; drop the frame conditions")
         generate_long(list(timeline) or [prompt], output, checkpoint, seconds, fps, size, steps, text_scale,
@@ -224,6 +281,16 @@ def generate(
         raise click.UsageError("--edit needs --source-prompt: what the clip shows now")
     if context is not None and not extend_path:
         raise click.UsageError("--context goes with --extend")
+    if bool(control_path) != bool(controlnet_path):
+        raise click.UsageError("--control (the maps) and --control-net (the branch) go together")
+    if control_path and (video_path or edit_path or extend_path):
+        raise click.UsageError(
+            "--control goes with text, --image or --keyframe, not with --video, --edit or --extend"
+        )
+    if motion is not None and (video_path or edit_path):
+        raise click.UsageError(
+            "--motion sets the speed of a new video; --video and --edit keep the clip's own"
+        )
 
     cfg = GenerateConfig(
         frames=frames,
@@ -235,16 +302,22 @@ def generate(
         solver=solver,
         seed=seed,
         lag=lag,
+        motion=motion,
     )
     check_output_path(output)  # before minutes of work, not after
     conditions = _frame_conditions(image_path, keyframes, image_strength, size)
     pipe = load_pipeline(checkpoint, precision=precision, compile=compile_)
+    with_loras(pipe, loras)
+    control = None
+    if controlnet_path:
+        pipe = with_controlnet(pipe, controlnet_path, control_scale)
+        control = (_read_clip(control_path, frames, size, fps).mean(dim=1, keepdim=True) + 1) / 2
     check_request(pipe, [prompt], cfg)
     if extend_path:
         clip = _read_clip(extend_path, None, size, fps)
         video = extend(pipe, clip, [prompt], cfg, context, negative=negative)
-    elif conditions:
-        video = run(pipe, [prompt], cfg, negative=negative, conditions=conditions)
+    elif conditions or control is not None:
+        video = run(pipe, [prompt], cfg, negative=negative, conditions=conditions, control=control)
     elif video_path or edit_path:
         clip = _read_clip(video_path or edit_path, frames, size, fps)
         if video_path:

@@ -8,7 +8,7 @@ from filmstrip.cli.recipe_options import Opt, recipe_options, trainer_opts
 from filmstrip.config import to_dict
 from filmstrip.models.dit import PRESETS as DIT_PRESETS
 from filmstrip.models.dit import preset as dit_preset
-from filmstrip.train.recipes import T2VRecipe
+from filmstrip.train.recipes import ControlRecipe, LoRARecipe, T2VRecipe
 
 
 @click.group()
@@ -75,6 +75,14 @@ def _preset_layer(name: str) -> dict:
             "Chance that a caption says where an object starts (shapes).",
         ),
         Opt(("--objects",), "data.objects", "Objects per clip, N or MIN-MAX (shapes only)."),
+        Opt(("--speed",), "data.speed", "Object speed MIN-MAX in frame widths per second (shapes only)."),
+        Opt(
+            ("--motion-condition",),
+            None,
+            "Condition on each clip's speed (`generate --motion`); added to an --init model as a no-op.",
+            {"is_flag": True},
+            layer=lambda on: {"dit": {"vectors": [["motion", 1]]}} if on else {},
+        ),
         Opt(
             ("--extra-cache", "extra_caches"),
             "extra_caches",
@@ -153,3 +161,92 @@ def train_t2v(recipe: T2VRecipe) -> None:
     out = run(recipe, log=click.echo)
     if recipe.train.steps:
         click.echo(f"model: {out}")
+
+
+@train.command("lora")
+@recipe_options(
+    LoRARecipe,
+    [
+        Opt(
+            ("--data", "source"), "data.source", "The clips to learn from: folder:PATH (captioned) or shapes."
+        ),
+        Opt(
+            ("--run",),
+            "run",
+            "Run folder; an existing run resumes.",
+            {"type": click.Path(file_okay=False), "show_default": False},
+        ),
+        Opt(
+            ("--base",),
+            "base",
+            "The text-to-video DiT to adapt [default: the bundled one].",
+            {"type": click.Path()},
+        ),
+        Opt(
+            ("--cache",),
+            "cache",
+            "Latent cache folder [default: RUN/latents].",
+            {"type": click.Path(file_okay=False)},
+        ),
+        Opt(("--clips",), "data.clips", "Clips to encode (at most)."),
+        Opt(("--frames",), "data.frames", "Frames per clip."),
+        Opt(("--size",), "data.size", "Frame height and width (the bucket area for folders)."),
+        Opt(("--fps",), "data.fps", "Sampling rate [default: 8, or each video's own].", {"type": float}),
+        Opt(("--rank",), "lora.rank", "Rank of the adapters."),
+        Opt(("--alpha",), "lora.alpha", "LoRA alpha [default: the rank].", {"type": float}),
+        Opt(
+            ("--frame-noise",),
+            "task.frame_noise",
+            "Share of video clips with a noise level per latent frame.",
+        ),
+        *trainer_opts(),
+    ],
+)
+def train_lora(recipe: LoRARecipe) -> None:
+    """Teach a trained text-to-video DiT a new concept from a few dozen captioned clips with
+    low-rank adapters; writes RUN/lora.safetensors (use it with `generate --lora`)."""
+    from filmstrip.train.recipes import train_lora as run
+
+    click.echo(f"lora: {run(recipe, log=click.echo)}")
+
+
+@train.command("controlnet")
+@recipe_options(
+    ControlRecipe,
+    [
+        Opt(
+            ("--run",),
+            "run",
+            "Run folder; an existing run resumes.",
+            {"type": click.Path(file_okay=False), "show_default": False},
+        ),
+        Opt(
+            ("--base",),
+            "base",
+            "The text-to-video DiT to control [default: the bundled one].",
+            {"type": click.Path()},
+        ),
+        Opt(
+            ("--cache",),
+            "cache",
+            "Latent cache of `shapes` clips [default: RUN/latents, built on first use].",
+            {"type": click.Path(file_okay=False)},
+        ),
+        Opt(("--clips",), "data.clips", "Training clips to encode into the cache."),
+        Opt(("--frames",), "data.frames", "Frames per clip."),
+        Opt(("--size",), "data.size", "Frame height and width."),
+        Opt(("--depth",), "controlnet.depth", "Copies of the DiT's first blocks in the branch."),
+        Opt(
+            ("--frame-noise",),
+            "task.frame_noise",
+            "Share of video clips with a noise level per latent frame.",
+        ),
+        *trainer_opts(),
+    ],
+)
+def train_controlnet(recipe: ControlRecipe) -> None:
+    """Train a ControlNet side branch on a frozen text-to-video DiT, conditioned on the object
+    masks of `shapes` clips; writes RUN/model (use it with `generate --control-net`)."""
+    from filmstrip.train.recipes import train_controlnet as run
+
+    click.echo(f"controlnet: {run(recipe, log=click.echo)}")

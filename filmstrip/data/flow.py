@@ -54,9 +54,9 @@ def flow_to_rgb(flow_hw2: np.ndarray, max_magnitude: float | None = None) -> np.
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
-def motion_score(frames: Iterable[np.ndarray], fps: float) -> float:
-    """How much a clip moves: the mean flow magnitude between consecutive frames, in frame
-    short sides per second, so that one number compares clips of any size and rate."""
+def frame_speeds(frames: Iterable[np.ndarray], fps: float) -> np.ndarray:
+    """Per-frame motion (T,): the mean flow magnitude from the frame before, in frame short
+    sides per second (frame 0 takes frame 1's value, so the array lines up with the frames)."""
     previous, speeds, side = None, [], None
     for frame in frames:
         g = grey(frame)
@@ -67,4 +67,10 @@ def motion_score(frames: Iterable[np.ndarray], fps: float) -> float:
         previous = g
     if not speeds:
         raise InputError("a motion score needs at least two frames")
-    return float(np.mean(speeds)) * fps / side
+    return np.array(speeds[:1] + speeds) * fps / side
+
+
+def motion_score(frames: Iterable[np.ndarray], fps: float) -> float:
+    """How much a clip moves: the mean flow magnitude between consecutive frames, in frame
+    short sides per second, so that one number compares clips of any size and rate."""
+    return float(frame_speeds(frames, fps)[1:].mean())

@@ -92,7 +92,7 @@ def caption_of(path: Path, root: Path, captions: dict[str, str]) -> str | None:
 
 
 class FolderDataset(Dataset):
-    """Item i -> {"video": float (C, T, H, W) in [-1, 1] at its bucket's size, "caption", "path"}."""
+    """Item i -> {"video": float (C, T, H, W) in [-1, 1] at its bucket's size, "caption", "path", "fps"}."""
 
     def __init__(self, cfg: FolderConfig):
         self.cfg = cfg
@@ -193,6 +193,7 @@ class FolderDataset(Dataset):
             "video": center_crop(video, item.bucket).contiguous(),
             "caption": item.caption,
             "path": str(item.path),
+            "fps": self.cfg.fps or item.info.fps,  # the rate the clip was read at
         }
 
     def __getitem__(self, index: Index) -> dict:

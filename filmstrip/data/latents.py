@@ -7,7 +7,10 @@ text encoder over `num_clips` clips and writes one safetensors shard per `shard_
     cache/
       meta.json                 what was encoded (dataset, sizes, VAE config, latent scale)
       shard_00000.safetensors   latents (N, C, T', H', W') fp16, text states (N, L, 384) fp16,
-                                text mask (N, L), plus captions and truths in the metadata;
+                                text mask (N, L), per-frame motion (N, T) float32 in frame
+                                short sides per second (data/motion.py: the dataset's own,
+                                such as `shapes`' exact speeds, else measured by optical
+                                flow), plus captions and truths in the metadata;
                                 optionally some frames encoded alone, frames (N, K, C, H', W')
                                 fp16 at frame_times (K,) in latent frames, for keyframes;
                                 clips of several sizes (a folder's aspect-ratio buckets) are
@@ -16,7 +19,7 @@ text encoder over `num_clips` clips and writes one safetensors shard per `shard_
 `meta.json` also records each clip's batching group (its bucket) when the dataset has them,
 so training draws batches of clips that stack (data/join.py).
 
-`LatentDataset` reads it back as {"latents", "text", "text_mask", "caption", "truth"}.
+`LatentDataset` reads it back as {"latents", "text", "text_mask", "caption", "truth", "motion"}.
 Latents are stored as the VAE produced them; `normalize` happens in the training task.
 Writing is atomic per shard, so an interrupted build resumes at the first missing shard.
 
@@ -30,6 +33,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from einops import rearrange
 from safetensors import safe_open
@@ -37,8 +41,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from filmstrip.checkpoint import save_tensors_atomic, write_json_atomic
+from filmstrip.data.flow import frame_speeds
 from filmstrip.data.join import item_groups
+from filmstrip.data.motion import track_speeds
 from filmstrip.errors import InputError
+from filmstrip.io.layout import to_uint8_thwc
 
 
 def vae_config_dict(saved: dict, config_cls: type) -> dict:
@@ -121,6 +128,8 @@ def build_latent_cache(
                 for j, v in enumerate(shard["video"]):
                     frames, times = _frame_latents(vae, v[None], frame_stride, device)
                     stored[f"frames.{j}"], stored[f"frame_times.{j}"] = frames[0], times
+        if shard["motion"] is not None:
+            stored["motion"] = shard["motion"]
         captions = shard["captions"]
         states, mask = text_encoder.encode(captions)
         text_encoder.forget()  # captions rarely repeat; keep memory flat over a long build
@@ -167,14 +176,37 @@ def _readable(path: Path) -> bool:
 
 def _stack_shard(items: list[dict]) -> dict:
     """A shard's clips as one tensor: a worker hands the loader one shared-memory block per
-    shard instead of one per clip."""
+    shard instead of one per clip. Motion is measured here, in the loader's workers."""
     videos = [it["video"] for it in items]
     same = all(v.shape == videos[0].shape for v in videos)
+    motions = [_clip_motion(it) for it in items]
     return {
         "video": torch.stack(videos) if same else videos,
         "captions": [it.get("caption", "") for it in items],
         "truths": [it.get("truth") for it in items],
+        "motion": None if any(m is None for m in motions) else torch.from_numpy(np.stack(motions)).float(),
     }
+
+
+def _clip_motion(item: dict) -> np.ndarray | None:
+    """(T,) per-frame speed: the dataset's own (exact for `shapes`), else optical flow on the
+    pixels at the clip's frame rate; None when the rate is unknown or the clip is one frame."""
+    if "motion" in item:
+        return np.asarray(item["motion"], np.float32)
+    fps = item.get("fps") or (item.get("truth") or {}).get("fps")
+    if not fps or item["video"].shape[1] < 2:
+        return None
+    return frame_speeds(to_uint8_thwc(item["video"]), fps).astype(np.float32)
+
+
+def truth_motion(truth: dict | None, side: int) -> torch.Tensor | None:
+    """(T,) per-frame speed from a `shapes` truth's pixel tracks (caches built before motion
+    was stored), or None when the truth has no tracks."""
+    objects = (truth or {}).get("objects") or []
+    if not objects or "positions" not in objects[0] or len(objects[0]["positions"]) < 2:
+        return None
+    tracks = np.array([o["positions"] for o in objects])
+    return torch.from_numpy(track_speeds(tracks, side, truth["fps"])).float()
 
 
 class LatentDataset(Dataset):
@@ -231,12 +263,19 @@ class LatentDataset(Dataset):
             "caption": captions[j],
             "truth": truths[j],
         }
+        motion = tensors["motion"][j] if "motion" in tensors else truth_motion(truths[j], self._side(latents))
+        if motion is not None:
+            item["motion"] = motion
         if self.has_frame_latents:
             item["frames"] = (tensors["frames"][j] if "frames" in tensors else tensors[f"frames.{j}"]).float()
             item["frame_times"] = (
                 tensors["frame_times"] if "frame_times" in tensors else tensors[f"frame_times.{j}"]
             )
         return item
+
+    def _side(self, latents: torch.Tensor) -> int:
+        """The clip's short side in pixels, from its latent's and the VAE's spatial factor."""
+        return min(latents.shape[-2:]) * self.meta.get("vae", {}).get("spatial_factor", 8)
 
     @property
     def has_frame_latents(self) -> bool:
@@ -258,6 +297,10 @@ def collate_latents(batch: list[dict]) -> dict:
         "caption": [item["caption"] for item in batch],
         "truth": [item["truth"] for item in batch],
     }
+    if all("control" in item for item in batch):
+        out["control"] = torch.stack([item["control"] for item in batch])  # (B, C, T, H, W)
+    if all("motion" in item for item in batch):
+        out["motion"] = torch.stack([item["motion"] for item in batch])  # (B, T)
     if all("frames" in item for item in batch):
         out["frames"] = torch.stack([item["frames"] for item in batch])  # (B, K, C, H', W')
         out["frame_times"] = torch.stack([item["frame_times"] for item in batch])  # (B, K)

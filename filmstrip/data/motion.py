@@ -36,6 +36,11 @@ _DIRECTION_PHRASES: dict[str, tuple[str, ...]] = {
     "down-right": ("down and to the right", "diagonally down and right", "towards the bottom right"),
     "down-left": ("down and to the left", "diagonally down and left", "towards the bottom left"),
 }
+# The motion condition's unit (`--motion`): a clip's speed in frame short sides per second
+# divided by this, so that `--motion 1` asks for twice the fastest clips of the default
+# `shapes` set (0.1-0.25) and a model trained on 0-0.5 covers 0..1.
+FULL_SPEED = 0.5
+
 _MOVING_VERBS = ("moves", "drifts", "slides", "glides", "travels")
 _STILL_PHRASES = ("stays still", "does not move", "rests in place", "stays where it is")
 _BOUNCE_PHRASES = ("and bounces off the wall", "then bounces back", "and bounces off the edge")
@@ -86,3 +91,14 @@ def join_clauses(clauses: list[str], rng: np.random.Generator) -> str:
     if len(clauses) == 2:
         return f"{clauses[0]}{rng.choice([' while ', ' and ', ', as ', ' as '])}{clauses[1]}"
     return ", ".join(clauses[:-1]) + f"{rng.choice([' and ', ', and ', ' while '])}{clauses[-1]}"
+
+
+def track_speeds(tracks_ot2: np.ndarray, side: float, fps: float) -> np.ndarray:
+    """Per-frame speed (T,) of object tracks (O, T, 2) in pixels, in frame short sides per
+    second: the mean over objects of each frame's step from the one before (frame 0 takes
+    frame 1's step, so the array lines up with the frames). A still object counts as 0."""
+    tracks = np.asarray(tracks_ot2, dtype=np.float64)
+    if tracks.ndim != 3 or tracks.shape[1] < 2:
+        raise ValueError(f"tracks are (objects, frames >= 2, 2), got {tracks.shape}")
+    steps = np.linalg.norm(np.diff(tracks, axis=1), axis=-1).mean(axis=0) * fps / side  # (T - 1,)
+    return np.concatenate([steps[:1], steps])

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from filmstrip.data.motion import DIRECTIONS, bouncing_path, describe_motion, join_clauses
+from filmstrip.data.motion import DIRECTIONS, bouncing_path, describe_motion, join_clauses, track_speeds
 from filmstrip.errors import InputError
 from filmstrip.io.layout import to_float_cthw
 
@@ -35,12 +35,19 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (240, 240, 240),
 }
 SHAPES = ("circle", "square", "triangle")
+# Shapes a dataset can draw that the default set leaves out: a five-pointed star is the new
+# concept a LoRA is taught (`ShapesConfig.shapes`), one the bundled model never saw.
+EXTRA_SHAPES = ("star",)
 # Radius of the equal-area circle, as a fraction of the frame's shorter side.
 SIZES: dict[str, float] = {"small": 0.085, "large": 0.14}
 
 # Half-side of a square and circumradius of an equilateral triangle with the area of a unit circle.
 _SQUARE_HALF = math.sqrt(math.pi) / 2
 _TRIANGLE_R = math.sqrt(4 * math.pi / (3 * math.sqrt(3)))
+# A star's inner radius over its outer one, and the outer radius of a star with the area of a
+# unit circle: ten triangles with sides R and kR at 36 degrees make 5 k R^2 sin(36) of area.
+_STAR_INNER = 0.5
+_STAR_R = math.sqrt(math.pi / (5 * _STAR_INNER * math.sin(math.pi / 5)))
 
 
 # The combinations the bundled text-to-video model was trained without (`filmstrip train t2v`
@@ -61,6 +68,10 @@ class ShapesConfig:
     speed: tuple[float, float] = (0.1, 0.25)  # frame widths per second
     num_clips: int = 10_000
     seed: int = 0
+    shapes: tuple[str, ...] = SHAPES  # drawn uniformly; EXTRA_SHAPES may be added
+    # Drawn uniformly. A small star is a blob once the bundled VAE has encoded it (its points
+    # are narrower than a latent pixel), so a star concept is taught and tested large.
+    sizes: tuple[str, ...] = tuple(SIZES)
     # (colour, shape, direction) combinations that never appear, "*" matching anything:
     # training without ("green", "triangle", "up") and testing on it measures whether a
     # model composes attributes it only saw apart.
@@ -73,6 +84,13 @@ class ShapesConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "held_out", tuple(tuple(h) for h in self.held_out))
+        object.__setattr__(self, "shapes", tuple(self.shapes))
+        object.__setattr__(self, "sizes", tuple(self.sizes))
+        if not self.sizes or set(self.sizes) - set(SIZES):
+            raise InputError(f"sizes are some of {', '.join(SIZES)}; got {self.sizes}")
+        unknown = set(self.shapes) - set(SHAPES + EXTRA_SHAPES)
+        if not self.shapes or unknown:
+            raise InputError(f"shapes are some of {', '.join(SHAPES + EXTRA_SHAPES)}; got {self.shapes}")
         for combo in self.held_out:
             if len(combo) != 3:
                 raise InputError(f"a held-out combination is (colour, shape, direction), got {combo}")
@@ -113,6 +131,10 @@ def _extent(obj: ShapeObject, height: int, width: int) -> tuple[float, float, fl
     if obj.shape == "square":
         a = _SQUARE_HALF * r
         return a, a, a, a
+    if obj.shape == "star":  # one point up, two down at 36 degrees either side of vertical
+        big_r = _STAR_R * r
+        half_width = big_r * math.sin(2 * math.pi / 5)
+        return half_width, half_width, big_r, big_r * math.cos(math.pi / 5)
     big_r = _TRIANGLE_R * r  # centroid to vertex; the base is big_r / 2 below the centroid
     half_base = big_r * math.sqrt(3) / 2
     return half_base, half_base, big_r, big_r / 2
@@ -145,11 +167,32 @@ def _coverage(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarra
         sdf = np.hypot(dx, dy) - r
     elif shape == "square":
         sdf = np.maximum(np.abs(dx), np.abs(dy)) - _SQUARE_HALF * r
+    elif shape == "star":
+        sdf = _star_sdf(dx, dy, _STAR_R * r)
+
     else:  # equilateral triangle pointing up: intersection of three half-planes
         inradius = _TRIANGLE_R * r / 2
         s, c = math.sqrt(3) / 2, 0.5
         sdf = np.maximum.reduce([dy, s * dx - c * dy, -s * dx - c * dy]) - inradius
     return np.clip(0.5 - sdf, 0.0, 1.0)
+
+
+def _star_sdf(dx: np.ndarray, dy: np.ndarray, big_r: float) -> np.ndarray:
+    """Signed distance to a five-pointed star (a point up) of outer radius `big_r`: the
+    distance to its nearest edge, negative inside (an even-odd crossing count)."""
+    angles = -math.pi / 2 + np.arange(10) * math.pi / 5  # image y grows down: -90 degrees is up
+    radii = np.where(np.arange(10) % 2 == 0, big_r, _STAR_INNER * big_r)
+    ax, ay = radii * np.cos(angles), radii * np.sin(angles)
+    bx, by = np.roll(ax, -1), np.roll(ay, -1)
+    distance = np.full(dx.shape, np.inf)
+    inside = np.zeros(dx.shape, dtype=bool)
+    for x0, y0, x1, y1 in zip(ax, ay, bx, by, strict=True):
+        ex, ey = x1 - x0, y1 - y0
+        u = np.clip(((dx - x0) * ex + (dy - y0) * ey) / (ex * ex + ey * ey), 0.0, 1.0)
+        distance = np.minimum(distance, np.hypot(dx - x0 - u * ex, dy - y0 - u * ey))
+        crosses = (y0 > dy) != (y1 > dy)
+        inside ^= crosses & (dx < x0 + (dy - y0) * ex / np.where(ey == 0, 1.0, ey))
+    return np.where(inside, -distance, distance)
 
 
 def _background(scene: Scene, cfg: ShapesConfig) -> np.ndarray:
@@ -187,6 +230,23 @@ def render(scene: Scene, cfg: ShapesConfig) -> np.ndarray:
     return np.clip(np.round(frames), 0, 255).astype(np.uint8)
 
 
+def truth_masks(truth: dict, height: int, width: int) -> np.ndarray:
+    """float32 (T, H, W) in [0, 1]: where the truth's objects are on each frame (the union of
+    their anti-aliased coverage), drawn from its pixel tracks; a structure map for ControlNet."""
+    frames = len(truth["objects"][0]["positions"]) if truth["objects"] else 0
+    masks = np.zeros((frames, height, width), np.float32)
+    for obj in truth["objects"]:
+        r = obj["radius_px"]
+        reach = 2.0 * r + 2
+        for t, (cx, cy) in enumerate(obj["positions"]):
+            y0, y1 = max(0, int(cy - reach)), min(height, int(cy + reach) + 1)
+            x0, x1 = max(0, int(cx - reach)), min(width, int(cx + reach) + 1)
+            yy, xx = np.mgrid[y0:y1, x0:x1]
+            alpha = _coverage(obj["shape"], xx + 0.5 - cx, yy + 0.5 - cy, r)
+            masks[t, y0:y1, x0:x1] = np.maximum(masks[t, y0:y1, x0:x1], alpha)
+    return masks
+
+
 def is_held_out(colour: str, shape: str, direction: str, held_out) -> bool:
     return any(
         all(want in ("*", have) for want, have in zip(combo, (colour, shape, direction), strict=True))
@@ -202,7 +262,7 @@ def sample_scene(rng: np.random.Generator, cfg: ShapesConfig) -> Scene:
     objects: list[ShapeObject] = []
     for colour in colours:
         still = rng.random() < cfg.still_probability
-        size = str(rng.choice(list(SIZES)))
+        size = str(rng.choice(cfg.sizes))
         # Start apart from the objects already placed, so that none begins hidden (bounded tries).
         for _ in range(20):
             start = (float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8)))
@@ -210,7 +270,7 @@ def sample_scene(rng: np.random.Generator, cfg: ShapesConfig) -> Scene:
                 break
         # Redraw shape and direction until the object is not a held-out combination.
         for _ in range(100):
-            shape = str(rng.choice(SHAPES))
+            shape = str(rng.choice(cfg.shapes))
             direction = "still" if still else str(rng.choice(moving))
             if not is_held_out(str(colour), shape, direction, cfg.held_out):
                 break
@@ -301,8 +361,18 @@ def ground_truth(scene: Scene, cfg: ShapesConfig) -> dict:
     return {"objects": objects, "background": scene.background, "fps": cfg.fps}
 
 
+def scene_speeds(scene: Scene, cfg: ShapesConfig) -> np.ndarray:
+    """float32 (T,): the objects' mean speed on each frame in frame short sides per second
+    (data/motion.py), exact from their paths; what a motion-conditioned model trains on."""
+    if cfg.num_frames < 2:
+        return np.zeros(cfg.num_frames, np.float32)
+    tracks = np.stack([xy for xy, _ in object_paths(scene, cfg)])
+    return track_speeds(tracks, min(cfg.height, cfg.width), cfg.fps).astype(np.float32)
+
+
 class ShapesDataset(Dataset):
-    """Clip i -> {"video": float (C, T, H, W) in [-1, 1], "caption": str, "truth": dict}."""
+    """Clip i -> {"video": float (C, T, H, W) in [-1, 1], "caption": str, "truth": dict,
+    "motion": float32 (T,) the objects' mean speed per frame, from the ground truth}."""
 
     def __init__(self, cfg: ShapesConfig | None = None):
         self.cfg = cfg or ShapesConfig()
@@ -321,6 +391,7 @@ class ShapesDataset(Dataset):
             "video": to_float_cthw(render(scene, self.cfg)),
             "caption": caption(scene, self.cfg),
             "truth": ground_truth(scene, self.cfg),
+            "motion": scene_speeds(scene, self.cfg),
         }
 
 

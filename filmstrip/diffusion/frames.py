@@ -15,7 +15,8 @@ moments of the clip (models/conditioning.py). Two ways in, chosen by where the f
   position of the moment it shows (pixel frame p sits at p / 4 in latent frames), which RoPE
   and the frame embedding read. Attention carries it to the frames around that moment. The
   model's prediction for it is dropped. This is LTX-Video's "conditioning item"; it costs one
-  latent frame of tokens per keyframe.
+  latent frame of tokens per keyframe. Per-frame condition vectors (motion, camera) give it
+  the value of the clip's frame nearest its moment.
 
 `with_frames` serves training and sampling alike, so the two see the same inputs.
 """
@@ -55,5 +56,8 @@ def with_frames(model, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> 
         t = torch.cat([t, t.new_zeros(t.shape[0], k)], dim=1)
         own = torch.arange(frames, device=x.device, dtype=torch.float32)
         times = torch.cat([own, cond.key_times.to(x.device, torch.float32)])
-        return model(x, t, cond.without_frames(), times=times)[:, :, :frames]
+        nearest = cond.key_times.round().long().clamp(0, frames - 1).to(x.device)
+        bare = cond.without_frames()
+        bare.vectors = {n: torch.cat([v, v[:, nearest]], dim=1) for n, v in bare.vectors.items()}
+        return model(x, t, bare, times=times)[:, :, :frames]
     return model(x, t, cond.without_frames())

@@ -9,7 +9,9 @@ connected blob is that object. Then, per object:
   is filled do not): how low its centre of mass sits in its box (2/3 for an upward
   triangle, 1/2 for a circle or a square), and its extent along the diagonals over its
   extent along the axes (sqrt 2 for a square, 1 for a circle). A majority vote over frames
-  absorbs what is left of blur and partial occlusion;
+  absorbs what is left of blur and partial occlusion. A star (an extra shape, looked for only
+  when `AdherenceConfig.shapes` lists it) is told by its solidity, its area over the area of
+  its convex hull: about 0.66 drawn, 0.76 through the bundled VAE, over 0.86 for the rest;
 * **direction** from the centroid track before its first bounce (a reversal of x or y
   velocity), snapped to the nearest of 8 compass directions, or "still" when it barely moves;
 * **consistency**: the share of frames on which the object is found with its majority shape.
@@ -29,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from filmstrip.data.shapes import COLOURS
+from filmstrip.data.shapes import COLOURS, SHAPES
 from filmstrip.io.layout import to_uint8_thwc
 
 _PALETTE = np.array(list(COLOURS.values()), dtype=np.float32)
@@ -39,6 +41,7 @@ _NAMES = list(COLOURS)
 # square whose corners blur rounds to ~1.3, vs 1.0 for a circle.
 _TRIANGLE_CENTRE = 0.58
 _SQUARE_DIAGONAL = 1.15
+_STAR_SOLIDITY = 0.85
 _COMPASS = ["right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right"]
 
 
@@ -49,6 +52,7 @@ class AdherenceConfig:
     min_area_fraction: float = 0.006  # of the frame, per blob (a small shape covers ~0.023)
     min_frames_fraction: float = 0.5  # an object must be found on at least this share of frames
     still_speed: float = 0.03  # frame widths per second below which an object is "still"
+    shapes: tuple[str, ...] = SHAPES  # the shapes an object may be called: add "star" to look for it
 
 
 @dataclass
@@ -74,7 +78,7 @@ def segment(frame_hw3: np.ndarray, cfg: AdherenceConfig | None = None) -> np.nda
     return np.where(ok, nearest, -1).reshape(frame_hw3.shape[:2])
 
 
-def _largest_blob(mask: np.ndarray, min_area: float):
+def _largest_blob(mask: np.ndarray, min_area: float, stars: bool = False):
     """(area, shape, centroid) of the largest connected blob, or None if it is too small."""
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
@@ -84,10 +88,18 @@ def _largest_blob(mask: np.ndarray, min_area: float):
     if area < min_area:
         return None
     ys, xs = np.nonzero(labels == k)
-    return area, _shape_of(xs, ys), tuple(centroids[k])
+    return area, _shape_of(xs, ys, stars), tuple(centroids[k])
 
 
-def _shape_of(xs: np.ndarray, ys: np.ndarray) -> str:
+def solidity(xs: np.ndarray, ys: np.ndarray) -> float:
+    """Pixels over the area of their convex hull (its outline grown by half a pixel)."""
+    hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.float32))
+    return len(xs) / (cv2.contourArea(hull) + cv2.arcLength(hull, True) / 2 + 1)
+
+
+def _shape_of(xs: np.ndarray, ys: np.ndarray, stars: bool = False) -> str:
+    if stars and solidity(xs, ys) < _STAR_SOLIDITY:
+        return "star"
     height = ys.max() - ys.min() + 1
     centre = (ys.mean() - ys.min() + 0.5) / height  # 0 = top of the box, 1 = bottom
     if centre > _TRIANGLE_CENTRE:
@@ -136,7 +148,7 @@ def detect(video, fps: float = 8.0, cfg: AdherenceConfig | None = None) -> list[
     for t in range(t_len):
         labels = segment(frames[t], cfg)
         for i in np.unique(labels[labels >= 0]):
-            per_colour[int(i)][t] = _largest_blob(labels == i, min_area)
+            per_colour[int(i)][t] = _largest_blob(labels == i, min_area, "star" in cfg.shapes)
     found = []
     for i, blobs in per_colour.items():
         hits = [b for b in blobs if b is not None]

@@ -10,6 +10,10 @@ Conditions enter the model through two generic paths:
   (actions, camera poses, a motion score). A row whose `present` flag is False contributes
   nothing, which is that condition's null: what guidance and condition dropout compare with.
 
+A fourth kind is read by a side branch, not by the DiT itself: `control`, per-frame structure
+maps (B, C, T, H, W) at the pixel frame rate and size, in [0, 1] (object masks, edges), for
+a ControlNet (models/controlnet.py). A plain DiT refuses them.
+
 The third kind is clean latent frames (image, keyframe and video conditioning). They are
 latents like the ones being generated, so they enter as latents, through
 `diffusion/frames.py`, never through the model's own inputs:
@@ -56,6 +60,7 @@ class Conditioning:
     unseen: torch.Tensor | None = None  # (B, T) bool: in-place clean frames this level must not see
     unseen_latents: torch.Tensor | None = None  # (B, C, T, H, W) their clean latents
     unseen_noise: torch.Tensor | None = None  # (B, C, T, H, W) and their noise
+    control: torch.Tensor | None = None  # (B, C, T, H, W) structure maps in [0, 1], pixel frames
 
     def __post_init__(self):
         if (self.keyframes is None) != (self.key_times is None):
@@ -79,7 +84,7 @@ class Conditioning:
     def batch_size(self) -> int | None:
         if self.context is not None:
             return self.context.shape[0]
-        for t in (self.keyframes, self.unseen):
+        for t in (self.keyframes, self.unseen, self.control):
             if t is not None:
                 return t.shape[0]
         return next((v.shape[0] for v in self.vectors.values()), None)
@@ -95,7 +100,14 @@ class Conditioning:
 
     def without_frames(self) -> Conditioning:
         """The model's own inputs: text and vectors, without the clean-frame conditions."""
-        return Conditioning(self.context, self.context_mask, self.vectors, self.present)
+        return Conditioning(self.context, self.context_mask, self.vectors, self.present, control=self.control)
+
+    def without_control(self) -> Conditioning:
+        """All but the structure maps: what the DiT reads while a ControlNet reads those."""
+        return Conditioning(
+            self.context, self.context_mask, self.vectors, self.present, key_times=self.key_times,
+            **self._frame_fields(lambda x: x),
+        )  # fmt: skip
 
     def _frame_fields(self, fn) -> dict:
         opt = lambda x: None if x is None else fn(x)  # noqa: E731
@@ -119,6 +131,7 @@ class Conditioning:
             move(self.vectors),
             move(self.present),
             key_times=self.key_times.to(device) if self.key_times is not None else None,
+            control=self.control.to(device) if self.control is not None else None,
             **self._frame_fields(lambda x: x.to(device)),
         )
 
@@ -130,6 +143,7 @@ class Conditioning:
             {k: v[index] for k, v in self.vectors.items()},
             {k: self.is_present(k)[index] for k in self.vectors},
             key_times=self.key_times,
+            control=self.control[index] if self.control is not None else None,
             **self._frame_fields(lambda x: x[index]),
         )
 
@@ -144,6 +158,7 @@ class Conditioning:
                 **{k: self.is_present(k) for k in self.vectors},
                 **{k: other.is_present(k) for k in other.vectors},
             },
+            control=other.control if other.control is not None else self.control,
             **self._merge_frames(other),
         )
 
@@ -192,7 +207,13 @@ class Conditioning:
                     parts.append(like.new_zeros(n, *like.shape[1:]))
                     flags.append(torch.zeros(n, dtype=torch.bool, device=like.device))
             vectors[name], present[name] = torch.cat(parts), torch.cat(flags)
-        return Conditioning(context, mask, vectors, present, **Conditioning._cat_frames(items))
+        controls = [it.control for it in items]
+        if any(c is None for c in controls) and any(c is not None for c in controls):
+            raise InputError("cannot batch conditionings with and without structure maps")
+        control = torch.cat(controls) if controls and controls[0] is not None else None
+        return Conditioning(
+            context, mask, vectors, present, control=control, **Conditioning._cat_frames(items)
+        )
 
     @staticmethod
     def _rows(item: Conditioning, items: Sequence[Conditioning]) -> int:

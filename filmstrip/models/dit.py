@@ -22,6 +22,7 @@ identity; training opens them as they become useful. Conditions arrive as one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -251,6 +252,7 @@ class VideoDiT(nn.Module):
         times: torch.Tensor | None = None,
         cache: KVCache | None = None,
         write: bool = False,
+        branch: Callable[..., list[torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """z: (B, C, T, H, W) noisy latents; t: noise level per latent frame (B, T), or (B,)
         for one level for all; cond: text tokens and per-frame vectors (None: unconditional).
@@ -259,13 +261,18 @@ class VideoDiT(nn.Module):
         keyframe appended after the clip takes the position of the moment it shows.
         cache: a causal model's `KVCache`: z is the next chunk, attending to the cached frames
         (which set its time positions); write: append this chunk's keys and values to it.
-        Returns a (B, C, T, H, W) prediction."""
+        branch: a side branch (a ControlNet), called once with what every block reads
+        (tokens (B, T', S, D), conditioning (B, T', D), rotations, text, text mask, attention
+        mask); the residuals (B, T', S, D) it returns are added to the outputs of the first
+        blocks, one each. Returns a (B, C, T, H, W) prediction."""
         cfg = self.cfg
         cond = cond if cond is not None else Conditioning()
         if cond.has_frames:
             raise InputError(
                 "clean-frame conditions enter through diffusion.frames.with_frames, not the model"
             )
+        if cond.control is not None:
+            raise InputError("structure maps need a ControlNet (models/controlnet.py); this DiT has none")
         context, context_mask = cond.context, cond.context_mask
         b, c, frames = z_bcthw.shape[:3]
         if c != cfg.in_channels:
@@ -319,8 +326,11 @@ class VideoDiT(nn.Module):
             mask = block_causal_mask(grid[0], grid[1] * grid[2], past, z_bcthw.device)
         if cache is not None:
             cache.begin((grid[1], grid[2]), write, z_bcthw.device, double)
+        residuals = branch(x, c_btd, rot, context, context_mask, mask) if branch is not None else []
         for i, block in enumerate(self.blocks):
             x = block(x, c_btd, rot, context, context_mask, mask, (cache, i) if cache is not None else None)
+            if i < len(residuals):
+                x = x + residuals[i]
         if cache is not None:
             cache.end(grid[0])
         out = self.final(x, c_btd)  # (B, T', S, C*pt*ph*pw)

@@ -33,7 +33,14 @@ from filmstrip.pipelines.denoise import (  # noqa: F401 (Pipeline and load_pipel
     make_schedule,
     place_frames,
 )
-from filmstrip.pipelines.prepare import check_prompts, prepare_text, stack_levels
+from filmstrip.pipelines.prepare import (
+    check_prompts,
+    everywhere,
+    prepare_control,
+    prepare_motion,
+    prepare_text,
+    stack_levels,
+)
 
 KEYFRAME_IMAGE_SCALE = 6.0
 
@@ -57,6 +64,9 @@ class GenerateConfig:
     # frame at one noise level. Only for models trained with per-frame noise levels. None: the
     # model's own default (denoise.default_lag: 1 for a causal model, else 0).
     lag: float | None = None
+    # Motion strength in [0, 1] for a model trained with a motion condition (a share of
+    # data/motion.FULL_SPEED); None: the model's own choice, as trained without it.
+    motion: float | None = None
 
     def __post_init__(self):
         for name in ("text_scale", "image_scale"):
@@ -68,12 +78,18 @@ class GenerateConfig:
             raise InputError(f"cannot sample in {self.steps} steps: use at least 1")
         if self.lag is not None and (not math.isfinite(self.lag) or self.lag < 0):
             raise InputError(f"the pyramid lag is a share of the run, at least 0; got {self.lag}")
+        if self.motion is not None and not (math.isfinite(self.motion) and 0 <= self.motion <= 1):
+            raise InputError(f"motion strength is in [0, 1] (0 still, 1 fastest), got {self.motion}")
 
 
 def check_request(pipe: Pipeline, prompts: Sequence[str], cfg: GenerateConfig) -> None:
     """Refuse a request before any work: an empty prompt or a size the model cannot make."""
     check_prompts(prompts)
     latent_shape(pipe, len(prompts), cfg.frames, cfg.height, cfg.width)
+    if cfg.motion is not None and "motion" not in dict(pipe.dit.cfg.vectors):
+        raise InputError(
+            "this model was not trained with a motion condition; drop --motion or use one that was"
+        )
 
 
 def image_scale(cfg: GenerateConfig, plan: FramePlan) -> float:
@@ -91,15 +107,23 @@ def generate(
     negative: str = "",
     conditions: Sequence[Condition] | Sequence[Sequence[Condition]] = (),
     progress: bool = False,
+    control: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Videos (B, 3, frames, height, width) in [-1, 1] for B prompts, each showing the frames
     that `conditions` give (pipelines/conditions.py) where they give them: one list for all
-    prompts, or one list per prompt (the same frames, different images)."""
-    check_prompts(prompts)
+    prompts, or one list per prompt (the same frames, different images). control: structure
+    maps (1 or B, C, frames, height, width) in [0, 1] for a DiT with a ControlNet
+    (models/controlnet.ControlledDiT)."""
+    check_request(pipe, prompts, cfg)
     shape = latent_shape(pipe, len(prompts), cfg.frames, cfg.height, cfg.width)
     x = initial_noise(shape, cfg.seed, pipe.device)
     sched = make_schedule(pipe, shape, cfg.steps, cfg.lag)
     text = prepare_text(pipe.text, prompts, negative)
+    if cfg.motion is not None:
+        text = everywhere(text, prepare_motion(cfg.motion, len(prompts), shape[2], pipe.device))
+    if control is not None:
+        maps = prepare_control(control, len(prompts), cfg.frames, cfg.height, cfg.width, pipe.device)
+        text = everywhere(text, maps)
     if not conditions:
         z = denoise(pipe.denoiser, x, sched, stack_levels([text]), [cfg.text_scale], cfg.solver, progress)
         return decode(pipe, z, cfg.frames)

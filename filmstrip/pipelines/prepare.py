@@ -7,6 +7,7 @@ A new kind of conditioning is a new prepare function here (and, for clean frames
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -47,6 +48,37 @@ def prepare_vector(name: str, values_btk: torch.Tensor) -> Pair:
         Conditioning(vectors={name: values_btk}, present={name: absent}),
         Conditioning(vectors={name: values_btk}),
     )
+
+
+def prepare_motion(strength: float, batch: int, latent_frames: int, device) -> Conditioning:
+    """A motion strength (a share of data/motion.FULL_SPEED) on every latent frame, as the
+    `motion` vector a motion-conditioned model trained on. It goes into every guidance level
+    (see `everywhere`): guidance then pushes text and frames at the speed asked for."""
+    if not (math.isfinite(strength) and 0.0 <= strength <= 1.0):
+        raise InputError(f"motion strength is in [0, 1], got {strength}")
+    return Conditioning(vectors={"motion": torch.full((batch, latent_frames, 1), strength, device=device)})
+
+
+def prepare_control(
+    maps_bcthw: torch.Tensor, batch: int, frames: int, height: int, width: int, device
+) -> Conditioning:
+    """Structure maps (1 or B, C, frames, height, width) in [0, 1] for a ControlNet, given at
+    every guidance level (see `everywhere`), one set for the whole batch or one per video."""
+    if maps_bcthw.ndim != 5 or maps_bcthw.shape[0] not in (1, batch):
+        raise InputError(f"structure maps are (1 or {batch}, C, T, H, W), got {tuple(maps_bcthw.shape)}")
+    if tuple(maps_bcthw.shape[2:]) != (frames, height, width):
+        raise InputError(
+            f"structure maps of {tuple(maps_bcthw.shape[2:])} (frames, height, width) for a video of "
+            f"{(frames, height, width)}: give one map per frame at the video's size"
+        )
+    if not torch.isfinite(maps_bcthw).all() or maps_bcthw.min() < 0 or maps_bcthw.max() > 1:
+        raise InputError("structure maps hold values outside [0, 1]")
+    return Conditioning(control=maps_bcthw.expand(batch, *maps_bcthw.shape[1:]).float().to(device))
+
+
+def everywhere(pair: Pair, cond: Conditioning) -> Pair:
+    """A pair with `cond` added to both its null and its real side."""
+    return pair[0].merge(cond), pair[1].merge(cond)
 
 
 def stack_levels(pairs: Sequence[Pair]) -> list[Conditioning]:

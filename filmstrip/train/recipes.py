@@ -28,7 +28,9 @@ from filmstrip.data.shapes import DEFAULT_HELD_OUT
 from filmstrip.diffusion.flow import FlowConfig
 from filmstrip.diffusion.spec import ModelSpec
 from filmstrip.errors import InputError
+from filmstrip.models.controlnet import ControlNetConfig
 from filmstrip.models.dit import DiTConfig, VideoDiT
+from filmstrip.models.lora import LoRAConfig
 from filmstrip.models.vae import VAEConfig, VideoVAE, load_vae
 from filmstrip.models.vae import preset as vae_preset
 from filmstrip.pipelines.generate import GenerateConfig
@@ -53,6 +55,7 @@ class ClipData:
     held_out: tuple[str, ...] = tuple(",".join(c) for c in DEFAULT_HELD_OUT)
     start_words: float = 0.0  # shapes only: chance that a caption says where an object starts
     objects: str = "1-3"  # shapes only: objects per clip, N or MIN-MAX
+    speed: str = ""  # shapes only: MIN-MAX object speed in frame widths per second [0.1-0.25]
 
     def __post_init__(self):
         for name, low in (("clips", 1), ("frames", 1), ("size", 16)):
@@ -78,6 +81,40 @@ class T2VRecipe:
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             steps=9000, batch_size=32, lr=3e-4, warmup=300, num_workers=0, sample_every=1000
+        )
+    )
+
+
+@dataclass(frozen=True)
+class LoRARecipe:
+    """A LoRA on a trained text-to-video DiT: a new concept from a few dozen captioned clips."""
+
+    run: str = ""
+    data: ClipData = field(default_factory=lambda: ClipData(clips=64))
+    base: str | None = None  # the DiT to adapt [the bundled text-to-video model]
+    cache: str | None = None  # latent cache folder [RUN/latents]
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    task: T2VConfig = field(default_factory=lambda: T2VConfig(frame_noise=0.5))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=600, batch_size=16, lr=1e-3, warmup=50, num_workers=0, sample_every=0, ema_decay=0.99
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ControlRecipe:
+    """A ControlNet on a trained text-to-video DiT, taught object masks of `shapes` clips."""
+
+    run: str = ""
+    data: ClipData = field(default_factory=lambda: ClipData(clips=8192))
+    base: str | None = None  # the DiT to control [the bundled text-to-video model]
+    cache: str | None = None  # latent cache folder [RUN/latents]; a built `shapes` cache serves
+    controlnet: ControlNetConfig = field(default_factory=ControlNetConfig)
+    task: T2VConfig = field(default_factory=lambda: T2VConfig(frame_noise=0.5))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=3000, batch_size=32, lr=2e-4, warmup=100, num_workers=1, sample_every=0
         )
     )
 
@@ -114,6 +151,20 @@ def parse_held_out(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
             raise InputError(f"a held-out combination is 'colour,shape,direction' (* for any), got {v!r}")
         combos.append(parts)
     return tuple(combos)
+
+
+def parse_speed(value: str) -> tuple[float, float] | None:
+    """'0.02-0.5' -> (0.02, 0.5); '' -> None (the dataset's default)."""
+    if not value:
+        return None
+    try:
+        low, _, high = value.partition("-")
+        bounds = float(low), float(high or low)
+    except ValueError:
+        raise InputError(f"speed is MIN-MAX in frame widths per second, got {value!r}") from None
+    if not (math.isfinite(bounds[1]) and 0 <= bounds[0] <= bounds[1]):
+        raise InputError(f"speed needs 0 <= MIN <= MAX, got {value!r}")
+    return bounds
 
 
 def parse_objects(value: str) -> tuple[int, int]:
@@ -160,8 +211,9 @@ def t2v_dataset(data: ClipData, seed: int) -> tuple[Dataset, str]:
     """The clips to encode, and a description recorded with the cache and the model."""
     combos = parse_held_out(data.held_out) if data.source == "shapes" else ()
     objects = parse_objects(data.objects)
-    if data.source != "shapes" and objects != (1, 3):
-        raise InputError("objects applies to shapes only")
+    speed = parse_speed(data.speed)
+    if data.source != "shapes" and (objects != (1, 3) or speed):
+        raise InputError("objects and speed apply to shapes only")
     if data.source == "shapes":
         dataset = ShapesDataset(
             ShapesConfig(
@@ -175,6 +227,7 @@ def t2v_dataset(data: ClipData, seed: int) -> tuple[Dataset, str]:
                 start_words=data.start_words,
                 min_objects=objects[0],
                 max_objects=objects[1],
+                **({"speed": speed} if speed else {}),
             )
         )
     else:
@@ -192,6 +245,8 @@ def t2v_dataset(data: ClipData, seed: int) -> tuple[Dataset, str]:
         description += f" start_words={data.start_words}"
     if objects != (1, 3):
         description += f" objects={objects[0]}-{objects[1]}"
+    if speed:
+        description += f" speed={speed[0]:g}-{speed[1]:g}"
     return dataset, description
 
 
@@ -227,6 +282,7 @@ def t2v_model_config(recipe: T2VRecipe, vae: VideoVAE) -> tuple[DiTConfig, dict 
             place_embedding=base.place_embedding or dit.place_embedding,
             text_refiner=max(base.text_refiner, dit.text_refiner),
             causal=causal,
+            vectors=base.vectors + tuple(v for v in dit.vectors if v[0] not in dict(base.vectors)),
         ),
         state,
     )
@@ -295,13 +351,102 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
         data_name=f"{description}, {len(latents)} clips",
     )
     if init_state is not None:
-        # Newly added frame / place embeddings and text refiner layers start as no-ops.
-        load_init(task.model, init_state, recipe.init, ("frame_embed.", "place_embed.", "text_refiner."))
+        # Newly added frame / place embeddings, text refiner layers and conditions start as no-ops.
+        load_init(
+            task.model,
+            init_state,
+            recipe.init,
+            ("frame_embed.", "place_embed.", "text_refiner.", "vector_embed."),
+        )
     # 4. Train (an existing run folder resumes).
     what = f"DiT {recipe.init or 'from scratch'}"
     return fit_recipe(
         recipe, task, latents, collate_latents, log, what, f"{len(latents)} cached clips in {cache}"
     )
+
+
+def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
+    """Encode the clips (once, resumable) and train a LoRA on the base DiT; returns
+    RUN/lora.safetensors."""
+    from filmstrip.pipelines.denoise import load_pipeline
+    from filmstrip.train.lora_task import LoRATask
+
+    if not recipe.run:
+        raise InputError("a training run needs a run folder (run = ...)")
+    run, train_cfg = Path(recipe.run), recipe.train
+    device = default_device(init_distributed())
+    pipe = load_pipeline(recipe.base, device)  # the base DiT, its VAE, spec and text encoder
+    if pipe.text is None:
+        raise InputError(
+            f"{resolve(recipe.base, 't2v')}: a LoRA teaches a text-to-video model; this one reads no text"
+        )
+    dataset, description = t2v_dataset(recipe.data, train_cfg.seed)
+    cache = build_latent_cache(
+        dataset,
+        pipe.vae,
+        pipe.text,
+        Path(recipe.cache) if recipe.cache else run / "latents",
+        num_clips=recipe.data.clips,
+        description=description,
+        workers=train_cfg.num_workers,
+        frame_stride=recipe.task.keyframe_stride if recipe.task.keyframes else 0,
+    )
+    latents = LatentDataset(cache)
+    null, _ = pipe.text.encode([""])
+    torch.manual_seed(train_cfg.seed)  # the adapters' random A matrices
+    task = LoRATask(
+        pipe.dit.train(),
+        pipe.spec,
+        recipe.task,
+        recipe.lora,
+        null[0],
+        data_name=f"{description}, {len(latents)} clips",
+        base_name=str(resolve(recipe.base, "t2v")),
+    )
+    trainable = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
+    detail = (
+        f"{trainable / 1e6:.3f}M trainable (rank {recipe.lora.rank}); {len(latents)} cached clips in {cache}"
+    )
+    fit_recipe(recipe, task, latents, collate_latents, log, f"LoRA on {task.base_name}", detail)
+    return run / "lora.safetensors"
+
+
+def train_controlnet(recipe: ControlRecipe, log: Log = print) -> Path:
+    """Encode the clips (once, resumable) and train a ControlNet on the frozen base DiT, the
+    clips' object masks as its structure maps; returns RUN/model (the branch alone)."""
+    from filmstrip.data.structure import WithMasks
+    from filmstrip.pipelines.denoise import load_pipeline
+    from filmstrip.train.control_task import ControlTask
+
+    if not recipe.run:
+        raise InputError("a training run needs a run folder (run = ...)")
+    if recipe.data.source != "shapes":
+        raise InputError("a ControlNet trains on `shapes` object masks (data.source = shapes)")
+    run, train_cfg = Path(recipe.run), recipe.train
+    device = default_device(init_distributed())
+    pipe = load_pipeline(recipe.base, device)
+    if pipe.text is None:
+        raise InputError(f"{resolve(recipe.base, 't2v')}: a ControlNet here steers a text-to-video model")
+    dataset, description = t2v_dataset(recipe.data, train_cfg.seed)
+    cache = build_latent_cache(
+        dataset, pipe.vae, pipe.text, Path(recipe.cache) if recipe.cache else run / "latents",
+        num_clips=recipe.data.clips, description=description, workers=train_cfg.num_workers,
+        frame_stride=recipe.task.keyframe_stride if recipe.task.keyframes else 0,
+    )  # fmt: skip
+    clips = WithMasks(LatentDataset(cache), recipe.data.size)
+    null, _ = pipe.text.encode([""])
+    cfg = replace(
+        recipe.controlnet,
+        temporal_factor=pipe.vae.cfg.temporal_factor,
+        spatial_factor=pipe.vae.cfg.spatial_factor,
+    )
+    torch.manual_seed(train_cfg.seed)
+    base_name = str(resolve(recipe.base, "t2v"))
+    task = ControlTask(pipe.dit.train(), pipe.spec, recipe.task, cfg, null[0], description, base_name)
+    trainable = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
+    detail = f"{trainable / 1e6:.2f}M trainable (depth {cfg.depth}); {len(clips)} cached clips in {cache}"
+    fit_recipe(recipe, task, clips, collate_latents, log, f"ControlNet on {base_name}", detail)
+    return run / "model"
 
 
 # ---- autoencoders ----------------------------------------------------------------------

@@ -18,6 +18,9 @@ Per step (on cached latents, see data/latents.py):
    with nothing given keep it a text-to-video model (and are the null of image guidance).
    A causal model can also be given its own rollout as the prefix (`rollout`, Self-Forcing's
    idea with the flow loss): see `_own_rollout`.
+   A model with a `motion` condition (DiTConfig.vectors) reads each clip's per-frame speed,
+   averaged over each latent frame's pixel frames, as a share of `FULL_SPEED`; it is dropped
+   for a `motion_dropout` share of the clips, so the model also runs without it.
 6. Loss: MSE between predicted and true velocity over the frames not given, averaged per clip
    and then over the batch; logged per noise-level bin and per group (image, video, key).
    Optionally (`motion`), plus the MSE of the frame-to-frame changes of the predicted clean
@@ -33,6 +36,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from filmstrip.data.motion import FULL_SPEED
 from filmstrip.diffusion.flow import add_noise, loss_by_bin, per_frame_loss, sample_t, velocity_target
 from filmstrip.diffusion.forcing import RolloutConfig, commit, rollout
 from filmstrip.diffusion.frames import with_frames
@@ -87,6 +91,8 @@ class T2VConfig:
     # give it, and to steer back from its own errors.
     rollout: float = 0.0
     rollout_steps: int = 4
+    # Share of the clips whose motion condition (if the model has one) is withheld.
+    motion_dropout: float = 0.1
 
     def __post_init__(self):
         shares = (
@@ -98,6 +104,7 @@ class T2VConfig:
             "keyframes",
             "last_frame",
             "rollout",
+            "motion_dropout",
         )
         for name in shares:
             value = getattr(self, name)
@@ -111,6 +118,16 @@ class T2VConfig:
             raise InputError(
                 f"task.first_frame + task.prefix is at most 1, got {self.first_frame + self.prefix}"
             )
+
+
+def latent_frame_mean(values_bt: torch.Tensor, latent_frames: int) -> torch.Tensor:
+    """(B, T) per pixel frame -> (B, T') per latent frame of a causal VAE: frame 0 alone,
+    then the mean of each group of (T - 1) / (T' - 1) frames."""
+    if latent_frames == 1:
+        return values_bt[:, :1]
+    group = (values_bt.shape[1] - 1) // (latent_frames - 1)
+    rest = rearrange(values_bt[:, 1 : 1 + group * (latent_frames - 1)], "b (t k) -> b t k", k=group)
+    return torch.cat([values_bt[:, :1], rest.mean(dim=2)], dim=1)
 
 
 class T2VTask:
@@ -193,6 +210,10 @@ class T2VTask:
                 zg, clean = self._own_rollout(zg, clean, text[rows], mask[rows], g)
             t_bt = t_bt.masked_fill(clean, 0.0)
             cond = Conditioning(text[rows], mask[rows])
+            if "motion" in self.model.vector_embed:
+                cond = self._with_motion(cond, batch, rows, zg.shape[2], g)
+            if "control" in batch:  # structure maps, for a ControlNet; an image reads frame 0's
+                cond.control = batch["control"][rows, :, : 1 if name == "image" else None].to(device)
             if name == "key":
                 cond = self._with_keyframes(cond, batch, rows, g)
             noise = torch.randn(zg.shape, generator=g, device=g.device).to(device)
@@ -258,6 +279,26 @@ class T2VTask:
         clean[rows] = torch.arange(frames, device=clean.device) < p
         return z, clean
 
+    def _with_motion(
+        self, cond: Conditioning, batch: dict, rows: slice, frames: int, g: torch.Generator
+    ) -> Conditioning:
+        """The clips' speeds per latent frame as the `motion` vector, withheld for a
+        `motion_dropout` share of them."""
+        if "motion" not in batch:
+            raise TrainingError(
+                "this model takes a motion condition, but the latent cache has no per-frame motion; "
+                "build the cache again in a new folder (--cache)"
+            )
+        device = cond.context.device
+        speed = latent_frame_mean(batch["motion"][rows].to(device), frames)  # (n, T')
+        kept = torch.rand(speed.shape[0], generator=g, device=g.device) >= self.cfg.motion_dropout
+        return Conditioning(
+            cond.context,
+            cond.context_mask,
+            {"motion": (speed / FULL_SPEED)[..., None]},
+            {"motion": kept.to(device)},
+        )
+
     def _with_keyframes(
         self, cond: Conditioning, batch: dict, rows: slice, g: torch.Generator
     ) -> Conditioning:
@@ -271,7 +312,15 @@ class T2VTask:
         picks = picks.unique().cpu()  # sorted
         device = next(self.model.parameters()).device
         keys = self.spec.normalize(rearrange(frames[:, picks].to(device), "b k c h w -> b c k h w"))
-        return Conditioning(cond.context, cond.context_mask, keyframes=keys, key_times=times[picks])
+        return Conditioning(
+            cond.context,
+            cond.context_mask,
+            cond.vectors,
+            cond.present,
+            keyframes=keys,
+            key_times=times[picks],
+            control=cond.control,
+        )
 
     def sample(self, model: nn.Module, out_dir: Path, step: int) -> None:
         """A captioned grid of the preview prompts, drawn by the model being trained."""

@@ -156,7 +156,8 @@ class Task(Protocol):
     def sample(self, model: nn.Module, out_dir: Path, step: int) -> None: ...
 
     def export(self, model: nn.Module) -> tuple[dict, dict]:
-        """(config dict, meta dict) to store with the exported EMA weights."""
+        """(config dict, meta dict) to store with the exported EMA weights. A task may instead
+        define `export_to(model, run_dir, step) -> Path` and write what it exports itself."""
         ...
 
     def state_tensors(self) -> dict[str, torch.Tensor]: ...
@@ -484,6 +485,9 @@ class Trainer:
         return final
 
     def export(self) -> Path:
+        # A task that keeps only part of its model (a LoRA's adapter) writes it itself.
+        if hasattr(self.task, "export_to"):
+            return self.task.export_to(self.ema.model, self.run_dir, self.step)
         config, meta = self.task.export(self.ema.model)
         return save_model(
             self.run_dir / "model", self.task.kind, config, self.ema.state_dict(), {**meta, "step": self.step}

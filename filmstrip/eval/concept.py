@@ -1,0 +1,75 @@
+"""Has a model learned a new shape? The `shapes` adherence check on scenes that hold it.
+
+A LoRA is taught a shape the base model never saw (a star: `shapes.EXTRA_SHAPES`) from a few
+dozen clips. This draws fresh scenes (a seed no training clip came from) in which at least
+one object is that shape, generates each caption and scores the video with the evaluator
+that also looks for the new shape (adherence.AdherenceConfig.shapes). The objects of the
+new shape are scored on their own too: is a star drawn where the prompt asks for one, in
+its colour, moving its way?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from tqdm import tqdm
+
+from filmstrip.data.shapes import SHAPES, ShapesConfig, caption, ground_truth, sample_scene
+from filmstrip.errors import InputError
+from filmstrip.eval.adherence import AdherenceConfig, score
+from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
+
+
+@dataclass(frozen=True)
+class ConceptConfig:
+    shape: str = "star"
+    num_prompts: int = 50
+    samples: int = 1  # videos per prompt, each from its own noise
+    sizes: tuple[str, ...] = ("large",)  # as the concept was taught (see ShapesConfig.sizes)
+    scene_seed: int = 4242  # fresh scenes: not a seed `data export` or training used
+    frames: int = 17
+    size: int = 64
+    fps: float = 8.0
+
+
+def concept_prompts(cfg: ConceptConfig) -> list[tuple[str, dict]]:
+    """(caption, truth) of `num_prompts` fresh scenes, each with an object of `cfg.shape`."""
+    shapes = ShapesConfig(
+        num_frames=cfg.frames, height=cfg.size, width=cfg.size, fps=cfg.fps, seed=cfg.scene_seed,
+        shapes=tuple(dict.fromkeys((*SHAPES, cfg.shape))), sizes=cfg.sizes,
+    )  # fmt: skip
+    out, i = [], 0
+    while len(out) < cfg.num_prompts:
+        scene = sample_scene(np.random.default_rng([shapes.seed, i]), shapes)
+        i += 1
+        if any(o.shape == cfg.shape for o in scene.objects):
+            out.append((caption(scene, shapes), ground_truth(scene, shapes)))
+    return out
+
+
+def run_concept(pipe: Pipeline, cfg: ConceptConfig, gen: GenerateConfig, batch_size: int = 10) -> dict:
+    """{"prompt": mean whole-prompt scores, "concept": mean scores of the new-shape objects
+    alone (colour, shape, direction), "rows": one per video}."""
+    if cfg.samples < 1:
+        raise InputError(f"samples must be >= 1, got {cfg.samples}")
+    judge = AdherenceConfig(shapes=tuple(dict.fromkeys((*SHAPES, cfg.shape))))
+    jobs = [(j, text, truth) for j in range(cfg.samples) for text, truth in concept_prompts(cfg)]
+    rows = []
+    for start in tqdm(range(0, len(jobs), batch_size), desc=f"concept {cfg.shape}", unit="batch"):
+        chunk = jobs[start : start + batch_size]
+        videos = generate(pipe, [c[1] for c in chunk], replace(gen, seed=gen.seed + start))
+        for (sample, text, truth), video in zip(chunk, videos, strict=True):
+            new = [o for o in truth["objects"] if o["shape"] == cfg.shape]
+            alone = score(video, {**truth, "objects": new}, cfg=judge)
+            rows.append({
+                "prompt": text, "sample": sample, **score(video, truth, cfg=judge),
+                "concept": {k: alone[k] for k in ("colour", "shape", "direction")},
+            })  # fmt: skip
+    mean = lambda key, part=None: float(np.mean([(r[part] if part else r)[key] for r in rows]))  # noqa: E731
+    metrics = ("colour", "shape", "direction", "count", "consistency")
+    return {
+        "prompt": {k: mean(k) for k in metrics},
+        "concept": {k: mean(k, "concept") for k in ("colour", "shape", "direction")},
+        "rows": rows,
+    }

@@ -1,0 +1,173 @@
+"""ControlNet (models/controlnet.py): an exact no-op when new and at scale 0, a branch that
+reads the maps once opened, structure maps that match the pixels, training that touches
+only the branch, and clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from filmstrip.cli import main
+from filmstrip.data import ShapesConfig, ShapesDataset
+from filmstrip.data.shapes import truth_masks
+from filmstrip.data.structure import edge_maps
+from filmstrip.errors import InputError
+from filmstrip.eval.structure import mask_iou
+from filmstrip.io import write_video
+from filmstrip.models.conditioning import Conditioning
+from filmstrip.models.controlnet import (
+    ControlledDiT,
+    ControlNet,
+    ControlNetConfig,
+    load_controlnet,
+    save_controlnet,
+)
+from filmstrip.models.dit import VideoDiT
+from filmstrip.models.dit import preset as dit_preset
+from filmstrip.pipelines.generate import GenerateConfig, generate, load_pipeline
+
+
+def tiny_dit(seed=0, **overrides) -> VideoDiT:
+    torch.manual_seed(seed)
+    model = VideoDiT(dit_preset("tiny", **{"in_channels": 4, "context_dim": 32, **overrides})).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+def inputs(maps_frames=9, seed=1):
+    """Latents of a 9-frame 32 x 32 clip (3 latent frames of 4 x 4) and maps of its frames."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(2, 4, 3, 4, 4, generator=g, dtype=torch.float64)
+    t = torch.rand(2, 3, generator=g, dtype=torch.float64)
+    text = torch.randn(2, 5, 32, generator=g, dtype=torch.float64)
+    maps = torch.rand(2, 1, maps_frames, 32, 32, generator=g, dtype=torch.float64)
+    return z, t, Conditioning(text, torch.ones(2, 5, dtype=torch.bool)), maps
+
+
+def opened(net: ControlNet) -> ControlNet:
+    with torch.no_grad():
+        for layer in (net.hint, *net.outs):
+            layer.weight.normal_(0, 0.1)
+    return net
+
+
+def test_a_new_controlnet_is_an_exact_no_op_and_scale_zero_is_the_base():
+    dit = tiny_dit()
+    z, t, cond, maps = inputs()
+    base = dit(z, t, cond)
+    net = ControlNet.from_dit(dit, ControlNetConfig(depth=2))
+    with_maps = Conditioning(cond.context, cond.context_mask, control=maps)
+    assert torch.equal(ControlledDiT(dit, net)(z, t, with_maps), base)
+    opened(net)
+    steered = ControlledDiT(dit, net)(z, t, with_maps)
+    assert not torch.allclose(steered, base)
+    assert torch.equal(ControlledDiT(dit, net, scale=0.0)(z, t, with_maps), base)
+    # Other maps, another output: the branch reads them.
+    other = Conditioning(cond.context, cond.context_mask, control=1 - maps)
+    assert not torch.allclose(ControlledDiT(dit, net)(z, t, other), steered)
+    # Without maps the wrapper is the DiT; a DiT alone refuses maps.
+    assert torch.equal(ControlledDiT(dit, net)(z, t, cond), base)
+    with pytest.raises(InputError, match="need a ControlNet"):
+        dit(z, t, with_maps)
+
+
+def test_the_branch_starts_as_the_dits_first_blocks_and_checks_its_maps():
+    dit = tiny_dit()
+    net = ControlNet.from_dit(dit, ControlNetConfig(depth=2))
+    for mine, theirs in zip(net.blocks, dit.blocks, strict=True):
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(mine.state_dict().values(), theirs.state_dict().values(), strict=True)
+        )
+    z, t, cond, _ = inputs()
+    net = opened(net)
+    for bad, message in (
+        (torch.rand(2, 1, 8, 32, 32), "1 \\+ 4 n frames"),
+        (torch.rand(2, 1, 9, 16, 16), "size"),
+    ):
+        with pytest.raises(InputError, match=message):
+            ControlledDiT(dit, net)(z, t, Conditioning(cond.context, cond.context_mask, control=bad.double()))
+    with pytest.raises(InputError, match="depth 3 on a DiT of depth 2"):
+        ControlNet(dit.cfg, ControlNetConfig(depth=3))
+
+
+def test_object_masks_match_the_rendered_pixels_and_edges_find_outlines():
+    ds = ShapesDataset(ShapesConfig(num_frames=9, num_clips=8, seed=4))
+    ious = [mask_iou(ds[i]["video"], truth_masks(ds[i]["truth"], 64, 64)) for i in range(8)]
+    assert min(ious) > 0.85, ious  # anti-aliased edges are the only disagreement
+    one = ShapesDataset(ShapesConfig(num_frames=9, num_clips=1, max_objects=1, background="plain"))[0]
+    masks = truth_masks(one["truth"], 64, 64)
+    assert masks.shape == (9, 64, 64) and masks.min() >= 0 and masks.max() == 1
+    edges = edge_maps(one["video"])
+    assert edges.shape == (1, 9, 64, 64) and set(edges.unique().tolist()) <= {0.0, 1.0}
+    inside = masks > 0.99
+    interior = (
+        inside
+        & np.roll(inside, 2, 1)
+        & np.roll(inside, -2, 1)
+        & np.roll(inside, 2, 2)
+        & np.roll(inside, -2, 2)
+    )
+    assert not edges[0].numpy()[interior].any()  # no edge deep inside the object
+    assert edges[0].numpy()[(masks > 0.01) & ~interior].mean() > 0.2  # but round its outline
+
+
+def test_save_load_and_another_model_shape(tmp_path):
+    dit = tiny_dit()
+    net = opened(ControlNet.from_dit(dit, ControlNetConfig(depth=1)))
+    save_controlnet(tmp_path / "cn", net)
+    back = load_controlnet(tmp_path / "cn", dit)
+    for key, value in net.state_dict().items():
+        assert torch.equal(value.float(), back.state_dict()[key]), key
+    with pytest.raises(InputError, match="another model shape"):
+        load_controlnet(tmp_path / "cn", tiny_dit(width=64))
+
+
+def test_train_controlnet_touches_only_the_branch_and_generate_uses_it(tiny_bundle, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "controlnet", "--base", str(tiny_bundle), "--run", str(run), "--clips", "4"]
+    args += ["--frames", "5", "--size", "32", "--depth", "1", "--batch-size", "4", "--steps", "40"]
+    args += [
+        "--lr",
+        "3e-3",
+        "--warmup",
+        "0",
+        "--workers",
+        "0",
+        "--ckpt-every",
+        "0",
+        "--set",
+        "train.log_every=1",
+    ]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    losses = [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert sum(losses[-8:]) < sum(losses[:8]), losses
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["kind"] == "controlnet" and config["config"]["controlnet"]["depth"] == 1
+
+    pipe = load_pipeline(tiny_bundle)
+    gen = GenerateConfig(frames=5, height=32, width=32, steps=2)
+    ds = ShapesDataset(ShapesConfig(num_frames=5, height=32, width=32, num_clips=1, seed=7))
+    maps = torch.from_numpy(truth_masks(ds[0]["truth"], 32, 32))[None, None]
+    base = generate(pipe, [ds[0]["caption"]], gen)
+    from filmstrip.cli.generate import with_controlnet
+
+    off = with_controlnet(pipe, run / "model", 0.0)
+    torch.testing.assert_close(generate(off, [ds[0]["caption"]], gen, control=maps), base, rtol=0, atol=1e-6)
+    on = with_controlnet(pipe, run / "model", 1.0)
+    assert not torch.allclose(generate(on, [ds[0]["caption"]], gen, control=maps), base, atol=1e-4)
+    with pytest.raises(InputError, match="frames, height, width"):
+        generate(on, [ds[0]["caption"]], gen, control=maps[:, :, :3])
+    with pytest.raises(InputError, match=r"outside \[0, 1\]"):
+        generate(on, [ds[0]["caption"]], gen, control=maps * 3)
+    # The CLI reads the maps from a video.
+    write_video(tmp_path / "maps.mp4", (maps[0].repeat(3, 1, 1, 1) * 255).round().byte(), fps=8)
+    cli = ["generate", "a red circle", "--checkpoint", str(tiny_bundle), "--frames", "5", "--size", "32"]
+    cli += ["--steps", "2", "--control", str(tmp_path / "maps.mp4"), "--control-net", str(run / "model")]
+    out = CliRunner().invoke(main, [*cli, "-o", str(tmp_path / "out.mp4")])
+    assert out.exit_code == 0, out.output

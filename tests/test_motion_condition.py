@@ -16,6 +16,7 @@ from filmstrip.data.flow import frame_speeds
 from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents
 from filmstrip.data.motion import FULL_SPEED, track_speeds
 from filmstrip.data.shapes import scene_speeds
+from filmstrip.diffusion.frames import latent_frame_mean
 from filmstrip.diffusion.spec import ModelSpec
 from filmstrip.errors import InputError, TrainingError
 from filmstrip.eval.adherence import detect
@@ -25,7 +26,7 @@ from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.dit import VideoDiT
 from filmstrip.models.dit import preset as dit_preset
 from filmstrip.pipelines.generate import GenerateConfig, generate, load_pipeline
-from filmstrip.train.t2v_task import T2VConfig, T2VTask, latent_frame_mean
+from filmstrip.train.t2v_task import T2VConfig, T2VTask
 
 
 def pan(step_px: int, frames: int = 9, size: int = 64) -> np.ndarray:
@@ -137,14 +138,14 @@ def test_training_gives_each_clip_its_speed_per_latent_frame(text_encoder):
     }
     g = torch.Generator().manual_seed(0)
     seen = []
-    original = task._with_motion
+    original = task._with_vectors
 
     def spy(cond, batch_, rows, frames, gen):
         out = original(cond, batch_, rows, frames, gen)
         seen.append(out.vectors["motion"])
         return out
 
-    task._with_motion = spy
+    task._with_vectors = spy
     task.loss(task.model, batch, 0, g)
     assert seen[0].shape[1:] == (1, 1) and seen[1].shape[1:] == (3, 1)  # the image row, then video
     # Row 0 trains as an image; the video rows start at row 1, a fast clip.

@@ -176,3 +176,23 @@ def test_the_bundled_autoencoders_stages_are_recipes(name, stages, total):
     assert recipes[-1].loss.temporal == shipped["meta"]["loss"]["temporal"]
     upsampling = [r.time_upsample for r in recipes if r.time_upsample]
     assert (upsampling or [shipped["config"]["time_upsample"]])[-1] == shipped["config"]["time_upsample"]
+
+
+def test_the_control_recipes_chain_and_parse_as_their_runs():
+    from filmstrip.train.recipes import ControlRecipe, LoRARecipe
+
+    folder = RECIPES.parent / "control"
+    kinds = {"03_lora_star.toml": LoRARecipe, "04_controlnet.toml": ControlRecipe}
+    stages = {
+        f.name: from_dict(kinds.get(f.name, T2VRecipe), load_toml(f)) for f in sorted(folder.glob("*.toml"))
+    }
+    motion_cache, motion = stages["01a_motion_cache.toml"], stages["01_motion.toml"]
+    camera_cache, camera = stages["02a_camera_cache.toml"], stages["02_camera.toml"]
+    assert motion_cache.train.steps == camera_cache.train.steps == 0
+    assert motion.cache == motion_cache.cache and motion.data == motion_cache.data
+    assert motion.dit.vectors == (("motion", 1),) and motion.init == "filmstrip/weights/t2v"
+    assert camera.init == f"{motion.run}/model" and camera.dit.vectors == (("camera", 3),)
+    assert camera.cache == camera_cache.cache and camera.extra_caches == (motion.cache,)
+    assert camera.data == camera_cache.data and camera.train.seed == camera_cache.train.seed
+    assert stages["03_lora_star.toml"].data.source.startswith("folder:")
+    assert stages["04_controlnet.toml"].controlnet.depth == 3

@@ -212,6 +212,51 @@ def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path,
         click.echo(f"{level:>5}  {asked}  {row['speed']:8.3f}  {row['direction']:9.1%}  {row['objects']:7d}")
 
 
+@eval_group.command("camera")
+@T2V_CHECKPOINT
+@click.option("--prompts", default=10, show_default=True, help="Fresh prompts per camera path.")
+@click.option(
+    "--random-paths", default=10, show_default=True, help="Held-out random paths besides the presets."
+)
+@click.option("--steps", default=GenerateConfig.steps, show_default=True)
+@click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
+@click.option("--seed", default=GenerateConfig.seed, show_default=True)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
+)
+@PRECISION
+def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json_path, precision):
+    """Does --camera move the camera? The path read back from the background, per path."""
+    import json
+
+    import numpy as np
+
+    from filmstrip.eval.camera import CameraSuiteConfig, run_camera_suite
+    from filmstrip.pipelines.generate import load_pipeline
+
+    pipe = load_pipeline(checkpoint, precision=precision)
+    if "camera" not in dict(pipe.dit.cfg.vectors):
+        raise click.UsageError("this model was not trained with a camera condition")
+    cfg = CameraSuiteConfig(prompts_per_path=prompts, random_paths=random_paths)
+    result = run_camera_suite(pipe, cfg, GenerateConfig(steps=steps, text_scale=text_scale, seed=seed))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1))
+    click.echo(f"{prompts} prompts per path; errors per frame step, and at the last frame")
+    click.echo(f"{'path':<11} px/frame  scale/frame  final px  final scale  directions")
+    for name, m in result["paths"].items():
+        if not name.startswith("random"):
+            click.echo(
+                f"{name:<11} {m['px_per_frame']:8.3f}  {m['scale_per_frame']:11.4f}  {m['final_px']:8.2f}  {m['final_scale']:11.3f}  {m['direction']:9.1%}"
+            )
+    held = [m for name, m in result["paths"].items() if name.startswith("random")]
+    if held:
+        mean = {k: float(np.mean([m[k] for m in held])) for k in held[0]}
+        click.echo(
+            f"{'random (' + str(len(held)) + ')':<11} {mean['px_per_frame']:8.3f}  {mean['scale_per_frame']:11.4f}  {mean['final_px']:8.2f}  {mean['final_scale']:11.3f}  {mean['direction']:9.1%}"
+        )
+
+
 @eval_group.command("structure")
 @T2V_CHECKPOINT
 @click.option(

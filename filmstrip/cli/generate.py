@@ -103,6 +103,13 @@ def with_controlnet(pipe, path: Path, scale: float):
 )
 @LORA
 @click.option(
+    "--camera",
+    default=None,
+    metavar="PRESET|PATH.json",
+    help="Camera move for a model trained with a camera condition: pan-left, pan-right, pan-up, "
+    "pan-down, zoom-in, zoom-out, static, or a JSON list of per-frame {x, y, scale}.",
+)
+@click.option(
     "--control",
     "control_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -225,6 +232,7 @@ def generate(
     seed,
     motion,
     loras,
+    camera,
     control_path,
     controlnet_path,
     control_scale,
@@ -287,6 +295,10 @@ def generate(
         raise click.UsageError(
             "--control goes with text, --image or --keyframe, not with --video, --edit or --extend"
         )
+    if camera is not None and (video_path or edit_path or extend_path):
+        raise click.UsageError(
+            "--camera goes with text, --image or --keyframe, not with --video, --edit or --extend"
+        )
     if motion is not None and (video_path or edit_path):
         raise click.UsageError(
             "--motion sets the speed of a new video; --video and --edit keep the clip's own"
@@ -305,6 +317,7 @@ def generate(
         motion=motion,
     )
     check_output_path(output)  # before minutes of work, not after
+    path = _camera_path(camera, frames, fps) if camera is not None else None
     conditions = _frame_conditions(image_path, keyframes, image_strength, size)
     pipe = load_pipeline(checkpoint, precision=precision, compile=compile_)
     with_loras(pipe, loras)
@@ -316,8 +329,10 @@ def generate(
     if extend_path:
         clip = _read_clip(extend_path, None, size, fps)
         video = extend(pipe, clip, [prompt], cfg, context, negative=negative)
-    elif conditions or control is not None:
-        video = run(pipe, [prompt], cfg, negative=negative, conditions=conditions, control=control)
+    elif conditions or control is not None or path is not None:
+        video = run(
+            pipe, [prompt], cfg, negative=negative, conditions=conditions, control=control, camera=path
+        )
     elif video_path or edit_path:
         clip = _read_clip(video_path or edit_path, frames, size, fps)
         if video_path:
@@ -327,6 +342,13 @@ def generate(
     else:
         video = run(pipe, [prompt], cfg, negative=negative)
     click.echo(str(write_video(output, video[0], fps=fps)))
+
+
+def _camera_path(camera: str, frames: int, fps: float):
+    """--camera as a CameraPath: a preset's name, else a path.json file."""
+    from filmstrip.data.camera import PRESETS, preset_path, read_path
+
+    return preset_path(camera, frames, fps) if camera in PRESETS else read_path(camera, frames)
 
 
 def _frame_conditions(

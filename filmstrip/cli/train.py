@@ -77,11 +77,17 @@ def _preset_layer(name: str) -> dict:
         Opt(("--objects",), "data.objects", "Objects per clip, N or MIN-MAX (shapes only)."),
         Opt(("--speed",), "data.speed", "Object speed MIN-MAX in frame widths per second (shapes only)."),
         Opt(
-            ("--motion-condition",),
+            ("--camera",), "data.camera", "Share of clips filmed by a panning, zooming camera (shapes only)."
+        ),
+        Opt(
+            ("--condition-on", "condition_on"),
             None,
-            "Condition on each clip's speed (`generate --motion`); added to an --init model as a no-op.",
-            {"is_flag": True},
-            layer=lambda on: {"dit": {"vectors": [["motion", 1]]}} if on else {},
+            "A per-frame condition to learn: motion (`generate --motion`) or camera (`generate "
+            "--camera`); repeat for both. Added to an --init model as a no-op.",
+            {"multiple": True, "type": click.Choice(["motion", "camera"])},
+            layer=lambda names: (
+                {"dit": {"vectors": [[n, {"motion": 1, "camera": 3}[n]] for n in names]}} if names else {}
+            ),
         ),
         Opt(
             ("--extra-cache", "extra_caches"),

@@ -19,7 +19,8 @@ text encoder over `num_clips` clips and writes one safetensors shard per `shard_
 `meta.json` also records each clip's batching group (its bucket) when the dataset has them,
 so training draws batches of clips that stack (data/join.py).
 
-`LatentDataset` reads it back as {"latents", "text", "text_mask", "caption", "truth", "motion"}.
+`LatentDataset` reads it back as {"latents", "text", "text_mask", "caption", "truth", "motion"},
+and for `shapes` clips "camera" (T, 3), the camera condition read from the truth.
 Latents are stored as the VAE produced them; `normalize` happens in the training task.
 Writing is atomic per shard, so an interrupted build resumes at the first missing shard.
 
@@ -41,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from filmstrip.checkpoint import save_tensors_atomic, write_json_atomic
+from filmstrip.data.camera import camera_features
 from filmstrip.data.flow import frame_speeds
 from filmstrip.data.join import item_groups
 from filmstrip.data.motion import track_speeds
@@ -199,6 +201,19 @@ def _clip_motion(item: dict) -> np.ndarray | None:
     return frame_speeds(to_uint8_thwc(item["video"]), fps).astype(np.float32)
 
 
+def truth_camera(truth: dict | None) -> torch.Tensor | None:
+    """(T, 3) the camera condition (data/camera.camera_features) of a `shapes` truth: its path,
+    or a still camera for a truth without one; None for a clip with no truth."""
+    truth = truth or {}
+    if truth.get("camera"):
+        path = np.array([[c["x"], c["y"], c["scale"]] for c in truth["camera"]])
+    elif truth.get("objects") and "positions" in truth["objects"][0]:
+        path = np.tile([0.0, 0.0, 1.0], (len(truth["objects"][0]["positions"]), 1))
+    else:
+        return None
+    return torch.from_numpy(camera_features(path)).float()
+
+
 def truth_motion(truth: dict | None, side: int) -> torch.Tensor | None:
     """(T,) per-frame speed from a `shapes` truth's pixel tracks (caches built before motion
     was stored), or None when the truth has no tracks."""
@@ -266,6 +281,9 @@ class LatentDataset(Dataset):
         motion = tensors["motion"][j] if "motion" in tensors else truth_motion(truths[j], self._side(latents))
         if motion is not None:
             item["motion"] = motion
+        camera = truth_camera(truths[j])
+        if camera is not None:
+            item["camera"] = camera
         if self.has_frame_latents:
             item["frames"] = (tensors["frames"][j] if "frames" in tensors else tensors[f"frames.{j}"]).float()
             item["frame_times"] = (
@@ -301,6 +319,8 @@ def collate_latents(batch: list[dict]) -> dict:
         out["control"] = torch.stack([item["control"] for item in batch])  # (B, C, T, H, W)
     if all("motion" in item for item in batch):
         out["motion"] = torch.stack([item["motion"] for item in batch])  # (B, T)
+    if all("camera" in item for item in batch):
+        out["camera"] = torch.stack([item["camera"] for item in batch])  # (B, T, 3)
     if all("frames" in item for item in batch):
         out["frames"] = torch.stack([item["frames"] for item in batch])  # (B, K, C, H', W')
         out["frame_times"] = torch.stack([item["frame_times"] for item in batch])  # (B, K)

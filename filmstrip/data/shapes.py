@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from filmstrip.data.camera import CameraPath, random_path
 from filmstrip.data.motion import DIRECTIONS, bouncing_path, describe_motion, join_clauses, track_speeds
 from filmstrip.errors import InputError
 from filmstrip.io.layout import to_float_cthw
@@ -69,6 +70,9 @@ class ShapesConfig:
     num_clips: int = 10_000
     seed: int = 0
     shapes: tuple[str, ...] = SHAPES  # drawn uniformly; EXTRA_SHAPES may be added
+    # Share of clips filmed by a camera that pans and zooms on a random path (data/camera.py);
+    # their background is always textured (a plain one would not show the camera move).
+    camera: float = 0.0
     # Drawn uniformly. A small star is a blob once the bundled VAE has encoded it (its points
     # are narrower than a latent pixel), so a star concept is taught and tested large.
     sizes: tuple[str, ...] = tuple(SIZES)
@@ -100,6 +104,8 @@ class ShapesConfig:
             raise InputError(f"background must be plain, textured or mixed, got {self.background!r}")
         if not 0.0 <= self.start_words <= 1.0:
             raise InputError(f"start_words is a probability, got {self.start_words}")
+        if not 0.0 <= self.camera <= 1.0:
+            raise InputError(f"camera is a share of clips in [0, 1], got {self.camera}")
         if min(self.num_frames, self.height, self.width) < 1 or self.fps <= 0:
             raise InputError("num_frames, height, width and fps must be positive")
 
@@ -121,6 +127,7 @@ class Scene:
     background_level: int  # grey level of the background, 0..255
     texture_seed: int
     caption_seed: int = field(default=0, compare=False)
+    camera: CameraPath | None = None  # None: a still camera on frame 0's view
 
 
 def _extent(obj: ShapeObject, height: int, width: int) -> tuple[float, float, float, float]:
@@ -141,8 +148,12 @@ def _extent(obj: ShapeObject, height: int, width: int) -> tuple[float, float, fl
 
 
 def object_paths(scene: Scene, cfg: ShapesConfig) -> list[tuple[np.ndarray, bool]]:
-    """For each object: centre positions (T, 2) in pixels (x, y) and whether it bounced."""
+    """For each object: centre positions (T, 2) in pixels (x, y) of the world (frame 0's view;
+    what the screen shows without a camera) and whether it bounced. Under a moving camera an
+    object bounces off the walls of the world box seen on every frame, so it never leaves
+    the picture."""
     times = np.arange(cfg.num_frames) / cfg.fps
+    (wx0, wx1), (wy0, wy1) = scene.camera.visible() if scene.camera is not None else ((0, 1), (0, 1))
     paths = []
     for obj in scene.objects:
         left, right, top, bottom = _extent(obj, cfg.height, cfg.width)
@@ -154,11 +165,25 @@ def object_paths(scene: Scene, cfg: ShapesConfig) -> list[tuple[np.ndarray, bool
             obj.start,
             velocity,
             times,
-            (left / cfg.width, 1 - right / cfg.width),
-            (top / cfg.height, 1 - bottom / cfg.height),
+            (wx0 + left / cfg.width, wx1 - right / cfg.width),
+            (wy0 + top / cfg.height, wy1 - bottom / cfg.height),
         )
         paths.append((xy * np.array([cfg.width, cfg.height]), bounced))
     return paths
+
+
+def to_screen(xy_t2: np.ndarray, camera: CameraPath | None, cfg: ShapesConfig) -> np.ndarray:
+    """World pixel positions (T, 2) as the camera shows them on each frame (pixels)."""
+    if camera is None:
+        return xy_t2
+    a = camera.as_array()  # (T, 3)
+    size = np.array([cfg.width, cfg.height])
+    return ((xy_t2 / size - 0.5 - a[:, :2]) * a[:, 2:] + 0.5) * size
+
+
+def screen_paths(scene: Scene, cfg: ShapesConfig) -> list[np.ndarray]:
+    """Each object's centre (T, 2) in screen pixels: where the pixels show it."""
+    return [to_screen(xy, scene.camera, cfg) for xy, _ in object_paths(scene, cfg)]
 
 
 def _coverage(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
@@ -195,12 +220,25 @@ def _star_sdf(dx: np.ndarray, dy: np.ndarray, big_r: float) -> np.ndarray:
     return np.where(inside, -distance, distance)
 
 
-def _background(scene: Scene, cfg: ShapesConfig) -> np.ndarray:
-    """A static (H, W, 3) float background: flat, or flat plus low-contrast stripes and blotches."""
+def _view(camera: CameraPath, t: int, cfg: ShapesConfig) -> tuple[np.ndarray, np.ndarray]:
+    """World coordinates (in frame 0's pixels) of every pixel centre of frame t: (yy, xx)."""
+    x, y, s = camera.x[t], camera.y[t], camera.scale[t]
+    ii, jj = np.mgrid[0 : cfg.height, 0 : cfg.width] + 0.5
+    return ((ii / cfg.height - 0.5) / s + 0.5 + y) * cfg.height, (
+        (jj / cfg.width - 0.5) / s + 0.5 + x
+    ) * cfg.width
+
+
+def _background(
+    scene: Scene, cfg: ShapesConfig, view: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
+    """An (H, W, 3) float background: flat, or flat plus low-contrast stripes and blotches,
+    drawn at the world points `view` (yy, xx) of a camera's frame (default: frame 0's pixels)."""
     bg = np.full((cfg.height, cfg.width, 3), float(scene.background_level))
     if scene.background == "textured":
         rng = np.random.default_rng(scene.texture_seed)
-        yy, xx = np.mgrid[0 : cfg.height, 0 : cfg.width] / min(cfg.height, cfg.width)
+        yy, xx = view if view is not None else np.mgrid[0 : cfg.height, 0 : cfg.width]
+        yy, xx = yy / min(cfg.height, cfg.width), xx / min(cfg.height, cfg.width)
         angle, freq = rng.uniform(0, math.pi), rng.uniform(4, 10)
         stripes = np.sin(2 * math.pi * freq * (xx * math.cos(angle) + yy * math.sin(angle)))
         blobs = sum(
@@ -209,17 +247,29 @@ def _background(scene: Scene, cfg: ShapesConfig) -> np.ndarray:
             for _ in range(2)
         )
         bg += (7 * stripes + 6 * blobs)[..., None]
+        if scene.camera is not None:
+            # Stripes across the first ones: one set of stripes only shows motion across them
+            # (the aperture problem), and the camera's path must be readable in every direction.
+            cross, freq = angle + rng.uniform(0.35, 0.65) * math.pi, rng.uniform(4, 10)
+            bg += 6 * np.sin(2 * math.pi * freq * (xx * math.cos(cross) + yy * math.sin(cross)))[..., None]
     return bg
 
 
 def render(scene: Scene, cfg: ShapesConfig) -> np.ndarray:
     """The scene as uint8 frames (T, H, W, 3)."""
-    frames = np.broadcast_to(_background(scene, cfg), (cfg.num_frames, cfg.height, cfg.width, 3)).copy()
-    for obj, (xy, _) in zip(scene.objects, object_paths(scene, cfg), strict=True):
-        r = SIZES[obj.size] * min(cfg.height, cfg.width)
-        reach = 2.0 * r + 2  # bounding box half-size: covers every shape's extent
+    if scene.camera is None:
+        frames = np.broadcast_to(_background(scene, cfg), (cfg.num_frames, cfg.height, cfg.width, 3)).copy()
+        zoom = np.ones(cfg.num_frames)
+    else:
+        frames = np.stack(
+            [_background(scene, cfg, _view(scene.camera, t, cfg)) for t in range(cfg.num_frames)]
+        )
+        zoom = np.array(scene.camera.scale)
+    for obj, xy in zip(scene.objects, screen_paths(scene, cfg), strict=True):
         colour = np.array(COLOURS[obj.colour], dtype=np.float64)
         for t, (cx, cy) in enumerate(xy):
+            r = SIZES[obj.size] * min(cfg.height, cfg.width) * zoom[t]
+            reach = 2.0 * r + 2  # bounding box half-size: covers every shape's extent
             y0, y1 = max(0, int(cy - reach)), min(cfg.height, int(cy + reach) + 1)
             x0, x1 = max(0, int(cx - reach)), min(cfg.width, int(cx + reach) + 1)
             yy, xx = np.mgrid[y0:y1, x0:x1]
@@ -235,10 +285,11 @@ def truth_masks(truth: dict, height: int, width: int) -> np.ndarray:
     their anti-aliased coverage), drawn from its pixel tracks; a structure map for ControlNet."""
     frames = len(truth["objects"][0]["positions"]) if truth["objects"] else 0
     masks = np.zeros((frames, height, width), np.float32)
+    zoom = [c["scale"] for c in truth["camera"]] if truth.get("camera") else [1.0] * frames
     for obj in truth["objects"]:
-        r = obj["radius_px"]
-        reach = 2.0 * r + 2
         for t, (cx, cy) in enumerate(obj["positions"]):
+            r = obj["radius_px"] * zoom[t]
+            reach = 2.0 * r + 2
             y0, y1 = max(0, int(cy - reach)), min(height, int(cy + reach) + 1)
             x0, x1 = max(0, int(cx - reach)), min(width, int(cx + reach) + 1)
             yy, xx = np.mgrid[y0:y1, x0:x1]
@@ -255,7 +306,12 @@ def is_held_out(colour: str, shape: str, direction: str, held_out) -> bool:
 
 
 def sample_scene(rng: np.random.Generator, cfg: ShapesConfig) -> Scene:
-    """Draw a random scene: distinct colours, random shapes, sizes, starts and directions."""
+    """Draw a random scene: distinct colours, random shapes, sizes, starts and directions
+    (and, for a `camera` share, a camera path; starts then lie inside what it always sees)."""
+    camera = None
+    if cfg.camera and rng.random() < cfg.camera:
+        camera = random_path(rng, cfg.num_frames, cfg.fps)
+    (x0, x1), (y0, y1) = camera.visible() if camera is not None else ((0.0, 1.0), (0.0, 1.0))
     n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     colours = rng.choice(list(COLOURS), size=n, replace=False)
     moving = [d for d in DIRECTIONS if d != "still"]
@@ -265,7 +321,10 @@ def sample_scene(rng: np.random.Generator, cfg: ShapesConfig) -> Scene:
         size = str(rng.choice(cfg.sizes))
         # Start apart from the objects already placed, so that none begins hidden (bounded tries).
         for _ in range(20):
-            start = (float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8)))
+            start = (
+                float(rng.uniform(x0 + 0.2 * (x1 - x0), x1 - 0.2 * (x1 - x0))),
+                float(rng.uniform(y0 + 0.2 * (y1 - y0), y1 - 0.2 * (y1 - y0))),
+            )
             if all(math.dist(start, o.start) > 1.6 * (SIZES[size] + SIZES[o.size]) for o in objects):
                 break
         # Redraw shape and direction until the object is not a held-out combination.
@@ -287,12 +346,14 @@ def sample_scene(rng: np.random.Generator, cfg: ShapesConfig) -> Scene:
             )
         )
     kind = cfg.background if cfg.background != "mixed" else str(rng.choice(["plain", "textured"]))
+    kind = "textured" if camera is not None else kind
     return Scene(
         objects=tuple(objects),
         background=kind,
         background_level=int(rng.integers(15, 60)),
         texture_seed=int(rng.integers(2**31)),
         caption_seed=int(rng.integers(2**31)),
+        camera=camera,
     )
 
 
@@ -355,10 +416,15 @@ def ground_truth(scene: Scene, cfg: ShapesConfig) -> dict:
             depth=depth,
             radius_px=SIZES[obj.size] * min(cfg.height, cfg.width),
             bounced=bounced,
-            positions=np.round(xy, 3).tolist(),
+            positions=np.round(to_screen(xy, scene.camera, cfg), 3).tolist(),
         )
+        if scene.camera is not None:
+            entry["world_positions"] = np.round(xy, 3).tolist()
         objects.append(entry)
-    return {"objects": objects, "background": scene.background, "fps": cfg.fps}
+    truth = {"objects": objects, "background": scene.background, "fps": cfg.fps}
+    if scene.camera is not None:
+        truth["camera"] = scene.camera.to_json()
+    return truth
 
 
 def scene_speeds(scene: Scene, cfg: ShapesConfig) -> np.ndarray:

@@ -35,6 +35,17 @@ def pixel_to_latent_time(frame: int | float, temporal_factor: int) -> float:
     return float(frame) / temporal_factor
 
 
+def latent_frame_mean(values_bt: torch.Tensor, latent_frames: int) -> torch.Tensor:
+    """(B, T, ...) per pixel frame -> (B, T', ...) per latent frame of a causal VAE: frame 0
+    alone, then the mean of each group of (T - 1) / (T' - 1) frames."""
+    if latent_frames == 1:
+        return values_bt[:, :1]
+    group = (values_bt.shape[1] - 1) // (latent_frames - 1)
+    rest = values_bt[:, 1 : 1 + group * (latent_frames - 1)]
+    rest = rest.unflatten(1, (latent_frames - 1, group)).mean(dim=2)
+    return torch.cat([values_bt[:, :1], rest], dim=1)
+
+
 def with_frames(model, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
     """model(x, t, cond) with `cond`'s clean-frame conditions applied. x: (B, C, T, H, W);
     t: (B, T). Returns the (B, C, T, H, W) prediction for the clip's own frames."""

@@ -36,6 +36,7 @@ from filmstrip.pipelines.denoise import (  # noqa: F401 (Pipeline and load_pipel
 from filmstrip.pipelines.prepare import (
     check_prompts,
     everywhere,
+    prepare_camera,
     prepare_control,
     prepare_motion,
     prepare_text,
@@ -108,12 +109,14 @@ def generate(
     conditions: Sequence[Condition] | Sequence[Sequence[Condition]] = (),
     progress: bool = False,
     control: torch.Tensor | None = None,
+    camera=None,
 ) -> torch.Tensor:
     """Videos (B, 3, frames, height, width) in [-1, 1] for B prompts, each showing the frames
     that `conditions` give (pipelines/conditions.py) where they give them: one list for all
     prompts, or one list per prompt (the same frames, different images). control: structure
     maps (1 or B, C, frames, height, width) in [0, 1] for a DiT with a ControlNet
-    (models/controlnet.ControlledDiT)."""
+    (models/controlnet.ControlledDiT). camera: a data/camera.CameraPath, one entry per frame,
+    for a model trained with a camera condition."""
     check_request(pipe, prompts, cfg)
     shape = latent_shape(pipe, len(prompts), cfg.frames, cfg.height, cfg.width)
     x = initial_noise(shape, cfg.seed, pipe.device)
@@ -124,6 +127,12 @@ def generate(
     if control is not None:
         maps = prepare_control(control, len(prompts), cfg.frames, cfg.height, cfg.width, pipe.device)
         text = everywhere(text, maps)
+    if camera is not None:
+        if "camera" not in dict(pipe.dit.cfg.vectors):
+            raise InputError(
+                "this model was not trained with a camera condition; drop --camera or use one that was"
+            )
+        text = everywhere(text, prepare_camera(camera, len(prompts), cfg.frames, shape[2], pipe.device))
     if not conditions:
         z = denoise(pipe.denoiser, x, sched, stack_levels([text]), [cfg.text_scale], cfg.solver, progress)
         return decode(pipe, z, cfg.frames)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from filmstrip.diffusion.frames import latent_frame_mean
 from filmstrip.errors import InputError
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.text.encoder import TextEncoder
@@ -74,6 +75,21 @@ def prepare_control(
     if not torch.isfinite(maps_bcthw).all() or maps_bcthw.min() < 0 or maps_bcthw.max() > 1:
         raise InputError("structure maps hold values outside [0, 1]")
     return Conditioning(control=maps_bcthw.expand(batch, *maps_bcthw.shape[1:]).float().to(device))
+
+
+def prepare_camera(path, batch: int, frames: int, latent_frames: int, device) -> Conditioning:
+    """A camera path (data/camera.CameraPath, one entry per pixel frame) as the `camera`
+    vector a camera-conditioned model trained on: its features averaged over each latent
+    frame's pixel frames, given at every guidance level."""
+    from filmstrip.data.camera import camera_features
+
+    if len(path) != frames:
+        raise InputError(
+            f"a camera path of {len(path)} frames for a video of {frames}: give one entry per frame"
+        )
+    feats = torch.from_numpy(camera_features(path.as_array())).float()[None]  # (1, T, 3)
+    feats = latent_frame_mean(feats, latent_frames)  # (1, T', 3)
+    return Conditioning(vectors={"camera": feats.expand(batch, -1, -1).to(device)})
 
 
 def everywhere(pair: Pair, cond: Conditioning) -> Pair:

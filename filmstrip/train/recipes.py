@@ -56,6 +56,7 @@ class ClipData:
     start_words: float = 0.0  # shapes only: chance that a caption says where an object starts
     objects: str = "1-3"  # shapes only: objects per clip, N or MIN-MAX
     speed: str = ""  # shapes only: MIN-MAX object speed in frame widths per second [0.1-0.25]
+    camera: float = 0.0  # shapes only: share of clips filmed by a panning, zooming camera
 
     def __post_init__(self):
         for name, low in (("clips", 1), ("frames", 1), ("size", 16)):
@@ -212,8 +213,8 @@ def t2v_dataset(data: ClipData, seed: int) -> tuple[Dataset, str]:
     combos = parse_held_out(data.held_out) if data.source == "shapes" else ()
     objects = parse_objects(data.objects)
     speed = parse_speed(data.speed)
-    if data.source != "shapes" and (objects != (1, 3) or speed):
-        raise InputError("objects and speed apply to shapes only")
+    if data.source != "shapes" and (objects != (1, 3) or speed or data.camera):
+        raise InputError("objects, speed and camera apply to shapes only")
     if data.source == "shapes":
         dataset = ShapesDataset(
             ShapesConfig(
@@ -227,6 +228,7 @@ def t2v_dataset(data: ClipData, seed: int) -> tuple[Dataset, str]:
                 start_words=data.start_words,
                 min_objects=objects[0],
                 max_objects=objects[1],
+                camera=data.camera,
                 **({"speed": speed} if speed else {}),
             )
         )
@@ -247,6 +249,8 @@ def t2v_dataset(data: ClipData, seed: int) -> tuple[Dataset, str]:
         description += f" objects={objects[0]}-{objects[1]}"
     if speed:
         description += f" speed={speed[0]:g}-{speed[1]:g}"
+    if data.camera:
+        description += f" camera={data.camera:g}"
     return dataset, description
 
 

@@ -19,8 +19,9 @@ Per step (on cached latents, see data/latents.py):
    A causal model can also be given its own rollout as the prefix (`rollout`, Self-Forcing's
    idea with the flow loss): see `_own_rollout`.
    A model with a `motion` condition (DiTConfig.vectors) reads each clip's per-frame speed,
-   averaged over each latent frame's pixel frames, as a share of `FULL_SPEED`; it is dropped
-   for a `motion_dropout` share of the clips, so the model also runs without it.
+   averaged over each latent frame's pixel frames, as a share of `FULL_SPEED`; one with a
+   `camera` condition reads the camera's path (data/camera.camera_features) the same way.
+   Each is dropped for its share of the clips, so the model also runs without it.
 6. Loss: MSE between predicted and true velocity over the frames not given, averaged per clip
    and then over the batch; logged per noise-level bin and per group (image, video, key).
    Optionally (`motion`), plus the MSE of the frame-to-frame changes of the predicted clean
@@ -39,7 +40,7 @@ from torch import nn
 from filmstrip.data.motion import FULL_SPEED
 from filmstrip.diffusion.flow import add_noise, loss_by_bin, per_frame_loss, sample_t, velocity_target
 from filmstrip.diffusion.forcing import RolloutConfig, commit, rollout
-from filmstrip.diffusion.frames import with_frames
+from filmstrip.diffusion.frames import latent_frame_mean, with_frames
 from filmstrip.diffusion.spec import ModelSpec
 from filmstrip.errors import InputError, TrainingError
 from filmstrip.io import write_video
@@ -91,8 +92,9 @@ class T2VConfig:
     # give it, and to steer back from its own errors.
     rollout: float = 0.0
     rollout_steps: int = 4
-    # Share of the clips whose motion condition (if the model has one) is withheld.
+    # Shares of the clips whose motion and camera conditions (if the model has them) are withheld.
     motion_dropout: float = 0.1
+    camera_dropout: float = 0.1
 
     def __post_init__(self):
         shares = (
@@ -105,6 +107,7 @@ class T2VConfig:
             "last_frame",
             "rollout",
             "motion_dropout",
+            "camera_dropout",
         )
         for name in shares:
             value = getattr(self, name)
@@ -118,16 +121,6 @@ class T2VConfig:
             raise InputError(
                 f"task.first_frame + task.prefix is at most 1, got {self.first_frame + self.prefix}"
             )
-
-
-def latent_frame_mean(values_bt: torch.Tensor, latent_frames: int) -> torch.Tensor:
-    """(B, T) per pixel frame -> (B, T') per latent frame of a causal VAE: frame 0 alone,
-    then the mean of each group of (T - 1) / (T' - 1) frames."""
-    if latent_frames == 1:
-        return values_bt[:, :1]
-    group = (values_bt.shape[1] - 1) // (latent_frames - 1)
-    rest = rearrange(values_bt[:, 1 : 1 + group * (latent_frames - 1)], "b (t k) -> b t k", k=group)
-    return torch.cat([values_bt[:, :1], rest.mean(dim=2)], dim=1)
 
 
 class T2VTask:
@@ -210,8 +203,8 @@ class T2VTask:
                 zg, clean = self._own_rollout(zg, clean, text[rows], mask[rows], g)
             t_bt = t_bt.masked_fill(clean, 0.0)
             cond = Conditioning(text[rows], mask[rows])
-            if "motion" in self.model.vector_embed:
-                cond = self._with_motion(cond, batch, rows, zg.shape[2], g)
+            if set(self.model.vector_embed) & {"motion", "camera"}:
+                cond = self._with_vectors(cond, batch, rows, zg.shape[2], g)
             if "control" in batch:  # structure maps, for a ControlNet; an image reads frame 0's
                 cond.control = batch["control"][rows, :, : 1 if name == "image" else None].to(device)
             if name == "key":
@@ -279,25 +272,27 @@ class T2VTask:
         clean[rows] = torch.arange(frames, device=clean.device) < p
         return z, clean
 
-    def _with_motion(
+    def _with_vectors(
         self, cond: Conditioning, batch: dict, rows: slice, frames: int, g: torch.Generator
     ) -> Conditioning:
-        """The clips' speeds per latent frame as the `motion` vector, withheld for a
-        `motion_dropout` share of them."""
-        if "motion" not in batch:
-            raise TrainingError(
-                "this model takes a motion condition, but the latent cache has no per-frame motion; "
-                "build the cache again in a new folder (--cache)"
-            )
+        """The model's motion and camera conditions from the batch, per latent frame: speeds
+        as a share of `FULL_SPEED`, camera paths as `camera_features`; each withheld for its
+        dropout share of the clips."""
         device = cond.context.device
-        speed = latent_frame_mean(batch["motion"][rows].to(device), frames)  # (n, T')
-        kept = torch.rand(speed.shape[0], generator=g, device=g.device) >= self.cfg.motion_dropout
-        return Conditioning(
-            cond.context,
-            cond.context_mask,
-            {"motion": (speed / FULL_SPEED)[..., None]},
-            {"motion": kept.to(device)},
-        )
+        vectors, present = {}, {}
+        for name in set(self.model.vector_embed) & {"motion", "camera"}:
+            if name not in batch:
+                raise TrainingError(
+                    f"this model takes a {name} condition, but the latent cache gives no per-frame {name}; "
+                    "build the cache again in a new folder (--cache)"
+                )
+            values = batch[name][rows].to(device).float()  # (n, T) speeds or (n, T, 3) camera
+            if name == "motion":
+                values = values[..., None] / FULL_SPEED
+            vectors[name] = latent_frame_mean(values, frames)  # (n, T', dim)
+            dropout = self.cfg.motion_dropout if name == "motion" else self.cfg.camera_dropout
+            present[name] = (torch.rand(len(values), generator=g, device=g.device) >= dropout).to(device)
+        return Conditioning(cond.context, cond.context_mask, vectors, present)
 
     def _with_keyframes(
         self, cond: Conditioning, batch: dict, rows: slice, g: torch.Generator

@@ -101,6 +101,13 @@ def with_controlnet(pipe, path: Path, scale: float):
     default=None,
     help="How fast things move, 0 (still) to 1 (fastest), for a model trained with a motion condition.",
 )
+@click.option(
+    "--motion-cfg",
+    "motion_scale",
+    default=GenerateConfig.motion_scale,
+    show_default=True,
+    help="With --motion: guidance towards the speed asked for (1 = off).",
+)
 @LORA
 @click.option(
     "--camera",
@@ -231,6 +238,7 @@ def generate(
     solver,
     seed,
     motion,
+    motion_scale,
     loras,
     camera,
     control_path,
@@ -315,6 +323,7 @@ def generate(
         seed=seed,
         lag=lag,
         motion=motion,
+        motion_scale=motion_scale,
     )
     check_output_path(output)  # before minutes of work, not after
     path = _camera_path(camera, frames, fps) if camera is not None else None

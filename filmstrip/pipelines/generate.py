@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from filmstrip.errors import InputError
+from filmstrip.models.conditioning import Conditioning
 from filmstrip.pipelines.conditions import Condition, FramePlan, prepare_frames
 from filmstrip.pipelines.denoise import (  # noqa: F401 (Pipeline and load_pipeline: this module's API)
     Pipeline,
@@ -34,12 +35,14 @@ from filmstrip.pipelines.denoise import (  # noqa: F401 (Pipeline and load_pipel
     place_frames,
 )
 from filmstrip.pipelines.prepare import (
+    Pair,
     check_prompts,
     everywhere,
     prepare_camera,
     prepare_control,
     prepare_motion,
     prepare_text,
+    prepare_vector,
     stack_levels,
 )
 
@@ -68,9 +71,13 @@ class GenerateConfig:
     # Motion strength in [0, 1] for a model trained with a motion condition (a share of
     # data/motion.FULL_SPEED); None: the model's own choice, as trained without it.
     motion: float | None = None
+    # Guidance from "no motion condition" to the strength asked for (1: none, one pass fewer).
+    # At 5 the slowest level moves at 20% of the fastest's speed, at 1 at 45% (the prompt's
+    # words pull every speed towards the training set's middle; docs/RESULTS.md, session 18).
+    motion_scale: float = 5.0
 
     def __post_init__(self):
-        for name in ("text_scale", "image_scale"):
+        for name in ("text_scale", "image_scale", "motion_scale"):
             if getattr(self, name) is not None and not math.isfinite(getattr(self, name)):
                 raise InputError(f"the guidance scale must be a finite number, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**32:
@@ -122,24 +129,30 @@ def generate(
     x = initial_noise(shape, cfg.seed, pipe.device)
     sched = make_schedule(pipe, shape, cfg.steps, cfg.lag)
     text = prepare_text(pipe.text, prompts, negative)
-    if cfg.motion is not None:
-        text = everywhere(text, prepare_motion(cfg.motion, len(prompts), shape[2], pipe.device))
+    # Conditions given at every guidance level, and (pair, scale) pushes in guidance order.
+    always = Conditioning()
     if control is not None:
-        maps = prepare_control(control, len(prompts), cfg.frames, cfg.height, cfg.width, pipe.device)
-        text = everywhere(text, maps)
+        always = always.merge(
+            prepare_control(control, len(prompts), cfg.frames, cfg.height, cfg.width, pipe.device)
+        )
     if camera is not None:
         if "camera" not in dict(pipe.dit.cfg.vectors):
             raise InputError(
                 "this model was not trained with a camera condition; drop --camera or use one that was"
             )
-        text = everywhere(text, prepare_camera(camera, len(prompts), cfg.frames, shape[2], pipe.device))
-    if not conditions:
-        z = denoise(pipe.denoiser, x, sched, stack_levels([text]), [cfg.text_scale], cfg.solver, progress)
-        return decode(pipe, z, cfg.frames)
-    plan = prepare_frames(pipe, conditions, cfg.frames, x)
-    x, sched = place_frames(x, sched, plan.in_place)
-    levels = stack_levels([plan.pair, text])  # image first: its scale pushes from "none given"
-    z = denoise(
-        pipe.denoiser, x, sched, levels, [image_scale(cfg, plan), cfg.text_scale], cfg.solver, progress
-    )
+        always = always.merge(prepare_camera(camera, len(prompts), cfg.frames, shape[2], pipe.device))
+    pushes: list[tuple[Pair, float]] = []
+    if conditions:
+        plan = prepare_frames(pipe, conditions, cfg.frames, x)
+        x, sched = place_frames(x, sched, plan.in_place)
+        pushes.append((plan.pair, image_scale(cfg, plan)))  # image first: from "none given"
+    if cfg.motion is not None:
+        motion = prepare_motion(cfg.motion, len(prompts), shape[2], pipe.device)
+        if cfg.motion_scale == 1.0:
+            always = always.merge(motion)
+        else:
+            pushes.append((prepare_vector("motion", motion.vectors["motion"]), cfg.motion_scale))
+    pushes.append((everywhere(text, always), cfg.text_scale))
+    levels = stack_levels([pair for pair, _ in pushes])
+    z = denoise(pipe.denoiser, x, sched, levels, [scale for _, scale in pushes], cfg.solver, progress)
     return decode(pipe, z, cfg.frames)

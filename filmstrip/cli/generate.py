@@ -56,12 +56,14 @@ def with_loras(pipe, loras: tuple[str, ...]) -> None:
 
 
 def with_controlnet(pipe, path: Path, scale: float):
-    """The pipeline with its DiT steered by the ControlNet in `path` at `scale`."""
+    """The pipeline with its DiT steered by the ControlNet in `path` (or a shipped one, by
+    name) at `scale`."""
     from dataclasses import replace
 
+    from filmstrip.checkpoint import resolve
     from filmstrip.models.controlnet import ControlledDiT, load_controlnet
 
-    net = load_controlnet(path, pipe.dit).to(pipe.device).eval()
+    net = load_controlnet(resolve(path, "controlnet_masks"), pipe.dit).to(pipe.device).eval()
     return replace(pipe, dit=ControlledDiT(pipe.dit, net, scale))
 
 
@@ -125,7 +127,7 @@ def with_controlnet(pipe, path: Path, scale: float):
 @click.option(
     "--control-net",
     "controlnet_path",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="A ControlNet from `filmstrip train controlnet` (needs --control).",
 )
 @click.option(

@@ -33,7 +33,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from filmstrip.checkpoint import CheckpointError, save_tensors_atomic
+from filmstrip.checkpoint import BUNDLED_DIR, CheckpointError, save_tensors_atomic
 from filmstrip.errors import InputError
 
 # Every block's attention and MLP projections (not the AdaLN modulation, the embeddings or
@@ -173,10 +173,13 @@ def _targets_of(model: nn.Module, name: str) -> str:
 
 
 def read_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
-    """(tensors, settings, base shape) of a LoRA file, or one sentence on why it is not one."""
+    """(tensors, settings, base shape) of a LoRA file (or a folder holding `lora.safetensors`,
+    or a shipped one by name), or one sentence on why it is not one."""
     path = Path(path)
+    if not path.exists() and len(path.parts) == 1 and (BUNDLED_DIR / path).is_dir():
+        path = BUNDLED_DIR / path  # a shipped LoRA, by name
     if path.is_dir():
-        path = path / "model.safetensors"
+        path = path / "lora.safetensors"
     if not path.is_file():
         raise InputError(
             f"{path}: no such LoRA file; give a .safetensors file written by `filmstrip train lora`"
@@ -235,7 +238,7 @@ def apply_loras(model: nn.Module, items: list[tuple[str | Path, float]], merge: 
     share one), optionally merged into the weights. Returns the adapter names."""
     names = []
     for k, (path, scale) in enumerate(items):
-        stem = Path(path).stem if Path(path).suffix else Path(path).name
+        stem = Path(path).stem if Path(path).suffix == ".safetensors" else Path(path).name
         name = stem if stem not in names else f"{stem}_{k}"
         names.append(load_lora(model, path, scale, name))
     if merge and names:

@@ -16,6 +16,14 @@ STRATEGY_NAMES = ("naive", "window", "sink", "sink-continue", "noisy-context", "
                   "continue-pyramid", "sliding", "sliding-freenoise", "hierarchical")  # fmt: skip
 
 
+def _save_json(path: Path, obj) -> None:
+    """--json: every row of an evaluation, for plots and later comparisons."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1))
+
+
 @click.group("eval")
 def eval_group() -> None:
     """Evaluate trained models."""
@@ -77,7 +85,6 @@ def eval_adherence(
     compile_,
 ):
     """Prompt adherence of a `shapes` text-to-video model: colour, shape, direction, count."""
-    import json
 
     from filmstrip.eval.prompt_suite import SuiteConfig, run_suite
     from filmstrip.pipelines.generate import GenerateConfig, load_pipeline
@@ -98,8 +105,7 @@ def eval_adherence(
     with_loras(pipe, loras)
     result = run_suite(pipe, suite, gen)
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=1))
+        _save_json(json_path, result)
     per = f", {samples} videos each" if samples > 1 else ""
     click.echo(f"{'prompts' + per:<22}{'n':>4}  colour  shape  direction  count  consistency  swapped")
     for part, label in (("seen", "seen in training"), ("held_out", "held-out combinations")):
@@ -144,7 +150,6 @@ def eval_adherence(
 @PRECISION
 def eval_concept(checkpoint, loras, shape, prompts, samples, steps, text_scale, seed, json_path, precision):
     """Has the model (with --lora) learned a new shape? Adherence on scenes that hold one."""
-    import json
 
     from filmstrip.data.shapes import EXTRA_SHAPES, SHAPES
     from filmstrip.eval.concept import ConceptConfig, run_concept
@@ -159,8 +164,7 @@ def eval_concept(checkpoint, loras, shape, prompts, samples, steps, text_scale, 
     cfg = ConceptConfig(shape=shape, num_prompts=prompts, samples=samples)
     result = run_concept(pipe, cfg, GenerateConfig(steps=steps, text_scale=text_scale, seed=seed))
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=1))
+        _save_json(json_path, result)
     p, c = result["prompt"], result["concept"]
     click.echo(f"{len(result['rows'])} videos of prompts with a {shape}")
     click.echo(
@@ -186,7 +190,6 @@ def eval_concept(checkpoint, loras, shape, prompts, samples, steps, text_scale, 
 @PRECISION
 def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path, precision):
     """Does --motion set the speed? Objects' measured speed at each motion level."""
-    import json
 
     from filmstrip.eval.motion_strength import MotionSuiteConfig, run_motion_suite
     from filmstrip.pipelines.generate import check_request, load_pipeline
@@ -202,8 +205,7 @@ def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path,
     cfg = MotionSuiteConfig(levels=values, num_prompts=prompts)
     result = run_motion_suite(pipe, cfg, GenerateConfig(steps=steps, text_scale=text_scale, seed=seed))
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=1))
+        _save_json(json_path, result)
     click.echo(f"{prompts} prompts per level; speed in frame short sides per second")
     click.echo("level  asked  measured  direction  objects")
     for row in result["levels"]:
@@ -227,7 +229,6 @@ def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path,
 @PRECISION
 def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json_path, precision):
     """Does --camera move the camera? The path read back from the background, per path."""
-    import json
 
     import numpy as np
 
@@ -240,8 +241,7 @@ def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json
     cfg = CameraSuiteConfig(prompts_per_path=prompts, random_paths=random_paths)
     result = run_camera_suite(pipe, cfg, GenerateConfig(steps=steps, text_scale=text_scale, seed=seed))
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=1))
+        _save_json(json_path, result)
     click.echo(f"{prompts} prompts per path; errors per frame step, and at the last frame")
     click.echo(f"{'path':<11} px/frame  scale/frame  final px  final scale  directions")
     for name, m in result["paths"].items():
@@ -279,7 +279,6 @@ def eval_structure(
     checkpoint, controlnet_path, control_scale, prompts, steps, text_scale, seed, json_path, precision
 ):
     """Do objects go where the structure maps put them? Mask IoU on held-out scenes."""
-    import json
 
     from filmstrip.cli.generate import with_controlnet
     from filmstrip.eval.structure import StructureSuiteConfig, run_structure_suite
@@ -289,8 +288,7 @@ def eval_structure(
     gen = GenerateConfig(steps=steps, text_scale=text_scale, seed=seed)
     result = run_structure_suite(pipe, StructureSuiteConfig(num_prompts=prompts), gen)
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=1))
+        _save_json(json_path, result)
     a = result["adherence"]
     click.echo(f"{prompts} held-out scenes, control scale {control_scale:g}")
     click.echo(f"  mask IoU {result['iou']:.3f}")
@@ -367,7 +365,6 @@ def eval_conditioning(
 ):
     """Image to video, first + last frame and extension on fresh `shapes` scenes: are the given
     frames kept where they were given, and does the motion follow the prompt?"""
-    import json
 
     from filmstrip.eval.conditioning import ConditionSuite, run_conditioning
     from filmstrip.pipelines.generate import GenerateConfig, load_pipeline
@@ -413,8 +410,7 @@ def eval_conditioning(
         )
         show(mode, results[mode]["summary"])
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(results, indent=1))
+        _save_json(json_path, results)
 
 
 def _numbers(text: str, hint: str) -> list[float]:
@@ -673,7 +669,6 @@ def eval_long(
 ):
     """Drift over a long video: first- vs last-10-second accuracy of each strategy, scored
     window by window (colour, shape, count, direction up to bounces, size and speed kept)."""
-    import json
 
     import numpy as np
 
@@ -699,8 +694,7 @@ def eval_long(
             click.echo(f"{name:>18} | switched within 2 s: {100 * r['within_2s']:5.1f}% | mean lag {mean} | "
                        f"never: {len(r['lags']) - len(shown)} of {len(r['lags'])}")  # fmt: skip
         if json_path:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(results, indent=1))
+            _save_json(json_path, results)
         return
     cases = seen_prompts(SuiteConfig(), prompts)
     results = run_long_suite(pipes, strategies, cases, cfg, seed)
@@ -713,5 +707,4 @@ def eval_long(
         click.echo(f"{name:>18} | {100 * r['first']['accuracy']:9.1f}% | {100 * r['last']['accuracy']:8.1f}% | "
                    f"{100 * r['kept']:3.0f}% | {last}")  # fmt: skip
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(results, indent=1))
+        _save_json(json_path, results)

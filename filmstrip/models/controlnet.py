@@ -114,7 +114,7 @@ class ControlNet(nn.Module):
 
         def residuals(x_btsd, c_btd, rot, context, context_mask, mask) -> list[torch.Tensor]:
             hint = self.hint(self.encoder(maps_bcthw.to(x_btsd.device)).to(x_btsd.dtype))  # (B, T', S, D)
-            if hint.shape[1:3] != x_btsd.shape[1:3] and hint.shape[1] > x_btsd.shape[1]:
+            if hint.shape[1] > x_btsd.shape[1]:
                 raise InputError(
                     f"structure maps give {hint.shape[1]} latent frames of {hint.shape[2]} tokens; "
                     f"the video has {x_btsd.shape[1]} of {x_btsd.shape[2]}"

@@ -25,6 +25,19 @@ def test_write_read_round_trip(tmp_path, suffix, min_psnr):
     assert psnr(to_uint8_thwc(video), frames_thwc) > min_psnr
 
 
+def test_lossless_mp4_returns_every_pixel_exactly(tmp_path):
+    frames_thwc = np.random.default_rng(0).integers(0, 256, (5, 32, 48, 3), dtype=np.uint8)  # noise: hardest
+    path = write_video(
+        tmp_path / "exact.mp4", torch.from_numpy(frames_thwc).permute(3, 0, 1, 2), fps=8, lossless=True
+    )
+    video, _ = read_video(path)
+    np.testing.assert_array_equal(to_uint8_thwc(video), frames_thwc)
+    with pytest.raises(VideoWriteError, match="lossless writing is for .mp4 only"):
+        write_video(
+            tmp_path / "exact.webm", torch.from_numpy(frames_thwc).permute(3, 0, 1, 2), fps=8, lossless=True
+        )
+
+
 def test_float_input_and_output_use_minus_one_to_one(tmp_path):
     video_f = torch.linspace(-1, 1, 3 * 4 * 16 * 16).reshape(3, 4, 16, 16)
     path = write_video(tmp_path / "f.mp4", video_f, fps=8)

@@ -4,6 +4,7 @@ only the adapters."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -11,7 +12,9 @@ from safetensors import safe_open
 
 from filmstrip.checkpoint import CheckpointError
 from filmstrip.cli import main
+from filmstrip.data.shapes import ShapesConfig, render, sample_scene
 from filmstrip.errors import InputError
+from filmstrip.io import read_video, to_uint8_thwc
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.dit import VideoDiT
 from filmstrip.models.dit import preset as dit_preset
@@ -143,6 +146,11 @@ def test_train_lora_changes_only_the_adapter_and_generate_loads_it(tiny_bundle, 
     )
     assert out.exit_code == 0, out.output
     assert len(list(clips.glob("*.mp4"))) == 4 and "star" in (clips / "clip_00000.txt").read_text()
+    # The clips come back exactly as drawn: a lossy codec's smear is not what a LoRA should learn.
+    cfg = ShapesConfig(num_frames=5, height=32, width=32, shapes=("circle", "star"), sizes=("large",))
+    scenes = (sample_scene(np.random.default_rng([0, i]), cfg) for i in range(100))
+    scene = next(s for s in scenes if any(o.shape == "star" for o in s.objects))
+    np.testing.assert_array_equal(to_uint8_thwc(read_video(clips / "clip_00000.mp4")[0]), render(scene, cfg))
     run = tmp_path / "run"
     args = ["train", "lora", "--data", f"folder:{clips}", "--base", str(tiny_bundle), "--run", str(run)]
     args += ["--frames", "5", "--size", "32", "--rank", "4", "--batch-size", "4", "--steps", "60"]

@@ -4,6 +4,10 @@ RGB -> YUV is done with OpenCV's BT.601 conversion, the exact inverse of the rea
 path, so a write/read round trip loses only what the codec loses. GIFs get one global
 palette built from the clip's own colours (the 256 most common 15-bit colours, averaged),
 which keeps flat procedural colours exact and natural video acceptable.
+
+`lossless=True` writes .mp4 as H.264 in RGB (libx264rgb, crf 0): every pixel comes back
+exactly, where 4:2:0 YUV halves the colour resolution and smears a 64-pixel clip's coloured
+edges. Few players show such files; it is for clips a model will learn from.
 """
 
 from __future__ import annotations
@@ -82,18 +86,23 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return out
 
 
-def write_video(path: str | os.PathLike, video: ArrayLike, fps: float, quality: int | None = None) -> Path:
+def write_video(
+    path: str | os.PathLike, video: ArrayLike, fps: float, quality: int | None = None, lossless: bool = False
+) -> Path:
     """Write a `(C, T, H, W)` clip (uint8, or float in [-1, 1]) and return the path.
 
     The format follows the suffix: .mp4 (H.264), .webm (VP9) or .gif. `quality` is the
     codec's crf (lower is better) for .mp4 and .webm. H.264 and VP9 need even sizes: an odd
     height or width is padded by one edge row or column, with a warning. GIF stores delays
-    in hundredths of a second, so its frame rate is rounded to fit.
+    in hundredths of a second, so its frame rate is rounded to fit. `lossless` (.mp4 only):
+    exact RGB H.264, for training data rather than for players.
     """
     out = check_output_path(path)
     suffix = out.suffix.lower()
     if not (np.isfinite(fps) and fps > 0):
         raise VideoWriteError(f"{out}: fps must be a positive number, got {fps}")
+    if lossless and suffix != ".mp4":
+        raise VideoWriteError(f"{out}: lossless writing is for .mp4 only, not '{suffix}'")
     try:
         frames = to_uint8_thwc(video)
     except ValueError as e:
@@ -116,7 +125,14 @@ def write_video(path: str | os.PathLike, video: ArrayLike, fps: float, quality: 
     try:
         options = {"movflags": "+faststart"} if suffix == ".mp4" else {}
         with av.open(str(tmp), mode="w", options=options) as container:
-            stream = container.add_stream(_CODECS[suffix], rate=rate, options=_codec_options(suffix, quality))
+            if lossless:
+                stream = container.add_stream(
+                    "libx264rgb", rate=rate, options={"crf": "0", "preset": "medium"}
+                )
+            else:
+                stream = container.add_stream(
+                    _CODECS[suffix], rate=rate, options=_codec_options(suffix, quality)
+                )
             stream.height, stream.width = frames.shape[1:3]
             if suffix == ".gif":
                 # GIF delays are whole hundredths of a second: stamp each frame at its rounded
@@ -125,7 +141,7 @@ def write_video(path: str | os.PathLike, video: ArrayLike, fps: float, quality: 
                 stream.time_base = Fraction(1, 100)
                 palette, lut = _gif_palette(frames)
             else:
-                stream.pix_fmt = "yuv420p"
+                stream.pix_fmt = "rgb24" if lossless else "yuv420p"
             for k, frame_hw3 in enumerate(frames):
                 if suffix == ".gif":
                     f = frame_hw3.astype(np.int64)
@@ -133,6 +149,8 @@ def write_video(path: str | os.PathLike, video: ArrayLike, fps: float, quality: 
                     frame = av.VideoFrame.from_ndarray((indices, palette), format="pal8")
                     frame.pts = round(k * 100 / fps)
                     frame.time_base = stream.time_base
+                elif lossless:
+                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_hw3), format="rgb24")
                 else:
                     yuv = cv2.cvtColor(frame_hw3, cv2.COLOR_RGB2YUV_I420)
                     frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")

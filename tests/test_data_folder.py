@@ -131,6 +131,22 @@ def test_step_batches_come_from_one_bucket_split_across_ranks_and_redraw_each_ep
         StepBatchSampler(len(ds), 8, 0, 0, groups=groups)
 
 
+def test_resampled_draws_a_fresh_slice_each_epoch_without_repeats():
+    from filmstrip.data.join import JoinedDataset, Resampled, item_groups, varies_by_epoch
+
+    source = [{"i": i} for i in range(50)]
+    view = Resampled(source, 8, seed=3)
+    assert len(view) == 8 and varies_by_epoch(view)
+    epochs = [[view[(i, e)]["i"] for i in range(8)] for e in range(3)]
+    assert all(len(set(items)) == 8 for items in epochs)  # no repeats within an epoch
+    assert epochs[0] != epochs[1] != epochs[2]  # a new slice each epoch
+    assert epochs[1] == [Resampled(source, 8, seed=3)[(i, 1)]["i"] for i in range(8)]  # a pure function
+    joined = JoinedDataset([source[:4], view])
+    assert item_groups(joined) == [(0,)] * 4 + [(1,)] * 8 and joined[(5, 2)] == view[(1, 2)]
+    with pytest.raises(ValueError, match="cannot draw 60 items per epoch"):
+        Resampled(source, 60)
+
+
 def test_training_on_a_folder_of_mixed_aspect_ratios(mixed_folder, tmp_path):
     """`vae train` and `train t2v` on 16:9 and 4:3 footage without --crop: batches stack
     because each comes from one bucket (this used to fail in torch.stack)."""

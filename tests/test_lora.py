@@ -152,15 +152,25 @@ def test_train_lora_changes_only_the_adapter_and_generate_loads_it(tiny_bundle, 
     scene = next(s for s in scenes if any(o.shape == "star" for o in s.objects))
     np.testing.assert_array_equal(to_uint8_thwc(read_video(clips / "clip_00000.mp4")[0]), render(scene, cfg))
     run = tmp_path / "run"
-    args = ["train", "lora", "--data", f"folder:{clips}", "--base", str(tiny_bundle), "--run", str(run)]
-    args += ["--frames", "5", "--size", "32", "--rank", "4", "--batch-size", "4", "--steps", "60"]
-    args += ["--lr", "1e-2", "--warmup", "0", "--ckpt-every", "0", "--set", "train.log_every=1"]
-    out = CliRunner().invoke(main, args)
+    common = ["train", "lora", "--data", f"folder:{clips}", "--base", str(tiny_bundle), "--frames", "5"]
+    common += ["--size", "32", "--rank", "4", "--batch-size", "4", "--lr", "1e-2", "--warmup", "0"]
+    common += ["--ckpt-every", "0", "--set", "train.log_every=1"]
+    out = CliRunner().invoke(main, [*common, "--run", str(run), "--steps", "60"])
     assert out.exit_code == 0, out.output
     losses = [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert sum(losses[-10:]) < sum(losses[:10]), losses
     with safe_open(str(run / "lora.safetensors"), "pt") as f:
         assert all(".lora_" in k for k in f.keys())  # noqa: SIM118
+    # Prior preservation: the same training beside another cache's clips (here the clips'
+    # own cache stands in for the base model's), and the data it saw recorded with the file.
+    prior = tmp_path / "prior_run"
+    out = CliRunner().invoke(
+        main, [*common, "--run", str(prior), "--steps", "4", "--prior", str(run / "latents")]
+    )
+    assert out.exit_code == 0, out.output
+    with safe_open(str(prior / "lora.safetensors"), "pt") as f:
+        notes = json.loads(f.metadata()["notes"])
+    assert f"prior {run / 'latents'}" in notes["data"] and notes["step"] == 4
 
     pipe = load_pipeline(tiny_bundle)
     gen = GenerateConfig(frames=5, height=32, width=32, steps=2)

@@ -198,6 +198,14 @@ def train_t2v(recipe: T2VRecipe) -> None:
         Opt(("--frames",), "data.frames", "Frames per clip."),
         Opt(("--size",), "data.size", "Frame height and width (the bucket area for folders)."),
         Opt(("--fps",), "data.fps", "Sampling rate [default: 8, or each video's own].", {"type": float}),
+        Opt(
+            ("--prior",),
+            "prior",
+            "A latent cache of the base model's own kind of clips, trained on beside the new ones "
+            "(prior preservation) [default: none].",
+            {"type": click.Path(file_okay=False)},
+        ),
+        Opt(("--prior-share",), "prior_share", "The prior clips' share of the batches."),
         Opt(("--rank",), "lora.rank", "Rank of the adapters."),
         Opt(("--alpha",), "lora.alpha", "LoRA alpha [default: the rank].", {"type": float}),
         Opt(

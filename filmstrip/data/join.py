@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Hashable, Sequence
 
+import torch
 from torch.utils.data import Dataset
 
 Index = int | tuple[int, int]  # i, or (i, epoch)
@@ -66,3 +67,30 @@ class JoinedDataset(Dataset):
         j = i - (self.ends[k - 1] if k else 0)
         part = self.parts[k]
         return part[(j, epoch)] if epoch is not None and varies_by_epoch(part) else part[j]
+
+
+class Resampled(Dataset):
+    """`size` items of `source` per epoch, drawn afresh each epoch without repeats: item
+    (i, epoch) is source[permutation(seed, epoch)[i]]. Joined with a small set, it shows a
+    bounded, changing slice of a large one (a LoRA's prior-preservation clips)."""
+
+    varies_by_epoch = True
+
+    def __init__(self, source: Dataset, size: int, seed: int = 0):
+        if not 0 < size <= len(source):
+            raise ValueError(f"cannot draw {size} items per epoch from a dataset of {len(source)}")
+        self.source, self.size, self.seed = source, size, seed
+        self._epoch, self._perm = -1, None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: Index) -> dict:
+        i, epoch = split_index(index)
+        if not 0 <= i < self.size:
+            raise IndexError(f"item {i} out of range for a dataset of {self.size} items")
+        epoch = epoch or 0
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(len(self.source), generator=g)
+        return self.source[int(self._perm[i])]

@@ -145,9 +145,16 @@ def lora_state(model: nn.Module, name: str = "default") -> dict[str, torch.Tenso
     return {PREFIX + k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
-def save_lora(path: str | Path, model: nn.Module, name: str = "default", base: dict | None = None) -> Path:
+def save_lora(
+    path: str | Path,
+    model: nn.Module,
+    name: str = "default",
+    base: dict | None = None,
+    notes: dict | None = None,
+) -> Path:
     """Write adapter `name` as one safetensors file (atomically), its settings and the DiT's
-    shape (`base`: the DiT config as a dict, or from `model.cfg`) in the file's metadata."""
+    shape (`base`: the DiT config as a dict, or from `model.cfg`) in the file's metadata, and
+    `notes` (where it came from: its data, its base model) beside them."""
     layer = next((m for m in lora_layers(model) if name in m.lora_A), None)
     if layer is None:
         raise InputError(f"no LoRA named {name!r} on this model")
@@ -161,6 +168,7 @@ def save_lora(path: str | Path, model: nn.Module, name: str = "default", base: d
         "format": FORMAT,
         "lora": json.dumps(settings),
         "base": json.dumps({k: base[k] for k in SHAPE_FIELDS if k in base}),
+        **({"notes": json.dumps(notes)} if notes else {}),
     }
     save_tensors_atomic(Path(path), lora_state(model, name), metadata=meta)
     return Path(path)

@@ -52,4 +52,5 @@ class LoRATask(T2VTask):
 
     def export_to(self, model: nn.Module, run_dir: Path, step: int) -> Path:
         """Write the adapter of `model` (the EMA copy) as RUN/lora.safetensors."""
-        return save_lora(Path(run_dir) / "lora.safetensors", model, ADAPTER, asdict(self.dit_cfg))
+        notes = {"data": self.data_name, "base_model": self.base_name, "step": step}
+        return save_lora(Path(run_dir) / "lora.safetensors", model, ADAPTER, asdict(self.dit_cfg), notes)

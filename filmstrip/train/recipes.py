@@ -22,7 +22,7 @@ from filmstrip.checkpoint import load_model, parse_config, resolve
 from filmstrip.config import to_dict, to_toml
 from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset, collate_clips
 from filmstrip.data.crop import RandomCropDataset
-from filmstrip.data.join import JoinedDataset
+from filmstrip.data.join import JoinedDataset, Resampled
 from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents, vae_config_dict
 from filmstrip.data.shapes import DEFAULT_HELD_OUT
 from filmstrip.diffusion.flow import FlowConfig
@@ -94,6 +94,11 @@ class LoRARecipe:
     data: ClipData = field(default_factory=lambda: ClipData(clips=64))
     base: str | None = None  # the DiT to adapt [the bundled text-to-video model]
     cache: str | None = None  # latent cache folder [RUN/latents]
+    # Prior preservation: a latent cache of the base model's own kind of clips, drawn afresh
+    # each epoch beside the new ones, so the adapter learns the concept and not the few
+    # clips' other habits (their motions, their captions). prior_share: its share of batches.
+    prior: str | None = None
+    prior_share: float = 0.5
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     task: T2VConfig = field(default_factory=lambda: T2VConfig(frame_noise=0.5))
     train: TrainConfig = field(
@@ -396,6 +401,12 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
         frame_stride=recipe.task.keyframe_stride if recipe.task.keyframes else 0,
     )
     latents = LatentDataset(cache)
+    description = f"{description}, {len(latents)} clips"
+    if recipe.prior:
+        latents, description = (
+            _with_prior(latents, recipe, train_cfg.seed),
+            f"{description}, prior {recipe.prior}",
+        )
     null, _ = pipe.text.encode([""])
     torch.manual_seed(train_cfg.seed)  # the adapters' random A matrices
     task = LoRATask(
@@ -404,7 +415,7 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
         recipe.task,
         recipe.lora,
         null[0],
-        data_name=f"{description}, {len(latents)} clips",
+        data_name=description,
         base_name=str(resolve(recipe.base, "t2v")),
     )
     trainable = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
@@ -413,6 +424,21 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
     )
     fit_recipe(recipe, task, latents, collate_latents, log, f"LoRA on {task.base_name}", detail)
     return run / "lora.safetensors"
+
+
+def _with_prior(latents: LatentDataset, recipe: LoRARecipe, seed: int) -> Dataset:
+    """The new clips joined with prior-preservation clips (`recipe.prior`), the prior taking
+    `prior_share` of the batches; each source batches on its own (they may differ in size)."""
+    if not 0.0 < recipe.prior_share < 1.0:
+        raise InputError(f"prior_share must be in (0, 1), got {recipe.prior_share}")
+    prior = LatentDataset(recipe.prior)
+    if prior[0]["latents"].shape != latents[0]["latents"].shape:
+        raise InputError(
+            f"{recipe.prior}: prior clips of latent shape {tuple(prior[0]['latents'].shape)}, "
+            f"the new clips {tuple(latents[0]['latents'].shape)}; cache the prior at the same frames and size"
+        )
+    size = min(len(prior), round(len(latents) * recipe.prior_share / (1 - recipe.prior_share)))
+    return JoinedDataset([latents, Resampled(prior, size, seed)])
 
 
 def train_controlnet(recipe: ControlRecipe, log: Log = print) -> Path:

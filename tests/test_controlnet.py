@@ -95,6 +95,25 @@ def test_the_branch_starts_as_the_dits_first_blocks_and_checks_its_maps():
         ControlNet(dit.cfg, ControlNetConfig(depth=3))
 
 
+def test_the_map_encoder_starts_as_a_mean_over_each_group_and_can_tell_its_order():
+    """The ordered fold (the default) starts as the mean of a latent frame's pixel frames,
+    frame 0 a group of its own; unlike the mean, it can learn where in the group a shape was."""
+    dit = tiny_dit()
+    ordered = ControlNet(dit.cfg, ControlNetConfig(depth=2)).double().encoder
+    mean = ControlNet(dit.cfg, ControlNetConfig(depth=2, fold="mean")).double().encoder
+    mean.net.load_state_dict(ordered.net.state_dict())
+    maps = torch.rand(2, 1, 9, 32, 32, dtype=torch.float64)
+    torch.testing.assert_close(ordered(maps), mean(maps), rtol=0, atol=1e-12)
+    assert ordered(maps).shape == (2, 3, 4, dit.cfg.width)  # 3 latent frames of 2 x 2 tokens
+    swapped = maps[:, :, [0, 4, 3, 2, 1, 8, 7, 6, 5]]  # each group's frames reversed
+    torch.testing.assert_close(mean(swapped), mean(maps))
+    with torch.no_grad():
+        ordered.fold.weight.normal_(0, 0.1)
+    assert not torch.allclose(ordered(swapped), ordered(maps))
+    with pytest.raises(InputError, match="fold must be"):
+        ControlNetConfig(fold="max")
+
+
 def test_object_masks_match_the_rendered_pixels_and_edges_find_outlines():
     ds = ShapesDataset(ShapesConfig(num_frames=9, num_clips=8, seed=4))
     ious = [mask_iou(ds[i]["video"], truth_masks(ds[i]["truth"], 64, 64)) for i in range(8)]

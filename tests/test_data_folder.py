@@ -182,3 +182,19 @@ def test_training_on_a_folder_of_mixed_aspect_ratios(mixed_folder, tmp_path):
     cache = LatentDataset(tmp_path / "t" / "latents")
     assert {tuple(cache[i]["latents"].shape[-2:]) for i in range(len(cache))} == {(6, 8), (6, 10)}
     assert len(set(cache.item_groups())) == 2
+
+
+def test_mirrored_clips_flip_the_picture_and_swap_left_and_right(mixed_folder):
+    from filmstrip.data.join import item_groups
+    from filmstrip.data.mirror import Mirrored, mirror_caption
+
+    assert mirror_caption("A red square moves Left, then right; leftwards") == (
+        "A red square moves Right, then left; rightwards"
+    )
+    assert mirror_caption("a bright light") == "a bright light"  # words only, not parts of words
+    ds = FolderDataset(FolderConfig(root=str(mixed_folder), num_frames=5, area=64 * 64))
+    view = Mirrored(ds)
+    assert len(view) == 2 * len(ds) and item_groups(view) == [g for g in item_groups(ds) for _ in range(2)]
+    a, b = view[(2, 1)], view[(3, 1)]  # clip 1 and its mirror, as drawn in epoch 1
+    assert torch.equal(a["video"], ds[(1, 1)]["video"]) and torch.equal(b["video"], a["video"].flip(-1))
+    assert b["caption"] == mirror_caption(a["caption"])

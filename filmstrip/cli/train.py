@@ -199,6 +199,11 @@ def train_t2v(recipe: T2VRecipe) -> None:
         Opt(("--size",), "data.size", "Frame height and width (the bucket area for folders)."),
         Opt(("--fps",), "data.fps", "Sampling rate [default: 8, or each video's own].", {"type": float}),
         Opt(
+            ("--mirror/--no-mirror",),
+            "data.mirror",
+            "Also each clip flipped left to right, its caption's left and right swapped.",
+        ),
+        Opt(
             ("--prior",),
             "prior",
             "A latent cache of the base model's own kind of clips, trained on beside the new ones "

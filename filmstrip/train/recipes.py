@@ -24,6 +24,7 @@ from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset, collate_c
 from filmstrip.data.crop import RandomCropDataset
 from filmstrip.data.join import JoinedDataset, Resampled
 from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents, vae_config_dict
+from filmstrip.data.mirror import Mirrored
 from filmstrip.data.shapes import DEFAULT_HELD_OUT
 from filmstrip.diffusion.flow import FlowConfig
 from filmstrip.diffusion.spec import ModelSpec
@@ -57,6 +58,14 @@ class ClipData:
     objects: str = "1-3"  # shapes only: objects per clip, N or MIN-MAX
     speed: str = ""  # shapes only: MIN-MAX object speed in frame widths per second [0.1-0.25]
     camera: float = 0.0  # shapes only: share of clips filmed by a panning, zooming camera
+    # Each clip also flipped left to right, its caption's "left" and "right" swapped
+    # (data/mirror.py): doubles a small set; the cache then holds 2 x clips.
+    mirror: bool = False
+
+    @property
+    def cached(self) -> int:
+        """Items the latent cache holds: the clips, and their mirrors."""
+        return self.clips * (2 if self.mirror else 1)
 
     def __post_init__(self):
         for name, low in (("clips", 1), ("frames", 1), ("size", 16)):
@@ -247,7 +256,11 @@ def t2v_dataset(data: ClipData, seed: int) -> tuple[Dataset, str]:
             seed=seed,
             clips_per_video=max(1, data.clips // 100),
         )
+    if data.mirror:
+        dataset = Mirrored(dataset)
     description = f"{data.source} {data.frames}x{data.size}x{data.size} held_out={combos}"
+    if data.mirror:
+        description += " mirrored"
     if data.source == "shapes" and data.start_words:
         description += f" start_words={data.start_words}"
     if objects != (1, 3):
@@ -314,7 +327,7 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
         vae,
         text,
         Path(recipe.cache) if recipe.cache else run / "latents",
-        num_clips=recipe.data.clips,
+        num_clips=recipe.data.cached,
         description=description,
         workers=train_cfg.num_workers,
         frame_stride=recipe.task.keyframe_stride if recipe.task.keyframes else 0,
@@ -395,7 +408,7 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
         pipe.vae,
         pipe.text,
         Path(recipe.cache) if recipe.cache else run / "latents",
-        num_clips=recipe.data.clips,
+        num_clips=recipe.data.cached,
         description=description,
         workers=train_cfg.num_workers,
         frame_stride=recipe.task.keyframe_stride if recipe.task.keyframes else 0,
@@ -450,8 +463,8 @@ def train_controlnet(recipe: ControlRecipe, log: Log = print) -> Path:
 
     if not recipe.run:
         raise InputError("a training run needs a run folder (run = ...)")
-    if recipe.data.source != "shapes":
-        raise InputError("a ControlNet trains on `shapes` object masks (data.source = shapes)")
+    if recipe.data.source != "shapes" or recipe.data.mirror:
+        raise InputError("a ControlNet trains on `shapes` object masks (data.source = shapes, no mirror)")
     run, train_cfg = Path(recipe.run), recipe.train
     device = default_device(init_distributed())
     pipe = load_pipeline(recipe.base, device)

@@ -415,11 +415,11 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
     )
     latents = LatentDataset(cache)
     description = f"{description}, {len(latents)} clips"
+    detail = f"{len(latents)} cached clips in {cache}"
     if recipe.prior:
-        latents, description = (
-            _with_prior(latents, recipe, train_cfg.seed),
-            f"{description}, prior {recipe.prior}",
-        )
+        latents = _with_prior(latents, recipe, train_cfg.seed)
+        description += f", prior {recipe.prior}"
+        detail += f", and {len(latents.parts[1])} an epoch drawn from the prior {recipe.prior}"
     null, _ = pipe.text.encode([""])
     torch.manual_seed(train_cfg.seed)  # the adapters' random A matrices
     task = LoRATask(
@@ -432,9 +432,7 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
         base_name=str(resolve(recipe.base, "t2v")),
     )
     trainable = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
-    detail = (
-        f"{trainable / 1e6:.3f}M trainable (rank {recipe.lora.rank}); {len(latents)} cached clips in {cache}"
-    )
+    detail = f"{trainable / 1e6:.3f}M trainable (rank {recipe.lora.rank}); {detail}"
     fit_recipe(recipe, task, latents, collate_latents, log, f"LoRA on {task.base_name}", detail)
     return run / "lora.safetensors"
 

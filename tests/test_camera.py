@@ -150,3 +150,43 @@ def test_camera_suite_measures_every_path(tiny_bundle):
     result = run_camera_suite(pipe, cfg, GenerateConfig(frames=5, height=32, width=32, steps=1))
     assert list(result["paths"]) == [p for p in PRESETS if p != "static"] + ["random-0", "random-1"]
     assert all(np.isfinite(m["px_per_frame"]) for m in result["paths"].values())
+
+
+def test_world_rope_moves_each_frame_by_its_camera_and_a_still_camera_changes_nothing():
+    from filmstrip.models.camera_rope import world_positions
+    from filmstrip.models.conditioning import Conditioning
+    from filmstrip.models.dit import DiTConfig
+    from filmstrip.models.rope import grid_positions
+
+    grid = (2, 4, 4)
+    positions = grid_positions(*grid)
+    # Frame 1 looks a quarter frame (one token) to the right and zooms in x2; frame 0 stays.
+    camera = torch.tensor([[[0.0, 0.0, 0.0], [0.25 / PAN_UNIT, 0.0, math.log(2.0) / math.log(ZOOM_UNIT)]]])
+    world = world_positions(positions, camera, torch.tensor([True]), grid)
+    torch.testing.assert_close(world[0, :16], positions[:16])  # frame 0: unmoved
+    # Centre 1.5: w = 1.5 + (w - 1.5) / 2 + 1 (a quarter of 4 tokens); h only scaled.
+    torch.testing.assert_close(world[0, 16:, 2], 2.5 + (positions[16:, 2] - 1.5) / 2)
+    torch.testing.assert_close(world[0, 16:, 1], 1.5 + (positions[16:, 1] - 1.5) / 2)
+    absent = world_positions(positions, camera, torch.tensor([False]), grid)
+    torch.testing.assert_close(absent[0], positions)  # no camera condition: a still camera
+
+    cfg = DiTConfig(in_channels=4, width=64, depth=2, heads=2, context_dim=0, vectors=(("camera", 3),))
+    torch.manual_seed(0)
+    plain = VideoDiT(cfg).double()
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    world_model = VideoDiT(replace(cfg, camera_rope=True)).double()
+    world_model.load_state_dict(plain.state_dict())
+    z, t = torch.randn(2, 4, 3, 8, 8, dtype=torch.float64), torch.rand(2, 3, dtype=torch.float64)
+    still = Conditioning(vectors={"camera": torch.zeros(2, 3, 3, dtype=torch.float64)})
+    assert torch.equal(world_model(z, t, still), plain(z, t, still))
+    moving = Conditioning(vectors={"camera": torch.randn(2, 3, 3, dtype=torch.float64)})
+    assert not torch.allclose(world_model(z, t, moving), plain(z, t, moving))
+    # Each clip its own table: a batch equals its rows run alone.
+    rows = torch.cat(
+        [world_model(z[i : i + 1], t[i : i + 1], moving.rows(slice(i, i + 1))) for i in range(2)]
+    )
+    torch.testing.assert_close(world_model(z, t, moving), rows)
+    with pytest.raises(InputError, match="camera_rope needs"):
+        DiTConfig(camera_rope=True)

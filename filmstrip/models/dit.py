@@ -32,6 +32,7 @@ from torch import nn
 from filmstrip.errors import InputError
 from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.attention import CrossAttention, SelfAttention
+from filmstrip.models.camera_rope import world_positions
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.embeddings import (
     ConditionEmbedding,
@@ -72,6 +73,10 @@ class DiTConfig:
     # Block-causal self-attention over latent frames: a frame attends to itself and the
     # frames before it, so a rollout can keep the past in a KV cache (models/kv_cache.py).
     causal: bool = False
+    # RoPE in world coordinates: each frame's spatial positions moved by the `camera`
+    # condition's pan and zoom (models/camera_rope.py), so a spot of the world keeps its
+    # position from frame to frame. Needs the ("camera", 3) vector and full, non-causal attention.
+    camera_rope: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "patch", tuple(self.patch))
@@ -90,6 +95,10 @@ class DiTConfig:
             raise InputError("a causal DiT needs attention='full' (its KV cache holds whole frames)")
         if self.text_refiner < 0:
             raise InputError(f"text_refiner is a number of layers, got {self.text_refiner}")
+        if self.camera_rope and (
+            ("camera", 3) not in self.vectors or self.attention != "full" or self.causal
+        ):
+            raise InputError("camera_rope needs the vector ('camera', 3) and full, non-causal attention")
         if self.text_refiner and self.context_dim % REFINER_HEAD_DIM:
             raise InputError(f"a text refiner needs context_dim divisible by {REFINER_HEAD_DIM}")
 
@@ -319,7 +328,13 @@ class VideoDiT(nn.Module):
         if times is not None:
             positions[:, 0] = index.repeat_interleave(grid[1] * grid[2])
         double = z_bcthw.dtype == torch.float64
-        rot = rotations(rope_angles(positions, cfg.head_dim, cfg.rope_theta), double)
+        if cfg.camera_rope and "camera" in cond.vectors:  # one table per clip: (B, 1, N, head_dim / 2, 2)
+            camera = cond.vectors["camera"][:, :: cfg.patch[0]]
+            world = world_positions(positions, camera, cond.is_present("camera"), grid, rope_scale)
+            rot = rotations(rope_angles(world.flatten(0, 1), cfg.head_dim, cfg.rope_theta), double)
+            rot = rot.unflatten(0, (b, -1))[:, None]
+        else:
+            rot = rotations(rope_angles(positions, cfg.head_dim, cfg.rope_theta), double)
         mask = None
         if cfg.causal:
             past = cache.frames if cache is not None else 0

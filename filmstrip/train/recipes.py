@@ -305,6 +305,7 @@ def t2v_model_config(recipe: T2VRecipe, vae: VideoVAE) -> tuple[DiTConfig, dict 
             text_refiner=max(base.text_refiner, dit.text_refiner),
             causal=causal,
             vectors=base.vectors + tuple(v for v in dit.vectors if v[0] not in dict(base.vectors)),
+            camera_rope=base.camera_rope or dit.camera_rope,
         ),
         state,
     )

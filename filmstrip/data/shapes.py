@@ -235,6 +235,8 @@ def _background(
     """An (H, W, 3) float background: flat, or flat plus low-contrast stripes and blotches,
     drawn at the world points `view` (yy, xx) of a camera's frame (default: frame 0's pixels)."""
     bg = np.full((cfg.height, cfg.width, 3), float(scene.background_level))
+    if scene.camera is not None:
+        return bg + _camera_texture(scene, cfg, view)
     if scene.background == "textured":
         rng = np.random.default_rng(scene.texture_seed)
         yy, xx = view if view is not None else np.mgrid[0 : cfg.height, 0 : cfg.width]
@@ -247,12 +249,27 @@ def _background(
             for _ in range(2)
         )
         bg += (7 * stripes + 6 * blobs)[..., None]
-        if scene.camera is not None:
-            # Stripes across the first ones: one set of stripes only shows motion across them
-            # (the aperture problem), and the camera's path must be readable in every direction.
-            cross, freq = angle + rng.uniform(0.35, 0.65) * math.pi, rng.uniform(4, 10)
-            bg += 6 * np.sin(2 * math.pi * freq * (xx * math.cos(cross) + yy * math.sin(cross)))[..., None]
     return bg
+
+
+def _camera_texture(
+    scene: Scene, cfg: ShapesConfig, view: tuple[np.ndarray, np.ndarray] | None
+) -> np.ndarray:
+    """(H, W, 1) the world's texture under a moving camera: two crossing sets of coarse,
+    strong stripes. Crossing, because one set only shows motion across it (the aperture
+    problem); coarse (2-4 periods a frame) and strong (+-40 grey levels), because through the
+    bundled VAE the plain texture's motion was mostly lost (a 15 px pan read back as 3 px)
+    and a model cannot learn a camera it cannot see. Grey, so no object detector takes it."""
+    rng = np.random.default_rng(scene.texture_seed)
+    yy, xx = view if view is not None else np.mgrid[0 : cfg.height, 0 : cfg.width]
+    yy, xx = yy / min(cfg.height, cfg.width), xx / min(cfg.height, cfg.width)
+    angle = rng.uniform(0, math.pi)
+    texture = 30.0
+    for a in (angle, angle + rng.uniform(0.35, 0.65) * math.pi):
+        texture = texture + 40 * np.sin(
+            2 * math.pi * rng.uniform(2, 4) * (xx * math.cos(a) + yy * math.sin(a))
+        )
+    return texture[..., None]
 
 
 def render(scene: Scene, cfg: ShapesConfig) -> np.ndarray:

@@ -192,7 +192,15 @@ def test_the_control_recipes_chain_and_parse_as_their_runs():
     assert motion.cache == motion_cache.cache and motion.data == motion_cache.data
     assert motion.dit.vectors == (("motion", 1),) and motion.init == "filmstrip/weights/t2v"
     assert camera.init == f"{motion.run}/model" and camera.dit.vectors == (("camera", 3),)
-    assert camera.cache == camera_cache.cache and camera.extra_caches == (motion.cache,)
-    assert camera.data == camera_cache.data and camera.train.seed == camera_cache.train.seed
-    assert stages["03_lora_star.toml"].data.source.startswith("folder:")
+    # 02 ran on the older camera texture's cache; 02b, its successor, on 02a's.
+    world = stages["02b_camera_rope.toml"]
+    assert (
+        world.init == f"{camera.run}/model"
+        and world.dit.camera_rope
+        and world.dit.vectors == camera.dit.vectors
+    )
+    assert world.cache == camera_cache.cache and world.extra_caches == (motion.cache,)
+    assert camera.data == camera_cache.data == world.data and camera.train.seed == camera_cache.train.seed
+    lora = stages["03_lora_star.toml"]
+    assert lora.data.source.startswith("folder:") and lora.data.mirror and lora.prior
     assert stages["04_controlnet.toml"].controlnet.depth == 3

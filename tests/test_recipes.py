@@ -200,6 +200,9 @@ def test_the_control_recipes_chain_and_parse_as_their_runs():
         and world.dit.vectors == camera.dit.vectors
     )
     assert world.cache == camera_cache.cache and world.extra_caches == (motion.cache,)
+    alone = stages["02c_camera_only.toml"]
+    assert alone.init == f"{world.run}/model" and alone.cache == world.cache and not alone.extra_caches
+    assert alone.dit == world.dit and alone.task == world.task
     assert camera.data == camera_cache.data == world.data and camera.train.seed == camera_cache.train.seed
     lora = stages["03_lora_star.toml"]
     assert lora.data.source.startswith("folder:") and lora.data.mirror and lora.prior

@@ -406,6 +406,9 @@ def describe_start(start: tuple[float, float], rng: np.random.Generator) -> str:
     return f"starting {phrase}" if rng.random() < 0.3 else phrase
 
 
+ON_TEXTURE = "over a textured background"  # what a caption says of a textured background
+
+
 def caption(scene: Scene, cfg: ShapesConfig) -> str:
     """A natural caption that is true of the scene: 'a red circle drifts to the left while ...'."""
     rng = np.random.default_rng(scene.caption_seed)
@@ -420,7 +423,7 @@ def caption(scene: Scene, cfg: ShapesConfig) -> str:
         clauses.append(f"{article} {noun} {obj.shape}{where} {describe_motion(obj.direction, bounced, rng)}")
     text = join_clauses(clauses, rng)
     if rng.random() < 0.25:
-        text += " on a dark background" if scene.background == "plain" else " over a textured background"
+        text += " on a dark background" if scene.background == "plain" else f" {ON_TEXTURE}"
     return text
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from filmstrip.data.camera import PRESETS, CameraPath, preset_path, random_path
 from filmstrip.data.flow import flow, grey
-from filmstrip.data.shapes import ShapesConfig, caption, ground_truth, sample_scene
+from filmstrip.data.shapes import ON_TEXTURE, ShapesConfig, caption, ground_truth, sample_scene
 from filmstrip.eval.adherence import AdherenceConfig, _direction, detect, segment
 from filmstrip.io.layout import to_uint8_thwc
 from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
@@ -150,7 +150,7 @@ def run_camera_suite(
 
 
 def _on_texture(text: str) -> str:
-    return text if text.endswith("over a textured background") else f"{text} over a textured background"
+    return text if text.endswith(ON_TEXTURE) else f"{text} {ON_TEXTURE}"
 
 
 def _framed(scene, path: CameraPath, shapes: ShapesConfig, i: int):

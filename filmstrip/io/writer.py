@@ -28,7 +28,9 @@ from filmstrip.io.layout import ArrayLike, to_uint8_thwc
 _CODECS = {".mp4": "libx264", ".webm": "libvpx-vp9", ".gif": "gif"}
 
 
-def _codec_options(suffix: str, quality: int | None) -> dict[str, str]:
+def _codec_options(suffix: str, quality: int | None, lossless: bool = False) -> dict[str, str]:
+    if lossless:  # libx264rgb at crf 0: every pixel exact
+        return {"crf": "0", "preset": "medium"}
     if suffix == ".mp4":
         # crf 18 is visually lossless for x264; faststart puts the index first, so players can
         # stream the file and a truncated copy stays partly readable.
@@ -125,14 +127,8 @@ def write_video(
     try:
         options = {"movflags": "+faststart"} if suffix == ".mp4" else {}
         with av.open(str(tmp), mode="w", options=options) as container:
-            if lossless:
-                stream = container.add_stream(
-                    "libx264rgb", rate=rate, options={"crf": "0", "preset": "medium"}
-                )
-            else:
-                stream = container.add_stream(
-                    _CODECS[suffix], rate=rate, options=_codec_options(suffix, quality)
-                )
+            codec = "libx264rgb" if lossless else _CODECS[suffix]
+            stream = container.add_stream(codec, rate=rate, options=_codec_options(suffix, quality, lossless))
             stream.height, stream.width = frames.shape[1:3]
             if suffix == ".gif":
                 # GIF delays are whole hundredths of a second: stamp each frame at its rounded

@@ -34,12 +34,12 @@ def world_positions(
     """positions (N, 3) of a (T', H', W') token grid in "t h w" order; camera (B, T', 3) the
     `camera` condition per latent frame (data/camera.camera_features); present (B,) whether
     each row has one -> (B, N, 3) positions with h and w where each token looks in the world."""
-    t, h, w = grid
+    _, h, w = grid
     b = camera_bt3.shape[0]
     cam = camera_bt3.float() * present.to(torch.float32)[:, None, None]  # absent: a still camera
     x = cam[..., 0] * PAN_UNIT
     y = cam[..., 1] * PAN_UNIT
-    zoom = torch.exp(cam[..., 2] * torch.log(torch.tensor(ZOOM_UNIT)))
+    zoom = ZOOM_UNIT ** cam[..., 2]
     per_token = lambda v: v.repeat_interleave(h * w, dim=1)  # noqa: E731  (B, T') -> (B, N)
     out = positions.float().expand(b, -1, -1).clone()
     for axis, shift, n in ((1, y, h), (2, x, w)):

@@ -328,13 +328,14 @@ class VideoDiT(nn.Module):
         if times is not None:
             positions[:, 0] = index.repeat_interleave(grid[1] * grid[2])
         double = z_bcthw.dtype == torch.float64
-        if cfg.camera_rope and "camera" in cond.vectors:  # one table per clip: (B, 1, N, head_dim / 2, 2)
+        per_clip = cfg.camera_rope and "camera" in cond.vectors
+        if per_clip:  # positions where each clip's camera looks: one table per clip
             camera = cond.vectors["camera"][:, :: cfg.patch[0]]
-            world = world_positions(positions, camera, cond.is_present("camera"), grid, rope_scale)
-            rot = rotations(rope_angles(world.flatten(0, 1), cfg.head_dim, cfg.rope_theta), double)
-            rot = rot.unflatten(0, (b, -1))[:, None]
-        else:
-            rot = rotations(rope_angles(positions, cfg.head_dim, cfg.rope_theta), double)
+            positions = world_positions(positions, camera, cond.is_present("camera"), grid, rope_scale)
+            positions = positions.flatten(0, 1)
+        rot = rotations(rope_angles(positions, cfg.head_dim, cfg.rope_theta), double)
+        if per_clip:
+            rot = rot.unflatten(0, (b, -1))[:, None]  # (B, 1, N, head_dim / 2, 2)
         mask = None
         if cfg.causal:
             past = cache.frames if cache is not None else 0

@@ -116,6 +116,10 @@ class LoRARecipe:
         )
     )
 
+    def __post_init__(self):
+        if not 0.0 < self.prior_share < 1.0:
+            raise InputError(f"prior_share must be in (0, 1), got {self.prior_share}")
+
 
 @dataclass(frozen=True)
 class ControlRecipe:
@@ -256,11 +260,9 @@ def t2v_dataset(data: ClipData, seed: int) -> tuple[Dataset, str]:
             seed=seed,
             clips_per_video=max(1, data.clips // 100),
         )
-    if data.mirror:
-        dataset = Mirrored(dataset)
     description = f"{data.source} {data.frames}x{data.size}x{data.size} held_out={combos}"
     if data.mirror:
-        description += " mirrored"
+        dataset, description = Mirrored(dataset), f"{description} mirrored"
     if data.source == "shapes" and data.start_words:
         description += f" start_words={data.start_words}"
     if objects != (1, 3):
@@ -403,6 +405,7 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
         raise InputError(
             f"{resolve(recipe.base, 't2v')}: a LoRA teaches a text-to-video model; this one reads no text"
         )
+    prior = LatentDataset(recipe.prior) if recipe.prior else None  # a wrong path: refused before encoding
     dataset, description = t2v_dataset(recipe.data, train_cfg.seed)
     cache = build_latent_cache(
         dataset,
@@ -417,8 +420,8 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
     latents = LatentDataset(cache)
     description = f"{description}, {len(latents)} clips"
     detail = f"{len(latents)} cached clips in {cache}"
-    if recipe.prior:
-        latents = _with_prior(latents, recipe, train_cfg.seed)
+    if prior is not None:
+        latents = _with_prior(latents, prior, recipe, train_cfg.seed)
         description += f", prior {recipe.prior}"
         detail += f", and {len(latents.parts[1])} an epoch drawn from the prior {recipe.prior}"
     null, _ = pipe.text.encode([""])
@@ -438,12 +441,9 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
     return run / "lora.safetensors"
 
 
-def _with_prior(latents: LatentDataset, recipe: LoRARecipe, seed: int) -> Dataset:
+def _with_prior(latents: LatentDataset, prior: LatentDataset, recipe: LoRARecipe, seed: int) -> Dataset:
     """The new clips joined with prior-preservation clips (`recipe.prior`), the prior taking
     `prior_share` of the batches; each source batches on its own (they may differ in size)."""
-    if not 0.0 < recipe.prior_share < 1.0:
-        raise InputError(f"prior_share must be in (0, 1), got {recipe.prior_share}")
-    prior = LatentDataset(recipe.prior)
     if prior[0]["latents"].shape != latents[0]["latents"].shape:
         raise InputError(
             f"{recipe.prior}: prior clips of latent shape {tuple(prior[0]['latents'].shape)}, "

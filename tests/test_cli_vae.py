@@ -63,6 +63,11 @@ def test_reconstruct_encode_decode(tiny_run, tmp_path):
     result = runner.invoke(main, ["vae", "decode", str(latents), "-o", str(decoded)])
     assert result.exit_code == 0, result.output
     assert probe(decoded).num_frames == 7 and probe(decoded).fps == 10
+    tiled = tmp_path / "tiled.mp4"
+    result = runner.invoke(main, ["vae", "decode", str(latents), "-o", str(tiled), "--tile", "4"])
+    assert result.exit_code == 0, result.output
+    info = probe(tiled)
+    assert (info.num_frames, info.height, info.width) == (7, 24, 40)
 
 
 def test_eval_prints_metrics(tiny_run):

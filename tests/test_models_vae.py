@@ -5,6 +5,7 @@ import torch
 
 from filmstrip.models.causal import CausalConv2Plus1d, CausalConv3d, StreamCache
 from filmstrip.models.fsq import FSQ, codebook_usage
+from filmstrip.models.tiling import ramp, tile_spans
 from filmstrip.models.vae import VideoVAE, preset
 
 
@@ -97,6 +98,7 @@ def test_2d_baseline_is_per_frame():
         ("tiny", (2, 1, 1, 1, 1, 1, 7), {}),
         ("tiny", (3, 5, 2, 1), {"time_upsample": "learned"}),
         ("tiny", (3, 5, 2, 1), {"time_upsample": "learned", "factorized": True}),
+        ("tiny", (3, 5, 2, 1), {"norm": "pixel"}),
         ("tiny2d", (3, 2), {}),
         ("tinyfsq", (4, 6), {}),
     ],
@@ -256,3 +258,67 @@ def test_fsq_model_tokens():
     codes = model.codes(x)
     assert codes.shape == (2, 3, 4, 4)
     torch.testing.assert_close(model.fsq.from_codes(codes).double(), model.encode(x))
+
+
+# ---- spatial tiling ----------------------------------------------------------------------
+REACH = 8  # latent pixels a change travels through the tiny decoder (measured below)
+
+
+def test_pixel_norm_decoder_is_local_in_space():
+    model = tiny(norm="pixel")
+    z = torch.randn(1, 4, 2, 24, 24, dtype=torch.float64)
+    bumped = z.clone()
+    bumped[..., 12, 12] += 1.0
+    changed = (model.decode(bumped) - model.decode(z)).abs().amax(dim=(0, 1, 2)) > 0
+    rows = changed.any(1).nonzero().flatten()
+    assert 12 * 8 - REACH * 8 <= rows.min() and rows.max() < 13 * 8 + REACH * 8
+    assert rows.min() < 12 * 8 - 4 * 8  # it does reach: the bound above is not vacuous
+
+
+def test_tile_spans_cover_and_overlap():
+    assert tile_spans(10, 16, 4) == [(0, 10)]
+    assert tile_spans(40, 24, 8) == [(0, 24), (16, 40)]
+    spans = tile_spans(70, 16, 4)
+    assert spans[0][0] == 0 and spans[-1][1] == 70
+    assert all(a[1] - b[0] >= 4 for a, b in zip(spans, spans[1:]))
+    with pytest.raises(ValueError):
+        tile_spans(40, 8, 8)
+    w = ramp(8, 4, 4)
+    assert (w > 0).all() and w[3] < 1 and torch.allclose(ramp(4, 0, 4) + ramp(4, 4, 0), torch.ones(4))
+
+
+def test_tiles_equal_one_shot_away_from_borders_and_blend_across():
+    """A norm-free-in-space decoder (PixelNorm): two tiles of 24 latent pixels sharing 8 along
+    the width, streamed in time two latent frames at a time. Columns only one tile covers lie
+    at least REACH from that tile's cut edge, so they equal the one-shot decoding exactly;
+    across the shared band each pixel is a blend of the two tiles' own decodings, moving from
+    the left tile's to the right one's."""
+    model = tiny(norm="pixel")
+    z = torch.randn(1, 4, 3, 12, 40, dtype=torch.float64)
+    one = model.decode(z)
+    tiled = model.decode_tiled(z, tile=24, overlap=8, chunk_latents=2)
+    band = slice(16 * 8, 24 * 8)
+    torch.testing.assert_close(tiled[..., : band.start], one[..., : band.start], rtol=0, atol=1e-10)
+    torch.testing.assert_close(tiled[..., band.stop :], one[..., band.stop :], rtol=0, atol=1e-10)
+    left, right = model.decode(z[..., :24])[..., band], model.decode(z[..., 16:])[..., : 8 * 8]
+    mixed = tiled[..., band]
+    lo, hi = torch.minimum(left, right), torch.maximum(left, right)
+    assert ((mixed >= lo - 1e-10) & (mixed <= hi + 1e-10)).all()
+    assert not torch.allclose(left, right)  # the blend is not trivially between equal values
+    gap = (left - right).abs() > 1e-3
+    share = ((mixed - right) / (left - right))[gap.expand_as(mixed)].reshape(-1)
+    first, last = ((mixed - right) / (left - right))[..., 0], ((mixed - right) / (left - right))[..., -1]
+    assert share.min() >= -1e-9 and share.max() <= 1 + 1e-9
+    assert first[gap[..., 0]].min() > 0.9 and last[gap[..., -1]].max() < 0.1
+    streamed = torch.cat(list(model.decode_tiled_stream(z.split(1, dim=2), tile=24, overlap=8)), dim=2)
+    torch.testing.assert_close(streamed, tiled, rtol=0, atol=1e-10)
+
+
+def test_one_tile_is_the_one_shot_decoding():
+    """Group norm reads the whole tile, so only a tile as large as the frame is exact for it;
+    that case must be."""
+    model = tiny()
+    z = torch.randn(1, 4, 3, 6, 10, dtype=torch.float64)
+    torch.testing.assert_close(
+        model.decode_tiled(z, tile=16, chunk_latents=1), model.decode(z), rtol=0, atol=1e-10
+    )

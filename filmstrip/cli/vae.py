@@ -137,6 +137,17 @@ def _read_for_vae(path: Path, frames: int | None, size: int | None, fps: float |
     return crop_to_multiple(video.unsqueeze(0), 8), clip.fps
 
 
+_TILE = click.option(
+    "--tile",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Decode in spatial tiles of this many latent pixels, a quarter overlapping, for frames too "
+    "large to decode at once (0: whole frames). Exact away from tile borders for a norm='pixel' VAE; "
+    "a GroupNorm VAE (the bundled one) loses some fidelity (docs/RESULTS.md).",
+)
+
+
 @vae.command("reconstruct")
 @click.argument("input_path", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
@@ -145,8 +156,11 @@ def _read_for_vae(path: Path, frames: int | None, size: int | None, fps: float |
 @click.option("--size", type=int, default=None, help="Resize so the short side is this [default: as is].")
 @click.option("--fps", type=float, default=None)
 @click.option("--side-by-side", is_flag=True, help="Write input and reconstruction next to each other.")
+@_TILE
 @_ALLOW_PARTIAL
-def vae_reconstruct(input_path, output, checkpoint, frames, size, fps, side_by_side, allow_partial) -> None:
+def vae_reconstruct(
+    input_path, output, checkpoint, frames, size, fps, side_by_side, tile, allow_partial
+) -> None:
     """Encode and decode a video; print PSNR, SSIM and flicker against the input."""
     import torch
 
@@ -157,7 +171,7 @@ def vae_reconstruct(input_path, output, checkpoint, frames, size, fps, side_by_s
 
     model = load_vae(checkpoint)
     x, rate = _read_for_vae(input_path, frames, size, fps, allow_partial)
-    recon = reconstruct(model, x)
+    recon = reconstruct(model, x, tile=tile)
     out = torch.cat([x, recon], dim=-1) if side_by_side else recon
     path = write_video(output, out[0], fps=rate)
     line = f"{path}: {x.shape[2]} frames {x.shape[3]}x{x.shape[4]}, PSNR {float(psnr(recon, x)):.2f} dB, SSIM {float(ssim(recon, x)):.4f}"
@@ -210,7 +224,8 @@ def vae_encode(input_path, output, checkpoint, frames, size, fps, allow_partial)
 @click.argument("latent_path", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @_CHECKPOINT
-def vae_decode(latent_path, output, checkpoint) -> None:
+@_TILE
+def vae_decode(latent_path, output, checkpoint, tile) -> None:
     """Decode a latent file written by `filmstrip vae encode` to a video."""
     import torch
     from safetensors import safe_open
@@ -235,7 +250,13 @@ def vae_decode(latent_path, output, checkpoint) -> None:
             "decode them with that one (--checkpoint)"
         )
     with torch.no_grad():
-        x = model.decode_chunked(z.unsqueeze(0).float(), num_frames=int(meta.get("num_frames", 0)) or None)
+        frames = int(meta.get("num_frames", 0)) or None
+        z = z.unsqueeze(0).float()
+        x = (
+            model.decode_tiled(z, tile, tile // 4, num_frames=frames)
+            if tile
+            else model.decode_chunked(z, num_frames=frames)
+        )
     path = write_video(output, x[0].clamp(-1, 1), fps=float(meta.get("fps", 8)))
     click.echo(f"{path}: {x.shape[2]} frames {x.shape[3]}x{x.shape[4]}")
 

@@ -31,12 +31,17 @@ def crop_to_multiple(x_bcthw: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reconstruct(model: VideoVAE, x_bcthw: torch.Tensor, chunk_frames: int = 16) -> torch.Tensor:
-    """Encode and decode in chunks; returns the reconstruction clamped to [-1, 1], same shape."""
+def reconstruct(
+    model: VideoVAE, x_bcthw: torch.Tensor, chunk_frames: int = 16, tile: int = 0
+) -> torch.Tensor:
+    """Encode and decode in chunks (and in spatial tiles of `tile` latent pixels, a quarter
+    overlapping, if `tile`); returns the reconstruction clamped to [-1, 1], same shape."""
     device = next(model.parameters()).device
     x = x_bcthw.to(device, torch.float32)
     z = model.encode_chunked(x, chunk_frames)
     chunk_latents = max(1, chunk_frames // model.cfg.temporal_factor)
+    if tile:
+        return model.decode_tiled(z, tile, tile // 4, chunk_latents, num_frames=x.shape[2]).clamp(-1, 1)
     return model.decode_chunked(z, chunk_latents, num_frames=x.shape[2]).clamp(-1, 1)
 
 

@@ -71,8 +71,9 @@ class CausalConv3d(nn.Module):
         num_out = max(0, (length - self.kernel_t) // self.stride_t + 1)
         if cache is not None:
             # Keep every frame from the next window's start on: the overlap (kt - s frames)
-            # plus anything that did not yet fill a window.
-            cache.tails[self] = x_bcthw[:, :, num_out * self.stride_t :].detach()
+            # plus anything that did not yet fill a window. A copy: a view would keep the
+            # whole chunk's input alive until the next chunk.
+            cache.tails[self] = x_bcthw[:, :, num_out * self.stride_t :].detach().clone()
         if num_out == 0:
             b, _, _, h, w = x_bcthw.shape
             sh, sw = self.conv.stride[1:]
@@ -119,6 +120,25 @@ class FrameGroupNorm(nn.GroupNorm):
         t = x_bcthw.shape[2]
         x = rearrange(x_bcthw, "b c t h w -> (b t) c h w")
         return rearrange(super().forward(x), "(b t) c h w -> b c t h w", t=t)
+
+
+class PixelNorm(nn.Module):
+    """RMS over the channels of each pixel of each frame, then a learned gain and bias.
+    Unlike `FrameGroupNorm` it reads no other pixel, so a network built on it is local in
+    space: a tile decodes to exactly the frame's pixels wherever the convolutions' receptive
+    field stays inside the tile (tiling.py). Wan's and LTX-Video's VAEs normalise this way."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x_bcthw: torch.Tensor) -> torch.Tensor:
+        x = x_bcthw.to(torch.promote_types(x_bcthw.dtype, torch.float32))
+        x = x * torch.rsqrt(x.square().mean(1, keepdim=True) + self.eps)
+        shape = (1, -1, 1, 1, 1)
+        return (x * self.weight.view(shape) + self.bias.view(shape)).to(x_bcthw.dtype)
 
 
 class CausalUpsampleTime(nn.Module):

@@ -42,10 +42,12 @@ from filmstrip.models.causal import (
     CausalUpsampleTime,
     FrameGroupNorm,
     LearnedUpsampleTime,
+    PixelNorm,
     StreamCache,
     upsample_space,
 )
 from filmstrip.models.fsq import FSQ
+from filmstrip.models.tiling import decode_tiled, decode_tiled_stream
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class VAEConfig:
     bottleneck: str = "kl"  # "kl" or "fsq"
     fsq_levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
     groups: int = 16
+    # "group": GroupNorm per frame (the toy-domain models); "pixel": RMS over each pixel's
+    # channels (causal.PixelNorm), which keeps the network local in space so spatial tiles
+    # decode exactly away from their borders; what a VAE for large natural frames wants.
+    norm: str = "group"
     # How the decoder doubles time: "repeat" each frame, or "learned" (a projection per new
     # frame, see causal.LearnedUpsampleTime). A trained "repeat" decoder loads into "learned".
     time_upsample: str = "repeat"
@@ -77,6 +83,8 @@ class VAEConfig:
         downs = len(self.channels) - 1
         if self.time_upsample not in ("repeat", "learned"):
             raise InputError(f"time_upsample must be 'repeat' or 'learned', got {self.time_upsample!r}")
+        if self.norm not in ("group", "pixel"):
+            raise InputError(f"norm must be 'group' or 'pixel', got {self.norm!r}")
         if self.bottleneck not in ("kl", "fsq"):
             raise InputError(f"bottleneck must be 'kl' or 'fsq', got {self.bottleneck!r}")
         if self.spatial_factor % 2**downs or not _is_power_of_two(self.spatial_factor // 2**downs):
@@ -110,6 +118,9 @@ class VAEConfig:
         """The network's kt x 3 x 3 convolution: full 3D, or (2+1)D when `factorized`."""
         layer = CausalConv2Plus1d if self.factorized else CausalConv3d
         return layer(cin, cout, (self.temporal_kernel, 3, 3), stride=stride)
+
+    def norm_layer(self, channels: int) -> nn.Module:
+        return FrameGroupNorm(self.groups, channels) if self.norm == "group" else PixelNorm(channels)
 
     def temporal_downsamples(self) -> list[bool]:
         """Which of the stride-2 stages also halve time: the deepest ones, where the grid is
@@ -148,9 +159,9 @@ def preset(name: str, **overrides) -> VAEConfig:
 class ResBlock(nn.Module):
     def __init__(self, cfg: VAEConfig, cin: int, cout: int):
         super().__init__()
-        self.norm1 = FrameGroupNorm(cfg.groups, cin)
+        self.norm1 = cfg.norm_layer(cin)
         self.conv1 = cfg.conv(cin, cout)
-        self.norm2 = FrameGroupNorm(cfg.groups, cout)
+        self.norm2 = cfg.norm_layer(cout)
         self.conv2 = cfg.conv(cout, cout)
         self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
 
@@ -163,7 +174,7 @@ class ResBlock(nn.Module):
 class Encoder(nn.Module):
     def __init__(self, cfg: VAEConfig, out_channels: int):
         super().__init__()
-        ch, g = cfg.channels, cfg.groups
+        ch = cfg.channels
         self.patch = cfg.patch
         self.conv_in = cfg.conv(cfg.in_channels * cfg.patch**2, ch[0])
         self.levels = nn.ModuleList()
@@ -178,7 +189,7 @@ class Encoder(nn.Module):
                 st = 2 if time_down[i] else 1
                 self.downs.append(cfg.conv(width, width, stride=(st, 2, 2)))
         self.mid = ResBlock(cfg, prev, prev)
-        self.norm_out = FrameGroupNorm(g, prev)
+        self.norm_out = cfg.norm_layer(prev)
         self.conv_out = cfg.conv(prev, out_channels)
 
     def forward(self, x_bcthw: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
@@ -197,7 +208,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, cfg: VAEConfig, in_channels: int):
         super().__init__()
-        ch, g = cfg.channels, cfg.groups
+        ch = cfg.channels
         self.patch = cfg.patch
         self.conv_in = cfg.conv(in_channels, ch[-1])
         self.mid = ResBlock(cfg, ch[-1], ch[-1])
@@ -216,7 +227,7 @@ class Decoder(nn.Module):
                 self.time_ups.append(LearnedUpsampleTime(width) if learned else CausalUpsampleTime())
                 self.ups.append(cfg.conv(width, nxt))
                 prev = nxt
-        self.norm_out = FrameGroupNorm(g, prev)
+        self.norm_out = cfg.norm_layer(prev)
         self.conv_out = cfg.conv(prev, cfg.in_channels * cfg.patch**2)
 
     def forward(self, z_bcthw: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
@@ -370,6 +381,15 @@ class VideoVAE(nn.Module):
         for z in latent_chunks:
             yield self.decoder(z, cache)
 
+    def decode_tiled_stream(
+        self, latent_chunks: Iterable[torch.Tensor], tile: int = 32, overlap: int = 8
+    ) -> Iterator[torch.Tensor]:
+        """`decode_stream` in overlapping spatial tiles of `tile` latent pixels, blended
+        across each `overlap` (see tiling.py): memory bounded in time and in space."""
+        return decode_tiled_stream(
+            self.decoder, StreamCache, latent_chunks, self.cfg.spatial_factor, tile, overlap
+        )
+
     def encode_chunked(self, x_bcthw: torch.Tensor, chunk_frames: int = 16) -> torch.Tensor:
         self.check_input(x_bcthw)
         pieces = x_bcthw.split(chunk_frames, dim=2)
@@ -379,6 +399,20 @@ class VideoVAE(nn.Module):
         self, z_bcthw: torch.Tensor, chunk_latents: int = 4, num_frames: int | None = None
     ) -> torch.Tensor:
         x = torch.cat(list(self.decode_stream(z_bcthw.split(chunk_latents, dim=2))), dim=2)
+        return x[:, :, :num_frames] if num_frames is not None else x
+
+    def decode_tiled(
+        self,
+        z_bcthw: torch.Tensor,
+        tile: int = 32,
+        overlap: int = 8,
+        chunk_latents: int = 4,
+        num_frames: int | None = None,
+    ) -> torch.Tensor:
+        """`decode` in overlapping spatial tiles, one tile at a time through all of time."""
+        x = decode_tiled(
+            self.decoder, StreamCache, z_bcthw, self.cfg.spatial_factor, tile, overlap, chunk_latents
+        )
         return x[:, :, :num_frames] if num_frames is not None else x
 
     # ---- latents for diffusion ---------------------------------------------------------

@@ -63,6 +63,14 @@ def test_reconstruct_encode_decode(tiny_run, tmp_path):
     result = runner.invoke(main, ["vae", "decode", str(latents), "-o", str(decoded)])
     assert result.exit_code == 0, result.output
     assert probe(decoded).num_frames == 7 and probe(decoded).fps == 10
+    result = runner.invoke(
+        main, ["vae", "compare", str(clip), "-c", f"tiny={model}", "--size", "24", "--frames", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "lpips" in lines[0] and sum(line.startswith("mean") for line in lines) == 3  # tiny, bicubic /8, /4
+    result = runner.invoke(main, ["vae", "compare", str(clip), "-c", model])
+    assert result.exit_code != 0 and "NAME=PATH" in result.output
     tiled = tmp_path / "tiled.mp4"
     result = runner.invoke(main, ["vae", "decode", str(latents), "-o", str(tiled), "--tile", "4"])
     assert result.exit_code == 0, result.output

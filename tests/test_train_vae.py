@@ -213,6 +213,24 @@ def test_loss_is_the_documented_weighted_sum():
     assert logs["temporal"] == pytest.approx(change.abs().mean().item(), rel=1e-5)
 
 
+def test_perceptual_term_is_added_and_reaches_the_decoder():
+    torch.manual_seed(0)
+    x = torch.stack([shapes(5, 32)[i]["video"] for i in range(2)])
+    weights = dict(mse=1.0, l1=0.0, ssim=0.0, kl=0.0)
+    plain = VAETask(preset("tiny"), VAELossConfig(image_every=0, **weights))
+    task = VAETask(preset("tiny"), VAELossConfig(image_every=0, lpips=0.5, lpips_frames=2, **weights))
+    task.model.load_state_dict(plain.model.state_dict())
+    base, _ = plain.loss(plain.model, {"video": x}, 0, torch.Generator().manual_seed(0))
+    loss, logs = task.loss(task.model, {"video": x}, 0, torch.Generator().manual_seed(0))
+    assert logs["lpips"] > 0
+    assert loss.item() == pytest.approx(base.item() + 0.5 * logs["lpips"], rel=1e-5)
+    loss.backward()
+    grad = task.model.decoder.conv_out.conv.weight.grad
+    base.backward()
+    assert not torch.allclose(grad, plain.model.decoder.conv_out.conv.weight.grad)
+    assert not any(k.startswith("_lpips") for k in task.model.state_dict())  # never saved with the model
+
+
 def test_a_frozen_encoder_keeps_the_latent_space(tmp_path):
     x = torch.stack([shapes()[i]["video"] for i in range(2)])
     task = VAETask(preset("tiny"), VAELossConfig(image_every=0, temporal=1.0), preview=x, freeze_encoder=True)

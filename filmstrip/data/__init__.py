@@ -1,4 +1,5 @@
-"""Built-in datasets and the one way the CLI names them: "shapes", "digits" or "folder:PATH"."""
+"""Built-in datasets and the one way the CLI names them: "shapes", "digits", "folder:PATH" or
+"photos:PATH" (camera motion over still photographs)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from torch.utils.data import Dataset
 
 from filmstrip.data.digits import DigitsConfig, DigitsDataset
 from filmstrip.data.folder import FolderConfig, FolderDataset
+from filmstrip.data.photos import PhotoClipsConfig, PhotoClipsDataset
 from filmstrip.data.shapes import ShapesConfig, ShapesDataset, collate_clips
 from filmstrip.errors import InputError
 
@@ -14,6 +16,8 @@ __all__ = [
     "DigitsDataset",
     "FolderConfig",
     "FolderDataset",
+    "PhotoClipsConfig",
+    "PhotoClipsDataset",
     "ShapesConfig",
     "ShapesDataset",
     "build_dataset",
@@ -62,4 +66,16 @@ def build_dataset(
                 seed=seed,
             )
         )
-    raise InputError(f"unknown dataset {spec!r}: use 'shapes', 'digits' or 'folder:PATH'")
+    if spec.startswith("photos:"):
+        return PhotoClipsDataset(
+            PhotoClipsConfig(
+                root=spec.removeprefix("photos:"),
+                num_frames=num_frames,
+                height=height,
+                width=width,
+                fps=fps or 8.0,
+                seed=seed,
+                split=split,
+            )
+        )
+    raise InputError(f"unknown dataset {spec!r}: use 'shapes', 'digits', 'folder:PATH' or 'photos:PATH'")

@@ -148,6 +148,7 @@ class VAERecipe:
     temporal_factor: int | None = None
     latent_channels: int | None = None
     time_upsample: str | None = None  # "repeat" or "learned" [the preset's, or init's]
+    norm: str | None = None  # "group" or "pixel" (tiles exactly; models/tiling.py) [the preset's]
     init: str | None = None
     freeze_encoder: bool = False  # train the decoder only (keeps the latent space)
     frames: int = 17
@@ -515,7 +516,7 @@ def vae_model_config(recipe: VAERecipe) -> tuple[VAEConfig, VideoVAE | None]:
         raise InputError("freeze_encoder fine-tunes a trained model's decoder: give it with init")
     shape = {
         k: getattr(recipe, k)
-        for k in ("channels", "temporal_factor", "latent_channels")
+        for k in ("channels", "temporal_factor", "latent_channels", "norm")
         if getattr(recipe, k)
     }
     if shape and init:

@@ -2,6 +2,7 @@
 
 Loss = MSE + w_l1 * L1 + w_ssim * (1 - SSIM) + w_kl * KL
        [+ w_temporal * L1 of the frame-to-frame differences]
+       [+ w_lpips * ST-LPIPS (AlexNet) on up to `lpips_frames` frames of each clip]
        [+ w_gan * hinge adversarial term, from `gan_start` on].
 
 MSE leads: with L1 in the lead the model learned sparse content (white strokes on black) far
@@ -21,6 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from filmstrip.eval.lpips import MIN_SIDE as LPIPS_MIN_SIDE
+from filmstrip.eval.lpips import load_lpips
 from filmstrip.eval.metrics import flicker, psnr, ssim
 from filmstrip.io import write_video
 from filmstrip.models.discriminator import PatchDiscriminator3d, hinge_d_loss
@@ -43,6 +46,11 @@ class VAELossConfig:
     # which the per-pixel terms do not (an error that jumps between frames costs them no more
     # than one that holds still).
     temporal: float = 0.0
+    # Perceptual distance (eval/lpips.py, the ST-LPIPS AlexNet weights of stlpips-pytorch):
+    # what keeps texture from turning into blur or blotches on natural footage. Frames are
+    # subsampled because the trunk costs about as much per frame as the VAE itself.
+    lpips: float = 0.0
+    lpips_frames: int = 4
 
 
 class VAETask:
@@ -67,6 +75,8 @@ class VAETask:
         self.preview = preview
         self.data_name = data_name
         self.disc = PatchDiscriminator3d() if loss_cfg.gan > 0 else None
+        # Frozen and not part of the model: never trained, never saved with it.
+        self._lpips = load_lpips("alex") if loss_cfg.lpips > 0 else None
 
     def auxiliary(self) -> dict[str, Auxiliary]:
         """The discriminator, when there is one: the trainer steps its optimiser."""
@@ -106,6 +116,10 @@ class VAETask:
             temporal = (recon.diff(dim=2) - x.diff(dim=2)).abs().mean()
             loss = loss + lc.temporal * temporal
             logs["temporal"] = temporal.item()
+        if self._lpips is not None and min(x.shape[-2:]) >= LPIPS_MIN_SIDE:
+            perceptual = self._perceptual(recon, x, generator)
+            loss = loss + lc.lpips * perceptual
+            logs["lpips"] = perceptual.item()
         logs["loss"] = loss.item()
         if self.disc is not None and step >= lc.gan_start:
             disc = (aux or {}).get("disc", self.disc)  # as the trainer wraps it (DDP)
@@ -124,6 +138,16 @@ class VAETask:
                 d_loss=d_loss.item(), g_loss=g_loss.item(), loss=logs["loss"] + lc.gan * g_loss.item()
             )
         return loss, logs
+
+    def _perceptual(self, recon: torch.Tensor, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Mean ST-LPIPS over up to `lpips_frames` random frames of the batch's clips."""
+        net = self._lpips.to(x.device)
+        t = x.shape[2]
+        keep = torch.randperm(t, generator=generator, device=generator.device)[: self.loss_cfg.lpips_frames]
+        keep = keep.to(x.device)
+        a = recon.index_select(2, keep).transpose(1, 2).flatten(0, 1)
+        b = x.index_select(2, keep).transpose(1, 2).flatten(0, 1)
+        return net(a, b).mean()
 
     @torch.no_grad()
     def evaluate(self, model: VideoVAE, clips: torch.Tensor) -> dict[str, float]:

@@ -129,18 +129,22 @@ def memory_child(num_frames: int, size: int, mode: str) -> dict:
     }
 
 
+def in_child(frames: int, size: int, mode: str) -> dict:
+    """`memory_child` run in a fresh process, so each peak is its own."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", f"{frames},{size},{mode}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def memory(args) -> None:
     print(f"\nmemory: 3D VAE encode + decode of {args.mem_size}x{args.mem_size} clips, fresh process each")
-    results = {}
-    for mode in ("stream", "oneshot"):
-        for n in (16, 256):
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", f"{n},{args.mem_size},{mode}"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            results[mode, n] = json.loads(out.stdout.strip().splitlines()[-1])
+    results = {
+        (mode, n): in_child(n, args.mem_size, mode) for mode in ("stream", "oneshot") for n in (16, 256)
+    }
     for mode in ("stream", "oneshot"):
         small, large = results[mode, 16]["working_mib"], results[mode, 256]["working_mib"]
         print(
@@ -151,16 +155,8 @@ def memory(args) -> None:
 
 def tiling(args) -> None:
     print("\ntiling: 3D VAE decode of 17 frames streamed in time, fresh process each")
-    results = {}
-    for mode in ("frames", "tiles", "tiled"):
-        for size in (256, 1024):
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", f"17,{size},{mode}"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            results[mode, size] = json.loads(out.stdout.strip().splitlines()[-1])
+    modes = ("frames", "tiles", "tiled")
+    results = {(mode, size): in_child(17, size, mode) for mode in modes for size in (256, 1024)}
     for mode in ("frames", "tiles", "tiled"):
         small, large = results[mode, 256]["working_mib"], results[mode, 1024]["working_mib"]
         print(f"{mode:8} 256 px {small:7.1f} MiB   1024 px {large:7.1f} MiB   ratio {large / small:5.2f}")

@@ -69,8 +69,25 @@ def _tiles(
             yield slice(y0, y1), slice(x0, x1), wy[:, None] * wx[None, :]
 
 
-def _pixels(latent: slice, scale: int) -> slice:
-    return slice(latent.start * scale, latent.stop * scale)
+class _Blend:
+    """The running weighted sum of tiles' pixels over a frame, and the weights' sum."""
+
+    def __init__(self, h: int, w: int, scale: int):
+        self.h, self.w, self.scale = h, w, scale
+        self.out = self.weight = None
+
+    def add(self, pixels: torch.Tensor, ys: slice, xs: slice, wyx: torch.Tensor) -> None:
+        if self.out is None:
+            self.out = pixels.new_zeros(*pixels.shape[:3], self.h * self.scale, self.w * self.scale)
+            self.weight = pixels.new_zeros(self.h * self.scale, self.w * self.scale)
+        s = self.scale
+        rows, cols = slice(ys.start * s, ys.stop * s), slice(xs.start * s, xs.stop * s)
+        wyx = wyx.to(pixels)
+        self.out[..., rows, cols] += pixels * wyx
+        self.weight[rows, cols] += wyx
+
+    def result(self) -> torch.Tensor:
+        return self.out / self.weight
 
 
 def decode_tiled_stream(
@@ -90,18 +107,11 @@ def decode_tiled_stream(
     holds one tile at a time instead."""
     caches: dict[tuple[int, int], object] = {}
     for z in latent_chunks:
-        h, w = z.shape[-2:]
-        out = weight = None
-        for ys, xs, wyx in _tiles(h, w, tile, overlap, scale):
-            key = (ys.start, xs.start)
-            pixels = decode_chunk(z[..., ys, xs], caches.setdefault(key, new_cache()))
-            if out is None:
-                out = pixels.new_zeros(*pixels.shape[:3], h * scale, w * scale)
-                weight = pixels.new_zeros(h * scale, w * scale)
-            wyx = wyx.to(pixels)
-            out[..., _pixels(ys, scale), _pixels(xs, scale)] += pixels * wyx
-            weight[_pixels(ys, scale), _pixels(xs, scale)] += wyx
-        yield out / weight
+        blend = _Blend(*z.shape[-2:], scale)
+        for ys, xs, wyx in _tiles(*z.shape[-2:], tile, overlap, scale):
+            cache = caches.setdefault((ys.start, xs.start), new_cache())
+            blend.add(decode_chunk(z[..., ys, xs], cache), ys, xs, wyx)
+        yield blend.result()
 
 
 def decode_tiled(
@@ -116,16 +126,9 @@ def decode_tiled(
     """The same blend as `decode_tiled_stream` for a whole latent clip, tile by tile: each
     tile streams through all of time before the next starts, so only one tile's cache and
     activations are alive beside the output clip."""
-    h, w = z_bcthw.shape[-2:]
-    out = weight = None
-    for ys, xs, wyx in _tiles(h, w, tile, overlap, scale):
+    blend = _Blend(*z_bcthw.shape[-2:], scale)
+    for ys, xs, wyx in _tiles(*z_bcthw.shape[-2:], tile, overlap, scale):
         cache = new_cache()
         chunks = z_bcthw[..., ys, xs].split(chunk_latents, dim=2)
-        pixels = torch.cat([decode_chunk(c, cache) for c in chunks], dim=2)
-        if out is None:
-            out = pixels.new_zeros(*pixels.shape[:3], h * scale, w * scale)
-            weight = pixels.new_zeros(h * scale, w * scale)
-        wyx = wyx.to(pixels)
-        out[..., _pixels(ys, scale), _pixels(xs, scale)] += pixels * wyx
-        weight[_pixels(ys, scale), _pixels(xs, scale)] += wyx
-    return out / weight
+        blend.add(torch.cat([decode_chunk(c, cache) for c in chunks], dim=2), ys, xs, wyx)
+    return blend.result()

@@ -109,10 +109,10 @@ def add_photo(src: Path | np.ndarray, name: str, out: Path, seen: list[np.ndarra
         return False
     if np.asarray(img.convert("L").resize((256, 160)), dtype=np.float32).std() < 12:
         return False  # nearly one flat colour: nothing for an autoencoder to learn
-    print_ = thumbprint(img)
-    if any(np.abs(print_ - s).mean() < 6 for s in seen):
+    mark = thumbprint(img)
+    if any(np.abs(mark - s).mean() < 6 for s in seen):
         return False  # the same picture at another size, or a near-identical variant
-    seen.append(print_)
+    seen.append(mark)
     scale = MAX_SIDE / max(img.size)
     if scale < 1:
         img = img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)

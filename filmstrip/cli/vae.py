@@ -119,8 +119,16 @@ _ALLOW_PARTIAL = click.option(
 )
 
 
-def _read_for_vae(path: Path, frames: int | None, size: int | None, fps: float | None, allow_partial: bool):
-    """(1, 3, T, H, W) float clip, resized so its short side is `size` and cropped to /8."""
+def _read_for_vae(
+    path: Path,
+    frames: int | None,
+    size: int | None,
+    fps: float | None,
+    allow_partial: bool,
+    start: float = 0.0,
+):
+    """(1, 3, T, H, W) float clip from `start` seconds, resized so its short side is `size`
+    and cropped to /8."""
     import torch
 
     from filmstrip.eval.reconstruction import crop_to_multiple
@@ -132,7 +140,13 @@ def _read_for_vae(path: Path, frames: int | None, size: int | None, fps: float |
         scale = size / min(info.height, info.width)
         target = (max(8, round(info.height * scale)), max(8, round(info.width * scale)))
     video, clip = read_video(
-        path, num_frames=frames, fps=fps, size=target, dtype=torch.float32, allow_partial=allow_partial
+        path,
+        num_frames=frames,
+        fps=fps,
+        size=target,
+        start=start,
+        dtype=torch.float32,
+        allow_partial=allow_partial,
     )
     return crop_to_multiple(video.unsqueeze(0), 8), clip.fps
 
@@ -284,6 +298,7 @@ def vae_compare(videos, models, size, frames, start, lpips, as_json) -> None:
 
     from filmstrip.eval.lpips import load_lpips
     from filmstrip.eval.reconstruction import compare
+    from filmstrip.io import probe
     from filmstrip.models.vae import load_vae
 
     named = {}
@@ -295,11 +310,12 @@ def vae_compare(videos, models, size, frames, start, lpips, as_json) -> None:
     perceptual = load_lpips("alex") if lpips else None
     table: dict[str, dict] = {}
     for path in videos:
-        x, rate = _read_for_vae(path, None, size, None, False)
-        skip = round(start * rate)
-        x = x[:, :, skip : skip + frames]
-        if x.shape[2] == 0:
+        info = probe(path)
+        available = info.num_frames - round(start * info.fps)
+        if available <= 0:
             raise InputError(f"{path}: no frames after {start} s")
+        # Only the frames compared are decoded, not the whole video.
+        x, _ = _read_for_vae(path, min(frames, available), size, None, False, start)
         table[str(path)] = {"shape": list(x.shape[2:]), **compare(x, named, perceptual)}
     if as_json:
         click.echo(json.dumps(table))

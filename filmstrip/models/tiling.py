@@ -22,12 +22,14 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
+from filmstrip.errors import InputError
+
 
 def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int]]:
     """(start, stop) of tiles covering [0, size): `tile` long, consecutive ones sharing at
     least `overlap`; the last is moved back to end at `size` (so it may overlap more)."""
     if tile <= overlap or overlap < 0:
-        raise ValueError(f"a tile ({tile}) must be longer than its overlap ({overlap}), which is >= 0")
+        raise InputError(f"a tile ({tile}) must be longer than its overlap ({overlap}), which is >= 0")
     if size <= tile:
         return [(0, size)]
     stride = tile - overlap

@@ -385,7 +385,8 @@ class VideoVAE(nn.Module):
         self, latent_chunks: Iterable[torch.Tensor], tile: int = 32, overlap: int = 8
     ) -> Iterator[torch.Tensor]:
         """`decode_stream` in overlapping spatial tiles of `tile` latent pixels, blended
-        across each `overlap` (see tiling.py): memory bounded in time and in space."""
+        across each `overlap` (see tiling.py): memory bounded in time; in space only the
+        tiles' caches grow with the frame (`decode_tiled` holds one tile at a time)."""
         return decode_tiled_stream(
             self.decoder, StreamCache, latent_chunks, self.cfg.spatial_factor, tile, overlap
         )

@@ -2,6 +2,7 @@
 and the denoiser learn a tiny batch, the environment passes Gymnasium's checker, and the
 play loop runs headless."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,7 +18,7 @@ from filmstrip.world.evaluate import FidelityConfig, fidelity, head_scores, pong
 from filmstrip.world.model import WorldModel, WorldModelConfig, load_world_model
 from filmstrip.world.play import KEYMAPS, action_for
 from filmstrip.world.rollout import Rollout, SampleConfig, copy_last, flow_predictor, rollout
-from filmstrip.world.train import Transitions, WorldRecipe, WorldTask, WorldTaskConfig, train_world
+from filmstrip.world.train import EventMix, Transitions, WorldRecipe, WorldTask, WorldTaskConfig, train_world
 
 gym = pytest.importorskip("gymnasium", reason="the world extra: pip install -e '.[world]'")
 
@@ -163,6 +164,53 @@ def test_denoiser_and_heads_overfit_a_tiny_batch(tmp_path):
     assert scores["reward+_precision"] == scores["end_precision"] == 1.0
 
 
+def test_event_mix_holds_its_share_of_rewards_and_ends(tmp_path):
+    episode = _moving_dot_episode(0, actions=[1] * 7 + [0, 2] + [2] * 14 + [2] + [0] * 76)
+    episode.ends[-1] = True
+    save_episode(tmp_path / "e", episode, video=False)
+    data = Transitions(tmp_path, context=2)
+    mixed = EventMix(data, 0.25)
+    assert len(mixed) == len(data) == 100 and len(mixed.events) == 3
+    events = [int(mixed[j]["reward"] != 1 or mixed[j]["end"] > 0) for j in range(len(mixed))]
+    assert sum(events[:25]) == 25 and events == [int(mixed[j]["reward"] != 1 or mixed[j]["end"] > 0) for j in range(100)]
+    with pytest.raises(InputError, match="event_share"):
+        EventMix(data, 1.0)
+    episode.rewards[:] = 0
+    episode.ends[:] = False
+    save_episode(tmp_path / "e", episode, video=False)
+    with pytest.raises(InputError, match="no transition"):
+        EventMix(Transitions(tmp_path, context=2), 0.5)
+
+
+def test_heads_train_alone_on_a_trained_model(tmp_path):
+    """`model = heads` starts from a world model, learns the rare events from a mixed batch and
+    leaves every other weight as it was."""
+    base = load_world_model(_saved_tiny(tmp_path))
+    episode = _moving_dot_episode(0, actions=[1] * 7 + [0, 2] + [2] * 14 + [2] + [0] * 76, size=16)
+    save_episode(tmp_path / "events" / "e", episode, video=False)
+    recipe = WorldRecipe(
+        run=str(tmp_path / "heads"),
+        data=str(tmp_path / "events"),
+        model="heads",
+        init=str(tmp_path / "run" / "model"),
+        context=2,
+        task=WorldTaskConfig(rare_weight=1.0, event_share=0.5),
+        train=TrainConfig(
+            steps=120, batch_size=16, lr=3e-3, warmup=1, sample_every=0, ckpt_every=120, num_workers=0, ema_decay=0
+        ),
+    )
+    trained = load_world_model(train_world(recipe, log=lambda s: None))
+    before, after = base.state_dict(), trained.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("heads.") for k in changed)
+    scores = head_scores(trained, Transitions(tmp_path / "events", context=2))
+    assert scores["reward+_recall"] == scores["reward-_recall"] == 1.0
+    with pytest.raises(InputError, match="init"):
+        WorldRecipe(run="r", data="d", model="heads")
+    with pytest.raises(InputError, match="from scratch"):
+        WorldRecipe(run="r", data="d", model="convlstm", init="world_pong")
+
+
 def test_convlstm_starts_as_copy_the_last_frame():
     net = ConvLSTMPredictor(ConvLSTMConfig(num_actions=3, size=16, context=2))
     ctx = torch.rand(2, 2, 3, 16, 16) * 2 - 1
@@ -202,6 +250,20 @@ def test_pong_paddle_is_found_by_its_colour():
     frame[0, 20:26, 56] = (92, 186, 92)
     y = pong_paddle_y(frame)
     assert y[0] == pytest.approx(22.5) and np.isnan(y[1])
+
+
+def test_horizontal_shift_finds_a_turning_view():
+    """A view that turns moves its whole content sideways; the weapon below stays put."""
+    from filmstrip.world.evaluate import horizontal_shift
+
+    rng = np.random.default_rng(0)
+    world = (rng.random((64, 200, 3)) * 255).astype(np.uint8)
+    world = cv2.GaussianBlur(world, (5, 5), 1.0)
+    a = world[:, 60:124].copy()
+    for move in (-12, -5, -1, 0, 3, 8, 20):
+        b = world[:, 60 - move : 124 - move].copy()  # the content moves right by `move`
+        b[44:, 24:40] = a[44:, 24:40] = 200  # a weapon sprite, fixed on screen
+        assert horizontal_shift(a, b) == move
 
 
 def test_keymaps():

@@ -81,8 +81,15 @@ def import_cmd(src: Path, out: Path) -> None:
         Opt(
             ("--model",),
             "model",
-            "flow (the world model), convlstm (the baseline) or latent-actions (learned from unlabeled frames).",
-            {"type": click.Choice(["flow", "convlstm", "latent-actions"])},
+            "flow (the world model), convlstm (the baseline), latent-actions (learned from unlabeled "
+            "frames) or heads (the reward and end heads of --init, trained alone).",
+            {"type": click.Choice(["flow", "convlstm", "latent-actions", "heads"])},
+        ),
+        Opt(
+            ("--init",),
+            "init",
+            "A trained world model to continue (a folder, or world_pong / world_doom).",
+            {"show_default": False},
         ),
         Opt(("--context",), "context", "Past frames the model sees."),
         Opt(
@@ -159,11 +166,18 @@ def eval_cmd(
     bf16: bool,
 ) -> None:
     """Fidelity (next-frame and rollout PSNR against copy-the-last-frame and the ConvLSTM),
-    action fidelity (Pong) and the reward/end heads' precision and recall on EPISODES."""
+    action fidelity (Pong paddles; Doom turns, beside the recorded game's own score) and the
+    reward/end heads' precision and recall on EPISODES."""
     import json
 
     from filmstrip.world.convlstm import load_convlstm
-    from filmstrip.world.evaluate import FidelityConfig, fidelity, head_scores, pong_action_fidelity
+    from filmstrip.world.evaluate import (
+        FidelityConfig,
+        doom_action_fidelity,
+        fidelity,
+        head_scores,
+        pong_action_fidelity,
+    )
     from filmstrip.world.model import load_world_model
     from filmstrip.world.rollout import SampleConfig, convlstm_predictor, copy_last, flow_predictor
     from filmstrip.world.train import Transitions
@@ -180,6 +194,11 @@ def eval_cmd(
     if model.cfg.game.startswith("pong"):
         results["actions"] = pong_action_fidelity(predict, data)
         click.echo("actions: " + json.dumps(results["actions"]))
+    elif model.cfg.game.startswith("doom"):
+        results["actions"] = doom_action_fidelity(predict, data)
+        results["actions_recorded"] = doom_action_fidelity(None, data)  # what the measure gives the game
+        for key in ("actions", "actions_recorded"):
+            click.echo(f"{key}: " + json.dumps(results[key]))
     results["heads_real"] = head_scores(model, data)
     results["heads_generated"] = head_scores(model, data, predict)
     for key in ("heads_real", "heads_generated"):

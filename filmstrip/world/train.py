@@ -14,6 +14,13 @@ The flow task (per step):
    nonzero classes weighted up, + the end logit's binary cross-entropy).
 
 The ConvLSTM baseline trains on the same items with the squared error of its frame.
+
+The heads can also be trained alone on a trained world model (`model = "heads"`, `init`):
+the denoiser frozen, batches in which a share `event_share` of the items are transitions with
+a reward or an episode end. Those are 0.2-1% of a game's steps, so in a uniform batch of 32
+the heads saw one about every third step and learned to predict none (docs/RESULTS.md,
+session 16); mixing them in by sampling gives every batch its positives without the loss
+weights that made the joint training unstable.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from filmstrip.train.recipes import Log, fit_recipe
 from filmstrip.train.trainer import TrainConfig
 from filmstrip.world.convlstm import ConvLSTMConfig, ConvLSTMPredictor
 from filmstrip.world.episodes import Episode, load_episode
-from filmstrip.world.model import WorldModel, WorldModelConfig
+from filmstrip.world.model import WorldModel, WorldModelConfig, load_world_model
 from filmstrip.world.rollout import SampleConfig, convlstm_predictor, flow_predictor, noised_context, rollout
 
 
@@ -95,6 +102,31 @@ class Transitions(Dataset):
         }
 
 
+class EventMix(Dataset):
+    """`data` with a share of its items replaced by transitions that carry a reward or an end:
+    item j is an event when j falls in the first `share` of its block of 100, so every epoch
+    (and any shuffled batch, on average) holds that share, and the mapping is fixed, which an
+    exact resume needs."""
+
+    def __init__(self, data: Transitions, share: float):
+        if not 0 < share < 1:
+            raise InputError(f"event_share must lie in (0, 1), got {share}")
+        rewards = np.concatenate([e.rewards for e in data.episodes])
+        ends = np.concatenate([e.ends for e in data.episodes])
+        self.events = np.nonzero((rewards != 0) | ends)[0]
+        if not len(self.events):
+            raise InputError("no transition in the data has a reward or an episode end: nothing for the heads")
+        self.data, self.share = data, share
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, j: int) -> dict:
+        if j % 100 < round(100 * self.share):
+            return self.data[int(self.events[(j // 100 * 7919 + j % 100) % len(self.events)])]
+        return self.data[j]
+
+
 def to_bnchw(frames_bnhwc: torch.Tensor) -> torch.Tensor:
     return from_uint8(frames_bnhwc).movedim(-1, -3)
 
@@ -104,6 +136,7 @@ class WorldTaskConfig:
     context_noise: float = 0.3  # context noise levels drawn from U(0, this) in training
     head_weight: float = 0.1
     rare_weight: float = 10.0  # cross-entropy weight of the nonzero reward classes and of an end
+    event_share: float = 0.0  # share of each batch drawn from transitions with a reward or end
     preview_steps: int = 64
 
 
@@ -131,9 +164,19 @@ class _Preview:
 class WorldTask:
     kind = "world"
 
-    def __init__(self, cfg: WorldModelConfig, task: WorldTaskConfig, preview: _Preview | None = None):
-        self.cfg, self.task_cfg, self.preview = cfg, task, preview
+    def __init__(
+        self,
+        cfg: WorldModelConfig,
+        task: WorldTaskConfig,
+        preview: _Preview | None = None,
+        heads_only: bool = False,
+    ):
+        """`heads_only`: train the reward and end heads alone; the rest stays as it is."""
+        self.cfg, self.task_cfg, self.preview, self.heads_only = cfg, task, preview, heads_only
         self.model = WorldModel(cfg)
+        if heads_only:
+            self.model.requires_grad_(False)
+            self.model.heads.requires_grad_(True)
 
     def auxiliary(self) -> dict:
         return {}
@@ -143,6 +186,14 @@ class WorldTask:
         context = to_bnchw(batch["context"].to(device))  # (B, N, 3, H, W)
         x0 = to_bnchw(batch["next"].to(device))[:, :, None]  # (B, 3, 1, H, W)
         actions = batch["actions"].to(device)
+        if self.heads_only:
+            reward_logits, end_logit = getattr(model, "module", model).heads(
+                context[:, -1], x0[:, :, 0], actions[:, -1]
+            )
+            reward_loss, end_loss = self._head_losses(reward_logits, end_logit, batch, device)
+            loss = reward_loss + end_loss
+            logs = {"loss": loss, "reward": reward_loss, "end": end_loss}
+            return loss, {k: float(v.detach()) for k, v in logs.items()}
         b = actions.shape[0]
         t = torch.rand((b, 1), generator=generator, device=device)
         noise = torch.randn(x0.shape, generator=generator, device=device)
@@ -153,6 +204,12 @@ class WorldTask:
             add_noise(x0, noise, t)[:, :, 0], t[:, 0], noisy_ctx, actions, level, x0[:, :, 0]
         )
         flow = (x0_pred.float() - x0[:, :, 0]).square().mean()
+        reward_loss, end_loss = self._head_losses(reward_logits, end_logit, batch, device)
+        loss = flow + self.task_cfg.head_weight * (reward_loss + end_loss)
+        logs = {"loss": loss, "flow": flow, "reward": reward_loss, "end": end_loss}
+        return loss, {k: float(v.detach()) for k, v in logs.items()}
+
+    def _head_losses(self, reward_logits, end_logit, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.task_cfg.rare_weight
         reward_loss = F.cross_entropy(
             reward_logits, batch["reward"].to(device), weight=torch.tensor([w, 1.0, w], device=device)
@@ -160,9 +217,7 @@ class WorldTask:
         end_loss = F.binary_cross_entropy_with_logits(
             end_logit, batch["end"].to(device), pos_weight=torch.tensor(w, device=device)
         )
-        loss = flow + self.task_cfg.head_weight * (reward_loss + end_loss)
-        logs = {"loss": loss, "flow": flow, "reward": reward_loss, "end": end_loss}
-        return loss, {k: float(v.detach()) for k, v in logs.items()}
+        return reward_loss, end_loss
 
     def sample(self, model: nn.Module, out_dir: Path, step: int) -> None:
         if self.preview is not None:
@@ -205,7 +260,10 @@ class WorldRecipe:
     run: str = ""
     data: str = ""  # a folder of episodes (world record / world import)
     held_out: str = ""  # episodes for the preview rollouts and the shipped start contexts
-    model: str = "flow"  # flow: the world model; convlstm: the baseline; latent-actions: Genie's action model
+    # flow: the world model; convlstm: the baseline; latent-actions: Genie's action model;
+    # heads: the reward and end heads of the world model `init`, trained alone
+    model: str = "flow"
+    init: str | None = None  # a trained world model to start from (folder or bundled name)
     context: int = 4
     unet: UNetConfig = field(default_factory=UNetConfig)  # in_channels: from the context
     task: WorldTaskConfig = field(default_factory=WorldTaskConfig)
@@ -216,8 +274,12 @@ class WorldRecipe:
     )
 
     def __post_init__(self):
-        if self.model not in ("flow", "convlstm", "latent-actions"):
-            raise InputError(f"model must be flow, convlstm or latent-actions, got {self.model!r}")
+        if self.model not in ("flow", "convlstm", "latent-actions", "heads"):
+            raise InputError(f"model must be flow, convlstm, latent-actions or heads, got {self.model!r}")
+        if self.init and self.model not in ("flow", "heads"):
+            raise InputError(f"init continues a world model; a {self.model} model starts from scratch")
+        if self.model == "heads" and not self.init:
+            raise InputError("model = heads trains the heads of a trained world model: give it with init")
 
 
 def train_world(recipe: WorldRecipe, log: Log = print) -> Path:
@@ -236,6 +298,16 @@ def train_world(recipe: WorldRecipe, log: Log = print) -> Path:
 
         unet = replace(recipe.unet, in_channels=3 * recipe.context, out_channels=3)
         task = LatentActionTask(LatentActionConfig(size=data.size, context=recipe.context, unet=unet))
+    elif recipe.init:
+        init = load_world_model(recipe.init)
+        if (init.cfg.num_actions, init.cfg.size, init.cfg.context) != (data.num_actions, data.size, recipe.context):
+            raise InputError(
+                f"{recipe.init}: a world model of {init.cfg.num_actions} actions, {init.cfg.size} px and "
+                f"{init.cfg.context} context frames; the data and recipe give {data.num_actions}, {data.size} "
+                f"and {recipe.context}"
+            )
+        task = WorldTask(init.cfg, recipe.task, preview, heads_only=recipe.model == "heads")
+        task.model.load_state_dict(init.state_dict())
     else:
         cfg = WorldModelConfig(
             num_actions=data.num_actions,
@@ -250,6 +322,9 @@ def train_world(recipe: WorldRecipe, log: Log = print) -> Path:
         task.model.start_frames.copy_(frames)
         task.model.start_actions.copy_(actions)
     detail = f"{len(data)} transitions from {len(data.episodes)} episodes, {data.num_actions} actions"
+    if recipe.task.event_share:
+        data = EventMix(data, recipe.task.event_share)
+        detail += f", {100 * recipe.task.event_share:.0f}% of each batch from the {len(data.events)} with a reward or end"
     return fit_recipe(recipe, task, data, None, log, f"world model ({recipe.model})", detail)
 
 

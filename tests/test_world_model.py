@@ -172,7 +172,9 @@ def test_event_mix_holds_its_share_of_rewards_and_ends(tmp_path):
     mixed = EventMix(data, 0.25)
     assert len(mixed) == len(data) == 100 and len(mixed.events) == 3
     events = [int(mixed[j]["reward"] != 1 or mixed[j]["end"] > 0) for j in range(len(mixed))]
-    assert sum(events[:25]) == 25 and events == [int(mixed[j]["reward"] != 1 or mixed[j]["end"] > 0) for j in range(100)]
+    assert sum(events[:25]) == 25 and events == [
+        int(mixed[j]["reward"] != 1 or mixed[j]["end"] > 0) for j in range(100)
+    ]
     with pytest.raises(InputError, match="event_share"):
         EventMix(data, 1.0)
     episode.rewards[:] = 0
@@ -196,7 +198,14 @@ def test_heads_train_alone_on_a_trained_model(tmp_path):
         context=2,
         task=WorldTaskConfig(rare_weight=1.0, event_share=0.5),
         train=TrainConfig(
-            steps=120, batch_size=16, lr=3e-3, warmup=1, sample_every=0, ckpt_every=120, num_workers=0, ema_decay=0
+            steps=120,
+            batch_size=16,
+            lr=3e-3,
+            warmup=1,
+            sample_every=0,
+            ckpt_every=120,
+            num_workers=0,
+            ema_decay=0,
         ),
     )
     trained = load_world_model(train_world(recipe, log=lambda s: None))

@@ -185,7 +185,9 @@ def head_scores(
 DOOM_TURNS = {"left": (2, 1), "right": (3, -1)}  # turning left moves the view's content right (+x)
 
 
-def horizontal_shift(a_hwc: np.ndarray, b_hwc: np.ndarray, rows: float = 0.625, max_shift: float = 0.375) -> int:
+def horizontal_shift(
+    a_hwc: np.ndarray, b_hwc: np.ndarray, rows: float = 0.625, max_shift: float = 0.375
+) -> int:
     """The horizontal offset (pixels, + when the content moves right) that best aligns frame b
     with frame a (uint8 RGB), by normalised cross-correlation of their top `rows` share over
     offsets up to `max_shift` of the width, each offset scored on the columns the two share."""

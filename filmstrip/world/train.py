@@ -115,7 +115,9 @@ class EventMix(Dataset):
         ends = np.concatenate([e.ends for e in data.episodes])
         self.events = np.nonzero((rewards != 0) | ends)[0]
         if not len(self.events):
-            raise InputError("no transition in the data has a reward or an episode end: nothing for the heads")
+            raise InputError(
+                "no transition in the data has a reward or an episode end: nothing for the heads"
+            )
         self.data, self.share = data, share
 
     def __len__(self) -> int:
@@ -209,7 +211,9 @@ class WorldTask:
         logs = {"loss": loss, "flow": flow, "reward": reward_loss, "end": end_loss}
         return loss, {k: float(v.detach()) for k, v in logs.items()}
 
-    def _head_losses(self, reward_logits, end_logit, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _head_losses(
+        self, reward_logits, end_logit, batch: dict, device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.task_cfg.rare_weight
         reward_loss = F.cross_entropy(
             reward_logits, batch["reward"].to(device), weight=torch.tensor([w, 1.0, w], device=device)
@@ -300,7 +304,11 @@ def train_world(recipe: WorldRecipe, log: Log = print) -> Path:
         task = LatentActionTask(LatentActionConfig(size=data.size, context=recipe.context, unet=unet))
     elif recipe.init:
         init = load_world_model(recipe.init)
-        if (init.cfg.num_actions, init.cfg.size, init.cfg.context) != (data.num_actions, data.size, recipe.context):
+        if (init.cfg.num_actions, init.cfg.size, init.cfg.context) != (
+            data.num_actions,
+            data.size,
+            recipe.context,
+        ):
             raise InputError(
                 f"{recipe.init}: a world model of {init.cfg.num_actions} actions, {init.cfg.size} px and "
                 f"{init.cfg.context} context frames; the data and recipe give {data.num_actions}, {data.size} "

@@ -479,3 +479,16 @@ def test_play_refuses_a_bad_request_before_loading_and_picks_the_games_model(mon
     assert unwritable.exit_code == 1 and "which is a file" in unwritable.output and not loaded
     runner.invoke(main, ["play", "--game", "doom"])
     assert loaded == ["world_doom"]
+
+
+def test_bundled_pong_heads_find_the_points_of_fresh_play(tmp_path):
+    """The shipped Pong model's reward head, on game play recorded now (a seed no training
+    used): most points the opponent wins are called, and most calls are right."""
+    pytest.importorskip("ale_py", reason="the world extra: pip install -e '.[world]'")
+    from filmstrip.world.record import RecordConfig, record
+
+    record(RecordConfig(game="pong", steps=3000, seed=7, max_episode_steps=3000), tmp_path, progress=False)
+    model = load_world_model("world_pong")
+    scores = head_scores(model, Transitions(tmp_path, model.cfg.context))
+    assert scores["reward-_count"] >= 10
+    assert scores["reward-_recall"] >= 0.7 and scores["reward-_precision"] >= 0.4, scores

@@ -114,18 +114,47 @@ def train_cmd(recipe: WorldRecipe) -> None:
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 def label_cmd(latent_actions: Path, src: Path, out: Path) -> None:
     """Replace the actions of the episodes in SRC by a trained latent action model's codes
-    (a world model trained on OUT needs no action labels), and report how the codes line up
-    with the true actions."""
-    from filmstrip.world.latent_actions import best_mapping, label, label_folder, load_latent_actions
+    (a world model trained on OUT needs no action labels), report how the codes line up
+    with the true actions, and write OUT/action_map.json: each true action's most common
+    code, what `world eval --action-map` drives the latent-action world model with."""
+    from filmstrip.checkpoint import write_json_atomic
+    from filmstrip.world.evaluate import action_effects
+    from filmstrip.world.latent_actions import (
+        best_mapping,
+        driving_map,
+        label,
+        label_folder,
+        load_latent_actions,
+        purity,
+    )
     from filmstrip.world.train import Transitions
 
     lam = load_latent_actions(latent_actions)
     data = Transitions(src, lam.cfg.context)
     true = np.concatenate([e.actions for e in data.episodes])
-    mapping, accuracy = best_mapping(true, label(lam, data), data.num_actions, lam.num_actions)
+    codes = label(lam, data)
+    mapping, accuracy = best_mapping(true, codes, data.num_actions, lam.num_actions)
+    report = {"one_to_one": mapping, "one_to_one_accuracy": accuracy}
+    effects = action_effects(Path(src).resolve().name)  # games are named by their folder, as in training
+    if effects is not None:  # a game whose actions fall into groups of one effect each
+        names, groups = effects
+        by_effect, effect_accuracy = best_mapping(groups[true], codes, len(names), lam.num_actions)
+        report.update(
+            effects=dict(zip(names, by_effect.values(), strict=True)),
+            effects_accuracy=effect_accuracy,
+            effects_purity=purity(groups[true], codes, lam.num_actions),
+        )
+    report["driving_map"] = driving_map(true, codes, data.num_actions, lam.num_actions)
     label_folder(lam, src, out)
+    write_json_atomic(out / "action_map.json", report)
     click.echo(f"{len(data)} transitions labelled with {lam.num_actions} latent actions in {out}")
     click.echo(f"best one-to-one map true -> latent {mapping}: agrees on {100 * accuracy:.1f}%")
+    if effects is not None:
+        click.echo(
+            f"by effect {report['effects']}: agrees on {100 * report['effects_accuracy']:.1f}%; "
+            f"purity {100 * report['effects_purity']:.1f}%"
+        )
+    click.echo(f"driving map (true action -> latent): {report['driving_map']} in {out / 'action_map.json'}")
 
 
 @world.command("eval")
@@ -149,6 +178,18 @@ def label_cmd(latent_actions: Path, src: Path, out: Path) -> None:
 )
 @click.option("--bf16/--fp32", default=False, show_default=True)
 @click.option(
+    "--heads/--no-heads",
+    default=True,
+    show_default=True,
+    help="Also score the reward/end heads (on generated frames: one model step per transition).",
+)
+@click.option(
+    "--action-map",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Drive a latent-action world model: the action_map.json `world label` wrote.",
+)
+@click.option(
     "--json",
     "json_out",
     default=None,
@@ -164,6 +205,8 @@ def eval_cmd(
     starts: int,
     context_noise: float,
     bf16: bool,
+    heads: bool,
+    action_map: Path | None,
 ) -> None:
     """Fidelity (next-frame and rollout PSNR against copy-the-last-frame and the ConvLSTM),
     action fidelity (Pong paddles; Doom turns, beside the recorded game's own score) and the
@@ -184,6 +227,10 @@ def eval_cmd(
 
     model = load_world_model(checkpoint)
     data = Transitions(episodes, model.cfg.context)
+    drive = _driving_map(action_map, data.num_actions, model.cfg.num_actions) if action_map else None
+    if drive is not None:  # the episodes' true actions, as the latent-action model knows them
+        for e in data.episodes:
+            e.actions = np.asarray(drive, np.int64)[e.actions]
     predict = flow_predictor(model, SampleConfig(steps=steps, context_noise=context_noise, bf16=bf16))
     predictors = {"world model": predict, "copy last frame": copy_last}
     if convlstm is not None:
@@ -192,21 +239,38 @@ def eval_cmd(
     for name, scores in results["fidelity"].items():
         click.echo(f"{name:>16}: " + "  ".join(f"{k} {v:.2f} dB" for k, v in scores.items()))
     if model.cfg.game.startswith("pong"):
-        results["actions"] = pong_action_fidelity(predict, data)
+        results["actions"] = pong_action_fidelity(predict, data, drive=drive)
         click.echo("actions: " + json.dumps(results["actions"]))
-    elif model.cfg.game.startswith("doom"):
+    elif model.cfg.game.startswith("doom") and drive is None:  # (Doom latent actions: not measured)
         results["actions"] = doom_action_fidelity(predict, data)
         results["actions_recorded"] = doom_action_fidelity(None, data)  # what the measure gives the game
         for key in ("actions", "actions_recorded"):
             click.echo(f"{key}: " + json.dumps(results[key]))
-    results["heads_real"] = head_scores(model, data)
-    results["heads_generated"] = head_scores(model, data, predict)
-    for key in ("heads_real", "heads_generated"):
+    if heads:
+        results["heads_real"] = head_scores(model, data)
+        results["heads_generated"] = head_scores(model, data, predict)
+    for key in ("heads_real", "heads_generated") if heads else ():
         click.echo(f"{key}: " + json.dumps({k: round(v, 3) for k, v in results[key].items()}))
     if json_out is not None:
         from filmstrip.checkpoint import write_json_atomic
 
         write_json_atomic(json_out, results)
+
+
+def _driving_map(path: Path, num_true: int, num_model: int) -> list[int]:
+    import json
+
+    try:
+        drive = json.loads(path.read_text())["driving_map"]
+    except (OSError, ValueError, KeyError) as err:
+        raise click.BadParameter(f"{path}: not an action_map.json of `world label` ({err})") from None
+    if len(drive) != num_true or not all(isinstance(a, int) and 0 <= a < num_model for a in drive):
+        raise click.BadParameter(
+            f"{path}: maps {len(drive)} actions into {num_model}; the episodes have {num_true} and the "
+            f"model takes ids below {num_model}",
+            param_hint="--action-map",
+        )
+    return drive
 
 
 @click.command("play")

@@ -100,6 +100,16 @@ def fidelity(
 PONG_UP, PONG_DOWN = (2, 4), (3, 5)  # RIGHT (+FIRE) moves the right paddle up, LEFT (+FIRE) down
 
 
+def action_effects(game: str) -> tuple[tuple[str, ...], np.ndarray] | None:
+    """A game's actions grouped by what they do, where several do the same (Pong: NOOP and
+    FIRE keep the paddle still, FIRE only serves): the group names and each action's group."""
+    if game.startswith("pong"):
+        groups = np.zeros(6, np.int64)
+        groups[list(PONG_UP)], groups[list(PONG_DOWN)] = 1, 2
+        return ("stay", "up", "down"), groups
+    return None
+
+
 def pong_paddle_y(frames_bhwc: np.ndarray) -> np.ndarray:
     """Vertical centre (pixels) of the player's (right, green) paddle in uint8 frames
     (B, H, W, 3) of any size; NaN where it is not seen."""
@@ -130,9 +140,10 @@ def _held(
 
 
 def pong_action_fidelity(
-    predict: Predict, data: Transitions, cfg: ActionConfig = ActionConfig()
+    predict: Predict, data: Transitions, cfg: ActionConfig = ActionConfig(), drive: list[int] | None = None
 ) -> dict[str, float]:
-    """Share of trials in which holding up (or down) moves the paddle up (or down), per action."""
+    """Share of trials in which holding up (or down) moves the paddle up (or down), per action.
+    `drive`: the model's action for each of the game's (a latent-action model's driving map)."""
     size = data.size
     frames, actions = data.windows(rollout_starts(data, cfg.trials, 1))
     y0 = pong_paddle_y(frames[:, -1].numpy())
@@ -140,7 +151,8 @@ def pong_action_fidelity(
     out = {}
     for name, ids, sign, allowed in (("up", PONG_UP, -1, y0 > top), ("down", PONG_DOWN, 1, y0 < bottom)):
         for a in ids:
-            moved = (pong_paddle_y(_held(predict, frames, actions, a, cfg.hold)) - y0) * sign
+            pressed = a if drive is None else drive[a]
+            moved = (pong_paddle_y(_held(predict, frames, actions, pressed, cfg.hold)) - y0) * sign
             valid = allowed & ~np.isnan(y0)
             out[f"{name}_{a}"] = float((moved[valid] >= cfg.min_move).mean())
             out[f"{name}_{a}_trials"] = int(valid.sum())

@@ -300,8 +300,11 @@ def train_world(recipe: WorldRecipe, log: Log = print) -> Path:
     elif recipe.model == "latent-actions":
         from filmstrip.world.latent_actions import LatentActionConfig, LatentActionTask
 
-        unet = replace(recipe.unet, in_channels=3 * recipe.context, out_channels=3)
-        task = LatentActionTask(LatentActionConfig(size=data.size, context=recipe.context, unet=unet))
+        levels = LatentActionConfig().levels
+        unet = replace(recipe.unet, in_channels=3 * recipe.context + len(levels), out_channels=3)
+        task = LatentActionTask(
+            LatentActionConfig(size=data.size, context=recipe.context, levels=levels, unet=unet)
+        )
     elif recipe.init:
         init = load_world_model(recipe.init)
         if (init.cfg.num_actions, init.cfg.size, init.cfg.context) != (

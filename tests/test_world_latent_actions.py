@@ -159,3 +159,55 @@ def test_label_command_writes_the_driving_map(tmp_path):
     assert report["driving_map"] == driving_map(true, codes, 4, 4)
     assert report["one_to_one_accuracy"] == pytest.approx(best_mapping(true, codes, 4, 4)[1])
     assert "effects" not in report  # dots are no game with synonymous actions
+
+
+def _paddle(steps: int) -> Episode:
+    """Pong's green paddle on its brown field, moved 1 px by each key (2, 4 up; 3, 5 down;
+    0, 1 still), never into a wall: its visible motion always matches the key."""
+    actions = np.resize([2, 2, 0, 3, 3, 1, 4, 5], steps)
+    y, frames = 7, []
+    for a in [None, *actions]:
+        y += {2: -1, 4: -1, 3: 1, 5: 1}.get(a, 0)
+        f = np.full((16, 16, 3), (109, 118, 43), np.uint8)
+        f[y : y + 3, 13] = (92, 186, 92)
+        frames.append(f)
+    return Episode(np.stack(frames), actions, np.zeros(steps, np.float32), np.zeros(steps, bool), 6, 15.0)
+
+
+def test_pong_paddle_motion_follows_the_keys():
+    from filmstrip.world.evaluate import action_effects, pong_paddle_motion
+
+    e = _paddle(24)
+    _, groups = action_effects("pong")
+    assert (pong_paddle_motion(e.frames) == groups[e.actions]).all()
+    hidden = e.frames.copy()
+    hidden[5] = (109, 118, 43)  # the paddle gone from one frame: both steps touching it are unseen
+    assert (pong_paddle_motion(hidden)[[4, 5]] == -1).all()
+
+
+def test_label_command_reports_the_visible_motion_for_pong(tmp_path):
+    from dataclasses import asdict
+
+    from click.testing import CliRunner
+
+    from filmstrip.checkpoint import save_model
+    from filmstrip.cli import main
+
+    save_episode(tmp_path / "pong_src" / "e", _paddle(40), video=False)
+    torch.manual_seed(0)
+    cfg = LatentActionConfig(
+        size=16, context=1, levels=(2, 2), width=8, unet=UNetConfig(in_channels=5, channels=(8,), blocks=1)
+    )
+    save_model(tmp_path / "lam", LatentActionModel.kind, asdict(cfg), LatentActionModel(cfg).state_dict(), {})
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["world", "label", str(tmp_path / "lam"), str(tmp_path / "pong_src"), str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "action_map.json").read_text())
+    # Here the motion is the key's effect, so the codes line up with both equally.
+    assert report["observed_agrees_with_pressed"] == 1.0
+    assert report["observed_purity"] == pytest.approx(report["effects_purity"])
+    assert report["observed_accuracy"] == pytest.approx(report["effects_accuracy"])
+    assert report["one_to_one"] is None  # 6 keys, 4 codes: no one-to-one map, but labels all the same
+    assert len(report["driving_map"]) == 6 and len(load_episode(out / "episode_0000").actions) == 40

@@ -118,7 +118,7 @@ def label_cmd(latent_actions: Path, src: Path, out: Path) -> None:
     with the true actions, and write OUT/action_map.json: each true action's most common
     code, what `world eval --action-map` drives the latent-action world model with."""
     from filmstrip.checkpoint import write_json_atomic
-    from filmstrip.world.evaluate import action_effects
+    from filmstrip.world.evaluate import action_effects, pong_paddle_motion
     from filmstrip.world.latent_actions import (
         best_mapping,
         driving_map,
@@ -133,7 +133,11 @@ def label_cmd(latent_actions: Path, src: Path, out: Path) -> None:
     data = Transitions(src, lam.cfg.context)
     true = np.concatenate([e.actions for e in data.episodes])
     codes = label(lam, data)
-    mapping, accuracy = best_mapping(true, codes, data.num_actions, lam.num_actions)
+    # Fewer codes than keys rule out a one-to-one map, not the labels nor the driving map.
+    one_to_one = data.num_actions <= lam.num_actions
+    mapping, accuracy = (
+        best_mapping(true, codes, data.num_actions, lam.num_actions) if one_to_one else (None, None)
+    )
     report = {"one_to_one": mapping, "one_to_one_accuracy": accuracy}
     effects = action_effects(Path(src).resolve().name)  # games are named by their folder, as in training
     if effects is not None:  # a game whose actions fall into groups of one effect each
@@ -144,15 +148,32 @@ def label_cmd(latent_actions: Path, src: Path, out: Path) -> None:
             effects_accuracy=effect_accuracy,
             effects_purity=purity(groups[true], codes, lam.num_actions),
         )
+        # What the paddle visibly did bounds what any code can tell from the frames: a key
+        # pressed against a wall, or a paddle still coasting, looks like another key.
+        seen = np.concatenate([pong_paddle_motion(e.frames) for e in data.episodes])
+        ok = seen >= 0
+        report.update(
+            observed_accuracy=best_mapping(seen[ok], codes[ok], len(names), lam.num_actions)[1],
+            observed_purity=purity(seen[ok], codes[ok], lam.num_actions),
+            observed_agrees_with_pressed=float((seen[ok] == groups[true][ok]).mean()),
+        )
     report["driving_map"] = driving_map(true, codes, data.num_actions, lam.num_actions)
-    label_folder(lam, src, out)
+    label_folder(lam, src, out, codes)
     write_json_atomic(out / "action_map.json", report)
     click.echo(f"{len(data)} transitions labelled with {lam.num_actions} latent actions in {out}")
-    click.echo(f"best one-to-one map true -> latent {mapping}: agrees on {100 * accuracy:.1f}%")
+    if one_to_one:
+        click.echo(f"best one-to-one map true -> latent {mapping}: agrees on {100 * accuracy:.1f}%")
+    else:
+        click.echo(f"no one-to-one map: {data.num_actions} true actions, {lam.num_actions} latent ones")
     if effects is not None:
         click.echo(
             f"by effect {report['effects']}: agrees on {100 * report['effects_accuracy']:.1f}%; "
             f"purity {100 * report['effects_purity']:.1f}%"
+        )
+        click.echo(
+            f"against the paddle's visible motion: agrees on {100 * report['observed_accuracy']:.1f}%, "
+            f"purity {100 * report['observed_purity']:.1f}% (the motion matches the pressed key "
+            f"{100 * report['observed_agrees_with_pressed']:.1f}% of the time)"
         )
     click.echo(f"driving map (true action -> latent): {report['driving_map']} in {out / 'action_map.json'}")
 

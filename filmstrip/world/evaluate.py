@@ -123,6 +123,14 @@ def pong_paddle_y(frames_bhwc: np.ndarray) -> np.ndarray:
         return np.where(mass > 0.5, (green * rows).sum(1) / mass, np.nan)
 
 
+def pong_paddle_motion(frames_bhwc: np.ndarray, min_move: float = 0.5) -> np.ndarray:
+    """What the paddle visibly did between consecutive frames, in the groups of
+    `action_effects`: 0 stay, 1 up, 2 down, -1 where it is not seen. int64 (B - 1,)."""
+    dy = np.diff(pong_paddle_y(frames_bhwc))
+    motion = np.where(dy <= -min_move, 1, np.where(dy >= min_move, 2, 0))
+    return np.where(np.isnan(dy), -1, motion)
+
+
 @dataclass(frozen=True)
 class ActionConfig:
     trials: int = 200

@@ -182,10 +182,13 @@ def label(model: LatentActionModel, data: Transitions, batch: int = 256) -> np.n
     return np.concatenate(out)
 
 
-def label_folder(model: LatentActionModel, src: Path | str, out: Path | str) -> Path:
-    """Copies of the episodes under `src` with their actions replaced by latent action ids."""
+def label_folder(
+    model: LatentActionModel, src: Path | str, out: Path | str, codes: np.ndarray | None = None
+) -> Path:
+    """Copies of the episodes under `src` with their actions replaced by latent action ids
+    (`codes`, where `label` has already run on them)."""
     data = Transitions(src, model.cfg.context)
-    codes = label(model, data)
+    codes = label(model, data) if codes is None else codes
     out = Path(out)
     for k, e in enumerate(data.episodes):
         save_episode(

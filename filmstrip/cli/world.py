@@ -123,9 +123,9 @@ def label_cmd(latent_actions: Path, src: Path, out: Path) -> None:
         best_mapping,
         driving_map,
         label,
-        label_folder,
         load_latent_actions,
         purity,
+        save_labelled,
     )
     from filmstrip.world.train import Transitions
 
@@ -158,7 +158,7 @@ def label_cmd(latent_actions: Path, src: Path, out: Path) -> None:
             observed_agrees_with_pressed=float((seen[ok] == groups[true][ok]).mean()),
         )
     report["driving_map"] = driving_map(true, codes, data.num_actions, lam.num_actions)
-    label_folder(lam, src, out, codes)
+    save_labelled(data, codes, lam.num_actions, out)
     write_json_atomic(out / "action_map.json", report)
     click.echo(f"{len(data)} transitions labelled with {lam.num_actions} latent actions in {out}")
     if one_to_one:

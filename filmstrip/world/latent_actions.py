@@ -182,21 +182,23 @@ def label(model: LatentActionModel, data: Transitions, batch: int = 256) -> np.n
     return np.concatenate(out)
 
 
-def label_folder(
-    model: LatentActionModel, src: Path | str, out: Path | str, codes: np.ndarray | None = None
-) -> Path:
-    """Copies of the episodes under `src` with their actions replaced by latent action ids
-    (`codes`, where `label` has already run on them)."""
-    data = Transitions(src, model.cfg.context)
-    codes = label(model, data) if codes is None else codes
+def save_labelled(data: Transitions, codes: np.ndarray, num_actions: int, out: Path | str) -> Path:
+    """Copies of `data`'s episodes with their actions replaced by `codes` (one per transition,
+    in `data`'s order, as `label` gives them)."""
     out = Path(out)
     for k, e in enumerate(data.episodes):
         save_episode(
             out / f"episode_{k:04d}",
-            Episode(e.frames, codes[data.which == k], e.rewards, e.ends, model.num_actions, e.fps),
+            Episode(e.frames, codes[data.which == k], e.rewards, e.ends, num_actions, e.fps),
             video=False,
         )
     return out
+
+
+def label_folder(model: LatentActionModel, src: Path | str, out: Path | str) -> Path:
+    """Copies of the episodes under `src` with their actions replaced by latent action ids."""
+    data = Transitions(src, model.cfg.context)
+    return save_labelled(data, label(model, data), model.num_actions, out)
 
 
 def best_mapping(

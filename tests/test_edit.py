@@ -8,12 +8,21 @@ import torch
 from filmstrip.diffusion.sampling import schedule
 from filmstrip.diffusion.spec import ModelSpec
 from filmstrip.errors import InputError
+from filmstrip.models.attention import attend, attend_with_hook
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.dit import VideoDiT, preset
 from filmstrip.models.vae import VideoVAE
 from filmstrip.models.vae import preset as vae_preset
+from filmstrip.pipelines.attention_share import AttentionShare, token_alignment
 from filmstrip.pipelines.denoise import Pipeline, denoise, encode, initial_noise, latent_shape, make_schedule
-from filmstrip.pipelines.edit import invert, partial_schedule, sdedit_latents, video_to_video
+from filmstrip.pipelines.edit import (
+    Sharing,
+    edit_latents,
+    invert,
+    partial_schedule,
+    sdedit_latents,
+    video_to_video,
+)
 from filmstrip.pipelines.generate import GenerateConfig
 from filmstrip.pipelines.prepare import prepare_text, stack_levels
 from filmstrip.text.encoder import TextEncoder
@@ -63,6 +72,7 @@ def test_sdedit_strength_zero_returns_the_clip_and_one_ignores_it(pipe):
     z = encode(pipe, clip)
     prompts = ["a red circle moves up"]
     assert torch.equal(sdedit_latents(pipe, z, prompts, cfg, 0.0), z)
+    assert torch.equal(sdedit_latents(pipe, z, prompts, cfg, 0.0, "", ["a blue circle"], Sharing()), z)
     # Strength 1: text to video from the same seed, whatever the clip.
     shape = latent_shape(pipe, 1, 5, 32, 32)
     levels = stack_levels([prepare_text(pipe.text, prompts)])
@@ -86,3 +96,59 @@ def test_inverting_then_regenerating_under_the_same_prompt_returns_the_clip(pipe
         back = denoise(pipe.dit, noise, make_schedule(pipe, z.shape, steps), levels, [1.0])
         errors.append(float((back - z).abs().max()))
     assert errors[1] < errors[0] / 3 and errors[1] < 0.05, errors
+
+
+def test_attention_weights_reproduce_attention_and_hooks_see_them():
+    q, k, v = (torch.randn(2, 3, 7, 8, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
+               for i in range(3))  # fmt: skip
+    mask = torch.rand(2, 1, 1, 7, generator=torch.Generator().manual_seed(3)) > 0.3
+    mask[0, ..., 0] = True
+    seen = []
+    out = attend_with_hook(q, k, v, mask, lambda w: seen.append(w) or w)
+    torch.testing.assert_close(out, attend(q, k, v, mask))
+    torch.testing.assert_close(seen[0].sum(-1), torch.ones(2, 3, 7, dtype=torch.float64))
+    # A hook's weights are what the values are mixed with.
+    uniform = attend_with_hook(q, k, v, None, lambda w: torch.full_like(w, 1 / 7))
+    torch.testing.assert_close(uniform, v.mean(dim=2, keepdim=True).expand_as(v))
+
+
+def test_token_alignment_maps_shared_tokens_and_shares_out_a_replaced_span():
+    m = token_alignment([1, 5, 9, 2], [1, 5, 9, 2], 5, 6)
+    torch.testing.assert_close(m[:4, :4], torch.eye(4))
+    assert m[4:].abs().sum() == 0 and m[:, 4].abs().sum() == 0  # padding reads nothing
+    # "a red circle" -> "a cy ##an circle": both new tokens share the weight "red" had.
+    m = token_alignment([101, 7, 30, 102], [101, 8, 9, 30, 102], 4, 5)
+    assert m.tolist() == [[1, 0, 0, 0], [0, 0.5, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+    torch.testing.assert_close(m.sum(dim=0), torch.ones(4))
+
+
+def test_attention_share_replays_what_it_recorded_and_unhooks(pipe):
+    x = torch.randn(2, 4, 2, 4, 4, generator=torch.Generator().manual_seed(1))
+    other = torch.randn(2, 4, 2, 4, 4, generator=torch.Generator().manual_seed(2))
+    t = torch.full((2, 2), 0.7)
+    _, text = prepare_text(pipe.text, ["a red circle moves up", "two blue squares"])
+    share = AttentionShare(pipe.dit)
+    own = pipe.dit(x, t, text)
+    with share.recording():
+        torch.testing.assert_close(pipe.dit(x, t, text), own)
+    identity = torch.stack([torch.eye(text.context.shape[1])] * 2)
+    with share.replaying(True, identity):  # its own weights: its own output
+        torch.testing.assert_close(pipe.dit(x, t, text), own)
+        shared = pipe.dit(other, t, text)
+    assert all(layer.weights_hook is None for _, layer in share.layers)
+    assert not torch.allclose(shared, pipe.dit(other, t, text))  # another state, the recorded weights
+    with pytest.raises(ValueError, match="do not fit"), share.replaying(True):
+        pipe.dit(other[:1], t[:1], prepare_text(pipe.text, ["a red circle moves up"])[1])
+    assert all(layer.weights_hook is None for _, layer in share.layers)
+
+
+@pytest.mark.parametrize("sharing", [None, Sharing(), Sharing(self_until=0.0, cross_until=0.0)])
+def test_an_edit_under_the_same_prompt_returns_the_clip(pipe, sharing):
+    """Inverting and regenerating under the clip's own prompt at text scale 1 gives the clip
+    back, with or without the clip's attention shared: sharing only moves an edit towards it."""
+    clip = torch.rand(1, 3, 5, 32, 32, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    prompts = ["a red circle moves up"]
+    z = encode(pipe, clip)
+    cfg = GenerateConfig(frames=5, height=32, width=32, steps=60, text_scale=1.0)
+    out = edit_latents(pipe, z, prompts, prompts, cfg, sharing=sharing)
+    assert float((out - z).abs().max()) < 0.05

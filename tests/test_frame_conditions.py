@@ -413,6 +413,11 @@ def test_eval_conditioning_cli(tiny_bundle, tmp_path):
     assert result.exit_code == 0, result.output
     edits = json.loads(out.read_text())
     assert [r["strength"] for r in edits["v2v"]] == [0.0, 1.0] and "within_2px" in edits["edit"]["summary"]
+    result = CliRunner().invoke(main, [*args[:-2], "--scenes", "1", "--mode", "edit", "--no-share",
+                                       "--edit-strength", "1", "--ceiling", "--json", str(out)])  # fmt: skip
+    assert result.exit_code == 0 and "colour_and_within_2px" in json.loads(out.read_text())["edit"]["summary"]
+    assert "a perfect model through the VAE" in result.output
+    assert "within_2px" in json.loads(out.read_text())["edit_vae_ceiling"]
 
 
 def test_the_conditioning_evaluator_scores_the_truth_as_perfect():

@@ -360,6 +360,16 @@ def test_generate_edits_a_clip_end_to_end(tiny_bundle, tmp_path):
         ],
     )
     assert edited.exit_code == 0, edited.output
+    whole_way = runner.invoke(main, [*base, "-o", str(tmp_path / "w.mp4"), "--edit", str(clip), "--source-prompt",
+                                     "a red square moves up", "--strength", "1", "--cfg", "4"])  # fmt: skip
+    assert whole_way.exit_code == 0 and probe(tmp_path / "w.mp4").num_frames == 9, whole_way.output
+    stray = runner.invoke(main, [*base, "-o", str(tmp_path / "x.mp4"), "--strength", "0.5"])
+    assert stray.exit_code == 2 and "--strength goes with --video or --edit" in stray.output
+    stray = runner.invoke(main, [*base, "-o", str(tmp_path / "x.mp4"), "--source-prompt", "a red square"])
+    assert stray.exit_code == 2 and "--source-prompt goes with --edit or --video" in stray.output
+    shared = runner.invoke(main, [*base, "-o", str(tmp_path / "s.mp4"), "--video", str(clip), "--source-prompt",
+                                  "a red square moves up"])  # fmt: skip
+    assert shared.exit_code == 0 and probe(tmp_path / "s.mp4").num_frames == 9, shared.output
     both = runner.invoke(
         main, [*base, "-o", str(tmp_path / "x.mp4"), "--video", str(clip), "--edit", str(clip)]
     )

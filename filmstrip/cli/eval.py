@@ -316,7 +316,9 @@ def eval_structure(
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
 @click.option("--size", default=GenerateConfig.height, show_default=True)
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
-@click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
+@click.option(
+    "--cfg", "text_scale", type=float, default=None, help="Text guidance scale [default: 4; edit: 2]."
+)
 @click.option(
     "--image-cfg",
     "image_scale",
@@ -325,6 +327,25 @@ def eval_structure(
     help="Image guidance scale [default: 6 when a keyframe follows frame 0, else 1].",
 )
 @click.option("--context", default=9, show_default=True, help="extend: frames of the truth given (4k + 1).")
+@click.option(
+    "--edit-strength",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="edit: how far each clip is inverted (1: to pure noise) [default: 0.8].",
+)
+@click.option(
+    "--ceiling",
+    is_flag=True,
+    help="extend and edit: also score what a perfect model gives through the VAE (the truth's "
+    "continuation, the perfect recolouring).",
+)
+@click.option(
+    "--share/--no-share",
+    default=True,
+    show_default=True,
+    help="v2v and edit: share the clip's attention with the edit (--no-share: plain SDEdit, or "
+    "regeneration from the inverted noise alone).",
+)
 @click.option("--seed", default=GenerateConfig.seed, show_default=True)
 @click.option(
     "--grid",
@@ -356,6 +377,9 @@ def eval_conditioning(
     text_scale,
     image_scale,
     context,
+    edit_strength,
+    ceiling,
+    share,
     seed,
     grid,
     grid_mode,
@@ -366,6 +390,8 @@ def eval_conditioning(
     """Image to video, first + last frame and extension on fresh `shapes` scenes: are the given
     frames kept where they were given, and does the motion follow the prompt?"""
 
+    from dataclasses import replace
+
     from filmstrip.eval.conditioning import ConditionSuite, run_conditioning
     from filmstrip.pipelines.generate import GenerateConfig, load_pipeline
 
@@ -375,7 +401,7 @@ def eval_conditioning(
         height=size,
         width=size,
         steps=steps,
-        text_scale=text_scale,
+        text_scale=GenerateConfig.text_scale if text_scale is None else text_scale,
         image_scale=image_scale,
         seed=seed,
     )
@@ -395,20 +421,32 @@ def eval_conditioning(
                        f"  {r['colour']:6.1%} {r['shape']:6.1%}  {r['flicker']:7.2f}")  # fmt: skip
         modes = ()
     from filmstrip.eval.conditioning import inversion_edit, v2v_curve
+    from filmstrip.pipelines.edit import EDIT_STRENGTH, EDIT_TEXT_SCALE, Sharing
+
+    edit_gen = replace(gen, text_scale=EDIT_TEXT_SCALE if text_scale is None else text_scale)
+    edit_options = {"sharing": Sharing() if share else None,
+                    "strength": EDIT_STRENGTH if edit_strength is None else edit_strength}  # fmt: skip
 
     def show(label: str, summary: dict) -> None:
         click.echo(f"{label}: " + ", ".join(f"{k} {v:.3g}" for k, v in summary.items()))
 
     for mode in modes:
         if mode == "v2v":
-            results[mode] = v2v_curve(pipe, levels, suite, gen)
+            results[mode] = v2v_curve(pipe, levels, suite, gen, sharing=edit_options["sharing"])
             for row in results[mode]:
                 show(f"v2v {row['strength']:g}", {k: v for k, v in row.items() if k != "strength"})
             continue
         results[mode] = (
-            inversion_edit(pipe, suite, gen) if mode == "edit" else run_conditioning(pipe, mode, suite, gen)
+            inversion_edit(pipe, suite, edit_gen, **edit_options)
+            if mode == "edit"
+            else run_conditioning(pipe, mode, suite, gen)
         )
         show(mode, results[mode]["summary"])
+        if ceiling and mode in ("extend", "edit"):
+            from filmstrip.eval.conditioning import vae_ceiling
+
+            results[f"{mode}_vae_ceiling"] = vae_ceiling(pipe, mode, suite)
+            show(f"{mode}, a perfect model through the VAE", results[f"{mode}_vae_ceiling"])
     if json_path:
         _save_json(json_path, results)
 

@@ -89,9 +89,9 @@ def with_controlnet(pipe, path: Path, scale: float):
 @click.option(
     "--cfg",
     "text_scale",
-    default=GenerateConfig.text_scale,
-    show_default=True,
-    help="Text guidance scale (1 = off).",
+    type=float,
+    default=None,
+    help="Text guidance scale (1 = off) [default: 4; 2 with --edit].",
 )
 @click.option(
     "--solver", type=click.Choice(["euler", "heun"]), default=GenerateConfig.solver, show_default=True
@@ -144,9 +144,9 @@ def with_controlnet(pipe, path: Path, scale: float):
 @click.option(
     "--strength",
     type=click.FloatRange(0.0, 1.0),
-    default=0.6,
-    show_default=True,
-    help="With --video: the noise level the clip is taken to (0 keeps it, 1 ignores it).",
+    default=None,
+    help="With --video: the noise level the clip is taken to (0 keeps it, 1 ignores it) [default: "
+    "0.6]. With --edit: how far the clip is inverted (1: to pure noise) [default: 0.8].",
 )
 @click.option(
     "--edit",
@@ -154,7 +154,12 @@ def with_controlnet(pipe, path: Path, scale: float):
     type=click.Path(dir_okay=False, path_type=Path),
     help="Inversion editing: invert this clip under --source-prompt, regenerate under PROMPT.",
 )
-@click.option("--source-prompt", default=None, help="With --edit: what the clip shows now.")
+@click.option(
+    "--source-prompt",
+    default=None,
+    help="With --edit (needed) or --video: what the clip shows now; the result then keeps the clip's "
+    "attention (its layout and which object each word is bound to).",
+)
 @click.option(
     "--image",
     "image_path",
@@ -270,7 +275,7 @@ def generate(
     """Generate a video from PROMPT and print its path; start from or pass through given frames
     (--image, --keyframe), continue a clip (--extend), or edit one (--video, --edit)."""
     from filmstrip.io import check_output_path, write_video
-    from filmstrip.pipelines.edit import edit, video_to_video
+    from filmstrip.pipelines.edit import EDIT_STRENGTH, EDIT_TEXT_SCALE, SDEDIT_STRENGTH, edit, video_to_video
     from filmstrip.pipelines.extend import extend
     from filmstrip.pipelines.generate import GenerateConfig, check_request, load_pipeline
     from filmstrip.pipelines.generate import generate as run
@@ -281,6 +286,10 @@ def generate(
         raise click.UsageError("give a PROMPT")
     if (timeline or streaming or str(output) == "-") and seconds is None:
         raise click.UsageError("--prompt timelines, --stream and '-o -' go with --seconds")
+    if strength is not None and not (video_path or edit_path):
+        raise click.UsageError("--strength goes with --video or --edit")
+    if text_scale is None:
+        text_scale = EDIT_TEXT_SCALE if edit_path else GenerateConfig.text_scale
     if seconds is not None:
         from filmstrip.cli.stream import generate_long
 
@@ -297,6 +306,8 @@ def generate(
         raise click.UsageError(f"give one of {', '.join(modes)}, not several")
     if edit_path and not source_prompt:
         raise click.UsageError("--edit needs --source-prompt: what the clip shows now")
+    if source_prompt and not (edit_path or video_path):
+        raise click.UsageError("--source-prompt goes with --edit or --video")
     if context is not None and not extend_path:
         raise click.UsageError("--context goes with --extend")
     if bool(control_path) != bool(controlnet_path):
@@ -347,9 +358,12 @@ def generate(
     elif video_path or edit_path:
         clip = _read_clip(video_path or edit_path, frames, size, fps)
         if video_path:
-            video = video_to_video(pipe, clip, [prompt], cfg, strength, negative=negative)
+            level = SDEDIT_STRENGTH if strength is None else strength
+            source = [source_prompt] if source_prompt else None
+            video = video_to_video(pipe, clip, [prompt], cfg, level, negative=negative, source_prompts=source)
         else:
-            video = edit(pipe, clip, [source_prompt], [prompt], cfg)
+            level = EDIT_STRENGTH if strength is None else strength
+            video = edit(pipe, clip, [source_prompt], [prompt], cfg, strength=level)
     else:
         video = run(pipe, [prompt], cfg, negative=negative)
     click.echo(str(write_video(output, video[0], fps=fps)))

@@ -21,6 +21,10 @@ the prompt to a colour the scene does not have: `v2v_curve` over SDEdit strength
 `inversion_edit` report how often every new colour appears (the edit's adherence) and how
 far each recoloured object is from where the source clip had it (the structure kept).
 
+`vae_ceiling` scores what a perfect model would give through the VAE: the truth's own
+continuation, and the perfect recolouring, each encoded and decoded. No latent model can beat
+it on these measures, so each target is read against it.
+
 `guidance_grid` runs image to video over text scale x image scale and adds flicker: the
 mean frame-to-frame change of the background (no object there in either frame, grown by two
 pixels), in 8-bit grey levels; `shapes` backgrounds never move, so all of it is flicker.
@@ -45,6 +49,7 @@ from filmstrip.eval.adherence import AdherenceConfig, detect, score, segment
 from filmstrip.eval.metrics import psnr
 from filmstrip.io.layout import to_float_cthw, to_uint8_thwc
 from filmstrip.pipelines.conditions import ImageCondition, VideoCondition
+from filmstrip.pipelines.edit import EDIT_STRENGTH, EDIT_TEXT_SCALE, SHARING, Sharing, edit, video_to_video
 from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
 
 MODES = ("i2v", "first-last", "last", "extend")
@@ -219,6 +224,29 @@ def run_conditioning(
     return {"summary": summarize(mode, rows), "rows": rows}
 
 
+@torch.no_grad()
+def vae_ceiling(pipe: Pipeline, mode: str, cfg: ConditionSuite | None = None, batch_size: int = 10) -> dict:
+    """The summary a perfect model scores through the VAE: for "extend", the given frames then
+    the truth's VAE reconstruction after them; for "edit", the perfect recolouring's."""
+    from filmstrip.pipelines.denoise import decode, encode
+
+    cfg = cfg or ConditionSuite()
+    scenes, rows = suite_scenes(cfg), []
+    for start in range(0, len(scenes), batch_size):
+        chunk = scenes[start : start + batch_size]
+        key = "recoloured_video" if mode == "edit" else "video"
+        clips = torch.stack([it[key] for it in chunk])
+        passed = decode(pipe, encode(pipe, clips), clips.shape[2]).cpu()
+        if mode == "edit":
+            rows += [edit_row(v, it, cfg.fps) for v, it in zip(passed, chunk, strict=True)]
+        elif mode == "extend":
+            joined = torch.cat([clips[:, :, : cfg.context], passed[:, :, cfg.context :]], dim=2)
+            rows += [score_row(mode, v, it, cfg) for v, it in zip(joined, chunk, strict=True)]
+        else:
+            raise InputError(f"the VAE ceiling is measured for extend and edit, not {mode!r}")
+    return summarize_edits(rows) if mode == "edit" else summarize(mode, rows)
+
+
 def _flat(rows: list[dict], key: str) -> np.ndarray:
     values = [v for r in rows for v in (r[key] if isinstance(r[key], list) else [r[key]]) if v is not None]
     return np.array(values, dtype=np.float64)
@@ -326,7 +354,9 @@ def summarize_edits(rows: list[dict]) -> dict[str, float]:
     return {
         "colour": _mean(np.array([r["colour"] for r in rows])),
         "position_error_mean": _mean(means),
-        "within_2px": _mean(np.array(within, dtype=float)),
+        "within_2px": _mean(np.array(within, dtype=float)),  # on every frame
+        "mean_within_2px": _mean(np.array([o["mean"] is not None and o["max"] is not None and o["mean"] <= 2.0
+                                           for o in objects], dtype=float)),  # fmt: skip
         "colour_and_within_2px": _mean(np.array([r["colour"] == 1 and all(
             o["max"] is not None and o["max"] <= 2.0 for o in r["objects"]) for r in rows], dtype=float)),
     }  # fmt: skip
@@ -339,10 +369,10 @@ def v2v_curve(
     gen: GenerateConfig | None = None,
     progress: bool = True,
     batch_size: int = 10,
+    sharing: Sharing | None = SHARING,
 ) -> list[dict]:
-    """Video-to-video (SDEdit) of every scene under its recoloured prompt at each strength."""
-    from filmstrip.pipelines.edit import video_to_video
-
+    """Video-to-video (SDEdit) of every scene under its recoloured prompt at each strength,
+    sharing the clip's attention under its own caption as `sharing` says (None: plain)."""
     cfg = cfg or ConditionSuite()
     gen = gen or GenerateConfig(frames=cfg.frames, height=cfg.size, width=cfg.size)
     scenes = suite_scenes(cfg)
@@ -353,7 +383,9 @@ def v2v_curve(
             chunk = scenes[start : start + batch_size]
             clips = torch.stack([it["video"] for it in chunk])
             prompts = [it["recoloured"][0] for it in chunk]
-            videos = video_to_video(pipe, clips, prompts, replace(gen, seed=gen.seed + start), strength)
+            sources = [it["caption"] for it in chunk]
+            videos = video_to_video(pipe, clips, prompts, replace(gen, seed=gen.seed + start), strength,
+                                    source_prompts=sources, sharing=sharing)  # fmt: skip
             rows += [edit_row(v.cpu(), it, cfg.fps) for v, it in zip(videos, chunk, strict=True)]
         out.append({"strength": strength, **summarize_edits(rows)})
     return out
@@ -366,18 +398,21 @@ def inversion_edit(
     inversion_scale: float = 1.0,
     progress: bool = True,
     batch_size: int = 10,
+    sharing: Sharing | None = SHARING,
+    strength: float = EDIT_STRENGTH,
 ) -> dict:
-    """Invert every scene under its own caption, regenerate under the recoloured one."""
-    from filmstrip.pipelines.edit import edit
-
+    """Invert every scene under its own caption, regenerate under the recoloured one (gen's
+    text scale; `EDIT_TEXT_SCALE` is the edit's default)."""
     cfg = cfg or ConditionSuite()
-    gen = gen or GenerateConfig(frames=cfg.frames, height=cfg.size, width=cfg.size)
+    gen = gen or GenerateConfig(
+        frames=cfg.frames, height=cfg.size, width=cfg.size, text_scale=EDIT_TEXT_SCALE
+    )
     rows = []
     scenes = suite_scenes(cfg)
     for start in tqdm(range(0, len(scenes), batch_size), desc="inversion edit", disable=not progress):
         chunk = scenes[start : start + batch_size]
         clips = torch.stack([it["video"] for it in chunk])
         videos = edit(pipe, clips, [it["caption"] for it in chunk], [it["recoloured"][0] for it in chunk],
-                      replace(gen, seed=gen.seed + start), inversion_scale)  # fmt: skip
+                      replace(gen, seed=gen.seed + start), inversion_scale, sharing, strength)  # fmt: skip
         rows += [edit_row(v.cpu(), it, cfg.fps) for v, it in zip(videos, chunk, strict=True)]
     return {"summary": summarize_edits(rows), "rows": rows}

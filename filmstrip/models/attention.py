@@ -8,6 +8,8 @@ rule below is what `benchmarks/bench_dit.py` measured (its "attention" table).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,18 +54,39 @@ def written_out_attention(
 ) -> torch.Tensor:
     """`attend` as matmul, softmax, matmul; zeros for a query with no allowed key (as the
     fused kernel gives)."""
+    return attention_weights(q, k, mask).to(v.dtype) @ v
+
+
+def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)), (B, heads, N, L); all zeros for a query with no allowed key."""
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, heads, N, L)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = scores.softmax(dim=-1)
     if mask is not None:  # rows with every key masked: softmax of all -inf is NaN
         weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
-    return weights.to(v.dtype) @ v
+    return weights
+
+
+# Sees, and may replace, one layer's attention weights (B, heads, N, L): how editing shares a
+# source clip's attention with its edit (pipelines/attention_share.py).
+WeightsHook = Callable[[torch.Tensor], torch.Tensor]
+
+
+def attend_with_hook(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, hook: WeightsHook | None
+) -> torch.Tensor:
+    """`attend`, or with a hook the written-out product with the hook's weights."""
+    if hook is None:
+        return attend(q, k, v, mask)
+    return hook(attention_weights(q, k, mask)).to(v.dtype) @ v
 
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention over (B, N, D) tokens, RoPE on queries and keys. QK-norm
     (RMSNorm per head) keeps attention logits bounded under bf16 and high learning rates."""
+
+    weights_hook: WeightsHook | None = None
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -94,13 +117,15 @@ class SelfAttention(nn.Module):
         k = apply_rope(k_normed, rot).to(v.dtype)
         if cache is not None:
             k, v = cache[0].extend(cache[1], k_normed, k, v)  # (B, heads, past + N, d)
-        y = attend(q, k, v, mask)  # (B, heads, N, d)
+        y = attend_with_hook(q, k, v, mask, self.weights_hook)  # (B, heads, N, d)
         return self.out(y.transpose(1, 2).flatten(2))
 
 
 class CrossAttention(nn.Module):
     """Video tokens (queries) attend to text tokens (keys/values); padded text positions are
     masked out. No RoPE: the text encoder already encoded word order."""
+
+    weights_hook: WeightsHook | None = None
 
     def __init__(self, dim: int, context_dim: int, heads: int):
         super().__init__()
@@ -128,5 +153,5 @@ class CrossAttention(nn.Module):
         k, v = keys_values if keys_values is not None else self.keys_values(context_bld)
         q = self.q_norm(at_least_float32(q)).to(v.dtype)
         mask = context_mask_bl[:, None, None, :]  # (B, 1, 1, L): same for every head and query
-        y = attend(q, k, v, mask)
+        y = attend_with_hook(q, k, v, mask, self.weights_hook)
         return self.out(y.transpose(1, 2).flatten(2))

@@ -194,7 +194,11 @@ def denoise(
     `denoiser`. Returns the clean latents."""
     device = x.device
     levels = [level.to(device) for level in levels]
-    z = sample(guided(model, levels, scales), x, sched, solver, progress=progress)
+    return finite(sample(guided(model, levels, scales), x, sched, solver, progress=progress))
+
+
+def finite(z: torch.Tensor) -> torch.Tensor:
+    """Sampled latents, checked: NaN or Inf get one sentence rather than a black video."""
     if not torch.isfinite(z).all():
         raise FilmstripError("sampling produced NaN or Inf latents: check the options and the weights")
     return z

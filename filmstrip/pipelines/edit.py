@@ -35,7 +35,15 @@ from filmstrip.diffusion.sampling import sample
 from filmstrip.errors import InputError
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.pipelines.attention_share import AttentionShare, token_alignment
-from filmstrip.pipelines.denoise import Pipeline, decode, denoise, encode, initial_noise, make_schedule
+from filmstrip.pipelines.denoise import (
+    Pipeline,
+    decode,
+    denoise,
+    encode,
+    finite,
+    initial_noise,
+    make_schedule,
+)
 from filmstrip.pipelines.generate import GenerateConfig
 from filmstrip.pipelines.prepare import prepare_text, stack_levels
 
@@ -136,7 +144,7 @@ def sdedit_latents(
     if sharing is None or source_prompts is None:
         return denoise(pipe.denoiser, x, sched, [null, target], [cfg.text_scale], cfg.solver)
     velocity = shared_velocity(pipe, path, source_prompts, prompts, null, target, cfg.text_scale, sharing)
-    return sample(velocity, x, sched, cfg.solver)
+    return finite(sample(velocity, x, sched, cfg.solver))
 
 
 def video_to_video(
@@ -216,7 +224,7 @@ def edit_latents(
     velocity = shared_velocity(
         pipe, path, source_prompts, target_prompts, null, target, cfg.text_scale, sharing
     )
-    return sample(velocity, noise, sched, cfg.solver)
+    return finite(sample(velocity, noise, sched, cfg.solver))
 
 
 def edit(

@@ -207,3 +207,12 @@ def test_the_control_recipes_chain_and_parse_as_their_runs():
     lora = stages["03_lora_star.toml"]
     assert lora.data.source.startswith("folder:") and lora.data.mirror and lora.prior
     assert stages["04_controlnet.toml"].controlnet.depth == 3
+
+
+def test_the_probe_recipes_parse_and_chain():
+    a, b = (
+        from_dict(T2VRecipe, load_toml(RECIPES.parent / "probes" / f"extension_prefix_{x}.toml"))
+        for x in "ab"
+    )
+    assert a.init == "filmstrip/weights/t2v" and b.init == f"{a.run}/model" and a.cache == b.cache
+    assert a.task.prefix == b.task.prefix == 0.6 and a.train.steps + b.train.steps == 900

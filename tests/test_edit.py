@@ -152,3 +152,18 @@ def test_an_edit_under_the_same_prompt_returns_the_clip(pipe, sharing):
     cfg = GenerateConfig(frames=5, height=32, width=32, steps=60, text_scale=1.0)
     out = edit_latents(pipe, z, prompts, prompts, cfg, sharing=sharing)
     assert float((out - z).abs().max()) < 0.05
+
+
+def test_sharing_refuses_a_clip_whose_attention_would_not_fit(pipe, monkeypatch):
+    """The recorded weights grow with the square of the tokens: the edit says so before it
+    starts rather than dying in the allocator."""
+    from filmstrip.pipelines.attention_share import recorded_bytes
+
+    cfg = pipe.dit.cfg
+    assert recorded_bytes(pipe.dit, 2, 10, 7) == cfg.depth * 2 * cfg.heads * 10 * 17 * 4
+    z = encode(pipe, torch.rand(1, 3, 5, 32, 32) * 2 - 1)
+    prompts, cfg_gen = ["a red circle moves up"], GenerateConfig(frames=5, height=32, width=32, steps=2)
+    monkeypatch.setattr("filmstrip.io.memory.available_bytes", lambda: 1000)
+    with pytest.raises(InputError, match="sharing the attention of 1 clip"):
+        edit_latents(pipe, z, prompts, ["a blue circle moves up"], cfg_gen)
+    assert edit_latents(pipe, z, prompts, ["a blue circle moves up"], cfg_gen, sharing=None).shape == z.shape

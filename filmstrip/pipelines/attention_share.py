@@ -46,6 +46,15 @@ def token_alignment(
     return m
 
 
+def recorded_bytes(dit: VideoDiT, batch: int, tokens: int, text_tokens: int) -> float:
+    """Bytes one recording holds: every block's self-attention weights (tokens x tokens) and
+    cross-attention weights (tokens x text), every head, float32. Quadratic in the tokens,
+    so it is what limits the size of a clip an edit can share."""
+    cfg = dit.cfg
+    per_block = batch * cfg.heads * tokens * (tokens + (text_tokens if cfg.context_dim else 0))
+    return float(cfg.depth * per_block * 4)
+
+
 class AttentionShare:
     """Records and replays the attention weights of a DiT's blocks (not its text refiner)."""
 

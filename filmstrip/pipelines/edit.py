@@ -33,8 +33,9 @@ from filmstrip.diffusion.flow import add_noise
 from filmstrip.diffusion.guidance import guided
 from filmstrip.diffusion.sampling import sample
 from filmstrip.errors import InputError
+from filmstrip.io.memory import check_fits
 from filmstrip.models.conditioning import Conditioning
-from filmstrip.pipelines.attention_share import AttentionShare, token_alignment
+from filmstrip.pipelines.attention_share import AttentionShare, recorded_bytes, token_alignment
 from filmstrip.pipelines.denoise import (
     Pipeline,
     decode,
@@ -101,6 +102,12 @@ def shared_velocity(
         token_alignment(pipe.text.tokenize(a), pipe.text.tokenize(b), source.context.shape[1], target.context.shape[1])
         for a, b in zip(source_prompts, target_prompts, strict=True)
     ]).to(device)  # fmt: skip
+    x0 = next(iter(path.values()))
+    cfg = pipe.dit.cfg
+    tokens = (x0.shape[2] // cfg.patch[0]) * (x0.shape[3] // cfg.patch[1]) * (x0.shape[4] // cfg.patch[2])
+    check_fits(recorded_bytes(pipe.dit, x0.shape[0], tokens, source.context.shape[1]),
+               f"sharing the attention of {x0.shape[0]} clip(s) of {tokens} tokens",
+               "edit fewer, shorter or smaller clips at a time")  # fmt: skip
     share = AttentionShare(pipe.dit)
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -455,8 +455,8 @@ def test_the_conditioning_evaluator_scores_the_truth_as_perfect():
     assert background_flicker(noisy) > 5 * background_flicker(items[0]["video"]) + 1
 
 
-def test_image_guidance_defaults_to_the_keyframe_scale_only_when_a_keyframe_is_appended(tiny_bundle):
-    from filmstrip.pipelines.generate import KEYFRAME_IMAGE_SCALE, image_scale
+def test_image_guidance_defaults_by_what_is_given(tiny_bundle):
+    from filmstrip.pipelines.generate import KEYFRAME_IMAGE_SCALE, PREFIX_IMAGE_SCALE, image_scale
 
     pipe = load_pipeline(tiny_bundle)
     x = initial_noise(latent_shape(pipe, 1, 9, 32, 32), 0)
@@ -466,3 +466,5 @@ def test_image_guidance_defaults_to_the_keyframe_scale_only_when_a_keyframe_is_a
     assert image_scale(GenerateConfig(), first) == 1.0  # frame 0 is held in place: no push needed
     assert image_scale(GenerateConfig(), last) == KEYFRAME_IMAGE_SCALE == 6.0
     assert image_scale(GenerateConfig(image_scale=2.0), last) == 2.0  # asked for: kept
+    prefix = prepare_frames(pipe, [VideoCondition(torch.zeros(3, 5, 32, 32), 0)], 9, x)  # extension
+    assert len(prefix.in_place) == 2 and image_scale(GenerateConfig(), prefix) == PREFIX_IMAGE_SCALE == 4.0

@@ -324,7 +324,7 @@ def eval_structure(
     "image_scale",
     type=float,
     default=None,
-    help="Image guidance scale [default: 6 when a keyframe follows frame 0, else 1].",
+    help="Image guidance scale [default: 6 when a keyframe follows frame 0, 4 for extend, else 1].",
 )
 @click.option("--context", default=9, show_default=True, help="extend: frames of the truth given (4k + 1).")
 @click.option(

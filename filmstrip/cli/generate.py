@@ -191,7 +191,7 @@ def with_controlnet(pipe, path: Path, scale: float):
     type=float,
     default=None,
     help="Image guidance scale for --image/--keyframe/--extend (1 = off) [default: 6 when a keyframe "
-    "follows frame 0, else 1].",
+    "follows frame 0, 4 with --extend, else 1].",
 )
 @click.option(
     "--image-strength",

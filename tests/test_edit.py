@@ -167,3 +167,12 @@ def test_sharing_refuses_a_clip_whose_attention_would_not_fit(pipe, monkeypatch)
     with pytest.raises(InputError, match="sharing the attention of 1 clip"):
         edit_latents(pipe, z, prompts, ["a blue circle moves up"], cfg_gen)
     assert edit_latents(pipe, z, prompts, ["a blue circle moves up"], cfg_gen, sharing=None).shape == z.shape
+
+
+def test_an_edit_needs_one_source_and_one_edited_prompt_per_clip(pipe):
+    z = encode(pipe, torch.rand(1, 3, 5, 32, 32) * 2 - 1)
+    cfg = GenerateConfig(frames=5, height=32, width=32, steps=2)
+    with pytest.raises(InputError, match="give one of each per clip"):
+        edit_latents(pipe, z, ["a red circle", "a red square"], ["a blue circle", "a blue square"], cfg)
+    with pytest.raises(InputError, match="give one of each per clip"):
+        sdedit_latents(pipe, z, ["a blue circle"], cfg, 0.5, "", ["a red circle", "a red square"], Sharing())

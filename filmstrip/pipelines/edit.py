@@ -82,6 +82,14 @@ class Sharing:
 SHARING = Sharing()
 
 
+def check_pairs(clips: int, source_prompts: Sequence[str], target_prompts: Sequence[str]) -> None:
+    if not len(source_prompts) == len(target_prompts) == clips:
+        raise InputError(
+            f"{clips} clip(s), {len(source_prompts)} source prompt(s) and {len(target_prompts)} edited "
+            "prompt(s): give one of each per clip"
+        )
+
+
 def shared_velocity(
     pipe: Pipeline,
     path: dict[tuple[float, ...], torch.Tensor],
@@ -96,6 +104,7 @@ def shared_velocity(
     the clip's own where `sharing` says: at each step the clip's state on `path` at the same
     levels runs under `source_prompts` first, recording; its cross-attention reaches the
     target's words through `token_alignment`."""
+    check_pairs(next(iter(path.values())).shape[0], source_prompts, target_prompts)
     device = target.context.device
     source = prepare_text(pipe.text, source_prompts)[1].to(device)
     alignment = torch.stack([
@@ -222,6 +231,7 @@ def edit_latents(
     """Normalised latents z inverted under `source_prompts` up to noise level `strength` (1:
     pure noise), then regenerated under `target_prompts`, sharing the clip's attention as
     `sharing` says (None: plain regeneration)."""
+    check_pairs(z.shape[0], source_prompts, target_prompts)
     sched = partial_schedule(make_schedule(pipe, z.shape, cfg.steps, cfg.lag), strength)
     path = invert_path(pipe, z, source_prompts, sched.flip(0), inversion_scale, cfg.solver)
     noise = path[time_key(sched[0])]

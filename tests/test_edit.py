@@ -176,3 +176,24 @@ def test_an_edit_needs_one_source_and_one_edited_prompt_per_clip(pipe):
         edit_latents(pipe, z, ["a red circle", "a red square"], ["a blue circle", "a blue square"], cfg)
     with pytest.raises(InputError, match="give one of each per clip"):
         sdedit_latents(pipe, z, ["a blue circle"], cfg, 0.5, "", ["a red circle", "a red square"], Sharing())
+
+
+def test_attention_share_covers_a_factorised_dit():
+    """Spatial and temporal attention are both shared: replaying a forward's own weights gives
+    its output back, and another state under them differs from its own."""
+    torch.manual_seed(0)
+    dit = VideoDiT(preset("tiny", in_channels=4, attention="factorized")).eval()
+    with torch.no_grad():
+        for p in dit.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    x, other = (torch.randn(1, 4, 3, 4, 4, generator=torch.Generator().manual_seed(i)) for i in (1, 2))
+    t = torch.full((1, 3), 0.6)
+    share = AttentionShare(dit)
+    assert sum(name.startswith("self_t") for name, _ in share.layers) == dit.cfg.depth
+    with torch.no_grad():
+        with share.recording():
+            own = dit(x, t)
+        with share.replaying(True):
+            torch.testing.assert_close(dit(x, t), own)
+            shared = dit(other, t)
+        assert not torch.allclose(shared, dit(other, t))

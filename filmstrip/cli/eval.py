@@ -421,10 +421,10 @@ def eval_conditioning(
                        f"  {r['colour']:6.1%} {r['shape']:6.1%}  {r['flicker']:7.2f}")  # fmt: skip
         modes = ()
     from filmstrip.eval.conditioning import inversion_edit, v2v_curve
-    from filmstrip.pipelines.edit import EDIT_STRENGTH, EDIT_TEXT_SCALE, Sharing
+    from filmstrip.pipelines.edit import EDIT_STRENGTH, EDIT_TEXT_SCALE, SHARING
 
     edit_gen = replace(gen, text_scale=EDIT_TEXT_SCALE if text_scale is None else text_scale)
-    edit_options = {"sharing": Sharing() if share else None,
+    edit_options = {"sharing": SHARING if share else None,
                     "strength": EDIT_STRENGTH if edit_strength is None else edit_strength}  # fmt: skip
 
     def show(label: str, summary: dict) -> None:

@@ -49,6 +49,7 @@ from filmstrip.eval.adherence import AdherenceConfig, detect, score, segment
 from filmstrip.eval.metrics import psnr
 from filmstrip.io.layout import to_float_cthw, to_uint8_thwc
 from filmstrip.pipelines.conditions import ImageCondition, VideoCondition
+from filmstrip.pipelines.denoise import decode, encode
 from filmstrip.pipelines.edit import EDIT_STRENGTH, EDIT_TEXT_SCALE, SHARING, Sharing, edit, video_to_video
 from filmstrip.pipelines.generate import GenerateConfig, Pipeline, generate
 
@@ -228,8 +229,8 @@ def run_conditioning(
 def vae_ceiling(pipe: Pipeline, mode: str, cfg: ConditionSuite | None = None, batch_size: int = 10) -> dict:
     """The summary a perfect model scores through the VAE: for "extend", the given frames then
     the truth's VAE reconstruction after them; for "edit", the perfect recolouring's."""
-    from filmstrip.pipelines.denoise import decode, encode
-
+    if mode not in ("extend", "edit"):
+        raise InputError(f"the VAE ceiling is measured for extend and edit, not {mode!r}")
     cfg = cfg or ConditionSuite()
     scenes, rows = suite_scenes(cfg), []
     for start in range(0, len(scenes), batch_size):
@@ -239,11 +240,9 @@ def vae_ceiling(pipe: Pipeline, mode: str, cfg: ConditionSuite | None = None, ba
         passed = decode(pipe, encode(pipe, clips), clips.shape[2]).cpu()
         if mode == "edit":
             rows += [edit_row(v, it, cfg.fps) for v, it in zip(passed, chunk, strict=True)]
-        elif mode == "extend":
+        else:
             joined = torch.cat([clips[:, :, : cfg.context], passed[:, :, cfg.context :]], dim=2)
             rows += [score_row(mode, v, it, cfg) for v, it in zip(joined, chunk, strict=True)]
-        else:
-            raise InputError(f"the VAE ceiling is measured for extend and edit, not {mode!r}")
     return summarize_edits(rows) if mode == "edit" else summarize(mode, rows)
 
 

@@ -48,8 +48,9 @@ def token_alignment(
 
 def recorded_bytes(dit: VideoDiT, batch: int, tokens: int, text_tokens: int) -> float:
     """Bytes one recording holds: every block's self-attention weights (tokens x tokens) and
-    cross-attention weights (tokens x text), every head, float32. Quadratic in the tokens,
-    so it is what limits the size of a clip an edit can share."""
+    cross-attention weights (tokens x text), every head, float32; for factorised attention,
+    which attends within a frame and along time, an upper bound. Quadratic in the tokens, so
+    it is what limits the size of a clip an edit can share."""
     cfg = dit.cfg
     per_block = batch * cfg.heads * tokens * (tokens + (text_tokens if cfg.context_dim else 0))
     return float(cfg.depth * per_block * 4)
@@ -59,11 +60,11 @@ class AttentionShare:
     """Records and replays the attention weights of a DiT's blocks (not its text refiner)."""
 
     def __init__(self, dit: VideoDiT):
-        if dit.cfg.attention != "full":
-            raise NotImplementedError("attention sharing is written for full (not factorised) attention")
         self.layers: list[tuple[str, SelfAttention | CrossAttention]] = []
         for i, block in enumerate(dit.blocks):
             self.layers.append((f"self{i}", block.attn))
+            if block.attn_t is not None:  # factorised: the temporal attention is self-attention too
+                self.layers.append((f"self_t{i}", block.attn_t))
             if block.cross is not None:
                 self.layers.append((f"cross{i}", block.cross))
         self.stored: dict[str, torch.Tensor] = {}

@@ -66,6 +66,7 @@ def partial_schedule(sched: torch.Tensor, strength: float) -> torch.Tensor:
 
 
 def time_key(t_row: torch.Tensor) -> tuple[float, ...]:
+    """A schedule row as a dict key: the noise levels at which a path's state was taken."""
     return tuple(round(float(v), 6) for v in t_row)
 
 
@@ -73,7 +74,8 @@ def time_key(t_row: torch.Tensor) -> tuple[float, ...]:
 class Sharing:
     """What the edit takes from the clip's own pass (pipelines/attention_share.py), by noise
     level: self-attention (layout, motion) while t >= self_until, cross-attention (which
-    place reads which word, for prompts of equal token counts) while t >= cross_until."""
+    place reads which word, carried to the edited prompt's words by `token_alignment`) while
+    t >= cross_until."""
 
     self_until: float = 0.5
     cross_until: float = 0.2
@@ -104,14 +106,14 @@ def shared_velocity(
     the clip's own where `sharing` says: at each step the clip's state on `path` at the same
     levels runs under `source_prompts` first, recording; its cross-attention reaches the
     target's words through `token_alignment`."""
-    check_pairs(next(iter(path.values())).shape[0], source_prompts, target_prompts)
+    x0 = next(iter(path.values()))
+    check_pairs(x0.shape[0], source_prompts, target_prompts)
     device = target.context.device
     source = prepare_text(pipe.text, source_prompts)[1].to(device)
     alignment = torch.stack([
         token_alignment(pipe.text.tokenize(a), pipe.text.tokenize(b), source.context.shape[1], target.context.shape[1])
         for a, b in zip(source_prompts, target_prompts, strict=True)
     ]).to(device)  # fmt: skip
-    x0 = next(iter(path.values()))
     cfg = pipe.dit.cfg
     tokens = (x0.shape[2] // cfg.patch[0]) * (x0.shape[3] // cfg.patch[1]) * (x0.shape[4] // cfg.patch[2])
     check_fits(recorded_bytes(pipe.dit, x0.shape[0], tokens, source.context.shape[1]),
@@ -145,20 +147,22 @@ def sdedit_latents(
     strength: float,
     negative: str = "",
     source_prompts: Sequence[str] | None = None,
-    sharing: Sharing | None = None,
+    sharing: Sharing | None = SHARING,
 ) -> torch.Tensor:
     """Normalised latents z (B, C, T', H', W') renoised to `strength` and denoised under `prompts`;
     with `source_prompts` (what the clip shows) and `sharing`, the clip's attention is shared
     as in `edit_latents`, its own state at each level being z noised there with the same noise."""
     sched = partial_schedule(make_schedule(pipe, z.shape, cfg.steps, cfg.lag), strength)
     noise = initial_noise(z.shape, cfg.seed, z.device)
-    path = {
-        time_key(row): add_noise(z, noise, row[None].expand(z.shape[0], -1).to(z.device)) for row in sched
-    }
-    x = path[time_key(sched[0])]
+
+    def noised(row: torch.Tensor) -> torch.Tensor:
+        return add_noise(z, noise, row[None].expand(z.shape[0], -1).to(z.device))
+
+    x = noised(sched[0])
     null, target = (c.to(z.device) for c in prepare_text(pipe.text, prompts, negative))
     if sharing is None or source_prompts is None:
         return denoise(pipe.denoiser, x, sched, [null, target], [cfg.text_scale], cfg.solver)
+    path = {time_key(row): noised(row) for row in sched}
     velocity = shared_velocity(pipe, path, source_prompts, prompts, null, target, cfg.text_scale, sharing)
     return finite(sample(velocity, x, sched, cfg.solver))
 

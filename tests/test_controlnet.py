@@ -168,6 +168,18 @@ def test_train_controlnet_touches_only_the_branch_and_generate_uses_it(tiny_bund
     assert sum(losses[-8:]) < sum(losses[:8]), losses
     config = json.loads((run / "model" / "config.json").read_text())
     assert config["kind"] == "controlnet" and config["config"]["controlnet"]["depth"] == 1
+    # Going on from the trained branch: the same first batch (same seed) now costs less, and a
+    # recipe asking for another depth is refused in one sentence.
+    again = [*args[:5], str(tmp_path / "again"), *args[6:], "--init", str(run / "model")]
+    again[again.index("--steps") + 1] = "1"
+    out = CliRunner().invoke(main, again)
+    assert out.exit_code == 0, out.output
+    first = json.loads((tmp_path / "again" / "log.jsonl").read_text().splitlines()[0])["loss"]
+    assert first < losses[0] - 0.05, (first, losses[0])
+    deeper = [*again[:5], str(tmp_path / "deeper"), *again[6:]]
+    deeper[deeper.index("--depth") + 1] = "2"
+    out = CliRunner().invoke(main, deeper)
+    assert out.exit_code != 0 and "leave [controlnet] as the branch was trained" in out.output, out.output
 
     pipe = load_pipeline(tiny_bundle)
     gen = GenerateConfig(frames=5, height=32, width=32, steps=2)

@@ -216,3 +216,29 @@ def test_the_probe_recipes_parse_and_chain():
     )
     assert a.init == "filmstrip/weights/t2v" and b.init == f"{a.run}/model" and a.cache == b.cache
     assert a.task.prefix == b.task.prefix == 0.6 and a.train.steps + b.train.steps == 900
+
+
+def test_the_lora_probes_differ_from_the_shipped_recipe_only_in_their_targets():
+    import re
+    from dataclasses import replace
+
+    from filmstrip.train.recipes import LoRARecipe
+
+    shipped = from_dict(LoRARecipe, load_toml(RECIPES.parent / "control" / "03_lora_star.toml"))
+    for name in ("lora_cross", "lora_cross_mlp"):
+        probe = from_dict(LoRARecipe, load_toml(RECIPES.parent / "probes" / f"{name}.toml"))
+        targets = probe.lora.targets
+        assert re.fullmatch(targets, "blocks.0.cross.kv") and not re.fullmatch(targets, "blocks.0.attn.qkv")
+        assert bool(re.fullmatch(targets, "blocks.5.mlp.2")) == name.endswith("mlp")
+        same = replace(probe, run=shipped.run, cache=shipped.cache, lora=shipped.lora)
+        assert same == shipped
+
+
+def test_the_controlnet_probe_goes_on_from_the_shipped_branch_as_it_was_trained():
+    from filmstrip.train.recipes import ControlRecipe
+
+    shipped = from_dict(ControlRecipe, load_toml(RECIPES.parent / "control" / "04_controlnet.toml"))
+    probe = from_dict(ControlRecipe, load_toml(RECIPES.parent / "probes" / "controlnet_longer.toml"))
+    assert probe.init == "filmstrip/weights/controlnet_masks" and probe.cache == shipped.cache
+    assert probe.controlnet == shipped.controlnet and probe.task == shipped.task and probe.data == shipped.data
+    assert probe.train.seed != shipped.train.seed

@@ -246,6 +246,12 @@ def train_lora(recipe: LoRARecipe) -> None:
             {"type": click.Path()},
         ),
         Opt(
+            ("--init",),
+            "init",
+            "A trained ControlNet to go on training [default: a fresh branch].",
+            {"type": click.Path(file_okay=False)},
+        ),
+        Opt(
             ("--cache",),
             "cache",
             "Latent cache of `shapes` clips [default: RUN/latents, built on first use].",

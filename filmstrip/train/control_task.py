@@ -31,11 +31,14 @@ class ControlTask(T2VTask):
         null_text: torch.Tensor,
         data_name: str = "",
         base_name: str = "",
+        branch: ControlNet | None = None,
     ):
-        """base: the trained DiT (frozen here); the branch starts as copies of its first blocks."""
+        """base: the trained DiT (frozen here); the branch starts as copies of its first blocks,
+        or as `branch`, one trained before."""
         super().__init__(base.cfg, spec, cfg, null_text, None, data_name)
         base.requires_grad_(False)
-        self.model = ControlledDiT(base, ControlNet.from_dit(base, control))
+        branch = branch if branch is not None else ControlNet.from_dit(base, control)
+        self.model = ControlledDiT(base, branch.requires_grad_(True))
         self.base_name = base_name
 
     def export_to(self, model: nn.Module, run_dir: Path, step: int) -> Path:

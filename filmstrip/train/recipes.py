@@ -128,6 +128,9 @@ class ControlRecipe:
     run: str = ""
     data: ClipData = field(default_factory=lambda: ClipData(clips=8192))
     base: str | None = None  # the DiT to control [the bundled text-to-video model]
+    # A trained branch to go on training (its own shape; [controlnet] then must match it)
+    # [a fresh one: copies of the base's first blocks, zero-initialised in and out].
+    init: str | None = None
     cache: str | None = None  # latent cache folder [RUN/latents]; a built `shapes` cache serves
     controlnet: ControlNetConfig = field(default_factory=ControlNetConfig)
     task: T2VConfig = field(default_factory=lambda: T2VConfig(frame_noise=0.5))
@@ -458,6 +461,7 @@ def train_controlnet(recipe: ControlRecipe, log: Log = print) -> Path:
     """Encode the clips (once, resumable) and train a ControlNet on the frozen base DiT, the
     clips' object masks as its structure maps; returns RUN/model (the branch alone)."""
     from filmstrip.data.structure import WithMasks
+    from filmstrip.models.controlnet import load_controlnet
     from filmstrip.pipelines.denoise import load_pipeline
     from filmstrip.train.control_task import ControlTask
 
@@ -470,6 +474,7 @@ def train_controlnet(recipe: ControlRecipe, log: Log = print) -> Path:
     pipe = load_pipeline(recipe.base, device)
     if pipe.text is None:
         raise InputError(f"{resolve(recipe.base, 't2v')}: a ControlNet here steers a text-to-video model")
+    init = load_controlnet(recipe.init, pipe.dit) if recipe.init else None  # refused before encoding
     dataset, description = t2v_dataset(recipe.data, train_cfg.seed)
     cache = build_latent_cache(
         dataset, pipe.vae, pipe.text, Path(recipe.cache) if recipe.cache else run / "latents",
@@ -483,9 +488,14 @@ def train_controlnet(recipe: ControlRecipe, log: Log = print) -> Path:
         temporal_factor=pipe.vae.cfg.temporal_factor,
         spatial_factor=pipe.vae.cfg.spatial_factor,
     )
+    if init is not None and init.cfg != cfg:
+        raise InputError(
+            f"{recipe.init}: a branch of depth {init.cfg.depth} ({init.cfg.fold} fold); the recipe's "
+            f"[controlnet] asks for depth {cfg.depth} ({cfg.fold}): leave [controlnet] as the branch was trained"
+        )
     torch.manual_seed(train_cfg.seed)
     base_name = str(resolve(recipe.base, "t2v"))
-    task = ControlTask(pipe.dit.train(), pipe.spec, recipe.task, cfg, null[0], description, base_name)
+    task = ControlTask(pipe.dit.train(), pipe.spec, recipe.task, cfg, null[0], description, base_name, init)
     trainable = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
     detail = f"{trainable / 1e6:.2f}M trainable (depth {cfg.depth}); {len(clips)} cached clips in {cache}"
     fit_recipe(recipe, task, clips, collate_latents, log, f"ControlNet on {base_name}", detail)

@@ -240,5 +240,7 @@ def test_the_controlnet_probe_goes_on_from_the_shipped_branch_as_it_was_trained(
     shipped = from_dict(ControlRecipe, load_toml(RECIPES.parent / "control" / "04_controlnet.toml"))
     probe = from_dict(ControlRecipe, load_toml(RECIPES.parent / "probes" / "controlnet_longer.toml"))
     assert probe.init == "filmstrip/weights/controlnet_masks" and probe.cache == shipped.cache
-    assert probe.controlnet == shipped.controlnet and probe.task == shipped.task and probe.data == shipped.data
+    assert (
+        probe.controlnet == shipped.controlnet and probe.task == shipped.task and probe.data == shipped.data
+    )
     assert probe.train.seed != shipped.train.seed

@@ -147,12 +147,19 @@ def eval_adherence(
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
+@click.option(
+    "--ceiling",
+    is_flag=True,
+    help="Also score the scenes' own clips through the model's VAE: what a perfect model reaches.",
+)
 @PRECISION
-def eval_concept(checkpoint, loras, shape, prompts, samples, steps, text_scale, seed, json_path, precision):
+def eval_concept(
+    checkpoint, loras, shape, prompts, samples, steps, text_scale, seed, json_path, ceiling, precision
+):
     """Has the model (with --lora) learned a new shape? Adherence on scenes that hold one."""
 
     from filmstrip.data.shapes import EXTRA_SHAPES, SHAPES
-    from filmstrip.eval.concept import ConceptConfig, run_concept
+    from filmstrip.eval.concept import ConceptConfig, concept_ceiling, run_concept
     from filmstrip.pipelines.generate import load_pipeline
 
     if shape not in SHAPES + EXTRA_SHAPES:
@@ -163,16 +170,22 @@ def eval_concept(checkpoint, loras, shape, prompts, samples, steps, text_scale, 
     with_loras(pipe, loras)
     cfg = ConceptConfig(shape=shape, num_prompts=prompts, samples=samples)
     result = run_concept(pipe, cfg, GenerateConfig(steps=steps, text_scale=text_scale, seed=seed))
+    if ceiling:
+        result["vae_ceiling"] = concept_ceiling(pipe, cfg)
     if json_path:
         _save_json(json_path, result)
-    p, c = result["prompt"], result["concept"]
     click.echo(f"{len(result['rows'])} videos of prompts with a {shape}")
-    click.echo(
-        f"  whole prompts:  colour {p['colour']:.1%}  shape {p['shape']:.1%}  direction {p['direction']:.1%}  count {p['count']:.1%}"
-    )
-    click.echo(
-        f"  the {shape}s:  colour {c['colour']:.1%}  shape {c['shape']:.1%}  direction {c['direction']:.1%}"
-    )
+    for title, part in (("", result), (", their own clips through the VAE", result.get("vae_ceiling"))):
+        if part is None:
+            continue
+        p, c = part["prompt"], part["concept"]
+        click.echo(
+            f"  whole prompts{title}:  colour {p['colour']:.1%}  shape {p['shape']:.1%}  "
+            f"direction {p['direction']:.1%}  count {p['count']:.1%}"
+        )
+        click.echo(
+            f"  the {shape}s{title}:  colour {c['colour']:.1%}  shape {c['shape']:.1%}  direction {c['direction']:.1%}"
+        )
 
 
 @eval_group.command("motion")

@@ -388,6 +388,23 @@ def test_generate_cli_with_images_keyframes_and_extension(tiny_bundle, tmp_path)
         assert result.exit_code != 0 and message in result.output, (extra, result.output)
 
 
+def test_generate_extend_uses_the_bundled_causal_model_unless_told(tmp_path, monkeypatch):
+    import filmstrip.pipelines.generate as generate_module
+    from filmstrip.io import read_video, write_video
+
+    real, loaded = generate_module.load_pipeline, []
+    monkeypatch.setattr(
+        generate_module, "load_pipeline", lambda path=None, **kw: loaded.append(path) or real(path, **kw)
+    )
+    source = write_video(tmp_path / "in.mp4", torch.zeros(3, 9, 32, 32), fps=8)
+    base = ["generate", "a red circle moves to the right", "--frames", "9", "--size", "32", "--steps", "1"]
+    for extra, model in ((["--extend", str(source), "--context", "5"], "t2v_causal"), ([], None)):
+        result = CliRunner().invoke(main, [*base, *extra, "-o", str(tmp_path / "out.mp4")])
+        assert result.exit_code == 0, result.output
+        assert loaded[-1] == model
+    assert read_video(tmp_path / "out.mp4")[0].shape[1] == 9
+
+
 def test_eval_conditioning_cli(tiny_bundle, tmp_path):
     import json
 

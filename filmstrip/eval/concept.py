@@ -91,7 +91,9 @@ def run_concept(pipe: Pipeline, cfg: ConceptConfig, gen: GenerateConfig, batch_s
     for start in tqdm(range(0, len(jobs), batch_size), desc=f"concept {cfg.shape}", unit="batch"):
         chunk = jobs[start : start + batch_size]
         videos = generate(pipe, [c[1] for c in chunk], replace(gen, seed=gen.seed + start))
-        rows += [_row(video, text, truth, j, cfg) for (j, text, truth), video in zip(chunk, videos, strict=True)]
+        rows += [
+            _row(video, text, truth, j, cfg) for (j, text, truth), video in zip(chunk, videos, strict=True)
+        ]
     return _summary(rows)
 
 

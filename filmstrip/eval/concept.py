@@ -63,10 +63,10 @@ def _judge(cfg: ConceptConfig) -> AdherenceConfig:
 
 def _row(video, text: str, truth: dict, sample: int, cfg: ConceptConfig) -> dict:
     """The whole prompt's scores, and the new shape's objects' alone."""
-    new = [o for o in truth["objects"] if o["shape"] == cfg.shape]
-    alone = score(video, {**truth, "objects": new}, cfg=_judge(cfg))
+    new, judge = [o for o in truth["objects"] if o["shape"] == cfg.shape], _judge(cfg)
+    alone = score(video, {**truth, "objects": new}, cfg=judge)
     return {
-        "prompt": text, "sample": sample, **score(video, truth, cfg=_judge(cfg)),
+        "prompt": text, "sample": sample, **score(video, truth, cfg=judge),
         "concept": {k: alone[k] for k in ("colour", "shape", "direction")},
     }  # fmt: skip
 
@@ -107,7 +107,7 @@ def concept_ceiling(pipe: Pipeline, cfg: ConceptConfig, batch_size: int = 10) ->
     rows = []
     for start in range(0, len(scenes), batch_size):
         chunk = scenes[start : start + batch_size]
-        clips = torch.stack([to_float_cthw(torch.from_numpy(render(scene, shapes))) for scene in chunk])
+        clips = torch.stack([to_float_cthw(render(scene, shapes)) for scene in chunk])
         passed = decode(pipe, encode(pipe, clips), clips.shape[2]).cpu()
         rows += [
             _row(video, caption(scene, shapes), ground_truth(scene, shapes), 0, cfg)

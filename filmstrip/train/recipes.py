@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -474,7 +474,16 @@ def train_controlnet(recipe: ControlRecipe, log: Log = print) -> Path:
     pipe = load_pipeline(recipe.base, device)
     if pipe.text is None:
         raise InputError(f"{resolve(recipe.base, 't2v')}: a ControlNet here steers a text-to-video model")
+    cfg = replace(
+        recipe.controlnet,
+        temporal_factor=pipe.vae.cfg.temporal_factor,
+        spatial_factor=pipe.vae.cfg.spatial_factor,
+    )
     init = load_controlnet(recipe.init, pipe.dit) if recipe.init else None  # refused before encoding
+    if init is not None and init.cfg != cfg:
+        differ = ", ".join(f"{k} {getattr(init.cfg, k)} (the recipe: {v})" for k, v in asdict(cfg).items()
+                           if getattr(init.cfg, k) != v)  # fmt: skip
+        raise InputError(f"{recipe.init}: a branch of {differ}: leave [controlnet] as the branch was trained")
     dataset, description = t2v_dataset(recipe.data, train_cfg.seed)
     cache = build_latent_cache(
         dataset, pipe.vae, pipe.text, Path(recipe.cache) if recipe.cache else run / "latents",
@@ -483,16 +492,6 @@ def train_controlnet(recipe: ControlRecipe, log: Log = print) -> Path:
     )  # fmt: skip
     clips = WithMasks(LatentDataset(cache), recipe.data.size)
     null, _ = pipe.text.encode([""])
-    cfg = replace(
-        recipe.controlnet,
-        temporal_factor=pipe.vae.cfg.temporal_factor,
-        spatial_factor=pipe.vae.cfg.spatial_factor,
-    )
-    if init is not None and init.cfg != cfg:
-        raise InputError(
-            f"{recipe.init}: a branch of depth {init.cfg.depth} ({init.cfg.fold} fold); the recipe's "
-            f"[controlnet] asks for depth {cfg.depth} ({cfg.fold}): leave [controlnet] as the branch was trained"
-        )
     torch.manual_seed(train_cfg.seed)
     base_name = str(resolve(recipe.base, "t2v"))
     task = ControlTask(pipe.dit.train(), pipe.spec, recipe.task, cfg, null[0], description, base_name, init)

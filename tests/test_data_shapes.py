@@ -161,3 +161,18 @@ def test_start_words_insert_where_each_object_starts_and_nothing_else():
     half = dataclasses.replace(CFG, start_words=0.5)
     told_share = np.mean([caption(ds.scene(i), half) != caption(ds.scene(i), CFG) for i in range(len(ds))])
     assert 0.5 < told_share < 0.95  # 1 - 0.5^objects for 1-3 objects
+
+
+def test_in_full_view_is_false_exactly_where_objects_touch():
+    from filmstrip.data.shapes import in_full_view
+
+    def obj(shape, xs):
+        return {"shape": shape, "radius_px": 5.0, "positions": [[x, 32.0] for x in xs]}
+
+    # A circle of radius 5 at x = 20 and a square sliding in from the right: apart, then
+    # on the next pixel, then overlapping. A third object far away is always clear.
+    truth = {"objects": [obj("circle", [20, 20, 20]), obj("square", [40, 29.5, 27]),
+                         {**obj("triangle", [55, 55, 55]), "positions": [[55, 5]] * 3}]}  # fmt: skip
+    clear = in_full_view(truth, 64, 64, margin_px=1)
+    assert clear.tolist() == [[True, False, False], [True, False, False], [True, True, True]]
+    assert in_full_view(truth, 64, 64, margin_px=0)[:2, 1].tolist() == [True, True]

@@ -459,7 +459,7 @@ def test_the_conditioning_evaluator_scores_the_truth_as_perfect():
     assert i2v["start_error_p95"] == 0 and i2v["found"] == 1 and i2v["colour"] == 1 and i2v["flicker"] < 0.5
     assert i2v["direction"] > 0.9 and i2v["shape"] > 0.9  # the adherence evaluator's own accuracy
     assert ends["end_error_p95"] == 0 and ends["monotone"] > 0.9
-    assert ext["direction"] == 1 and ext["seam_within_20pct"] > 0.8
+    assert ext["direction"] == ext["seam_within_20pct"] == 1
     from filmstrip.eval.conditioning import edit_row, summarize_edits
 
     perfect = summarize_edits([edit_row(it["recoloured_video"], it, cfg.fps) for it in items])
@@ -470,6 +470,38 @@ def test_the_conditioning_evaluator_scores_the_truth_as_perfect():
     assert unedited["colour"] == 0 and unedited["within_2px"] == 0
     noisy = (items[0]["video"] + 0.1 * torch.randn_like(items[0]["video"])).clamp(-1, 1)
     assert background_flicker(noisy) > 5 * background_flicker(items[0]["video"]) + 1
+
+
+def test_the_extension_measure_catches_a_frozen_and_a_reversed_continuation():
+    """Directions are read over the truth's longest straight stretch of the new frames (a
+    bounce splits it) and seams only where the truth keeps its speed across the join."""
+    from filmstrip.eval.conditioning import (
+        ConditionSuite,
+        score_row,
+        straight_stretch,
+        suite_scenes,
+        summarize,
+    )
+
+    bounce = [[0, 0], [1, 0], [2, 0], [1, 0], [0, 0], [-1, 0], [-2, 0]]
+    assert straight_stretch(bounce, 0) == (2, 6) and straight_stretch(bounce, 1) == (2, 6)
+    assert straight_stretch(bounce[:4], 0) is None  # two steps, then one: too short for a direction
+    cfg = ConditionSuite(num_scenes=12)
+    k = cfg.context - 1
+    items = suite_scenes(cfg)
+    frozen = [
+        torch.cat([it["video"][:, : k + 1]] + [it["video"][:, k : k + 1]] * (cfg.frames - k - 1), 1)
+        for it in items
+    ]
+    reversed_ = [torch.cat([it["video"][:, : k + 1], it["video"][:, :k].flip(1)], 1) for it in items]
+    still = summarize(
+        "extend", [score_row("extend", v, it, cfg) for v, it in zip(frozen, items, strict=True)]
+    )
+    assert still["direction"] == 0 and still["seam_within_20pct"] == 0 and still["seams_measured"] >= 5
+    back = summarize(
+        "extend", [score_row("extend", v, it, cfg) for v, it in zip(reversed_, items, strict=True)]
+    )
+    assert back["direction"] < 0.3
 
 
 def test_image_guidance_defaults_by_what_is_given(tiny_bundle):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -313,6 +314,24 @@ def truth_masks(truth: dict, height: int, width: int) -> np.ndarray:
             alpha = _coverage(obj["shape"], xx + 0.5 - cx, yy + 0.5 - cy, r)
             masks[t, y0:y1, x0:x1] = np.maximum(masks[t, y0:y1, x0:x1], alpha)
     return masks
+
+
+def in_full_view(truth: dict, height: int, width: int, margin_px: int = 1) -> np.ndarray:
+    """bool (objects, T): whether each object, grown by `margin_px`, touches no other object on
+    each frame. Where it does, one hides part of the other (or their blurred edges meet), and a
+    position read from pixels is the visible part's, not the object's."""
+    frames = len(truth["objects"][0]["positions"]) if truth["objects"] else 0
+    grow = np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8)
+    masks = [truth_masks({**truth, "objects": [obj]}, height, width) > 0 for obj in truth["objects"]]
+    clear = np.ones((len(masks), frames), dtype=bool)
+    for i, mask in enumerate(masks):
+        others = np.zeros_like(mask)
+        for j, other in enumerate(masks):
+            if j != i:
+                others |= other
+        for t in range(frames):
+            clear[i, t] = not (cv2.dilate(mask[t].astype(np.uint8), grow) > 0)[others[t]].any()
+    return clear
 
 
 def is_held_out(colour: str, shape: str, direction: str, held_out) -> bool:

@@ -9,7 +9,7 @@ the `cfg.frames - context` new frames. Calling it again on its own output extend
 Any text-to-video pipeline extends; the bundled causal model (`load_pipeline("t2v_causal")`,
 which `generate --extend` uses by default) keeps each object's direction across the join
 more often than the bidirectional one, having been trained to continue clean frames
-(diffusion forcing): 80.5% against 75.3% (docs/RESULTS.md, session 25).
+(diffusion forcing): 91.3% against 86.2% of objects (docs/RESULTS.md, session 26).
 """
 
 from __future__ import annotations

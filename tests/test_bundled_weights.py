@@ -132,14 +132,16 @@ def test_bundled_star_lora_teaches_the_star_and_the_controlnet_places_objects():
     assert sum(mask_iou(v, m) for v, (_, _, m) in zip(unplaced, scenes, strict=True)) / 4 < 0.3
     apply_loras(pipe.dit, [("lora_star", 1.0)], merge=True)
     taught = stars(generate(pipe, [p for p, _ in jobs], GenerateConfig(seed=0)))
-    assert taught >= 4 and taught >= base + 2.5, (base, taught)  # on the reference machine: 2 -> 5.5 of 8
+    # Read by the outline's five-fold harmonic (session 26), which calls none of the base
+    # model's objects a star: 0 -> 3 of 8 on this machine.
+    assert base <= 0.5 and taught >= base + 2, (base, taught)
 
 
 def test_the_concept_ceiling_scores_the_scenes_own_clips_through_the_vae():
     """`eval concept --ceiling`: the suite's own scenes, rendered and passed through the bundled
-    VAE, scored as generated videos are. Every colour survives; a large star mostly stays a
-    star (91% on 50 scenes, docs/RESULTS.md, session 25), and what the VAE rounds off is what
-    no model decoded by it can draw."""
+    VAE, scored as generated videos are. Every colour survives; a large star stays a star
+    (96% on 50 scenes, docs/RESULTS.md, session 26), and what the VAE rounds off is what no
+    model decoded by it can draw."""
     from filmstrip.eval.concept import ConceptConfig, concept_ceiling, concept_prompts
     from filmstrip.pipelines.generate import load_pipeline
 

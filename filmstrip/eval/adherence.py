@@ -10,14 +10,17 @@ connected blob is that object. Then, per object:
   triangle, 1/2 for a circle or a square), and its extent along the diagonals over its
   extent along the axes (sqrt 2 for a square, 1 for a circle). A majority vote over frames
   absorbs what is left of blur and partial occlusion. A star (an extra shape, looked for only
-  when `AdherenceConfig.shapes` lists it) is told by its solidity, its area over the area of
-  its convex hull: about 0.66 drawn, 0.76 through the bundled VAE, over 0.86 for the rest;
+  when `AdherenceConfig.shapes` lists it) is told by its outline's five-fold harmonic
+  (`outline_harmonics`, `is_star`): the radius of the object's coverage as a function of angle about its
+  centre rises and falls five times around a star, which blur flattens but does not remove
+  (0.13 of the mean radius drawn, 0.07-0.12 through the bundled VAE, under 0.01 for the
+  other shapes drawn or decoded);
 * **direction** from the centroid track before its first bounce (a reversal of x or y
   velocity), snapped to the nearest of 8 compass directions, or "still" when it barely moves;
 * **consistency**: the share of frames on which the object is found with its majority shape.
 
 With `AdherenceConfig(subpixel=True)` a track holds each blob's coverage-weighted centre
-(`coverage_centre`) instead of its pixels' centroid: measures of position (eval/conditioning.py)
+(`coverage`, `coverage_centre`) instead of its pixels' centroid: measures of position (eval/conditioning.py)
 use it; prompt adherence keeps the plain centroid, which its compass directions do not need.
 
 `score(video, truth)` compares that against the prompt's objects (colour, shape, direction)
@@ -45,7 +48,10 @@ _NAMES = list(COLOURS)
 # square whose corners blur rounds to ~1.3, vs 1.0 for a circle.
 _TRIANGLE_CENTRE = 0.58
 _SQUARE_DIAGONAL = 1.15
-_STAR_SOLIDITY = 0.85
+# A star's five-fold share of its outline, against the other shapes' (in full view): 5th
+# percentile 0.079 through the bundled VAE, against a 95th percentile of 0.011 (docs/RESULTS.md,
+# session 26).
+_STAR_HARMONIC = 0.04
 _COMPASS = ["right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right"]
 
 
@@ -85,7 +91,7 @@ def segment(frame_hw3: np.ndarray, cfg: AdherenceConfig | None = None) -> np.nda
     return np.where(ok, nearest, -1).reshape(frame_hw3.shape[:2])
 
 
-def _largest_blob(mask: np.ndarray, min_area: float, stars: bool = False):
+def _largest_blob(mask: np.ndarray, min_area: float):
     """(area, shape, centroid, blob mask) of the largest connected blob, or None if it is too small."""
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
@@ -96,20 +102,16 @@ def _largest_blob(mask: np.ndarray, min_area: float, stars: bool = False):
         return None
     blob = labels == k
     ys, xs = np.nonzero(blob)
-    return area, _shape_of(xs, ys, stars), tuple(centroids[k]), blob
+    return area, _shape_of(xs, ys), tuple(centroids[k]), blob
 
 
 _GROW = np.ones((3, 3), np.uint8)
 
 
-def coverage_centre(
-    frame_hw3: np.ndarray, labels: np.ndarray, index: int, blob: np.ndarray
-) -> tuple[float, float]:
-    """(x, y) of a blob weighted by how much of each pixel the object covers. Thresholding
-    counts an edge pixel wholly in or out, so the plain centroid moves in steps of up to half
-    a pixel as the object slides (0.15 px mean error on rendered clips); here each pixel near
-    the blob counts by where its colour lies between the local background's (the median of a
-    ring around it) and the palette colour (0.02 px). Pixels of other objects are left out."""
+def coverage(frame_hw3: np.ndarray, labels: np.ndarray, index: int, blob: np.ndarray) -> np.ndarray:
+    """float (H, W) in [0, 1]: how much of each pixel near a blob its object covers, from where
+    the pixel's colour lies between the local background's (the median of a ring around the
+    blob) and the palette colour. Pixels of other objects count 0."""
     near = cv2.dilate(blob.astype(np.uint8), _GROW, iterations=2) > 0
     ring = (cv2.dilate(near.astype(np.uint8), _GROW, iterations=2) > 0) & ~near & (labels < 0)
     pixels = frame_hw3.astype(np.float32)
@@ -117,21 +119,46 @@ def coverage_centre(
     span = _PALETTE[index] - background
     cover = np.clip((pixels - background) @ span / (span @ span), 0.0, 1.0)
     # Texture in the background reads as a little coverage: below a tenth, none.
-    weight = np.where(near & ((labels < 0) | (labels == index)) & (cover >= 0.1), cover, 0.0)
-    ys, xs = np.nonzero(weight)
-    w = weight[ys, xs]
+    return np.where(near & ((labels < 0) | (labels == index)) & (cover >= 0.1), cover, 0.0)
+
+
+def coverage_centre(cover_hw: np.ndarray) -> tuple[float, float]:
+    """(x, y) of an object weighted by its `coverage`. Thresholding counts an edge pixel wholly
+    in or out, so the plain centroid moves in steps of up to half a pixel as the object slides
+    (0.15 px mean error on rendered clips); weighted, 0.02 px."""
+    ys, xs = np.nonzero(cover_hw)
+    w = cover_hw[ys, xs]
     return float((w * xs).sum() / w.sum()), float((w * ys).sum() / w.sum())
 
 
-def solidity(xs: np.ndarray, ys: np.ndarray) -> float:
-    """Pixels over the area of their convex hull (its outline grown by half a pixel)."""
-    hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.float32))
-    return len(xs) / (cv2.contourArea(hull) + cv2.arcLength(hull, True) / 2 + 1)
+# Each pixel split 4 x 4, so that a sector of the outline gets the parts of pixels inside it.
+_SUB = (np.arange(4) + 0.5) / 4 - 0.5
+_SUB_X, _SUB_Y = np.repeat(_SUB, 4), np.tile(_SUB, 4)
 
 
-def _shape_of(xs: np.ndarray, ys: np.ndarray, stars: bool = False) -> str:
-    if stars and solidity(xs, ys) < _STAR_SOLIDITY:
-        return "star"
+def outline_harmonics(cover_hw: np.ndarray, sectors: int = 36) -> np.ndarray:
+    """|Fourier coefficients| 0..sectors/2 over the mean of an object's radius as a function of
+    angle about its centre: the radius of each sector from the coverage it holds (a wedge of
+    angle a and radius r holds a r^2 / 2). Scale-free; blur lowers them without moving them."""
+    ys, xs = np.nonzero(cover_hw)
+    w = cover_hw[ys, xs]
+    cx, cy = (w * xs).sum() / w.sum(), (w * ys).sum() / w.sum()
+    angle = np.arctan2(ys[:, None] + _SUB_Y - cy, xs[:, None] + _SUB_X - cx).ravel()
+    sector = ((angle + np.pi) / (2 * np.pi) * sectors).astype(int) % sectors
+    held = np.bincount(sector, np.repeat(w / 16, 16), sectors)
+    radius = np.sqrt(2 * held / (2 * np.pi / sectors))
+    return np.abs(np.fft.rfft(radius)) / max(radius.sum(), 1e-9)
+
+
+def is_star(cover_hw: np.ndarray) -> bool:
+    """Five points: the fifth harmonic of the outline is large, and the largest of the first
+    eight (an object cut by another in front has a dent, which spreads over all of them:
+    through the VAE 0.3% of such frames pass, and every star in full view)."""
+    h = outline_harmonics(cover_hw)[1:9]
+    return bool(h[4] > _STAR_HARMONIC and h[4] >= h.max())
+
+
+def _shape_of(xs: np.ndarray, ys: np.ndarray) -> str:
     height = ys.max() - ys.min() + 1
     centre = (ys.mean() - ys.min() + 0.5) / height  # 0 = top of the box, 1 = bottom
     if centre > _TRIANGLE_CENTRE:
@@ -182,12 +209,18 @@ def detect(video, fps: float = 8.0, cfg: AdherenceConfig | None = None) -> list[
     t_len, h, w, _ = frames.shape
     min_area = cfg.min_area_fraction * h * w
     per_colour: dict[int, list] = {i: [None] * t_len for i in range(len(_NAMES))}
+    stars = "star" in cfg.shapes
     for t in range(t_len):
         labels = segment(frames[t], cfg)
         for i in np.unique(labels[labels >= 0]):
-            blob = _largest_blob(labels == i, min_area, "star" in cfg.shapes)
-            if blob is not None and cfg.subpixel:
-                blob = (*blob[:2], coverage_centre(frames[t], labels, int(i), blob[3]))
+            blob = _largest_blob(labels == i, min_area)
+            if blob is not None and (cfg.subpixel or stars):
+                cover = coverage(frames[t], labels, int(i), blob[3])
+                shape = "star" if stars and is_star(cover) else blob[1]
+                blob = (blob[0], shape, coverage_centre(cover) if cfg.subpixel else blob[2], blob[3])
+            if blob is not None:  # does it touch another object (one may hide part of it)?
+                near = cv2.dilate(blob[3].astype(np.uint8), _GROW, iterations=2) > 0
+                blob = (*blob[:3], bool(((labels >= 0) & (labels != i))[near].any()))
             per_colour[int(i)][t] = blob
     found = []
     for i, blobs in per_colour.items():
@@ -195,7 +228,10 @@ def detect(video, fps: float = 8.0, cfg: AdherenceConfig | None = None) -> list[
         if len(hits) < cfg.min_frames_fraction * t_len:
             continue
         shapes = [b[1] for b in hits]
-        majority = max(set(shapes), key=shapes.count)
+        # A star partly hidden by another object loses the points that tell it: when stars
+        # are looked for, the frames where the object touches no other one vote, if any do.
+        voters = [b[1] for b in hits if not b[3]] if stars else []
+        majority = max(set(voters or shapes), key=(voters or shapes).count)
         track = [b[2] if b is not None else None for b in blobs]
         found.append(
             DetectedObject(

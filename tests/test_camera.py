@@ -77,8 +77,8 @@ def test_objects_stay_in_view_and_keep_their_own_motion():
                 right += (
                     world_direction(found[o["colour"]].track, scene.camera, 64, cfg.fps) == o["direction"]
                 )
-        # Masks drawn from the truth follow the zoom.
-        assert mask_iou(item["video"], truth_masks(item["truth"], 64, 64)) > 0.8
+        # Masks drawn from the truth follow the zoom (0.93-1 over a strong moving texture).
+        assert mask_iou(item["video"], truth_masks(item["truth"], 64, 64)) > 0.9
     assert right / total > 0.9, (right, total)
     assert not any(ShapesDataset(CFG).scene(i).camera for i in range(12))  # camera = 0: none
 

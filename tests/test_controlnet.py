@@ -117,7 +117,7 @@ def test_the_map_encoder_starts_as_a_mean_over_each_group_and_can_tell_its_order
 def test_object_masks_match_the_rendered_pixels_and_edges_find_outlines():
     ds = ShapesDataset(ShapesConfig(num_frames=9, num_clips=8, seed=4))
     ious = [mask_iou(ds[i]["video"], truth_masks(ds[i]["truth"], 64, 64)) for i in range(8)]
-    assert min(ious) > 0.85, ious  # anti-aliased edges are the only disagreement
+    assert min(ious) > 0.98, ious  # the coverage at 0.5 finds the anti-aliased edges too
     one = ShapesDataset(ShapesConfig(num_frames=9, num_clips=1, max_objects=1, background="plain"))[0]
     masks = truth_masks(one["truth"], 64, 64)
     assert masks.shape == (9, 64, 64) and masks.min() >= 0 and masks.max() == 1

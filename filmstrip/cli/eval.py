@@ -287,24 +287,43 @@ def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
+@click.option(
+    "--ceiling",
+    is_flag=True,
+    help="Also score the scenes' own clips through the model's VAE: what a perfect model reaches.",
+)
 @PRECISION
 def eval_structure(
-    checkpoint, controlnet_path, control_scale, prompts, steps, text_scale, seed, json_path, precision
+    checkpoint,
+    controlnet_path,
+    control_scale,
+    prompts,
+    steps,
+    text_scale,
+    seed,
+    json_path,
+    ceiling,
+    precision,
 ):
     """Do objects go where the structure maps put them? Mask IoU on held-out scenes."""
 
     from filmstrip.cli.generate import with_controlnet
-    from filmstrip.eval.structure import StructureSuiteConfig, run_structure_suite
+    from filmstrip.eval.structure import StructureSuiteConfig, run_structure_suite, structure_ceiling
     from filmstrip.pipelines.generate import load_pipeline
 
     pipe = with_controlnet(load_pipeline(checkpoint, precision=precision), controlnet_path, control_scale)
     gen = GenerateConfig(steps=steps, text_scale=text_scale, seed=seed)
-    result = run_structure_suite(pipe, StructureSuiteConfig(num_prompts=prompts), gen)
+    suite = StructureSuiteConfig(num_prompts=prompts)
+    result = run_structure_suite(pipe, suite, gen)
+    if ceiling:
+        result["vae_ceiling_iou"] = structure_ceiling(pipe, suite)
     if json_path:
         _save_json(json_path, result)
     a = result["adherence"]
     click.echo(f"{prompts} held-out scenes, control scale {control_scale:g}")
     click.echo(f"  mask IoU {result['iou']:.3f}")
+    if ceiling:
+        click.echo(f"  mask IoU of the scenes' own clips through the VAE: {result['vae_ceiling_iou']:.3f}")
     click.echo(
         f"  prompts: colour {a['colour']:.1%}  shape {a['shape']:.1%}  direction {a['direction']:.1%}  count {a['count']:.1%}"
     )

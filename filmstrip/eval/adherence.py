@@ -122,6 +122,19 @@ def coverage(frame_hw3: np.ndarray, labels: np.ndarray, index: int, blob: np.nda
     return np.where(near & ((labels < 0) | (labels == index)) & (cover >= 0.1), cover, 0.0)
 
 
+def foreground(frame_hw3: np.ndarray, cfg: AdherenceConfig | None = None) -> np.ndarray:
+    """bool (H, W): pixels at least half covered by an object. Thresholding colours drops an
+    object's blurred edge (rendered clips' own masks then score an IoU of 0.94 against the
+    truth); each object's `coverage` at 0.5 follows the edge through blur (0.997)."""
+    labels = segment(frame_hw3, cfg)
+    mask = labels >= 0
+    for index in np.unique(labels[mask]):
+        pixels = labels == index
+        edge = cv2.dilate(pixels.astype(np.uint8), _GROW) > 0  # a blurred edge is a pixel wide
+        mask |= edge & (coverage(frame_hw3, labels, int(index), pixels) >= 0.5)
+    return mask
+
+
 def coverage_centre(cover_hw: np.ndarray) -> tuple[float, float]:
     """(x, y) of an object weighted by its `coverage`. Thresholding counts an edge pixel wholly
     in or out, so the plain centroid moves in steps of up to half a pixel as the object slides

@@ -139,3 +139,16 @@ def test_stars_are_told_by_their_outline_drawn_and_blurred():
         assert len(read["star"]) >= 15 and np.mean([s == "star" for s in read["star"]]) >= 0.95, sigma
         others = [s for shape in ("circle", "square", "triangle") for s in read[shape]]
         assert len(others) >= 30 and "star" not in others, sigma
+
+
+def test_coverage_falls_back_to_the_blob_on_a_background_like_the_object():
+    from filmstrip.eval.adherence import coverage, coverage_centre, outline_harmonics
+
+    frame = np.zeros((16, 16, 3), np.uint8)
+    frame[:] = (225, 35, 35)  # the palette's red, background and all: nothing to tell apart
+    blob = np.zeros((16, 16), bool)
+    blob[4:8, 4:9] = True
+    labels = np.where(blob, 0, -1)
+    cover = coverage(frame, labels, 0, blob)
+    assert (cover == blob).all() and coverage_centre(cover) == (6.0, 5.5)
+    assert np.isfinite(outline_harmonics(cover)).all()

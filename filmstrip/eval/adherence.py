@@ -117,9 +117,11 @@ def coverage(frame_hw3: np.ndarray, labels: np.ndarray, index: int, blob: np.nda
     pixels = frame_hw3.astype(np.float32)
     background = np.median(pixels[ring], axis=0) if ring.sum() >= 8 else np.zeros(3, np.float32)
     span = _PALETTE[index] - background
-    cover = np.clip((pixels - background) @ span / (span @ span), 0.0, 1.0)
+    cover = np.clip((pixels - background) @ span / max(float(span @ span), 1.0), 0.0, 1.0)
     # Texture in the background reads as a little coverage: below a tenth, none.
-    return np.where(near & ((labels < 0) | (labels == index)) & (cover >= 0.1), cover, 0.0)
+    cover = np.where(near & ((labels < 0) | (labels == index)) & (cover >= 0.1), cover, 0.0)
+    # A background as bright as the object leaves nothing to weigh: the blob itself, then.
+    return cover if cover.any() else blob.astype(np.float64)
 
 
 def foreground(frame_hw3: np.ndarray, cfg: AdherenceConfig | None = None) -> np.ndarray:

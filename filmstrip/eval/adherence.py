@@ -157,7 +157,7 @@ def outline_harmonics(cover_hw: np.ndarray, sectors: int = 36) -> np.ndarray:
     angle a and radius r holds a r^2 / 2). Scale-free; blur lowers them without moving them."""
     ys, xs = np.nonzero(cover_hw)
     w = cover_hw[ys, xs]
-    cx, cy = (w * xs).sum() / w.sum(), (w * ys).sum() / w.sum()
+    cx, cy = coverage_centre(cover_hw)
     angle = np.arctan2(ys[:, None] + _SUB_Y - cy, xs[:, None] + _SUB_X - cx).ravel()
     sector = ((angle + np.pi) / (2 * np.pi) * sectors).astype(int) % sectors
     held = np.bincount(sector, np.repeat(w / 16, 16), sectors)
@@ -229,14 +229,19 @@ def detect(video, fps: float = 8.0, cfg: AdherenceConfig | None = None) -> list[
         labels = segment(frames[t], cfg)
         for i in np.unique(labels[labels >= 0]):
             blob = _largest_blob(labels == i, min_area)
-            if blob is not None and (cfg.subpixel or stars):
-                cover = coverage(frames[t], labels, int(i), blob[3])
-                shape = "star" if stars and is_star(cover) else blob[1]
-                blob = (blob[0], shape, coverage_centre(cover) if cfg.subpixel else blob[2], blob[3])
-            if blob is not None:  # does it touch another object (one may hide part of it)?
-                near = cv2.dilate(blob[3].astype(np.uint8), _GROW, iterations=2) > 0
-                blob = (*blob[:3], bool(((labels >= 0) & (labels != i))[near].any()))
-            per_colour[int(i)][t] = blob
+            if blob is None:
+                continue
+            area, shape, centre, pixels = blob
+            touching = False
+            if cfg.subpixel or stars:
+                cover = coverage(frames[t], labels, int(i), pixels)
+                centre = coverage_centre(cover) if cfg.subpixel else centre
+            if stars:
+                shape = "star" if is_star(cover) else shape
+                # Does it touch another object (which may hide part of it)?
+                near = cv2.dilate(pixels.astype(np.uint8), _GROW, iterations=2) > 0
+                touching = bool(((labels >= 0) & (labels != i))[near].any())
+            per_colour[int(i)][t] = (area, shape, centre, touching)
     found = []
     for i, blobs in per_colour.items():
         hits = [b for b in blobs if b is not None]

@@ -192,7 +192,9 @@ def background_flicker(video: torch.Tensor, grow: int = 2) -> float:
 def score_row(mode: str, generated: torch.Tensor, item: dict, cfg: ConditionSuite) -> dict:
     """One scene's measurements (see the module docstring); positions in pixels."""
     given, truth = item["video"], item["truth"]
-    gen_tracks, true_tracks = tracks(generated, cfg.fps), tracks(given, cfg.fps)
+    gen_tracks = tracks(generated, cfg.fps)
+    # Extension is read against the truth's own positions; the other modes against the given frames'.
+    true_tracks = tracks(given, cfg.fps) if mode != "extend" else {}
     row: dict = {"prompt": item["caption"], "objects": len(truth["objects"])}
     last = cfg.frames - 1
     if mode == "i2v":

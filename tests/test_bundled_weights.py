@@ -203,3 +203,6 @@ def test_eval_structure_reports_the_vae_ceiling(tmp_path):
     assert "through the VAE" in result.output
     saved = json.loads(out.read_text())
     assert saved["vae_ceiling_iou"] > 0.85 and 0 <= saved["iou"] <= 1
+    for command in (["structure", "--control-net", "controlnet_masks"], ["concept"]):
+        refused = CliRunner().invoke(main, ["eval", *command, "--prompts", "0", "--ceiling"])
+        assert refused.exit_code == 2 and "0 is not in the range" in refused.output

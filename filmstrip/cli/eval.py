@@ -136,7 +136,11 @@ def eval_adherence(
     "--shape", default="star", show_default=True, help="The new shape (one the base model never saw)."
 )
 @click.option(
-    "--prompts", default=50, show_default=True, help="Fresh scenes, each with an object of --shape."
+    "--prompts",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Fresh scenes, each with an object of --shape.",
 )
 @click.option(
     "--samples", default=1, show_default=True, type=click.IntRange(min=1), help="Videos per prompt."
@@ -280,7 +284,13 @@ def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json
     help="The ControlNet to measure (from `filmstrip train controlnet`).",
 )
 @click.option("--control-scale", default=1.0, show_default=True, help="Its strength (0: the base model).")
-@click.option("--prompts", default=50, show_default=True, help="Fresh scenes; their masks are the maps.")
+@click.option(
+    "--prompts",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Fresh scenes; their masks are the maps.",
+)
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
 @click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
 @click.option("--seed", default=GenerateConfig.seed, show_default=True)

@@ -129,6 +129,13 @@ def eval_adherence(
         )
 
 
+VAE_CEILING = click.option(
+    "--ceiling",
+    is_flag=True,
+    help="Also score the scenes' own clips through the model's VAE: what a perfect model reaches.",
+)
+
+
 @eval_group.command("concept")
 @T2V_CHECKPOINT
 @LORA
@@ -151,11 +158,7 @@ def eval_adherence(
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
-@click.option(
-    "--ceiling",
-    is_flag=True,
-    help="Also score the scenes' own clips through the model's VAE: what a perfect model reaches.",
-)
+@VAE_CEILING
 @PRECISION
 def eval_concept(
     checkpoint, loras, shape, prompts, samples, steps, text_scale, seed, json_path, ceiling, precision
@@ -297,11 +300,7 @@ def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
-@click.option(
-    "--ceiling",
-    is_flag=True,
-    help="Also score the scenes' own clips through the model's VAE: what a perfect model reaches.",
-)
+@VAE_CEILING
 @PRECISION
 def eval_structure(
     checkpoint,

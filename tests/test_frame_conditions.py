@@ -435,6 +435,8 @@ def test_eval_conditioning_cli(tiny_bundle, tmp_path):
     assert result.exit_code == 0 and "colour_and_within_2px" in json.loads(out.read_text())["edit"]["summary"]
     assert "a perfect model through the VAE" in result.output
     assert "within_2px" in json.loads(out.read_text())["edit_vae_ceiling"]
+    result = CliRunner().invoke(main, [*args[:-4], "--context", "9"])
+    assert result.exit_code != 0 and "context must leave frames to draw: 1 to 8 of the 9" in result.output
 
 
 def test_the_conditioning_evaluator_scores_the_truth_as_perfect():

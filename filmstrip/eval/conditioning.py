@@ -83,6 +83,13 @@ class ConditionSuite:
     scene_seed: int = 4242
     context: int = 9  # extension: frames of the truth given
 
+    def __post_init__(self):
+        if not 1 <= self.context < self.frames:
+            raise InputError(
+                f"context must leave frames to draw: 1 to {self.frames - 1} of the {self.frames} "
+                f"frames given, got {self.context}"
+            )
+
 
 def suite_scenes(cfg: ConditionSuite) -> list[dict]:
     """[{"caption", "truth", "video" (3, T, H, W) in [-1, 1], "recoloured": (caption, truth)

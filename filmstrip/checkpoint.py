@@ -15,9 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -25,6 +22,7 @@ from typing import TypeVar
 import torch
 from safetensors.torch import load_file, save_file
 
+from filmstrip.atomic import atomic_directory, atomic_path, write_text_atomic
 from filmstrip.config import from_dict
 from filmstrip.errors import InputError
 
@@ -55,23 +53,14 @@ def resolve(model: str | Path | None, default: str, relative_to: Path | None = N
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    # safetensors wants contiguous tensors that share no storage.
-    save_file({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; a saved model is an ordinary file
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        # safetensors wants contiguous tensors that share no storage.
+        tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def file_sha256(path: Path) -> str:
@@ -95,9 +84,7 @@ def save_model(
     """Write a model directory atomically: built beside the target, then renamed into place.
     `dtype` (e.g. torch.float16) shrinks floating-point weights for shipping."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-    try:
+    with atomic_directory(directory) as tmp:
         weights = {
             k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
             for k, v in state_dict.items()
@@ -105,16 +92,6 @@ def save_model(
         save_tensors_atomic(tmp / "model.safetensors", weights)
         info = {"kind": kind, "format": FORMAT_VERSION, "config": config, "meta": meta or {}}
         write_json_atomic(tmp / "config.json", {**info, "sha256": file_sha256(tmp / "model.safetensors")})
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 

@@ -72,3 +72,8 @@ def test_prepare_command(tmp_path):
     assert "3 clips kept, 4 dropped" in result.output and "1 unreadable" in result.output
     result = CliRunner().invoke(main, ["data", "prepare", str(src), str(src / "inside")])
     assert result.exit_code == 1 and "must not lie inside" in result.output
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no videos here")
+    result = CliRunner().invoke(main, ["data", "prepare", str(tmp_path / "empty"), str(tmp_path / "out2")])
+    assert result.exit_code == 1 and "no videos in this folder or below it" in result.output
+    assert not (tmp_path / "out2").exists()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from filmstrip.atomic import write_text_atomic
 from filmstrip.cli.generate import COMPILE, LAG, LORA, PRECISION, T2V_CHECKPOINT, with_loras
 from filmstrip.pipelines.generate import GenerateConfig
 from filmstrip.train.recipes import ClipData, parse_held_out
@@ -21,7 +22,7 @@ def _save_json(path: Path, obj) -> None:
     import json
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1))
+    write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 @click.group("eval")
@@ -631,9 +632,7 @@ def eval_report(
         pipe, cfg, cache=Path(tempfile.mkdtemp()) if no_cache else None, model_name=name
     )
     page = render_html(numbers, clips)
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(page)
-    tmp.replace(output)  # atomic: an interrupted run leaves the old page
+    write_text_atomic(output, page)  # an interrupted run leaves the old page
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(json_path, numbers)

@@ -9,13 +9,13 @@ Each file is written atomically and an existing clip is kept, so a rerun finishe
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from einops import rearrange
 from tqdm import tqdm
 
+from filmstrip.atomic import write_text_atomic
 from filmstrip.data.shapes import ShapesConfig, caption, ground_truth, render, sample_scene
 from filmstrip.errors import InputError
 from filmstrip.io import write_video
@@ -44,12 +44,8 @@ def export_shapes(cfg: ShapesConfig, out: str | Path, clips: int, require: str |
         # small saturated shapes' edges smeared, and a model taught from it learns the smear.
         video = rearrange(render(scene, cfg), "t h w c -> c t h w")
         write_video(stem.with_suffix(".mp4"), video, fps=cfg.fps, lossless=True)
-        _write_text(stem.with_suffix(".txt"), caption(scene, cfg) + "\n")
-        _write_text(stem.with_suffix(".json"), json.dumps(ground_truth(scene, cfg)))  # last: marks it done
+        write_text_atomic(stem.with_suffix(".txt"), caption(scene, cfg) + "\n")
+        write_text_atomic(
+            stem.with_suffix(".json"), json.dumps(ground_truth(scene, cfg))
+        )  # last: marks it done
     return len(list(out.glob("clip_*.json")))
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from filmstrip.atomic import write_text_atomic
 from filmstrip.checkpoint import write_json_atomic
 from filmstrip.data.buckets import DEFAULT_ASPECTS, assign_bucket, center_crop, cover_size, make_buckets
 from filmstrip.data.cuts import CutConfig, change_scores, find_cuts
@@ -146,7 +147,7 @@ def prepare_video(
         name = f"{stem}_{k:03d}.mp4"
         write_video(out / "clips" / name, x, fps=info.fps)
         if caption:
-            (out / "clips" / name).with_suffix(".txt").write_text(caption + "\n")
+            write_text_atomic((out / "clips" / name).with_suffix(".txt"), caption + "\n")
         rows.append(
             {
                 "file": f"clips/{name}",
@@ -173,9 +174,11 @@ def prepare(
         raise InputError(f"{src}: not a folder; give the folder that holds your videos")
     if out.resolve().is_relative_to(src.resolve()):
         raise InputError(f"{out}: the output folder must not lie inside the source folder {src}")
+    files = sorted(p for p in src.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    if not files:
+        raise InputError(f"{src}: no videos in this folder or below it ({', '.join(VIDEO_SUFFIXES)})")
     (out / "clips").mkdir(parents=True, exist_ok=True)
     (out / "parts").mkdir(exist_ok=True)
-    files = sorted(p for p in src.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
     captions = read_captions(src)
     summary = Summary(sources=len(files))
     parts = []
@@ -203,9 +206,7 @@ def prepare(
             summary.unreadable.append(done["unreadable"])
     summary.kept = len(manifest)
     manifest.sort(key=lambda r: r["file"])
-    tmp = out / ".manifest.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in manifest))
-    tmp.replace(out / "manifest.jsonl")
+    write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in manifest))
     return summary
 
 

@@ -21,7 +21,6 @@ import importlib.util
 import io
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from filmstrip.atomic import atomic_path
 from filmstrip.checkpoint import CheckpointError, skipped_initialisation
 
 NUM_CLASSES = 400
@@ -226,14 +226,8 @@ def converted_weights(source: Path | None = None) -> Path:
         return target
     state = _torch_state(restricted_load(data))
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.replace(tmp, target)  # atomic: an interrupted conversion leaves no half-written file
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(target) as tmp:  # an interrupted conversion leaves no half-written file
+        save_file(state, str(tmp))
     return target
 
 

@@ -13,7 +13,6 @@ edges. Few players show such files; it is for clips a model will learn from.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +21,7 @@ import av
 import cv2
 import numpy as np
 
+from filmstrip.atomic import atomic_path
 from filmstrip.io.errors import VideoWriteError
 from filmstrip.io.layout import ArrayLike, to_uint8_thwc
 
@@ -115,51 +115,44 @@ def write_video(
         h, w = frames.shape[1:3]
         warnings.warn(f"{out}: padding {h}x{w} to even size for {_CODECS[suffix]}", stacklevel=2)
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    # Write beside the target under a name of this writer's own, then rename: an interrupted
-    # write never leaves a broken file, and two writers of one path leave one whole video.
-    try:
-        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=f".partial{suffix}")
-        os.close(fd)
-    except OSError as e:
-        raise VideoWriteError(f"{out}: cannot write in {out.parent} ({e.strerror})") from None
-    tmp = Path(name)
-    rate = Fraction(fps).limit_denominator(1001)
-    try:
-        options = {"movflags": "+faststart"} if suffix == ".mp4" else {}
-        with av.open(str(tmp), mode="w", options=options) as container:
-            codec = "libx264rgb" if lossless else _CODECS[suffix]
-            stream = container.add_stream(codec, rate=rate, options=_codec_options(suffix, quality, lossless))
-            stream.height, stream.width = frames.shape[1:3]
-            if suffix == ".gif":
-                # GIF delays are whole hundredths of a second: stamp each frame at its rounded
-                # time so delays alternate (12, 13, 12, ... cs at 8 fps) and the average rate holds.
-                stream.pix_fmt = "pal8"
-                stream.time_base = Fraction(1, 100)
-                palette, lut = _gif_palette(frames)
-            else:
-                stream.pix_fmt = "rgb24" if lossless else "yuv420p"
-            for k, frame_hw3 in enumerate(frames):
-                if suffix == ".gif":
-                    f = frame_hw3.astype(np.int64)
-                    indices = lut[((f[..., 0] >> 3) << 10) | ((f[..., 1] >> 3) << 5) | (f[..., 2] >> 3)]
-                    frame = av.VideoFrame.from_ndarray((indices, palette), format="pal8")
-                    frame.pts = round(k * 100 / fps)
-                    frame.time_base = stream.time_base
-                elif lossless:
-                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_hw3), format="rgb24")
-                else:
-                    yuv = cv2.cvtColor(frame_hw3, cv2.COLOR_RGB2YUV_I420)
-                    frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
-        os.replace(tmp, out)
+    try:  # the muxer picks the format by the temporary name's suffix
+        with atomic_path(out, suffix=f".partial{suffix}") as tmp:
+            _encode(tmp, frames, fps, suffix, quality, lossless)
     except av.error.FFmpegError as e:
-        tmp.unlink(missing_ok=True)
         raise VideoWriteError(f"{out}: the encoder failed ({e})") from None
-    except OSError as e:  # a full disk, a folder made read-only meanwhile
-        tmp.unlink(missing_ok=True)
+    except OSError as e:  # no such folder, no permission, a full disk, a folder made read-only meanwhile
         raise VideoWriteError(f"{out}: could not write the video ({e.strerror or e})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out
+
+
+def _encode(
+    tmp: Path, frames: np.ndarray, fps: float, suffix: str, quality: int | None, lossless: bool
+) -> None:
+    rate = Fraction(fps).limit_denominator(1001)
+    options = {"movflags": "+faststart"} if suffix == ".mp4" else {}
+    with av.open(str(tmp), mode="w", options=options) as container:
+        codec = "libx264rgb" if lossless else _CODECS[suffix]
+        stream = container.add_stream(codec, rate=rate, options=_codec_options(suffix, quality, lossless))
+        stream.height, stream.width = frames.shape[1:3]
+        if suffix == ".gif":
+            # GIF delays are whole hundredths of a second: stamp each frame at its rounded
+            # time so delays alternate (12, 13, 12, ... cs at 8 fps) and the average rate holds.
+            stream.pix_fmt = "pal8"
+            stream.time_base = Fraction(1, 100)
+            palette, lut = _gif_palette(frames)
+        else:
+            stream.pix_fmt = "rgb24" if lossless else "yuv420p"
+        for k, frame_hw3 in enumerate(frames):
+            if suffix == ".gif":
+                f = frame_hw3.astype(np.int64)
+                indices = lut[((f[..., 0] >> 3) << 10) | ((f[..., 1] >> 3) << 5) | (f[..., 2] >> 3)]
+                frame = av.VideoFrame.from_ndarray((indices, palette), format="pal8")
+                frame.pts = round(k * 100 / fps)
+                frame.time_base = stream.time_base
+            elif lossless:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_hw3), format="rgb24")
+            else:
+                yuv = cv2.cvtColor(frame_hw3, cv2.COLOR_RGB2YUV_I420)
+                frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from filmstrip.atomic import write_text_atomic
 from filmstrip.checkpoint import load_model, parse_config, resolve
 from filmstrip.config import to_dict, to_toml
 from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset, collate_clips
@@ -213,7 +214,7 @@ def load_init(model: torch.nn.Module, state: dict, source, may_be_new: tuple[str
 def _record(run: Path, recipe) -> None:
     """The resolved recipe beside the run's checkpoints, so a run says how it was made."""
     run.mkdir(parents=True, exist_ok=True)
-    (run / "recipe.toml").write_text(to_toml(to_dict(recipe)))
+    write_text_atomic(run / "recipe.toml", to_toml(to_dict(recipe)))
 
 
 def fit_recipe(recipe, task, dataset: Dataset, collate, log: Log, what: str, detail: str) -> Path:

@@ -31,7 +31,6 @@ import math
 import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
 import warnings
@@ -49,6 +48,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from filmstrip.atomic import atomic_directory, write_text_atomic
 from filmstrip.checkpoint import (
     CheckpointError,
     save_model,
@@ -338,7 +338,7 @@ def clean_leftovers(run_dir: Path) -> list[Path]:
     """Remove what an interrupted save can leave: temporary checkpoint folders, a step folder
     whose deletion was cut short (no state.json), the model folder's temporary copies."""
     run_dir = Path(run_dir)
-    found = list((run_dir / "checkpoints").glob(".tmp_*"))
+    found = list((run_dir / "checkpoints").glob(".step_*")) + list((run_dir / "checkpoints").glob(".tmp_*"))
     found += [p for p in (run_dir / "checkpoints").glob("step_*") if not (p / "state.json").exists()]
     found += list(run_dir.glob(".model.*"))
     for p in found:
@@ -454,31 +454,29 @@ class Trainer:
         ckpt_root = self.run_dir / "checkpoints"
         ckpt_root.mkdir(parents=True, exist_ok=True)
         final = ckpt_root / f"step_{self.step:07d}"
-        tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=".tmp_"))
-        opt_tensors, opt_groups = optimizer_tensors(self.opt)
-        save_tensors_atomic(tmp / "model.safetensors", self.model.state_dict())
-        save_tensors_atomic(tmp / "ema.safetensors", self.ema.state_dict())
-        save_tensors_atomic(tmp / "optimizer.safetensors", opt_tensors)
-        save_tensors_atomic(tmp / "task.safetensors", self.task.state_tensors() or {"_": torch.zeros(1)})
-        aux_groups = {}
-        for name, aux in self.aux.items():
-            aux_tensors, aux_groups[name] = optimizer_tensors(self.aux_opt[name])
-            save_tensors_atomic(tmp / f"aux_{name}.safetensors", aux.module.state_dict())
-            save_tensors_atomic(
-                tmp / f"aux_{name}_optimizer.safetensors", aux_tensors or {"_": torch.zeros(1)}
+        with atomic_directory(final) as tmp:
+            opt_tensors, opt_groups = optimizer_tensors(self.opt)
+            save_tensors_atomic(tmp / "model.safetensors", self.model.state_dict())
+            save_tensors_atomic(tmp / "ema.safetensors", self.ema.state_dict())
+            save_tensors_atomic(tmp / "optimizer.safetensors", opt_tensors)
+            save_tensors_atomic(tmp / "task.safetensors", self.task.state_tensors() or {"_": torch.zeros(1)})
+            aux_groups = {}
+            for name, aux in self.aux.items():
+                aux_tensors, aux_groups[name] = optimizer_tensors(self.aux_opt[name])
+                save_tensors_atomic(tmp / f"aux_{name}.safetensors", aux.module.state_dict())
+                save_tensors_atomic(
+                    tmp / f"aux_{name}_optimizer.safetensors", aux_tensors or {"_": torch.zeros(1)}
+                )
+            write_json_atomic(
+                tmp / "state.json",
+                {
+                    "kind": self.task.kind,
+                    "step": self.step,
+                    "train": asdict(self.cfg),
+                    "optimizer": opt_groups,
+                    "aux_optimizers": aux_groups,
+                },
             )
-        write_json_atomic(
-            tmp / "state.json",
-            {
-                "kind": self.task.kind,
-                "step": self.step,
-                "train": asdict(self.cfg),
-                "optimizer": opt_groups,
-                "aux_optimizers": aux_groups,
-            },
-        )
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
         for old in sorted(ckpt_root.glob("step_*"))[: -self.cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
         self.export()
@@ -523,9 +521,7 @@ class Trainer:
                     kept.append(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by a kill
-        tmp = log.with_name(".log.jsonl.tmp")
-        tmp.write_text("".join(f"{line}\n" for line in kept))
-        os.replace(tmp, log)
+        write_text_atomic(log, "".join(f"{line}\n" for line in kept))
 
     def _load(self, path: Path) -> None:
         state = json.loads((path / "state.json").read_text())

@@ -17,14 +17,13 @@ folder; each bad one gets one sentence and is skipped and counted.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from filmstrip.atomic import atomic_path
 from filmstrip.errors import InputError
 from filmstrip.io import VideoReadError, read_video, write_video
 
@@ -70,8 +69,7 @@ def save_episode(path: Path | str, episode: Episode, video: bool = True) -> Path
     episode.check(str(path))
     path = Path(path).with_suffix(".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(
             f,
             frames=episode.frames,
@@ -81,7 +79,6 @@ def save_episode(path: Path | str, episode: Episode, video: bool = True) -> Path
             num_actions=np.int64(episode.num_actions),
             fps=np.float64(episode.fps),
         )
-    os.replace(tmp, path)
     if video:
         write_video(path.with_suffix(".mp4"), episode.frames.transpose(3, 0, 1, 2), fps=episode.fps)
     return path

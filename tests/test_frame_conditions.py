@@ -410,7 +410,7 @@ def test_eval_conditioning_cli(tiny_bundle, tmp_path):
 
     out = tmp_path / "cond.json"
     args = ["eval", "conditioning", "-c", str(tiny_bundle), "--scenes", "2", "--frames", "9", "--size", "32",
-            "--steps", "2", "--context", "5", "--json", str(out)]  # fmt: skip
+            "--steps", "2", "--lag", "0.5", "--context", "5", "--json", str(out)]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())

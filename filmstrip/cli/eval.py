@@ -388,6 +388,7 @@ def eval_structure(
     help="v2v and edit: share the clip's attention with the edit (--no-share: plain SDEdit, or "
     "regeneration from the inverted noise alone).",
 )
+@LAG
 @click.option("--seed", default=GenerateConfig.seed, show_default=True)
 @click.option(
     "--grid",
@@ -422,6 +423,7 @@ def eval_conditioning(
     edit_strength,
     ceiling,
     share,
+    lag,
     seed,
     grid,
     grid_mode,
@@ -446,6 +448,7 @@ def eval_conditioning(
         text_scale=GenerateConfig.text_scale if text_scale is None else text_scale,
         image_scale=image_scale,
         seed=seed,
+        lag=lag,
     )
     # Lists of numbers are read before the model loads, so a typo costs nothing.
     levels = _numbers(strengths, "--strengths") if "v2v" in modes else []

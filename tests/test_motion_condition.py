@@ -203,3 +203,10 @@ def test_motion_suite_runs_every_level_and_the_free_row(tiny_bundle):
     assert result["levels"][1]["asked"] == FULL_SPEED and len(result["rows"]) == 6
     with pytest.raises(InputError, match="motion levels"):
         run_motion_suite(pipe, replace(cfg, levels=(2.0,)), GenerateConfig())
+
+
+def test_eval_motion_and_camera_refuse_a_model_without_the_condition(tiny_bundle):
+    for command, condition in (("motion", "motion"), ("camera", "camera")):
+        result = CliRunner().invoke(main, ["eval", command, "-c", str(tiny_bundle)])
+        assert result.exit_code == 1
+        assert f"not trained with a {condition} condition, which `eval {command}` measures" in result.output

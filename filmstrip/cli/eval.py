@@ -8,6 +8,7 @@ import click
 
 from filmstrip.atomic import write_text_atomic
 from filmstrip.cli.generate import COMPILE, LAG, LORA, PRECISION, T2V_CHECKPOINT, with_loras
+from filmstrip.errors import InputError
 from filmstrip.pipelines.generate import GenerateConfig
 from filmstrip.train.recipes import ClipData, parse_held_out
 
@@ -213,7 +214,7 @@ def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path,
     """Does --motion set the speed? Objects' measured speed at each motion level."""
 
     from filmstrip.eval.motion_strength import MotionSuiteConfig, run_motion_suite
-    from filmstrip.pipelines.generate import check_request, load_pipeline
+    from filmstrip.pipelines.generate import load_pipeline
 
     try:
         values = tuple(float(v) for v in levels.split(","))
@@ -222,7 +223,11 @@ def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path,
             f"{levels!r}: numbers in [0, 1], comma-separated", param_hint="--levels"
         ) from None
     pipe = load_pipeline(checkpoint, precision=precision)
-    check_request(pipe, ["a red circle"], GenerateConfig(motion=values[0]))  # a model with --motion
+    if "motion" not in dict(pipe.dit.cfg.vectors):
+        raise InputError(
+            f"{checkpoint}: this model was not trained with a motion condition, which `eval motion` "
+            "measures (recipes/control/01_motion.toml trains one)"
+        )
     cfg = MotionSuiteConfig(levels=values, num_prompts=prompts)
     result = run_motion_suite(pipe, cfg, GenerateConfig(steps=steps, text_scale=text_scale, seed=seed))
     if json_path:
@@ -258,7 +263,10 @@ def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json
 
     pipe = load_pipeline(checkpoint, precision=precision)
     if "camera" not in dict(pipe.dit.cfg.vectors):
-        raise click.UsageError("this model was not trained with a camera condition")
+        raise InputError(
+            f"{checkpoint}: this model was not trained with a camera condition, which `eval camera` "
+            "measures (recipes/control/02_camera.toml trains one)"
+        )
     cfg = CameraSuiteConfig(prompts_per_path=prompts, random_paths=random_paths)
     result = run_camera_suite(pipe, cfg, GenerateConfig(steps=steps, text_scale=text_scale, seed=seed))
     if json_path:

@@ -461,7 +461,8 @@ def test_the_conditioning_evaluator_scores_the_truth_as_perfect():
     assert i2v["start_error_p95"] == 0 and i2v["found"] == 1 and i2v["colour"] == 1 and i2v["flicker"] < 0.5
     assert i2v["direction"] > 0.9 and i2v["shape"] > 0.9  # the adherence evaluator's own accuracy
     assert ends["end_error_p95"] == 0 and ends["monotone"] > 0.9
-    assert ext["direction"] == ext["seam_within_20pct"] == 1
+    assert ext["direction"] == ext["seam_within_20pct"] == ext["speed_within_10pct"] == 1
+    assert ext["speed_correlation"] > 0.99 and ext["speeds_measured"] >= 5
     from filmstrip.eval.conditioning import edit_row, summarize_edits
 
     perfect = summarize_edits([edit_row(it["recoloured_video"], it, cfg.fps) for it in items])
@@ -500,6 +501,7 @@ def test_the_extension_measure_catches_a_frozen_and_a_reversed_continuation():
         "extend", [score_row("extend", v, it, cfg) for v, it in zip(frozen, items, strict=True)]
     )
     assert still["direction"] == 0 and still["seam_within_20pct"] == 0 and still["seams_measured"] >= 5
+    assert still["speed_within_10pct"] == 0
     back = summarize(
         "extend", [score_row("extend", v, it, cfg) for v, it in zip(reversed_, items, strict=True)]
     )

@@ -17,7 +17,9 @@ own bias cancels out of every position error:
   longest straight stretch of them (so a bounce one frame after the join does not make the
   answer a compass octant of a one-pixel step), and the seam: its speed across the join
   against its mean speed inside the given frames, where the truth keeps its speed across the
-  join (no bounce there) and the object is in full view on both sides.
+  join (no bounce there) and the object is in full view on both sides. And whether the
+  continuation reads the speed from the clip at all: each object's mean speed over the new
+  frames against the given one (share within 10%, and their correlation over objects).
 
 Editing a clip (pipelines/edit.py) is measured on the same scenes, each object recoloured in
 the prompt to a colour the scene does not have: `v2v_curve` over SDEdit strengths and
@@ -247,7 +249,7 @@ def _extension(gen_tracks: dict, truth: dict, cfg: ConditionSuite, width: int) -
     given frames' steps that are in full view and straight."""
     k = cfg.context - 1  # the last given frame
     clear = in_full_view(truth, cfg.size, cfg.size)
-    directions, seams = [], []
+    directions, seams, given_speed, new_speed = [], [], [], []
     for obj, visible in zip(truth["objects"], clear, strict=True):
         if obj["direction"] == "still":
             continue
@@ -270,7 +272,15 @@ def _extension(gen_tracks: dict, truth: dict, cfg: ConditionSuite, width: int) -
         measurable = regular[k] and visible[k] and visible[k + 1] and len(inside) >= 3
         if measurable and np.mean(inside) > 0.5 and join is not None:
             seams.append(join / float(np.mean(inside)))
-    return {"direction": directions, "seam_ratio": seams}
+        # The speed over all the new frames, against the given one: a seam is one step, this
+        # says whether the continuation reads the speed from the clip at all.
+        new = [_distance(track[j], track[j + 1]) for j in range(k + 1, cfg.frames - 1)
+               if regular[j] and visible[j] and visible[j + 1]]  # fmt: skip
+        new = [s for s in new if s is not None]
+        if len(inside) >= 3 and np.mean(inside) > 0.5 and len(new) >= 3:
+            given_speed.append(float(np.mean(inside)))
+            new_speed.append(float(np.mean(new)))
+    return {"direction": directions, "seam_ratio": seams, "speed_given": given_speed, "speed_new": new_speed}
 
 
 def run_conditioning(
@@ -327,6 +337,13 @@ def _flat(rows: list[dict], key: str) -> np.ndarray:
     return np.array(values, dtype=np.float64)
 
 
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r; nan where it is undefined (fewer than three pairs, or one side constant)."""
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if len(x) else float("nan")  # nothing measured: NaN, not a warning
 
@@ -375,12 +392,18 @@ def summarize(mode: str, rows: list[dict]) -> dict[str, float]:
             "flicker": _mean(_flat(rows, "flicker")),
         }
     seams = _flat(rows, "seam_ratio")
+    given, new = _flat(rows, "speed_given"), _flat(rows, "speed_new")
     return {
         "direction": _mean(_flat(rows, "direction")),
         "seam_within_20pct": _mean((np.abs(seams - 1) <= 0.2).astype(float)),
         "seam_ratio_median": float(np.median(seams)) if len(seams) else float("nan"),
+        "speed_within_10pct": _mean((np.abs(new / given - 1) <= 0.1).astype(float))
+        if len(given)
+        else float("nan"),
+        "speed_correlation": _correlation(given, new),
         "directions_measured": float(len(_flat(rows, "direction"))),
         "seams_measured": float(len(seams)),
+        "speeds_measured": float(len(given)),
     }
 
 

@@ -462,7 +462,8 @@ def test_the_conditioning_evaluator_scores_the_truth_as_perfect():
     assert i2v["direction"] > 0.9 and i2v["shape"] > 0.9  # the adherence evaluator's own accuracy
     assert ends["end_error_p95"] == 0 and ends["monotone"] > 0.9
     assert ext["direction"] == ext["seam_within_20pct"] == ext["speed_within_10pct"] == 1
-    assert ext["speed_correlation"] > 0.99 and ext["speeds_measured"] >= 5
+    assert abs(ext["speed_slope"] - 1) < 0.02 and ext["speed_rank_correlation"] > 0.95
+    assert ext["speeds_measured"] >= 5
     from filmstrip.eval.conditioning import edit_row, summarize_edits
 
     perfect = summarize_edits([edit_row(it["recoloured_video"], it, cfg.fps) for it in items])
@@ -521,3 +522,16 @@ def test_image_guidance_defaults_by_what_is_given(tiny_bundle):
     assert image_scale(GenerateConfig(image_scale=2.0), last) == 2.0  # asked for: kept
     prefix = prepare_frames(pipe, [VideoCondition(torch.zeros(3, 5, 32, 32), 0)], 9, x)  # extension
     assert len(prefix.in_place) == 2 and image_scale(GenerateConfig(), prefix) == PREFIX_IMAGE_SCALE == 4.0
+
+
+def test_the_speed_slope_reads_through_a_tracker_jump_and_sees_a_constant_guess():
+    import numpy as np
+
+    from filmstrip.eval.conditioning import _rank_correlation, _robust_slope
+
+    given = np.linspace(0.8, 2.0, 20)
+    kept = given.copy()
+    kept[3] = 8.0  # an object lost for a frame reads as a jump
+    assert abs(_robust_slope(given, kept) - 1) < 0.05 and _rank_correlation(given, kept) > 0.75
+    assert _robust_slope(given, np.full(20, 1.3)) == 0 and np.isnan(_rank_correlation(given, np.full(20, 1.3)))
+    assert abs(_robust_slope(given, 0.5 * given + 0.6) - 0.5) < 1e-9

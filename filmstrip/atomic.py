@@ -20,7 +20,16 @@ from pathlib import Path
 
 
 def _umask() -> int:
-    umask = os.umask(0)
+    """The process's umask, as it is now. Linux states it in /proc; elsewhere reading it
+    means setting it for a moment (and a file another thread creates meanwhile would get 0666)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o077)
     os.umask(umask)
     return umask
 

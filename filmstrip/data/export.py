@@ -45,7 +45,6 @@ def export_shapes(cfg: ShapesConfig, out: str | Path, clips: int, require: str |
         video = rearrange(render(scene, cfg), "t h w c -> c t h w")
         write_video(stem.with_suffix(".mp4"), video, fps=cfg.fps, lossless=True)
         write_text_atomic(stem.with_suffix(".txt"), caption(scene, cfg) + "\n")
-        write_text_atomic(
-            stem.with_suffix(".json"), json.dumps(ground_truth(scene, cfg))
-        )  # last: marks it done
+        # The truth last: its file marks the clip done.
+        write_text_atomic(stem.with_suffix(".json"), json.dumps(ground_truth(scene, cfg)))
     return len(list(out.glob("clip_*.json")))

@@ -160,6 +160,13 @@ def _distance(a, b) -> float | None:
     return None if a is None or b is None else float(np.hypot(a[0] - b[0], a[1] - b[1]))
 
 
+def _steps(track: list, frames: range, usable: np.ndarray) -> list[float]:
+    """The track's step lengths over `frames` where `usable` (straight, in full view) and the
+    detector found the object at both ends."""
+    found = (_distance(track[j], track[j + 1]) for j in frames if usable[j])
+    return [d for d in found if d is not None]
+
+
 def _monotone(track: list, slack: float = 0.75) -> bool:
     """No step of x or y goes against the overall direction by more than `slack` pixels."""
     points = np.array([p for p in track if p is not None])
@@ -263,23 +270,17 @@ def _extension(gen_tracks: dict, truth: dict, cfg: ConditionSuite, width: int) -
             directions.append(_fitted_direction(track, frames, width, cfg.fps) == wanted)
         speed = np.linalg.norm(steps, axis=1)
         regular = np.abs(speed - np.median(speed)) <= 0.01  # steps with no bounce
-        inside = [
-            _distance(track[j], track[j + 1])
-            for j in range(k)
-            if regular[j] and visible[j] and visible[j + 1]
-        ]
-        inside = [s for s in inside if s is not None]
+        usable = regular & visible[:-1] & visible[1:]  # straight steps, in full view at both ends
+        inside = _steps(track, range(k), usable)
+        inside_speed = float(np.mean(inside)) if len(inside) >= 3 else 0.0
         join = _distance(track[k], track[k + 1])
-        measurable = regular[k] and visible[k] and visible[k + 1] and len(inside) >= 3
-        if measurable and np.mean(inside) > 0.5 and join is not None:
-            seams.append(join / float(np.mean(inside)))
+        if usable[k] and inside_speed > 0.5 and join is not None:
+            seams.append(join / inside_speed)
         # The speed over all the new frames, against the given one: a seam is one step, this
         # says whether the continuation reads the speed from the clip at all.
-        new = [_distance(track[j], track[j + 1]) for j in range(k + 1, cfg.frames - 1)
-               if regular[j] and visible[j] and visible[j + 1]]  # fmt: skip
-        new = [s for s in new if s is not None]
-        if len(inside) >= 3 and np.mean(inside) > 0.5 and len(new) >= 3:
-            given_speed.append(float(np.mean(inside)))
+        new = _steps(track, range(k + 1, cfg.frames - 1), usable)
+        if inside_speed > 0.5 and len(new) >= 3:
+            given_speed.append(inside_speed)
             new_speed.append(float(np.mean(new)))
     return {"direction": directions, "seam_ratio": seams, "speed_given": given_speed, "speed_new": new_speed}
 
@@ -411,9 +412,7 @@ def summarize(mode: str, rows: list[dict]) -> dict[str, float]:
         "direction": _mean(_flat(rows, "direction")),
         "seam_within_20pct": _mean((np.abs(seams - 1) <= 0.2).astype(float)),
         "seam_ratio_median": float(np.median(seams)) if len(seams) else float("nan"),
-        "speed_within_10pct": _mean((np.abs(new / given - 1) <= 0.1).astype(float))
-        if len(given)
-        else float("nan"),
+        "speed_within_10pct": _mean((np.abs(new / given - 1) <= 0.1).astype(float)),
         "speed_slope": _robust_slope(given, new),
         "speed_rank_correlation": _rank_correlation(given, new),
         "directions_measured": float(len(_flat(rows, "direction"))),

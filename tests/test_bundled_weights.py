@@ -113,7 +113,7 @@ def test_bundled_star_lora_teaches_the_star_and_the_controlnet_places_objects():
     from filmstrip.eval.concept import ConceptConfig, concept_prompts
     from filmstrip.eval.structure import StructureSuiteConfig, mask_iou, suite_scenes
     from filmstrip.models.lora import apply_loras
-    from filmstrip.pipelines.generate import GenerateConfig, generate, load_pipeline
+    from filmstrip.pipelines.generate import CONTROL_TEXT_SCALE, GenerateConfig, generate, load_pipeline
 
     judge = AdherenceConfig(shapes=("circle", "square", "triangle", "star"))
     jobs = concept_prompts(ConceptConfig(num_prompts=8))
@@ -126,7 +126,9 @@ def test_bundled_star_lora_teaches_the_star_and_the_controlnet_places_objects():
     scenes = suite_scenes(StructureSuiteConfig(num_prompts=4))
     maps = torch.from_numpy(np.stack([m for _, _, m in scenes]))[:, None]
     placed = with_controlnet(pipe, Path("controlnet_masks"), 1.0)
-    videos = generate(placed, [c for c, _, _ in scenes], GenerateConfig(seed=0), control=maps)
+    videos = generate(
+        placed, [c for c, _, _ in scenes], GenerateConfig(seed=0, text_scale=CONTROL_TEXT_SCALE), control=maps
+    )
     assert sum(mask_iou(v, m) for v, (_, _, m) in zip(videos, scenes, strict=True)) / 4 > 0.55
     unplaced = generate(pipe, [c for c, _, _ in scenes], GenerateConfig(seed=0))
     assert sum(mask_iou(v, m) for v, (_, _, m) in zip(unplaced, scenes, strict=True)) / 4 < 0.3

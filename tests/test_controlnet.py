@@ -26,7 +26,8 @@ from filmstrip.models.controlnet import (
 )
 from filmstrip.models.dit import VideoDiT
 from filmstrip.models.dit import preset as dit_preset
-from filmstrip.pipelines.generate import GenerateConfig, generate, load_pipeline
+from filmstrip.pipelines import generate as pipelines_generate
+from filmstrip.pipelines.generate import CONTROL_TEXT_SCALE, GenerateConfig, generate, load_pipeline
 
 
 def tiny_dit(seed=0, **overrides) -> VideoDiT:
@@ -146,7 +147,7 @@ def test_save_load_and_another_model_shape(tmp_path):
         load_controlnet(tmp_path / "cn", tiny_dit(width=64))
 
 
-def test_train_controlnet_touches_only_the_branch_and_generate_uses_it(tiny_bundle, tmp_path):
+def test_train_controlnet_touches_only_the_branch_and_generate_uses_it(tiny_bundle, tmp_path, monkeypatch):
     run = tmp_path / "run"
     args = ["train", "controlnet", "--base", str(tiny_bundle), "--run", str(run), "--clips", "4"]
     args += ["--frames", "5", "--size", "32", "--depth", "1", "--batch-size", "4", "--steps", "40"]
@@ -200,5 +201,15 @@ def test_train_controlnet_touches_only_the_branch_and_generate_uses_it(tiny_bund
     write_video(tmp_path / "maps.mp4", (maps[0].repeat(3, 1, 1, 1) * 255).round().byte(), fps=8)
     cli = ["generate", "a red circle", "--checkpoint", str(tiny_bundle), "--frames", "5", "--size", "32"]
     cli += ["--steps", "2", "--control", str(tmp_path / "maps.mp4"), "--control-net", str(run / "model")]
+    scales = []
+    real = pipelines_generate.generate
+    monkeypatch.setattr(
+        pipelines_generate,
+        "generate",
+        lambda p, q, c, *a, **k: scales.append(c.text_scale) or real(p, q, c, *a, **k),
+    )
     out = CliRunner().invoke(main, [*cli, "-o", str(tmp_path / "out.mp4")])
     assert out.exit_code == 0, out.output
+    out = CliRunner().invoke(main, [*cli, "--cfg", "3", "-o", str(tmp_path / "out3.mp4")])
+    assert out.exit_code == 0, out.output
+    assert scales == [CONTROL_TEXT_SCALE, 3.0]  # maps ask for less of the prompt's push, unless told

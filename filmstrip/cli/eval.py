@@ -9,7 +9,7 @@ import click
 from filmstrip.atomic import write_text_atomic
 from filmstrip.cli.generate import COMPILE, LAG, LORA, PRECISION, T2V_CHECKPOINT, with_loras
 from filmstrip.errors import InputError
-from filmstrip.pipelines.generate import GenerateConfig
+from filmstrip.pipelines.generate import CONTROL_TEXT_SCALE, GenerateConfig
 from filmstrip.train.recipes import ClipData, parse_held_out
 
 # `filmstrip eval long`'s strategies (eval/long_suite.STRATEGIES), named here so --help
@@ -304,7 +304,7 @@ def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json
     help="Fresh scenes; their masks are the maps.",
 )
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
-@click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
+@click.option("--cfg", "text_scale", default=CONTROL_TEXT_SCALE, show_default=True)
 @click.option("--seed", default=GenerateConfig.seed, show_default=True)
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."

@@ -91,7 +91,7 @@ def with_controlnet(pipe, path: Path, scale: float):
     "text_scale",
     type=float,
     default=None,
-    help="Text guidance scale (1 = off) [default: 4; 2 with --edit].",
+    help="Text guidance scale (1 = off) [default: 4; 2 with --edit or --control].",
 )
 @click.option(
     "--solver", type=click.Choice(["euler", "heun"]), default=GenerateConfig.solver, show_default=True
@@ -278,7 +278,7 @@ def generate(
     from filmstrip.io import check_output_path, write_video
     from filmstrip.pipelines.edit import EDIT_STRENGTH, EDIT_TEXT_SCALE, SDEDIT_STRENGTH, edit, video_to_video
     from filmstrip.pipelines.extend import extend
-    from filmstrip.pipelines.generate import GenerateConfig, check_request, load_pipeline
+    from filmstrip.pipelines.generate import CONTROL_TEXT_SCALE, GenerateConfig, check_request, load_pipeline
     from filmstrip.pipelines.generate import generate as run
 
     if prompt and timeline:
@@ -289,8 +289,10 @@ def generate(
         raise click.UsageError("--prompt timelines, --stream and '-o -' go with --seconds")
     if strength is not None and not (video_path or edit_path):
         raise click.UsageError("--strength goes with --video or --edit")
-    if text_scale is None:
-        text_scale = EDIT_TEXT_SCALE if edit_path else GenerateConfig.text_scale
+    if text_scale is None and edit_path:
+        text_scale = EDIT_TEXT_SCALE
+    elif text_scale is None:
+        text_scale = CONTROL_TEXT_SCALE if control_path else GenerateConfig.text_scale
     if seconds is not None:
         from filmstrip.cli.stream import generate_long
 

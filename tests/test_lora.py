@@ -170,7 +170,7 @@ def test_train_lora_changes_only_the_adapter_and_generate_loads_it(tiny_bundle, 
     assert out.exit_code == 0, out.output
     with safe_open(str(prior / "lora.safetensors"), "pt") as f:
         notes = json.loads(f.metadata()["notes"])
-    assert f"prior {run / 'latents'}" in notes["data"] and notes["step"] == 4
+    assert f"prior {run / 'latents'}" in notes["data"] and notes["step"] == 4 and notes["noise_shift"] == 2.0
 
     pipe = load_pipeline(tiny_bundle)
     gen = GenerateConfig(frames=5, height=32, width=32, steps=2)
@@ -189,3 +189,55 @@ def test_train_lora_changes_only_the_adapter_and_generate_loads_it(tiny_bundle, 
     assert video.exists()
     bad = CliRunner().invoke(main, [*cli, "--lora", str(tmp_path / "none.safetensors"), "-o", str(video)])
     assert bad.exit_code == 1 and "no such LoRA file" in bad.output
+
+
+def test_a_lora_draws_its_training_noise_at_its_own_shift(monkeypatch):
+    """LoRATask(shift=S) trains at noise levels shifted by S; its spec, which previews sample
+    with and which describes the base, keeps the base model's shift."""
+    import filmstrip.train.t2v_task as t2v_task
+    from filmstrip.diffusion.flow import FlowConfig
+    from filmstrip.diffusion.spec import ModelSpec
+    from filmstrip.train.lora_task import LoRATask
+    from filmstrip.train.t2v_task import T2VConfig
+
+    shifts, real = [], t2v_task.sample_t
+    monkeypatch.setattr(
+        t2v_task, "sample_t", lambda shape, shift, *a: shifts.append(shift) or real(shape, shift, *a)
+    )
+    spec = ModelSpec(flow=FlowConfig(shift=4.5))
+    batch = {
+        "latents": torch.randn(4, 4, 3, 4, 4),
+        "text": torch.randn(4, 5, 32),
+        "text_mask": torch.ones(4, 5, dtype=torch.bool),
+    }
+    cfg = T2VConfig(text_dropout=0.0, image_fraction=0.0, last_frame=0.0, frame_noise=0.5)
+    for shift, expected in ((None, 4.5), (1.5, 1.5)):
+        shifts.clear()
+        task = LoRATask(tiny_dit().float(), spec, cfg, LoRAConfig(rank=2), torch.zeros(1, 32), shift=shift)
+        task.loss(task.model, batch, 0, torch.Generator().manual_seed(0))
+        assert shifts and set(shifts) == {expected}
+        assert task.spec == spec
+    with pytest.raises(InputError, match="shift must be a positive number"):
+        from filmstrip.train.recipes import LoRARecipe
+
+        LoRARecipe(shift=0.0)
+
+
+def test_eval_concept_draws_another_fresh_set_with_another_scene_seed(tiny_bundle, monkeypatch):
+    """`eval concept --scene-seed S`: other fresh scenes (each still with a star), so a choice
+    made on the default set can be checked on prompts it was not chosen on."""
+    import filmstrip.eval.concept as concept
+
+    drawn, real = [], concept.run_concept
+
+    def spy(pipe, cfg, gen, **kwargs):
+        drawn.append([p for p, _ in concept.concept_prompts(cfg)])
+        return real(pipe, cfg, gen, **kwargs)
+
+    monkeypatch.setattr(concept, "run_concept", spy)
+    for extra in ([], ["--scene-seed", "777"]):
+        args = ["eval", "concept", "-c", str(tiny_bundle), "--prompts", "2", "--steps", "1", *extra]
+        out = CliRunner().invoke(main, args)
+        assert out.exit_code == 0, out.output
+    assert drawn[0] == [p for p, _ in concept.concept_prompts(concept.ConceptConfig(num_prompts=2))]
+    assert drawn[1] != drawn[0] and all("star" in p for p in drawn[1])

@@ -230,10 +230,13 @@ def test_the_lora_probes_differ_from_the_shipped_recipe_only_in_their_targets():
         targets = probe.lora.targets
         assert re.fullmatch(targets, "blocks.0.cross.kv") and not re.fullmatch(targets, "blocks.0.attn.qkv")
         assert bool(re.fullmatch(targets, "blocks.5.mlp.2")) == name.endswith("mlp")
-        # They ran beside the recipe as shipped before session 28: 3,600 steps at lr 1e-3.
-        assert (probe.train.steps, probe.train.lr) == (3600, 1e-3)
+        # They ran beside the recipe as shipped before session 28: 3,600 steps at lr 1e-3,
+        # noise levels at the base model's shift (before session 29).
+        assert (probe.train.steps, probe.train.lr, probe.shift) == (3600, 1e-3, 4.5)
         train = replace(probe.train, steps=shipped.train.steps, lr=shipped.train.lr)
-        same = replace(probe, run=shipped.run, cache=shipped.cache, lora=shipped.lora, train=train)
+        same = replace(
+            probe, run=shipped.run, cache=shipped.cache, lora=shipped.lora, train=train, shift=shipped.shift
+        )
         assert same == shipped
 
 

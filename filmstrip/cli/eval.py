@@ -158,12 +158,29 @@ VAE_CEILING = click.option(
 @click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
 @click.option("--seed", default=GenerateConfig.seed, show_default=True)
 @click.option(
+    "--scene-seed",
+    type=int,
+    help="Draws the scenes [default: 4242]; another seed gives another fresh set, to confirm a "
+    "choice made on the first.",
+)
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
 @VAE_CEILING
 @PRECISION
 def eval_concept(
-    checkpoint, loras, shape, prompts, samples, steps, text_scale, seed, json_path, ceiling, precision
+    checkpoint,
+    loras,
+    shape,
+    prompts,
+    samples,
+    steps,
+    text_scale,
+    seed,
+    scene_seed,
+    json_path,
+    ceiling,
+    precision,
 ):
     """Has the model (with --lora) learned a new shape? Adherence on scenes that hold one."""
 
@@ -177,7 +194,8 @@ def eval_concept(
         )
     pipe = load_pipeline(checkpoint, precision=precision)
     with_loras(pipe, loras)
-    cfg = ConceptConfig(shape=shape, num_prompts=prompts, samples=samples)
+    seeded = {} if scene_seed is None else {"scene_seed": scene_seed}
+    cfg = ConceptConfig(shape=shape, num_prompts=prompts, samples=samples, **seeded)
     result = run_concept(pipe, cfg, GenerateConfig(steps=steps, text_scale=text_scale, seed=seed))
     if ceiling:
         result["vae_ceiling"] = concept_ceiling(pipe, cfg)

@@ -211,6 +211,12 @@ def train_t2v(recipe: T2VRecipe) -> None:
             {"type": click.Path(file_okay=False)},
         ),
         Opt(("--prior-share",), "prior_share", "The prior clips' share of the batches."),
+        Opt(
+            ("--shift",),
+            "shift",
+            "Timestep shift of the training noise levels (sampling keeps the base model's).",
+            {"type": float},
+        ),
         Opt(("--rank",), "lora.rank", "Rank of the adapters."),
         Opt(("--alpha",), "lora.alpha", "LoRA alpha [default: the rank].", {"type": float}),
         Opt(

@@ -10,7 +10,7 @@ model as usual, so an interrupted run resumes exactly.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -37,10 +37,14 @@ class LoRATask(T2VTask):
         preview: Preview | None = None,
         data_name: str = "",
         base_name: str = "",
+        shift: float | None = None,
     ):
         """base: the trained DiT, its weights loaded; it gets the adapter in place and stays
-        frozen. base_name: where it came from, recorded with the adapter."""
+        frozen. base_name: where it came from, recorded with the adapter. shift: the timestep
+        shift of the training noise levels (None: the base's; previews sample at the base's)."""
         super().__init__(base.cfg, spec, cfg, null_text, preview, data_name)
+        if shift is not None:
+            self.noise_spec = replace(spec, flow=replace(spec.flow, shift=shift))
         self.model = add_lora(base, lora, ADAPTER)
         self.lora, self.base_name = lora, base_name
 
@@ -52,5 +56,9 @@ class LoRATask(T2VTask):
 
     def export_to(self, model: nn.Module, run_dir: Path, step: int) -> Path:
         """Write the adapter of `model` (the EMA copy) as RUN/lora.safetensors."""
-        notes = {"data": self.data_name, "base_model": self.base_name, "step": step}
+        # noise_shift: the training noise levels' shift (None: the base's token-count rule).
+        notes = {
+            "data": self.data_name, "base_model": self.base_name, "step": step,
+            "noise_shift": self.noise_spec.flow.shift,
+        }  # fmt: skip
         return save_lora(Path(run_dir) / "lora.safetensors", model, ADAPTER, asdict(self.dit_cfg), notes)

@@ -140,6 +140,9 @@ class T2VTask:
         grid draws (needs the VAE and the text encoder). data_name: what the model is trained
         on, recorded in the exported model."""
         self.dit_cfg, self.spec, self.cfg = dit_cfg, spec, cfg
+        # Where training draws its noise levels: the spec's, unless a subclass moves them
+        # (a LoRA: lora_task.py); sampling always uses the spec's.
+        self.noise_spec = spec
         self.data_name = data_name
         self.model = VideoDiT(dit_cfg)
         self.null_text = null_text
@@ -189,8 +192,8 @@ class T2VTask:
             if n == 0:
                 continue
             # 4. Noise level per clip, shifted for the token count.
-            shift = self.spec.shift(tuple(zg.shape[2:]), self.dit_cfg.patch)
-            flow = self.spec.flow
+            shift = self.noise_spec.shift(tuple(zg.shape[2:]), self.dit_cfg.patch)
+            flow = self.noise_spec.flow
             t = sample_t((n,), shift, flow, g, g.device).to(device)
             t_bt = t[:, None].expand(n, zg.shape[2])
             if cfg.frame_noise and zg.shape[2] > 1:

@@ -1,11 +1,13 @@
 """Teaching a trained text-to-video DiT something new with a LoRA: the text-to-video task on a
 frozen model whose only trainable weights are low-rank adapters (models/lora.py).
 
-The loss, the noise levels and the frame conditioning are the text-to-video task's own
-(t2v_task.py), so the adapter learns under the conditions the base model was trained with.
-What differs is what is kept: the run exports the adapter alone, as one small safetensors
-file (RUN/lora.safetensors), every time the trainer exports; checkpoints hold the whole
-model as usual, so an interrupted run resumes exactly.
+The loss and the frame conditioning are the text-to-video task's own (t2v_task.py), so the
+adapter learns under the conditions the base model was trained with; only where its noise
+levels fall may differ (`shift`: a new shape's outline is drawn at lower noise than the
+layout and motion the base's shift was chosen for). What also differs is what is kept: the
+run exports the adapter alone, as one small safetensors file (RUN/lora.safetensors), every
+time the trainer exports; checkpoints hold the whole model as usual, so an interrupted run
+resumes exactly.
 """
 
 from __future__ import annotations

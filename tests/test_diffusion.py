@@ -9,6 +9,7 @@ from filmstrip.diffusion.flow import (
     FlowConfig,
     add_noise,
     loss_by_bin,
+    per_frame_loss,
     sample_t,
     shift_t,
     timestep_shift,
@@ -173,3 +174,34 @@ def test_loss_by_bin():
     bins = loss_by_bin(t, losses, bins=4)
     assert bins == {"loss_t0.00": 1.0, "loss_t0.25": 2.0, "loss_t0.50": 3.0, "loss_t0.75": 4.0}
     assert math.isfinite(sum(bins.values()))
+
+
+def test_weighted_frame_loss_and_focus_at_latent_resolution():
+    """The focus-weighted flow loss against a float64 hand computation; equal weights give the
+    plain loss; a focus mask maps onto the latent pixels that encode it (causal VAE: latent
+    frame 0 is frame 0, latent frame k frames 4k-3..4k; 8x8 pixels per latent pixel)."""
+    from filmstrip.data.latents import latent_focus
+    from filmstrip.errors import InputError
+    from filmstrip.train.t2v_task import T2VConfig
+
+    g = torch.Generator().manual_seed(0)
+    v, target = torch.randn(2, 3, 4, 5, 6, generator=g), torch.randn(2, 3, 4, 5, 6, generator=g)
+    weight = torch.rand(2, 4, 5, 6, generator=g) + 0.1
+    error = (v.double() - target.double()).square().mean(dim=1)
+    expected = (error * weight.double()).sum(dim=(2, 3)) / weight.double().sum(dim=(2, 3))
+    torch.testing.assert_close(per_frame_loss(v, target, weight).double(), expected, rtol=1e-6, atol=0)
+    torch.testing.assert_close(per_frame_loss(v, target, torch.full_like(weight, 3.0)), per_frame_loss(v, target))
+
+    mask = torch.zeros(1, 1, 17, 32, 48)
+    mask[0, 0, 0, 3, 40] = 1.0  # frame 0 -> latent frame 0, latent pixel (0, 5)
+    mask[0, 0, 5, 9, 17] = 0.5  # frame 5 -> latent frame 2, latent pixel (1, 2)
+    mask[0, 0, 16, 31, 0] = 0.25  # the last frame -> latent frame 4, latent pixel (3, 0)
+    focus = latent_focus(mask, temporal=4, spatial=8)
+    expected = torch.zeros(1, 5, 4, 6)
+    expected[0, 0, 0, 5], expected[0, 2, 1, 2], expected[0, 4, 3, 0] = 1.0, 0.5, 0.25
+    assert torch.equal(focus, expected)
+    with pytest.raises(InputError, match="does not map onto latents"):
+        latent_focus(torch.zeros(1, 1, 16, 32, 48), temporal=4, spatial=8)
+    for bad in (0.0, -2.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="focus_weight must be a positive number"):
+            T2VConfig(focus_weight=bad)

@@ -241,3 +241,50 @@ def test_eval_concept_draws_another_fresh_set_with_another_scene_seed(tiny_bundl
         assert out.exit_code == 0, out.output
     assert drawn[0] == [p for p, _ in concept.concept_prompts(concept.ConceptConfig(num_prompts=2))]
     assert drawn[1] != drawn[0] and all("star" in p for p in drawn[1])
+
+
+def test_focus_masks_weigh_the_new_shape_in_the_lora_loss(tiny_bundle, tmp_path):
+    """`data export --focus star` writes each clip's star mask exactly; `train lora` caches it
+    at latent resolution; and `task.focus_weight` reaches the loss (a zero mask changes
+    nothing, a star's mask does)."""
+    from filmstrip.data.latents import LatentDataset, latent_focus
+    from filmstrip.data.shapes import truth_masks
+    from filmstrip.diffusion.spec import ModelSpec
+    from filmstrip.train.lora_task import LoRATask
+    from filmstrip.train.t2v_task import T2VConfig
+
+    clips = tmp_path / "clips"
+    args = ["data", "export", "shapes", str(clips), "--clips", "2", "--frames", "5", "--size", "32"]
+    args += ["--shapes", "circle,star", "--sizes", "large", "--require", "star", "--focus", "star"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    truth = json.loads((clips / "clip_00000.json").read_text())
+    stars = truth_masks({**truth, "objects": [o for o in truth["objects"] if o["shape"] == "star"]}, 32, 32)
+    mask = to_uint8_thwc(read_video(clips / "clip_00000.mask.mp4")[0])
+    np.testing.assert_array_equal(mask[..., 0], np.round(stars * 255).astype(np.uint8))
+    bad = CliRunner().invoke(main, [*args[:3], str(tmp_path / "bad"), "--focus", "hexagon"])
+    assert bad.exit_code != 0 and "--focus 'hexagon' is not among the shapes drawn" in bad.output
+
+    run = tmp_path / "run"
+    common = ["train", "lora", "--data", f"folder:{clips}", "--base", str(tiny_bundle), "--frames", "5"]
+    common += ["--size", "32", "--batch-size", "2", "--steps", "2", "--ckpt-every", "0"]
+    out = CliRunner().invoke(main, [*common, "--run", str(run), "--set", "task.focus_weight=4"])
+    assert out.exit_code == 0, out.output
+    cached = LatentDataset(run / "latents")[0]["focus"]
+    expected = latent_focus(torch.from_numpy(np.round(stars * 255) / 255).float()[None, None], 4, 8)[0]
+    torch.testing.assert_close(cached, expected.half().float(), rtol=0, atol=0)
+    assert cached.amax() > 0.9 and cached.amin() == 0
+
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "latents": torch.randn(2, 4, 2, 4, 4, generator=g),
+        "text": torch.randn(2, 5, 32, generator=g),
+        "text_mask": torch.ones(2, 5, dtype=torch.bool),
+    }
+    star = (torch.rand(2, 2, 4, 4, generator=g) > 0.7).float()
+    cfg = T2VConfig(text_dropout=0.0, image_fraction=0.0, focus_weight=5.0)
+    task = LoRATask(tiny_dit().float(), ModelSpec(), cfg, LoRAConfig(rank=2), torch.zeros(1, 32))
+    loss = lambda b: task.loss(task.model, b, 0, torch.Generator().manual_seed(1))[0]  # noqa: E731
+    plain = loss(batch)
+    assert torch.equal(loss({**batch, "focus": torch.zeros_like(star)}), plain)
+    assert not torch.allclose(loss({**batch, "focus": star}), plain)

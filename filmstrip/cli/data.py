@@ -191,8 +191,14 @@ def prepare_cmd(
 )
 @click.option("--sizes", default="small,large", show_default=True, help="Sizes to draw, comma-separated.")
 @click.option("--require", default=None, help="Keep only scenes with at least one object of this shape.")
+@click.option(
+    "--focus",
+    default=None,
+    help="Also write each clip's focus mask (clip.mask.mp4) of the objects of this shape, which "
+    "training can weigh more (task.focus_weight).",
+)
 @click.option("--seed", default=0, show_default=True)
-def export_cmd(name, out, clips, frames, size, fps, shape_names, sizes, require, seed) -> None:
+def export_cmd(name, out, clips, frames, size, fps, shape_names, sizes, require, focus, seed) -> None:
     """Write NAME's clips to OUT as a captioned folder (clip.mp4, clip.txt, and the ground
     truth as clip.json), the layout `folder:OUT` reads: e.g. a small set that teaches a LoRA."""
     from filmstrip.data.export import export_shapes
@@ -207,5 +213,5 @@ def export_cmd(name, out, clips, frames, size, fps, shape_names, sizes, require,
         shapes=tuple(s.strip() for s in shape_names.split(",")),
         sizes=tuple(s.strip() for s in sizes.split(",")),
     )
-    written = export_shapes(cfg, out, clips, require)
+    written = export_shapes(cfg, out, clips, require, focus)
     click.echo(f"{out}: {written} clips")

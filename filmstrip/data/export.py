@@ -1,5 +1,6 @@
 """Procedural clips written out as a captioned video folder, the layout `folder:PATH` reads:
-`clip_00000.mp4` beside its caption `clip_00000.txt` and its ground truth `clip_00000.json`.
+`clip_00000.mp4` beside its caption `clip_00000.txt` and its ground truth `clip_00000.json`,
+and, asked for, the focus mask of one shape's objects, `clip_00000.mask.mp4` (data/folder.py).
 
 A folder is how a user brings their own clips; writing `shapes` clips the same way gives a
 small set with known truth to try a folder workflow on (a LoRA taught a new shape, say).
@@ -12,20 +13,25 @@ import json
 from pathlib import Path
 
 import numpy as np
-from einops import rearrange
+import torch
+from einops import rearrange, repeat
 from tqdm import tqdm
 
 from filmstrip.atomic import write_text_atomic
-from filmstrip.data.shapes import ShapesConfig, caption, ground_truth, render, sample_scene
+from filmstrip.data.shapes import ShapesConfig, caption, ground_truth, render, sample_scene, truth_masks
 from filmstrip.errors import InputError
 from filmstrip.io import write_video
 
 
-def export_shapes(cfg: ShapesConfig, out: str | Path, clips: int, require: str | None = None) -> int:
+def export_shapes(
+    cfg: ShapesConfig, out: str | Path, clips: int, require: str | None = None, focus: str | None = None
+) -> int:
     """Write `clips` scenes of `cfg` (only those with an object of shape `require`, if given)
-    to `out`; returns how many clips the folder holds."""
-    if require is not None and require not in cfg.shapes:
-        raise InputError(f"--require {require!r} is not among the shapes drawn ({', '.join(cfg.shapes)})")
+    to `out`, each with a focus mask of its objects of shape `focus` if given; returns how
+    many clips the folder holds."""
+    for option, shape in (("require", require), ("focus", focus)):
+        if shape is not None and shape not in cfg.shapes:
+            raise InputError(f"--{option} {shape!r} is not among the shapes drawn ({', '.join(cfg.shapes)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     i = 0
@@ -38,6 +44,15 @@ def export_shapes(cfg: ShapesConfig, out: str | Path, clips: int, require: str |
             if i > 1000 * clips:
                 raise InputError(f"no scene with a {require} among {i} draws")
         stem = out / f"clip_{k:05d}"
+        mask = stem.with_suffix(".mask.mp4")
+        if focus is not None and not mask.exists():  # before the truth, which marks a clip done
+            truth = ground_truth(scene, cfg)
+            objects = [o for o in truth["objects"] if o["shape"] == focus]
+            grey = np.zeros((cfg.num_frames, cfg.height, cfg.width), np.float32)
+            if objects:
+                grey = truth_masks({**truth, "objects": objects}, cfg.height, cfg.width)
+            pixels = torch.from_numpy(np.round(grey * 255).astype(np.uint8))
+            write_video(mask, repeat(pixels, "t h w -> c t h w", c=3), fps=cfg.fps, lossless=True)
         if stem.with_suffix(".json").exists():
             continue
         # Lossless RGB H.264: through 4:2:0 YUV a 64-pixel clip comes back at 27-35 dB, its

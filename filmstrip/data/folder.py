@@ -7,6 +7,11 @@ unreadable files, videos too short for the clip asked for and aspect ratios no b
 take are skipped, counted and summarised in one warning, never silently. A file that fails
 later, while decoding, is reported and replaced by the next readable clip so a long training
 run does not stop for one bad file.
+
+A clip may also have a focus mask, a sidecar video `clip.mask.mp4` (any video suffix) of the
+same frames, white where the clip shows what training should weigh most (a LoRA's new
+concept; T2VConfig.focus_weight): it is read with the clip's own start, size and crop, and
+files named `*.mask.*` are never clips themselves.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class FolderItem:
     caption: str
     info: VideoInfo
     bucket: Bucket
+    mask: Path | None = None  # the focus mask's sidecar video, if the clip has one
 
 
 def read_captions(root: Path) -> dict[str, str]:
@@ -91,8 +97,23 @@ def caption_of(path: Path, root: Path, captions: dict[str, str]) -> str | None:
     return captions.get(path.relative_to(root).as_posix(), captions.get(path.name, ""))
 
 
+def is_mask(path: Path) -> bool:
+    """A focus mask's sidecar (`clip.mask.mp4`), not a clip."""
+    return Path(path.stem).suffix == ".mask"
+
+
+def mask_of(path: Path) -> Path | None:
+    """The focus mask beside video `path`: `stem.mask.<suffix>` for any video suffix, or None."""
+    for suffix in VIDEO_SUFFIXES:
+        sidecar = path.with_name(f"{path.stem}.mask{suffix}")
+        if sidecar.is_file():
+            return sidecar
+    return None
+
+
 class FolderDataset(Dataset):
-    """Item i -> {"video": float (C, T, H, W) in [-1, 1] at its bucket's size, "caption", "path", "fps"}."""
+    """Item i -> {"video": float (C, T, H, W) in [-1, 1] at its bucket's size, "caption", "path",
+    "fps"}, and "focus": float (1, T, H, W) in [0, 1] for a clip with a focus mask."""
 
     def __init__(self, cfg: FolderConfig):
         self.cfg = cfg
@@ -101,7 +122,11 @@ class FolderDataset(Dataset):
             raise InputError(f"{root}: not a folder; give the folder that holds your videos")
         self.buckets = make_buckets(cfg.area, cfg.aspects)
         self.epoch = 0
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file() and not is_mask(p)
+        )
         captions = read_captions(root)
         self.items: list[FolderItem] = []
         self.skipped: list[tuple[Path, str]] = []
@@ -142,7 +167,24 @@ class FolderDataset(Dataset):
         text = caption_of(path, root, captions)
         if text is None:
             return f"its caption {path.with_suffix('.txt').name} links outside {root}"
-        self.items.append(FolderItem(path, text, info, bucket))
+        mask = mask_of(path)
+        if mask is not None:
+            if not mask.resolve().is_relative_to(root.resolve()):
+                return f"its mask {mask.name} links outside {root}"
+            try:
+                mask_info = probe(mask)
+            except VideoReadError as e:
+                return f"its mask {mask.name}: {str(e).removeprefix(f'{mask}: ')}"
+            if (mask_info.num_frames, mask_info.height, mask_info.width) != (
+                info.num_frames,
+                info.height,
+                info.width,
+            ):
+                return (
+                    f"its mask {mask.name} is {mask_info.num_frames} frames of {mask_info.width}x{mask_info.height}, "
+                    f"the clip {info.num_frames} of {info.width}x{info.height}"
+                )
+        self.items.append(FolderItem(path, text, info, bucket, mask))
         return None
 
     def __len__(self) -> int:
@@ -180,21 +222,28 @@ class FolderDataset(Dataset):
     def _load(self, i: int, video: int, epoch: int) -> dict:
         item = self.items[video]
         rng = np.random.default_rng([self.cfg.seed, epoch, i])
-        video, _ = read_video(
-            item.path,
-            num_frames=self.cfg.num_frames,
-            fps=self.cfg.fps,
-            size=cover_size(item.info.height, item.info.width, item.bucket),
-            start=self._start(item, rng),
-            sampling=self.cfg.sampling,
-            dtype=torch.float32,
-        )
-        return {
-            "video": center_crop(video, item.bucket).contiguous(),
+        start = self._start(item, rng)
+        read = lambda path: center_crop(  # noqa: E731 (the clip and its mask, read alike)
+            read_video(
+                path,
+                num_frames=self.cfg.num_frames,
+                fps=self.cfg.fps,
+                size=cover_size(item.info.height, item.info.width, item.bucket),
+                start=start,
+                sampling=self.cfg.sampling,
+                dtype=torch.float32,
+            )[0],
+            item.bucket,
+        ).contiguous()
+        out = {
+            "video": read(item.path),
             "caption": item.caption,
             "path": str(item.path),
             "fps": self.cfg.fps or item.info.fps,  # the rate the clip was read at
         }
+        if item.mask is not None:  # grey levels in [-1, 1] -> weights in [0, 1]
+            out["focus"] = (read(item.mask).mean(dim=0, keepdim=True) + 1) / 2
+        return out
 
     def __getitem__(self, index: Index) -> dict:
         """Item i as drawn in the current epoch (`set_epoch`), or in `epoch` for (i, epoch)."""

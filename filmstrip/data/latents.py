@@ -11,6 +11,9 @@ text encoder over `num_clips` clips and writes one safetensors shard per `shard_
                                 short sides per second (data/motion.py: the dataset's own,
                                 such as `shapes`' exact speeds, else measured by optical
                                 flow), plus captions and truths in the metadata;
+                                for clips with focus masks (data/folder.py), focus
+                                (N, T', H', W') fp16, each latent pixel's weight
+                                (`latent_focus`);
                                 optionally some frames encoded alone, frames (N, K, C, H', W')
                                 fp16 at frame_times (K,) in latent frames, for keyframes;
                                 clips of several sizes (a folder's aspect-ratio buckets) are
@@ -20,7 +23,8 @@ text encoder over `num_clips` clips and writes one safetensors shard per `shard_
 so training draws batches of clips that stack (data/join.py).
 
 `LatentDataset` reads it back as {"latents", "text", "text_mask", "caption", "truth", "motion"},
-and for `shapes` clips "camera" (T, 3), the camera condition read from the truth.
+and for `shapes` clips "camera" (T, 3), the camera condition read from the truth, and
+"focus" where the cache has it.
 Latents are stored as the VAE produced them; `normalize` happens in the training task.
 Writing is atomic per shard, so an interrupted build resumes at the first missing shard.
 
@@ -36,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from einops import rearrange
+from einops import rearrange, reduce
 from safetensors import safe_open
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -130,6 +134,13 @@ def build_latent_cache(
                 for j, v in enumerate(shard["video"]):
                     frames, times = _frame_latents(vae, v[None], frame_stride, device)
                     stored[f"frames.{j}"], stored[f"frame_times.{j}"] = frames[0], times
+        if shard["focus"] is not None:
+            stride = (vae.cfg.temporal_factor, vae.cfg.spatial_factor)
+            if torch.is_tensor(shard["focus"]):
+                stored["focus"] = latent_focus(shard["focus"], *stride).half()
+            else:
+                for j, f in enumerate(shard["focus"]):
+                    stored[f"focus.{j}"] = latent_focus(f[None], *stride)[0].half()
         if shard["motion"] is not None:
             stored["motion"] = shard["motion"]
         captions = shard["captions"]
@@ -148,6 +159,23 @@ def build_latent_cache(
             },
         )
     return out
+
+
+def latent_focus(focus_b1thw: torch.Tensor, temporal: int, spatial: int) -> torch.Tensor:
+    """(B, T', H', W') the weight of each latent pixel from a (B, 1, T, H, W) focus mask in
+    [0, 1]: the most that any of the frames and pixels it encodes hold, so a latent pixel that
+    the masked thing touches at all is weighed as part of it. A causal VAE's latent frame 0 is
+    frame 0 alone and latent frame k frames (k - 1) * temporal + 1 .. k * temporal."""
+    t, h, w = focus_b1thw.shape[2:]
+    if (t - 1) % temporal or h % spatial or w % spatial:
+        raise InputError(
+            f"a focus mask of {t} frames of {w}x{h} does not map onto latents with strides "
+            f"{temporal} (time, after the first frame) and {spatial} (space)"
+        )
+    first = focus_b1thw[:, :, :1]
+    rest = reduce(focus_b1thw[:, :, 1:], "b c (t f) h w -> b c t h w", "max", f=temporal)
+    frames = torch.cat([first, rest], dim=2)
+    return reduce(frames.float(), "b c t (h p) (w q) -> b t h w", "max", p=spatial, q=spatial)
 
 
 def keyframe_indices(frames: int, stride: int) -> list[int]:
@@ -182,8 +210,14 @@ def _stack_shard(items: list[dict]) -> dict:
     videos = [it["video"] for it in items]
     same = all(v.shape == videos[0].shape for v in videos)
     motions = [_clip_motion(it) for it in items]
+    # Where any clip has a focus mask, a clip without one weighs all its pixels alike (zeros).
+    focus = None
+    if any("focus" in it for it in items):
+        focus = [it.get("focus", torch.zeros_like(it["video"][:1])) for it in items]
+        focus = torch.stack(focus) if same else focus
     return {
         "video": torch.stack(videos) if same else videos,
+        "focus": focus,
         "captions": [it.get("caption", "") for it in items],
         "truths": [it.get("truth") for it in items],
         "motion": None if any(m is None for m in motions) else torch.from_numpy(np.stack(motions)).float(),
@@ -278,6 +312,8 @@ class LatentDataset(Dataset):
             "caption": captions[j],
             "truth": truths[j],
         }
+        if "focus" in tensors or f"focus.{j}" in tensors:
+            item["focus"] = (tensors["focus"][j] if "focus" in tensors else tensors[f"focus.{j}"]).float()
         motion = tensors["motion"][j] if "motion" in tensors else truth_motion(truths[j], self._side(latents))
         if motion is not None:
             item["motion"] = motion
@@ -317,6 +353,8 @@ def collate_latents(batch: list[dict]) -> dict:
     }
     if all("control" in item for item in batch):
         out["control"] = torch.stack([item["control"] for item in batch])  # (B, C, T, H, W)
+    if all("focus" in item for item in batch):
+        out["focus"] = torch.stack([item["focus"] for item in batch])  # (B, T, H, W)
     if all("motion" in item for item in batch):
         out["motion"] = torch.stack([item["motion"] for item in batch])  # (B, T)
     if all("camera" in item for item in batch):

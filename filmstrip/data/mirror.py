@@ -32,8 +32,9 @@ def mirror_caption(text: str) -> str:
 
 
 class Mirrored(Dataset):
-    """Items 2i: `source`[i]; 2i + 1: it flipped along the width (the last axis of "video"),
-    its caption mirrored; a truth, if any, is dropped from a mirror rather than left wrong."""
+    """Items 2i: `source`[i]; 2i + 1: it flipped along the width (the last axis of "video",
+    and of "focus" if it has one), its caption mirrored; a truth, if any, is dropped from a
+    mirror rather than left wrong."""
 
     def __init__(self, source: Dataset):
         self.source = source
@@ -56,5 +57,7 @@ class Mirrored(Dataset):
             return item
         out = {k: v for k, v in item.items() if k != "truth"}
         out["video"] = item["video"].flip(-1)
+        if "focus" in item:  # a focus mask goes where the picture goes
+            out["focus"] = item["focus"].flip(-1)
         out["caption"] = mirror_caption(item.get("caption", ""))
         return out

@@ -71,9 +71,16 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - x0
 
 
-def per_frame_loss(v_pred: torch.Tensor, v_target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of each latent frame: (B, T)."""
-    return (v_pred.float() - v_target.float()).square().mean(dim=(1, 3, 4))
+def per_frame_loss(
+    v_pred: torch.Tensor, v_target: torch.Tensor, weight_bthw: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean squared error of each latent frame: (B, T); with `weight_bthw`, the mean over each
+    frame's latent pixels weighted by it (so the loss keeps its scale whatever the weights)."""
+    error_bthw = (v_pred.float() - v_target.float()).square().mean(dim=1)
+    if weight_bthw is None:
+        return error_bthw.mean(dim=(2, 3))
+    weight_bthw = weight_bthw.float()
+    return (error_bthw * weight_bthw).sum(dim=(2, 3)) / weight_bthw.sum(dim=(2, 3))
 
 
 def loss_by_bin(t_bt: torch.Tensor, frame_loss_bt: torch.Tensor, bins: int = 4) -> dict[str, float]:

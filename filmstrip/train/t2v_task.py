@@ -30,6 +30,7 @@ Per step (on cached latents, see data/latents.py):
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -95,6 +96,10 @@ class T2VConfig:
     # Shares of the clips whose motion and camera conditions (if the model has them) are withheld.
     motion_dropout: float = 0.1
     camera_dropout: float = 0.1
+    # Loss weight of the latent pixels a clip's focus mask covers, against 1 for the rest
+    # (batches from a cache built with masks, data/folder.py): a LoRA's new concept is a small
+    # part of each frame, and its share of the loss, and of the gradient, is as small.
+    focus_weight: float = 1.0
 
     def __post_init__(self):
         shares = (
@@ -117,6 +122,8 @@ class T2VConfig:
             raise InputError(f"task.rollout_steps must be at least 1, got {self.rollout_steps}")
         if self.keyframe_stride < 1:
             raise InputError(f"task.keyframe_stride must be at least 1, got {self.keyframe_stride}")
+        if not (self.focus_weight > 0 and math.isfinite(self.focus_weight)):
+            raise InputError(f"task.focus_weight must be a positive number, got {self.focus_weight}")
         if self.first_frame + self.prefix > 1.0:
             raise InputError(
                 f"task.first_frame + task.prefix is at most 1, got {self.first_frame + self.prefix}"
@@ -215,7 +222,7 @@ class T2VTask:
             noise = torch.randn(zg.shape, generator=g, device=g.device).to(device)
             v = with_frames(model, add_noise(zg, noise, t_bt), t_bt, cond)
             target = velocity_target(zg, noise)
-            frame_loss = per_frame_loss(v, target)  # (n, T)
+            frame_loss = per_frame_loss(v, target, self._focus(batch, rows, zg.shape[2], device))  # (n, T)
             free = (~clean).float()
             clip_loss = (frame_loss * free).sum(dim=1) / free.sum(dim=1)
             if cfg.motion and zg.shape[2] > 1:
@@ -232,6 +239,13 @@ class T2VTask:
         loss = torch.cat(per_sample).mean()
         logs = {"loss": loss.item(), **logs, **loss_by_bin(torch.cat(t_frames), torch.cat(loss_frames))}
         return loss, logs
+
+    def _focus(self, batch: dict, rows: slice, frames: int, device) -> torch.Tensor | None:
+        """(n, T, H, W) loss weights of the rows' latent pixels: `focus_weight` where their
+        focus masks cover, 1 elsewhere; None (every pixel alike) for a batch without masks."""
+        if self.cfg.focus_weight == 1.0 or "focus" not in batch:
+            return None
+        return 1.0 + (self.cfg.focus_weight - 1.0) * batch["focus"][rows, :frames].to(device)
 
     def _clean_frames(self, n: int, frames: int, g: torch.Generator) -> torch.Tensor:
         """(n, T) bool: the latent frames given clean in place, per the first-frame and prefix

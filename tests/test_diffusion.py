@@ -190,7 +190,9 @@ def test_weighted_frame_loss_and_focus_at_latent_resolution():
     error = (v.double() - target.double()).square().mean(dim=1)
     expected = (error * weight.double()).sum(dim=(2, 3)) / weight.double().sum(dim=(2, 3))
     torch.testing.assert_close(per_frame_loss(v, target, weight).double(), expected, rtol=1e-6, atol=0)
-    torch.testing.assert_close(per_frame_loss(v, target, torch.full_like(weight, 3.0)), per_frame_loss(v, target))
+    torch.testing.assert_close(
+        per_frame_loss(v, target, torch.full_like(weight, 3.0)), per_frame_loss(v, target)
+    )
 
     mask = torch.zeros(1, 1, 17, 32, 48)
     mask[0, 0, 0, 3, 40] = 1.0  # frame 0 -> latent frame 0, latent pixel (0, 5)

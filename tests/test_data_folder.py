@@ -203,11 +203,11 @@ def test_mirrored_clips_flip_the_picture_and_swap_left_and_right(mixed_folder):
 def test_focus_masks_ride_with_their_clips(mixed_folder):
     """A `clip.mask.mp4` beside a clip is read with the clip's own start, size and crop (here
     the mask is the clip itself, so the two must agree pixel for pixel), flipped with its
-    mirror, never taken for a clip, and a mask that does not fit its clip is a named skip."""
+    mirror, never taken for a clip; a mask that does not fit its clip is a named skip, and a
+    clip without one is a clip like any other."""
     from filmstrip.data.mirror import Mirrored
 
-    for k in range(2):
-        _clip(mixed_folder / f"wide{k}.mask.mp4", 24, 72, 128)  # the same picture as the clip
+    _clip(mixed_folder / "wide1.mask.mp4", 24, 72, 128)  # the same picture as the clip
     _clip(mixed_folder / "classic0.mask.mp4", 24, 64, 64)  # not its clip's size
     with pytest.warns(UserWarning, match=r"using 3 of 4 videos") as record:
         ds = FolderDataset(FolderConfig(root=str(mixed_folder), num_frames=5, area=64 * 64))
@@ -218,7 +218,10 @@ def test_focus_masks_ride_with_their_clips(mixed_folder):
     grey = (item["video"].mean(dim=0, keepdim=True) + 1) / 2
     assert item["focus"].shape == (1, *item["video"].shape[1:])
     torch.testing.assert_close(item["focus"], grey, rtol=0, atol=1e-6)
-    assert "focus" not in ds[by_name["classic1.mp4"]]
+    assert "focus" not in ds[by_name["wide0.mp4"]]
+    # A batch of clips with and without masks still collates (as `vae train` batches them).
+    batch = collate_clips([ds[by_name["wide0.mp4"]], item])
+    assert batch["focus"][0] is None and torch.equal(batch["focus"][1], item["focus"])
     view = Mirrored(ds)
     mirror = view[(2 * by_name["wide1.mp4"] + 1, 3)]
     assert torch.equal(mirror["focus"], item["focus"].flip(-1))

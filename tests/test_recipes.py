@@ -206,6 +206,7 @@ def test_the_control_recipes_chain_and_parse_as_their_runs():
     assert camera.data == camera_cache.data == world.data and camera.train.seed == camera_cache.train.seed
     lora = stages["03_lora_star.toml"]
     assert lora.data.source.startswith("folder:") and lora.data.mirror and lora.prior
+    assert lora.task.focus_weight > 1  # its folder has the stars' masks
     assert stages["04_controlnet.toml"].controlnet.depth == 3
 
 
@@ -231,12 +232,16 @@ def test_the_lora_probes_differ_from_the_shipped_recipe_only_in_their_targets():
         assert re.fullmatch(targets, "blocks.0.cross.kv") and not re.fullmatch(targets, "blocks.0.attn.qkv")
         assert bool(re.fullmatch(targets, "blocks.5.mlp.2")) == name.endswith("mlp")
         # They ran beside the recipe as shipped before session 28: 3,600 steps at lr 1e-3,
-        # noise levels at the base model's shift (before session 29).
+        # noise levels at the base model's shift (before session 29), every pixel's loss
+        # alike (before session 30).
         assert (probe.train.steps, probe.train.lr, probe.shift) == (3600, 1e-3, 4.5)
+        assert probe.task.focus_weight == 1.0
         train = replace(probe.train, steps=shipped.train.steps, lr=shipped.train.lr)
+        task = replace(probe.task, focus_weight=shipped.task.focus_weight)
         same = replace(
-            probe, run=shipped.run, cache=shipped.cache, lora=shipped.lora, train=train, shift=shipped.shift
-        )
+            probe, run=shipped.run, cache=shipped.cache, lora=shipped.lora, train=train, shift=shipped.shift,
+            task=task,
+        )  # fmt: skip
         assert same == shipped
 
 

@@ -501,9 +501,10 @@ class ShapesDataset(Dataset):
 
 
 def collate_clips(batch: list[dict]) -> dict:
-    """Stack videos into (B, C, T, H, W); keep captions and truths as lists."""
+    """Stack videos into (B, C, T, H, W); keep captions, truths and the like as lists (None for
+    an item without one: in a folder, only some clips may have a focus mask)."""
     out = {"video": torch.stack([item["video"] for item in batch])}
-    for key in batch[0]:
+    for key in dict.fromkeys(k for item in batch for k in item):
         if key != "video":
-            out[key] = [item[key] for item in batch]
+            out[key] = [item.get(key) for item in batch]
     return out

@@ -268,8 +268,9 @@ def test_focus_masks_weigh_the_new_shape_in_the_lora_loss(tiny_bundle, tmp_path)
     run = tmp_path / "run"
     common = ["train", "lora", "--data", f"folder:{clips}", "--base", str(tiny_bundle), "--frames", "5"]
     common += ["--size", "32", "--batch-size", "2", "--steps", "2", "--ckpt-every", "0"]
-    out = CliRunner().invoke(main, [*common, "--run", str(run), "--set", "task.focus_weight=4"])
+    out = CliRunner().invoke(main, [*common, "--run", str(run), "--focus-weight", "4"])
     assert out.exit_code == 0, out.output
+    assert "focus_weight = 4.0" in (run / "recipe.toml").read_text()
     cached = LatentDataset(run / "latents")[0]["focus"]
     expected = latent_focus(torch.from_numpy(np.round(stars * 255) / 255).float()[None, None], 4, 8)[0]
     torch.testing.assert_close(cached, expected.half().float(), rtol=0, atol=0)

@@ -233,14 +233,14 @@ def test_the_lora_probes_differ_from_the_shipped_recipe_only_in_their_targets():
         assert bool(re.fullmatch(targets, "blocks.5.mlp.2")) == name.endswith("mlp")
         # They ran beside the recipe as shipped before session 28: 3,600 steps at lr 1e-3,
         # noise levels at the base model's shift (before session 29), every pixel's loss
-        # alike (before session 30).
+        # alike and half the batches from the prior (before session 30).
         assert (probe.train.steps, probe.train.lr, probe.shift) == (3600, 1e-3, 4.5)
-        assert probe.task.focus_weight == 1.0
+        assert (probe.task.focus_weight, probe.prior_share) == (1.0, 0.5)
         train = replace(probe.train, steps=shipped.train.steps, lr=shipped.train.lr)
         task = replace(probe.task, focus_weight=shipped.task.focus_weight)
         same = replace(
             probe, run=shipped.run, cache=shipped.cache, lora=shipped.lora, train=train, shift=shipped.shift,
-            task=task,
+            task=task, prior_share=shipped.prior_share,
         )  # fmt: skip
         assert same == shipped
 

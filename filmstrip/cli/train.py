@@ -224,6 +224,12 @@ def train_t2v(recipe: T2VRecipe) -> None:
             "task.frame_noise",
             "Share of video clips with a noise level per latent frame.",
         ),
+        Opt(
+            ("--focus-weight",),
+            "task.focus_weight",
+            "Loss weight of what clips' focus masks (clip.mask.mp4) cover, against 1 elsewhere.",
+            {"type": float},
+        ),
         *trainer_opts(),
     ],
 )

@@ -275,6 +275,11 @@ def test_focus_masks_weigh_the_new_shape_in_the_lora_loss(tiny_bundle, tmp_path)
     expected = latent_focus(torch.from_numpy(np.round(stars * 255) / 255).float()[None, None], 4, 8)[0]
     torch.testing.assert_close(cached, expected.half().float(), rtol=0, atol=0)
     assert cached.amax() > 0.9 and cached.amin() == 0
+    for mask in clips.glob("*.mask.mp4"):  # a folder without masks: said so
+        mask.unlink()
+    with pytest.warns(UserWarning, match="have no focus masks"):
+        out = CliRunner().invoke(main, [*common, "--run", str(tmp_path / "bare"), "--focus-weight", "4"])
+    assert out.exit_code == 0, out.output
 
     g = torch.Generator().manual_seed(0)
     batch = {

@@ -11,6 +11,7 @@ models stage by stage. Each run writes its resolved recipe to RUN/recipe.toml.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -432,6 +433,12 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
         frame_stride=recipe.task.keyframe_stride if recipe.task.keyframes else 0,
     )
     latents = LatentDataset(cache)
+    if recipe.task.focus_weight != 1.0 and "focus" not in latents[0]:
+        warnings.warn(
+            f"task.focus_weight is {recipe.task.focus_weight:g} but the clips of {cache} have no focus "
+            "masks (clip.mask.mp4; `data export --focus` writes them): every pixel weighs alike",
+            stacklevel=2,
+        )
     description = f"{description}, {len(latents)} clips"
     detail = f"{len(latents)} cached clips in {cache}"
     if prior is not None:

@@ -43,10 +43,9 @@ def export_shapes(
                 break
             if i > 1000 * clips:
                 raise InputError(f"no scene with a {require} among {i} draws")
-        stem = out / f"clip_{k:05d}"
+        stem, truth = out / f"clip_{k:05d}", ground_truth(scene, cfg)
         mask = stem.with_suffix(".mask.mp4")
         if focus is not None and not mask.exists():  # before the truth, which marks a clip done
-            truth = ground_truth(scene, cfg)
             objects = [o for o in truth["objects"] if o["shape"] == focus]
             grey = np.zeros((cfg.num_frames, cfg.height, cfg.width), np.float32)
             if objects:
@@ -61,5 +60,5 @@ def export_shapes(
         write_video(stem.with_suffix(".mp4"), video, fps=cfg.fps, lossless=True)
         write_text_atomic(stem.with_suffix(".txt"), caption(scene, cfg) + "\n")
         # The truth last: its file marks the clip done.
-        write_text_atomic(stem.with_suffix(".json"), json.dumps(ground_truth(scene, cfg)))
+        write_text_atomic(stem.with_suffix(".json"), json.dumps(truth))
     return len(list(out.glob("clip_*.json")))

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from filmstrip.eval.prompt_suite import SuiteConfig, held_out_prompts, run_suite
 from filmstrip.io import probe
 from filmstrip.models.dit import preset as dit_preset
 from filmstrip.pipelines.generate import GenerateConfig, generate, load_pipeline
+from filmstrip.train.recipes import with_focus
 from filmstrip.train.t2v_task import T2VConfig, T2VTask
 
 
@@ -470,3 +472,79 @@ def test_rollout_training_refuses_a_bidirectional_model(text_encoder):
     with pytest.raises(TrainingError, match="set dit.causal"):
         task.loss(task.model, {"latents": torch.randn(4, 4, 4, 4, 4), "text": text, "text_mask": mask}, 0,
                   torch.Generator().manual_seed(0))  # fmt: skip
+
+
+def test_object_focus_covers_every_object_of_a_shapes_clip():
+    """`task.focus = "objects"`: each clip's objects, drawn from its truth, weigh at the latent
+    pixels that encode them (the object's centre on every frame falls in a weighed latent pixel
+    of its latent frame) and nowhere far from them; a clip without a truth is refused."""
+    from filmstrip.data.shapes import ground_truth
+    from filmstrip.data.structure import WithObjectFocus
+    from filmstrip.errors import InputError
+
+    ds = ShapesDataset(ShapesConfig(num_frames=17, height=64, width=64, num_clips=4, seed=3))
+    clips = [
+        {"latents": torch.zeros(4, 5, 8, 8), "truth": ground_truth(ds.scene(i), ds.cfg)} for i in range(4)
+    ]
+    for clip in WithObjectFocus(clips, temporal=4, spatial=8):
+        focus = clip["focus"]
+        assert focus.shape == (5, 8, 8) and focus.max() <= 1
+        near = torch.zeros(5, 8, 8, dtype=torch.bool)
+        for obj in clip["truth"]["objects"]:
+            reach = 1.5 * obj["radius_px"] + 5  # a square's corner at 1.41 r; a latent pixel is 8 px
+            for t, (cx, cy) in enumerate(obj["positions"]):
+                k = 0 if t == 0 else (t - 1) // 4 + 1
+                assert focus[k, int(cy) // 8, int(cx) // 8] > 0.5
+                ys, xs = torch.meshgrid(torch.arange(8) * 8 + 4.0, torch.arange(8) * 8 + 4.0, indexing="ij")
+                near[k] |= ((ys - cy).abs() < reach) & ((xs - cx).abs() < reach)
+        assert (focus[~near] == 0).all() and (focus == 0).float().mean() > 0.3
+    with pytest.raises(InputError, match="ground truth"):
+        WithObjectFocus([{"latents": torch.zeros(4, 5, 8, 8), "truth": None}], 4, 8)[0]
+    # What training gets: the objects where asked, else the cache's masks, or a warning.
+    vae_cfg = SimpleNamespace(temporal_factor=4, spatial_factor=8)
+    assert "focus" in with_focus(clips, T2VConfig(focus="objects", focus_weight=4), vae_cfg, "cache")[0]
+    with pytest.warns(UserWarning, match="have no focus masks"):
+        assert with_focus(clips, T2VConfig(focus_weight=4), vae_cfg, "cache") is clips
+
+
+def test_leading_latent_frames_train_as_a_shorter_clip(text_encoder):
+    """`task.latent_frames = N` cuts each clip to its first N latent frames (and its per-frame
+    motion, camera and structure maps to the video frames those encode): the loss is the one
+    of the same batch cut by hand. Bad values get one sentence."""
+    from filmstrip.errors import InputError
+    from filmstrip.train.t2v_task import leading_frames
+
+    null, _ = text_encoder.encode([""])
+    text, mask = text_encoder.encode(["a red circle moves up"] * 3)
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "latents": torch.randn(3, 4, 5, 4, 4, generator=g),
+        "focus": torch.rand(3, 5, 4, 4, generator=g),
+        "motion": torch.rand(3, 17, generator=g),
+        "camera": torch.rand(3, 17, 3, generator=g),
+        "control": torch.rand(3, 1, 17, 32, 32, generator=g),
+        "text": text,
+        "text_mask": mask,
+    }
+    cut = leading_frames(batch, 2)
+    assert torch.equal(cut["latents"], batch["latents"][:, :, :2]) and torch.equal(
+        cut["focus"], batch["focus"][:, :2]
+    )
+    assert torch.equal(cut["motion"], batch["motion"][:, :5]) and torch.equal(
+        cut["camera"], batch["camera"][:, :5]
+    )
+    assert torch.equal(cut["control"], batch["control"][:, :, :5]) and leading_frames(batch, 5) is batch
+    losses = []
+    batch.pop("control"), cut.pop("control")  # a DiT without a ControlNet refuses structure maps
+    for frames, given in ((2, batch), (0, cut)):
+        torch.manual_seed(0)
+        cfg = T2VConfig(image_fraction=0.0, frame_noise=0.5, focus_weight=3.0, latent_frames=frames)
+        task = T2VTask(dit_preset("tiny", in_channels=4), ModelSpec(), cfg, null[0])
+        losses.append(task.loss(task.model, given, 0, torch.Generator().manual_seed(1))[0])
+    assert losses[0].item() == losses[1].item()
+    with pytest.raises(InputError, match="latent_frames is a count"):
+        T2VConfig(latent_frames=-1)
+    with pytest.raises(InputError, match="exclude each other"):
+        T2VConfig(latent_frames=2, keyframes=0.5)
+    with pytest.raises(InputError, match="task.focus is masks or objects"):
+        T2VConfig(focus="stars")

@@ -328,6 +328,24 @@ def t2v_model_config(recipe: T2VRecipe, vae: VideoVAE) -> tuple[DiTConfig, dict 
     )
 
 
+def with_focus(latents: Dataset, task: T2VConfig, vae_cfg, cache: Path) -> Dataset:
+    """The cached clips with the focus that `task.focus_weight` weighs: every object from the
+    truths of `shapes` clips (`task.focus = "objects"`), else the cache's own masks, if any."""
+    if task.focus == "objects":
+        from filmstrip.data.structure import WithObjectFocus
+
+        latents = WithObjectFocus(latents, vae_cfg.temporal_factor, vae_cfg.spatial_factor)
+        latents[0]  # clips without a truth are refused here, not at the first step
+    elif task.focus_weight != 1.0 and "focus" not in latents[0]:
+        warnings.warn(
+            f"task.focus_weight is {task.focus_weight:g} but the clips of {cache} have no focus masks "
+            '(clip.mask.mp4, written by `data export --focus`; or task.focus = "objects" for shapes '
+            "clips): every pixel weighs alike",
+            stacklevel=3,
+        )
+    return latents
+
+
 def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
     """Build (or reuse) the latent cache and train a text-to-video DiT; returns RUN/model.
     With `train.steps == 0` only the cache is built (several can be built in parallel)."""
@@ -359,6 +377,7 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
                     "latents; build a new one in another folder (--cache)"
                 )
     latents: Dataset = join_caches(caches[0], caches[1:]) if len(caches) > 1 else caches[0]
+    latents = with_focus(latents, recipe.task, vae.cfg, cache)
     if train_cfg.steps == 0:
         log(f"latent cache ready: {cache} ({len(latents)} clips); steps = 0 trains nothing")
         return cache
@@ -432,13 +451,7 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
         workers=train_cfg.num_workers,
         frame_stride=recipe.task.keyframe_stride if recipe.task.keyframes else 0,
     )
-    latents = LatentDataset(cache)
-    if recipe.task.focus_weight != 1.0 and "focus" not in latents[0]:
-        warnings.warn(
-            f"task.focus_weight is {recipe.task.focus_weight:g} but the clips of {cache} have no focus "
-            "masks (clip.mask.mp4; `data export --focus` writes them): every pixel weighs alike",
-            stacklevel=2,
-        )
+    latents = with_focus(LatentDataset(cache), recipe.task, pipe.vae.cfg, cache)
     description = f"{description}, {len(latents)} clips"
     detail = f"{len(latents)} cached clips in {cache}"
     if prior is not None:

@@ -100,6 +100,13 @@ class T2VConfig:
     # (batches from a cache built with masks, data/folder.py): a LoRA's new concept is a small
     # part of each frame, and its share of the loss, and of the gradient, is as small.
     focus_weight: float = 1.0
+    # What the focus is: "masks", the cache's own (clip.mask.mp4), or "objects", every object
+    # of a `shapes` clip, drawn from its truth (data/structure.py).
+    focus: str = "masks"
+    # Train on each clip's first N latent frames only (0: all). A causal VAE's first N latent
+    # frames are exactly the encoding of the clip's first 1 + 4 (N - 1) frames, so this is
+    # training on shorter clips, cheaper per step, from the same cache.
+    latent_frames: int = 0
 
     def __post_init__(self):
         shares = (
@@ -124,10 +131,39 @@ class T2VConfig:
             raise InputError(f"task.keyframe_stride must be at least 1, got {self.keyframe_stride}")
         if not (self.focus_weight > 0 and math.isfinite(self.focus_weight)):
             raise InputError(f"task.focus_weight must be a positive number, got {self.focus_weight}")
+        if self.focus not in ("masks", "objects"):
+            raise InputError(f"task.focus is masks or objects, got {self.focus!r}")
+        if self.latent_frames < 0:
+            raise InputError(
+                f"task.latent_frames is a count of latent frames (0: all), got {self.latent_frames}"
+            )
+        if self.latent_frames and self.keyframes:
+            raise InputError(
+                "task.latent_frames (shorter clips) and task.keyframes (frames past them) exclude each other"
+            )
         if self.first_frame + self.prefix > 1.0:
             raise InputError(
                 f"task.first_frame + task.prefix is at most 1, got {self.first_frame + self.prefix}"
             )
+
+
+def leading_frames(batch: dict, latent_frames: int) -> dict:
+    """A batch of clips cut to their first `latent_frames` latent frames: latents and focus
+    per latent frame, motion, camera and structure maps per video frame (a causal VAE's frame
+    0 alone, then groups of (T - 1) / (T' - 1))."""
+    frames = batch["latents"].shape[2]
+    if latent_frames >= frames:
+        return batch
+    out = dict(batch)
+    out["latents"] = batch["latents"][:, :, :latent_frames]
+    if "focus" in batch:
+        out["focus"] = batch["focus"][:, :latent_frames]
+    for key, axis in (("motion", 1), ("camera", 1), ("control", 2)):
+        if key in batch:
+            video_frames = batch[key].shape[axis]
+            group = (video_frames - 1) // (frames - 1)
+            out[key] = batch[key].narrow(axis, 0, 1 + group * (latent_frames - 1))
+    return out
 
 
 class T2VTask:
@@ -164,6 +200,8 @@ class T2VTask:
         cfg = self.cfg
         device = next(self.model.parameters()).device
         g = generator
+        if cfg.latent_frames:
+            batch = leading_frames(batch, cfg.latent_frames)
         z = self.spec.normalize(batch["latents"].to(device))
         text, mask = batch["text"].to(device), batch["text_mask"].to(device)
         b = z.shape[0]

@@ -217,14 +217,15 @@ def test_the_probe_recipes_parse_and_chain():
     )
     assert a.init == "filmstrip/weights/t2v" and b.init == f"{a.run}/model" and a.cache == b.cache
     assert a.task.prefix == b.task.prefix == 0.6 and a.train.steps + b.train.steps == 900
-    more, objects = (
+    more, objects, motion = (
         from_dict(T2VRecipe, load_toml(RECIPES.parent / "probes" / f"causal_{x}.toml"))
-        for x in ("more", "objects")
+        for x in ("more", "objects", "motion")
     )
-    # The objects' probe is causal_more with its focus and its length changed, nothing else.
-    assert (objects.task.focus, objects.task.focus_weight) == ("objects", 10.0)
-    assert replace(objects.task, focus="masks", focus_weight=1.0) == more.task
-    assert replace(objects, run=more.run, task=more.task, train=replace(objects.train, steps=2400)) == more
+    # Each probe is causal_more with one task setting and its length changed, nothing else.
+    assert (objects.task.focus, objects.task.focus_weight, motion.task.motion) == ("objects", 10.0, 1.0)
+    for probe, undo in ((objects, dict(focus="masks", focus_weight=1.0)), (motion, dict(motion=0.0))):
+        assert replace(probe.task, **undo) == more.task
+        assert replace(probe, run=more.run, task=more.task, train=replace(probe.train, steps=2400)) == more
 
 
 def test_the_lora_probes_differ_from_the_shipped_recipe_only_in_their_targets():

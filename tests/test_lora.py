@@ -31,7 +31,6 @@ from filmstrip.models.lora import (
     set_scales,
 )
 from filmstrip.pipelines.generate import GenerateConfig, generate, load_pipeline
-from filmstrip.train.recipes import LoRARecipe
 
 
 def tiny_dit(seed=0, **overrides) -> VideoDiT:
@@ -172,14 +171,6 @@ def test_train_lora_changes_only_the_adapter_and_generate_loads_it(tiny_bundle, 
     with safe_open(str(prior / "lora.safetensors"), "pt") as f:
         notes = json.loads(f.metadata()["notes"])
     assert f"prior {run / 'latents'}" in notes["data"] and notes["step"] == 4 and notes["noise_shift"] == 2.0
-    # Weighing the prior's objects needs clips with a truth (`shapes`), and a prior at all.
-    out = CliRunner().invoke(
-        main, [*common, "--run", str(tmp_path / "pf"), "--steps", "1", "--prior", str(run / "latents"),
-               "--set", "prior_focus=true", "--focus-weight", "4"],
-    )  # fmt: skip
-    assert out.exit_code != 0 and "ground truth" in out.output, out.output
-    with pytest.raises(InputError, match="name a prior cache"):
-        LoRARecipe(prior_focus=True)
 
     pipe = load_pipeline(tiny_bundle)
     gen = GenerateConfig(frames=5, height=32, width=32, steps=2)

@@ -110,10 +110,6 @@ class LoRARecipe:
     # clips' other habits (their motions, their captions). prior_share: its share of batches.
     prior: str | None = None
     prior_share: float = 0.5
-    # The prior's `shapes` clips weigh their objects (task.focus_weight, from their truths) as
-    # the new clips weigh their focus masks: what the prior keeps is the objects, and they are
-    # as small a share of its loss as the new concept is of the new clips'.
-    prior_focus: bool = False
     # Timestep shift of the adapter's training noise levels (sampling keeps the base model's).
     # The bundled model trained at 4.5, which puts 7% of samples below t = 0.5, where a new
     # shape's outline is drawn (a star is about one 2x2-patch token wide); at 2 the star LoRA
@@ -132,8 +128,6 @@ class LoRARecipe:
     def __post_init__(self):
         if not 0.0 < self.prior_share < 1.0:
             raise InputError(f"prior_share must be in (0, 1), got {self.prior_share}")
-        if self.prior_focus and not self.prior:
-            raise InputError("prior_focus weighs the prior clips' objects: name a prior cache (prior = ...)")
         if not (math.isfinite(self.shift) and self.shift > 0):
             raise InputError(f"shift must be a positive number, got {self.shift}")
 
@@ -461,8 +455,6 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
     description = f"{description}, {len(latents)} clips"
     detail = f"{len(latents)} cached clips in {cache}"
     if prior is not None:
-        if recipe.prior_focus:
-            prior = with_focus(prior, replace(recipe.task, focus="objects"), pipe.vae.cfg, Path(recipe.prior))
         latents = _with_prior(latents, prior, recipe, train_cfg.seed)
         description += f", prior {recipe.prior}"
         detail += f", and {len(latents.parts[1])} an epoch drawn from the prior {recipe.prior}"
@@ -484,7 +476,7 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
     return run / "lora.safetensors"
 
 
-def _with_prior(latents: Dataset, prior: Dataset, recipe: LoRARecipe, seed: int) -> Dataset:
+def _with_prior(latents: LatentDataset, prior: LatentDataset, recipe: LoRARecipe, seed: int) -> Dataset:
     """The new clips joined with prior-preservation clips (`recipe.prior`), the prior taking
     `prior_share` of the batches; each source batches on its own (they may differ in size)."""
     if prior[0]["latents"].shape != latents[0]["latents"].shape:

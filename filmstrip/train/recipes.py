@@ -328,7 +328,7 @@ def t2v_model_config(recipe: T2VRecipe, vae: VideoVAE) -> tuple[DiTConfig, dict 
     )
 
 
-def with_focus(latents: Dataset, task: T2VConfig, vae_cfg, cache: Path) -> Dataset:
+def with_focus(latents: Dataset, task: T2VConfig, vae_cfg: VAEConfig, cache: Path) -> Dataset:
     """The cached clips with the focus that `task.focus_weight` weighs: every object from the
     truths of `shapes` clips (`task.focus = "objects"`), else the cache's own masks, if any."""
     if task.focus == "objects":

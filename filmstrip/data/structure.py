@@ -29,8 +29,8 @@ def edge_maps(video, low: int = 50, high: int = 150) -> torch.Tensor:
 
 
 class _FromTruth(Dataset):
-    """Items of a latent cache of `shapes` clips with something drawn from each clip's truth
-    (in the loader's workers); everything else passes through to the cache."""
+    """Items of a latent cache of `shapes` clips, each with something drawn from its truth (in
+    the loader's workers); everything else passes through to the cache."""
 
     def __init__(self, dataset: Dataset):
         self.dataset = dataset
@@ -38,15 +38,13 @@ class _FromTruth(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i):
+    def _item(self, i) -> tuple[dict, dict]:
+        """A copy of the cache's item i, and its truth (a clip without one is refused)."""
         item = dict(self.dataset[i])
         truth = item.get("truth") or {}
         if not truth.get("objects") or "positions" not in truth["objects"][0]:
             raise InputError("object masks need `shapes` clips with their ground truth (positions per frame)")
-        return self.add(item, truth)
-
-    def add(self, item: dict, truth: dict) -> dict:
-        raise NotImplementedError
+        return item, truth
 
     def __getattr__(self, name):  # item_groups and the like pass through to the cache
         if name == "dataset":
@@ -62,7 +60,8 @@ class WithMasks(_FromTruth):
         super().__init__(dataset)
         self.size = size
 
-    def add(self, item: dict, truth: dict) -> dict:
+    def __getitem__(self, i):
+        item, truth = self._item(i)
         item["control"] = torch.from_numpy(truth_masks(truth, self.size, self.size))[None]
         return item
 
@@ -76,7 +75,8 @@ class WithObjectFocus(_FromTruth):
         super().__init__(dataset)
         self.temporal, self.spatial = temporal, spatial
 
-    def add(self, item: dict, truth: dict) -> dict:
+    def __getitem__(self, i):
+        item, truth = self._item(i)
         h, w = item["latents"].shape[-2:]
         masks = torch.from_numpy(truth_masks(truth, h * self.spatial, w * self.spatial))
         item["focus"] = latent_focus(masks[None, None], self.temporal, self.spatial)[0]

@@ -180,6 +180,40 @@ def test_generate_with_motion_and_its_errors(tiny_bundle, tmp_path):
     assert out.exit_code != 0 and "--motion" in out.output
 
 
+def test_one_motion_strength_per_prompt(tiny_bundle):
+    """A tuple of strengths gives each prompt its own: the batch equals the prompts made one by
+    one (row k takes seed + k); a tuple of the wrong length or a value outside [0, 1] is refused."""
+    pipe = load_pipeline(tiny_bundle)
+    dit = VideoDiT(replace(pipe.dit.cfg, vectors=(("motion", 1),)))
+    dit.load_state_dict(pipe.dit.state_dict(), strict=False)
+    with torch.no_grad():
+        for p in dit.vector_embed.parameters():
+            p.add_(torch.randn_like(p))
+    pipe = replace(pipe, dit=dit.eval())
+    gen = GenerateConfig(frames=5, height=32, width=32, steps=2)
+    both = generate(pipe, ["a red circle", "a blue square"], replace(gen, motion=(0.0, 1.0)))
+    first = generate(pipe, ["a red circle"], replace(gen, motion=0.0))
+    second = generate(pipe, ["a blue square"], replace(gen, motion=1.0, seed=1))
+    torch.testing.assert_close(both, torch.cat([first, second]), atol=1e-5, rtol=0)
+    with pytest.raises(InputError, match="2 motion strengths for 3 prompts"):
+        generate(pipe, ["a", "b", "c"], replace(gen, motion=(0.0, 1.0)))
+    with pytest.raises(InputError, match=r"motion strength is in \[0, 1\]"):
+        GenerateConfig(motion=(0.5, -0.1))
+
+
+def test_the_given_clips_speed_is_read_from_its_pixels():
+    """Extension told the given clip's speed reads it as the condition was trained on: the
+    objects' mean speed per frame, here from pixels against the truth's."""
+    from filmstrip.eval.conditioning import given_motion
+
+    shapes = ShapesConfig(num_frames=9, num_clips=8, still_probability=0.3, seed=5)
+    ds = ShapesDataset(shapes)
+    for i in range(8):
+        item = ds[i]
+        truth = float(item["motion"][1:].mean()) / FULL_SPEED
+        assert given_motion(item["video"], shapes.fps) == pytest.approx(truth, rel=0.1, abs=0.01)
+
+
 def test_measured_speed_of_real_clips_matches_their_truth():
     """The motion suite's speed, from pixels alone, on clips whose speed is known."""
     for speed in (0.1, 0.3):

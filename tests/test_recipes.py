@@ -226,6 +226,12 @@ def test_the_probe_recipes_parse_and_chain():
     for probe, undo in ((objects, dict(focus="masks", focus_weight=1.0)), (motion, dict(motion=0.0))):
         assert replace(probe.task, **undo) == more.task
         assert replace(probe, run=more.run, task=more.task, train=replace(probe.train, steps=2400)) == more
+    # The speed probe adds the motion condition, withheld from a tenth of the clips.
+    speed = from_dict(T2VRecipe, load_toml(RECIPES.parent / "probes" / "causal_speed.toml"))
+    assert speed.dit.vectors == (("motion", 1),) and speed.task.motion_dropout == 0.1
+    assert replace(speed.task, motion_dropout=more.task.motion_dropout) == more.task
+    same = replace(speed, run=more.run, dit=more.dit, task=more.task, train=replace(speed.train, steps=2400))
+    assert same == more
 
 
 def test_the_lora_probes_differ_from_the_shipped_recipe_only_in_their_targets():

@@ -396,6 +396,12 @@ def eval_structure(
 )
 @click.option("--context", default=9, show_default=True, help="extend: frames of the truth given (4k + 1).")
 @click.option(
+    "--given-speed",
+    is_flag=True,
+    help="extend, with a model trained with a motion condition: tell it each given clip's speed "
+    "(its objects' mean speed as the frames show it).",
+)
+@click.option(
     "--edit-strength",
     type=click.FloatRange(0.0, 1.0),
     default=None,
@@ -446,6 +452,7 @@ def eval_conditioning(
     text_scale,
     image_scale,
     context,
+    given_speed,
     edit_strength,
     ceiling,
     share,
@@ -480,6 +487,11 @@ def eval_conditioning(
     levels = _numbers(strengths, "--strengths") if "v2v" in modes else []
     scales = (_numbers(grid[0], "--grid"), _numbers(grid[1], "--grid")) if grid else None
     pipe = load_pipeline(checkpoint, precision=precision, compile=compile_)
+    if given_speed and "motion" not in dict(pipe.dit.cfg.vectors):
+        raise InputError(
+            f"{checkpoint}: this model was not trained with a motion condition, which --given-speed "
+            "tells it (recipes/probes/causal_speed.toml trains one)"
+        )
     results: dict = {}
     if scales:
         from filmstrip.eval.conditioning import guidance_grid
@@ -510,7 +522,7 @@ def eval_conditioning(
         results[mode] = (
             inversion_edit(pipe, suite, edit_gen, **edit_options)
             if mode == "edit"
-            else run_conditioning(pipe, mode, suite, gen)
+            else run_conditioning(pipe, mode, suite, gen, given_speed=given_speed and mode == "extend")
         )
         show(mode, results[mode]["summary"])
         if ceiling and mode in ("extend", "edit"):

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from filmstrip.data.motion import FULL_SPEED
 from filmstrip.data.shapes import (
     COLOURS,
     Scene,
@@ -68,6 +69,7 @@ from filmstrip.data.shapes import (
 from filmstrip.errors import InputError
 from filmstrip.eval.adherence import AdherenceConfig, compass, detect, score, segment
 from filmstrip.eval.metrics import psnr
+from filmstrip.eval.motion_strength import track_speed
 from filmstrip.io.layout import to_float_cthw, to_uint8_thwc
 from filmstrip.pipelines.conditions import ImageCondition, VideoCondition
 from filmstrip.pipelines.denoise import decode, encode
@@ -285,6 +287,16 @@ def _extension(gen_tracks: dict, truth: dict, cfg: ConditionSuite, width: int) -
     return {"direction": directions, "seam_ratio": seams, "speed_given": given_speed, "speed_new": new_speed}
 
 
+def given_motion(video: torch.Tensor, fps: float) -> float:
+    """The motion strength a clip shows (a share of FULL_SPEED, at most 1): its objects'
+    mean speed from frame to frame as the detector tracks them, the measure the motion
+    condition was trained on (data/motion.track_speeds, from the truth), read from pixels."""
+    side = min(video.shape[-2:])
+    speeds = [track_speed(track, side, fps) for track in tracks(video, fps).values()]
+    speeds = [s for s in speeds if s is not None]
+    return min(float(np.mean(speeds)) / FULL_SPEED, 1.0) if speeds else 0.0
+
+
 def run_conditioning(
     pipe: Pipeline,
     mode: str,
@@ -292,11 +304,16 @@ def run_conditioning(
     gen: GenerateConfig | None = None,
     progress: bool = True,
     batch_size: int = 10,
+    given_speed: bool = False,
 ) -> dict:
-    """Generate and score every scene of the suite in `mode`; returns {"summary", "rows"}."""
+    """Generate and score every scene of the suite in `mode`; returns {"summary", "rows"}.
+    given_speed: extension by a motion-conditioned model told each given clip's speed, as
+    its frames show it (`given_motion`)."""
     cfg = cfg or ConditionSuite()
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
+    if given_speed and mode != "extend":
+        raise InputError(f"the given clip's speed is told in extension only, not in {mode!r}")
     gen = gen or GenerateConfig(frames=cfg.frames, height=cfg.size, width=cfg.size)
     rows = []
     scenes = suite_scenes(cfg)
@@ -305,8 +322,12 @@ def run_conditioning(
         chunk = scenes[start : start + batch_size]
         conditions = [conditions_for(mode, item["video"], cfg) for item in chunk]
         # Row k of a batch takes seed + k: scene i is drawn from seed + i at any batch size.
-        videos = generate(pipe, [it["caption"] for it in chunk], replace(gen, seed=gen.seed + start),
-                          conditions=conditions)  # fmt: skip
+        asked = replace(gen, seed=gen.seed + start)
+        if given_speed:
+            asked = replace(
+                asked, motion=tuple(given_motion(it["video"][:, : cfg.context], cfg.fps) for it in chunk)
+            )
+        videos = generate(pipe, [it["caption"] for it in chunk], asked, conditions=conditions)
         rows += [score_row(mode, video.cpu(), item, cfg) for video, item in zip(videos, chunk, strict=True)]
         bar.update(len(chunk))
     bar.close()

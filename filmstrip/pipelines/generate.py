@@ -81,8 +81,9 @@ class GenerateConfig:
     # model's own default (denoise.default_lag: 1 for a causal model, else 0).
     lag: float | None = None
     # Motion strength in [0, 1] for a model trained with a motion condition (a share of
-    # data/motion.FULL_SPEED); None: the model's own choice, as trained without it.
-    motion: float | None = None
+    # data/motion.FULL_SPEED), one for every prompt or a tuple of one per prompt; None: the
+    # model's own choice, as trained without it.
+    motion: float | tuple[float, ...] | None = None
     # Guidance from "no motion condition" to the strength asked for (1: none, one pass fewer).
     # At 5 the slowest level moves at 20% of the fastest's speed, at 1 at 45% (the prompt's
     # words pull every speed towards the training set's middle; docs/RESULTS.md, session 18).
@@ -98,8 +99,10 @@ class GenerateConfig:
             raise InputError(f"cannot sample in {self.steps} steps: use at least 1")
         if self.lag is not None and (not math.isfinite(self.lag) or self.lag < 0):
             raise InputError(f"the pyramid lag is a share of the run, at least 0; got {self.lag}")
-        if self.motion is not None and not (math.isfinite(self.motion) and 0 <= self.motion <= 1):
-            raise InputError(f"motion strength is in [0, 1] (0 still, 1 fastest), got {self.motion}")
+        if self.motion is not None:
+            levels = (self.motion,) if isinstance(self.motion, int | float) else self.motion
+            if not levels or not all(math.isfinite(m) and 0 <= m <= 1 for m in levels):
+                raise InputError(f"motion strength is in [0, 1] (0 still, 1 fastest), got {self.motion}")
 
 
 def check_request(pipe: Pipeline, prompts: Sequence[str], cfg: GenerateConfig) -> None:
@@ -109,6 +112,10 @@ def check_request(pipe: Pipeline, prompts: Sequence[str], cfg: GenerateConfig) -
     if cfg.motion is not None and "motion" not in dict(pipe.dit.cfg.vectors):
         raise InputError(
             "this model was not trained with a motion condition; drop --motion or use one that was"
+        )
+    if isinstance(cfg.motion, tuple) and len(cfg.motion) != len(prompts):
+        raise InputError(
+            f"{len(cfg.motion)} motion strengths for {len(prompts)} prompts: give one, or one per prompt"
         )
 
 

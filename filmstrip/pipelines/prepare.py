@@ -7,7 +7,6 @@ A new kind of conditioning is a new prepare function here (and, for clean frames
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -51,13 +50,17 @@ def prepare_vector(name: str, values_btk: torch.Tensor) -> Pair:
     )
 
 
-def prepare_motion(strength: float, batch: int, latent_frames: int, device) -> Conditioning:
-    """A motion strength (a share of data/motion.FULL_SPEED) on every latent frame, as the
-    `motion` vector a motion-conditioned model trained on. It goes into every guidance level
-    (see `everywhere`): guidance then pushes text and frames at the speed asked for."""
-    if not (math.isfinite(strength) and 0.0 <= strength <= 1.0):
+def prepare_motion(strength: float | Sequence[float], batch: int, latent_frames: int, device) -> Conditioning:
+    """A motion strength (a share of data/motion.FULL_SPEED), one for the batch or one per
+    row, on every latent frame, as the `motion` vector a motion-conditioned model trained on.
+    It goes into every guidance level (see `everywhere`): guidance then pushes text and frames
+    at the speed asked for."""
+    levels = torch.tensor(strength, dtype=torch.float32, device=device).reshape(-1, 1, 1)
+    if not (torch.isfinite(levels).all() and ((levels >= 0) & (levels <= 1)).all()):
         raise InputError(f"motion strength is in [0, 1], got {strength}")
-    return Conditioning(vectors={"motion": torch.full((batch, latent_frames, 1), strength, device=device)})
+    if len(levels) not in (1, batch):
+        raise InputError(f"{len(levels)} motion strengths for a batch of {batch}: give one, or one per row")
+    return Conditioning(vectors={"motion": levels.expand(batch, latent_frames, 1).contiguous()})
 
 
 def prepare_control(

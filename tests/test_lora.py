@@ -118,6 +118,28 @@ def test_save_load_round_trip_and_two_loras_at_once(tmp_path):
     torch.testing.assert_close(merged(z, t, cond), both, rtol=1e-10, atol=1e-10)
 
 
+def test_a_lora_on_the_text_refiner_round_trips(tmp_path):
+    """Targets beyond the blocks (the refiner that binds a prompt's words) save under their
+    own names and load back onto a fresh model exactly; the refiner's output depends on them."""
+    targets = r"text_refiner\.layers\.\d+\.(attn\.(qkv|out)|mlp\.(0|2))"
+    z, t, _ = inputs()
+    text = torch.randn(2, 5, 64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    cond = Conditioning(text, torch.ones(2, 5, dtype=torch.bool))
+    model = tiny_dit(text_refiner=1, context_dim=64)
+    add_lora(model, LoRAConfig(rank=4, targets=targets))
+    with torch.no_grad():
+        for layer in lora_layers(model):
+            layer.lora_B["default"].weight.normal_(0, 0.1)
+    assert not torch.allclose(model(z, t, cond), tiny_dit(text_refiner=1, context_dim=64)(z, t, cond))
+    save_lora(tmp_path / "r.safetensors", model)
+    with safe_open(str(tmp_path / "r.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all(k.startswith("transformer.text_refiner.layers.0.") for k in keys)
+    fresh = tiny_dit(text_refiner=1, context_dim=64)
+    load_lora(fresh, tmp_path / "r.safetensors")
+    torch.testing.assert_close(fresh(z, t, cond), model(z, t, cond), rtol=0, atol=1e-12)
+
+
 def test_a_lora_for_another_model_shape_or_not_a_lora_gets_one_sentence(tmp_path):
     save_lora(tmp_path / "a.safetensors", trained_lora(tiny_dit()))
     other = tiny_dit(width=64)

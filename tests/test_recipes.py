@@ -258,6 +258,12 @@ def test_the_lora_probes_differ_from_the_shipped_recipe_only_in_their_targets():
             task=task, prior_share=shipped.prior_share,
         )  # fmt: skip
         assert same == shipped
+    # Session 32's probe: the shipped recipe with the text refiner adapted as well.
+    refiner = from_dict(LoRARecipe, load_toml(RECIPES.parent / "probes" / "lora_refiner.toml"))
+    for name in ("text_refiner.layers.1.attn.qkv", "text_refiner.layers.0.mlp.2", "blocks.5.cross.kv"):
+        assert re.fullmatch(refiner.lora.targets, name)
+    assert not re.fullmatch(refiner.lora.targets, "context_embed")
+    assert replace(refiner, run=shipped.run, lora=shipped.lora) == shipped
 
 
 def test_the_controlnet_probe_goes_on_from_the_shipped_branch_as_it_was_trained():

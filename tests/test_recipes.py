@@ -232,6 +232,12 @@ def test_the_probe_recipes_parse_and_chain():
     assert replace(speed.task, motion_dropout=more.task.motion_dropout) == more.task
     same = replace(speed, run=more.run, dit=more.dit, task=more.task, train=replace(speed.train, steps=2400))
     assert same == more
+    # Its second arm trains the same condition on a cache of a wider range of speeds, at lr 1e-4.
+    wide = from_dict(T2VRecipe, load_toml(RECIPES.parent / "probes" / "causal_speed_wide.toml"))
+    cache = from_dict(T2VRecipe, load_toml(RECIPES.parent / "probes" / "causal_speed_cache.toml"))
+    assert wide.cache == cache.cache and wide.data == cache.data and cache.data.speed == "0.05-0.5"
+    assert (wide.train.lr, wide.train.steps) == (1e-4, 2400)
+    assert replace(wide, run=speed.run, cache=speed.cache, data=speed.data, train=speed.train) == speed
 
 
 def test_the_lora_probes_differ_from_the_shipped_recipe_only_in_their_targets():

@@ -437,6 +437,11 @@ def test_eval_conditioning_cli(tiny_bundle, tmp_path):
     assert "within_2px" in json.loads(out.read_text())["edit_vae_ceiling"]
     result = CliRunner().invoke(main, [*args[:-4], "--context", "9"])
     assert result.exit_code != 0 and "context must leave frames to draw: 1 to 8 of the 9" in result.output
+    # The given clip's speed is told in extension only, and only to a model that takes it.
+    result = CliRunner().invoke(main, [*args[:-2], "--mode", "i2v", "--given-speed"])
+    assert result.exit_code != 0 and "use it with --mode extend" in result.output
+    result = CliRunner().invoke(main, [*args[:-2], "--mode", "extend", "--given-speed"])
+    assert result.exit_code != 0 and "not trained with a motion condition" in result.output
 
 
 def test_the_conditioning_evaluator_scores_the_truth_as_perfect():

@@ -214,6 +214,32 @@ def test_the_given_clips_speed_is_read_from_its_pixels():
         assert given_motion(item["video"], shapes.fps) == pytest.approx(truth, rel=0.1, abs=0.01)
 
 
+def test_extension_told_the_given_speed_passes_each_scenes_own(tiny_bundle, monkeypatch):
+    """--given-speed: each scene's strength is read from its own given frames, one per prompt."""
+    import filmstrip.eval.conditioning as conditioning
+
+    pipe = load_pipeline(tiny_bundle)
+    dit = VideoDiT(replace(pipe.dit.cfg, vectors=(("motion", 1),)))
+    dit.load_state_dict(pipe.dit.state_dict(), strict=False)
+    pipe = replace(pipe, dit=dit.eval())
+    suite = conditioning.ConditionSuite(num_scenes=3, frames=9, size=32, context=5)
+    asked = []
+    real = conditioning.generate
+
+    def spy(pipe_, prompts, gen, *args, **kwargs):
+        asked.append(gen.motion)
+        return real(pipe_, prompts, gen, *args, **kwargs)
+
+    monkeypatch.setattr(conditioning, "generate", spy)
+    gen = GenerateConfig(frames=9, height=32, width=32, steps=2)
+    out = conditioning.run_conditioning(pipe, "extend", suite, gen, progress=False, given_speed=True)
+    scenes = conditioning.suite_scenes(suite)
+    expected = tuple(conditioning.given_motion(s["video"][:, :5], suite.fps) for s in scenes)
+    assert asked == [expected] and len(out["rows"]) == 3 and len(set(expected)) > 1
+    with pytest.raises(InputError, match="extension only"):
+        conditioning.run_conditioning(pipe, "i2v", suite, gen, progress=False, given_speed=True)
+
+
 def test_measured_speed_of_real_clips_matches_their_truth():
     """The motion suite's speed, from pixels alone, on clips whose speed is known."""
     for speed in (0.1, 0.3):

@@ -37,6 +37,18 @@ def pan(step_px: int, frames: int = 9, size: int = 64) -> np.ndarray:
     return np.stack([texture[:, k * step_px : k * step_px + size] for k in range(frames)])
 
 
+def with_motion(pipe, switched_on: bool = False):
+    """The pipeline with its DiT given a motion condition: a no-op as a new one is, or with its
+    embedding switched on (random weights) so that the condition changes the clip."""
+    dit = VideoDiT(replace(pipe.dit.cfg, vectors=(("motion", 1),)))
+    dit.load_state_dict(pipe.dit.state_dict(), strict=False)
+    if switched_on:
+        with torch.no_grad():
+            for p in dit.vector_embed.parameters():
+                p.add_(torch.randn_like(p))
+    return replace(pipe, dit=dit.eval())
+
+
 @pytest.mark.parametrize("step_px", [1, 2, 4])
 def test_flow_measures_a_known_pan_within_ten_percent(step_px):
     speeds = frame_speeds(pan(step_px), fps=8)
@@ -163,13 +175,7 @@ def test_generate_with_motion_and_its_errors(tiny_bundle, tmp_path):
         generate(pipe, ["a red circle"], GenerateConfig(frames=5, height=32, width=32, steps=2, motion=0.5))
     with pytest.raises(InputError, match=r"motion strength is in \[0, 1\]"):
         GenerateConfig(motion=1.5)
-    # The same model with a motion condition whose embedding is switched on.
-    dit = VideoDiT(replace(pipe.dit.cfg, vectors=(("motion", 1),)))
-    dit.load_state_dict(pipe.dit.state_dict(), strict=False)
-    with torch.no_grad():
-        for p in dit.vector_embed.parameters():
-            p.add_(torch.randn_like(p))
-    pipe = replace(pipe, dit=dit.eval())
+    pipe = with_motion(pipe, switched_on=True)
     gen = GenerateConfig(frames=5, height=32, width=32, steps=2)
     slow = generate(pipe, ["a red circle"], replace(gen, motion=0.0))
     fast = generate(pipe, ["a red circle"], replace(gen, motion=1.0))
@@ -183,13 +189,7 @@ def test_generate_with_motion_and_its_errors(tiny_bundle, tmp_path):
 def test_one_motion_strength_per_prompt(tiny_bundle):
     """A tuple of strengths gives each prompt its own: the batch equals the prompts made one by
     one (row k takes seed + k); a tuple of the wrong length or a value outside [0, 1] is refused."""
-    pipe = load_pipeline(tiny_bundle)
-    dit = VideoDiT(replace(pipe.dit.cfg, vectors=(("motion", 1),)))
-    dit.load_state_dict(pipe.dit.state_dict(), strict=False)
-    with torch.no_grad():
-        for p in dit.vector_embed.parameters():
-            p.add_(torch.randn_like(p))
-    pipe = replace(pipe, dit=dit.eval())
+    pipe = with_motion(load_pipeline(tiny_bundle), switched_on=True)
     gen = GenerateConfig(frames=5, height=32, width=32, steps=2)
     both = generate(pipe, ["a red circle", "a blue square"], replace(gen, motion=(0.0, 1.0)))
     first = generate(pipe, ["a red circle"], replace(gen, motion=0.0))
@@ -218,10 +218,7 @@ def test_extension_told_the_given_speed_passes_each_scenes_own(tiny_bundle, monk
     """--given-speed: each scene's strength is read from its own given frames, one per prompt."""
     import filmstrip.eval.conditioning as conditioning
 
-    pipe = load_pipeline(tiny_bundle)
-    dit = VideoDiT(replace(pipe.dit.cfg, vectors=(("motion", 1),)))
-    dit.load_state_dict(pipe.dit.state_dict(), strict=False)
-    pipe = replace(pipe, dit=dit.eval())
+    pipe = with_motion(load_pipeline(tiny_bundle))
     suite = conditioning.ConditionSuite(num_scenes=3, frames=9, size=32, context=5)
     asked = []
     real = conditioning.generate
@@ -253,10 +250,7 @@ def test_measured_speed_of_real_clips_matches_their_truth():
 
 
 def test_motion_suite_runs_every_level_and_the_free_row(tiny_bundle):
-    pipe = load_pipeline(tiny_bundle)
-    dit = VideoDiT(replace(pipe.dit.cfg, vectors=(("motion", 1),)))
-    dit.load_state_dict(pipe.dit.state_dict(), strict=False)
-    pipe = replace(pipe, dit=dit.eval())
+    pipe = with_motion(load_pipeline(tiny_bundle))
     cfg = MotionSuiteConfig(levels=(0.0, 1.0), num_prompts=2, frames=5, size=32)
     result = run_motion_suite(pipe, cfg, GenerateConfig(frames=5, height=32, width=32, steps=1))
     assert [row["level"] for row in result["levels"]] == [0.0, 1.0, None]

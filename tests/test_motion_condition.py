@@ -195,6 +195,7 @@ def test_one_motion_strength_per_prompt(tiny_bundle):
     first = generate(pipe, ["a red circle"], replace(gen, motion=0.0))
     second = generate(pipe, ["a blue square"], replace(gen, motion=1.0, seed=1))
     torch.testing.assert_close(both, torch.cat([first, second]), atol=1e-5, rtol=0)
+    assert GenerateConfig(motion=[0.0, 1.0]).motion == (0.0, 1.0)
     with pytest.raises(InputError, match="2 motion strengths for 3 prompts"):
         generate(pipe, ["a", "b", "c"], replace(gen, motion=(0.0, 1.0)))
     with pytest.raises(InputError, match=r"motion strength is in \[0, 1\]"):

@@ -100,6 +100,8 @@ class GenerateConfig:
         if self.lag is not None and (not math.isfinite(self.lag) or self.lag < 0):
             raise InputError(f"the pyramid lag is a share of the run, at least 0; got {self.lag}")
         if self.motion is not None:
+            if not isinstance(self.motion, int | float):  # a list from a caller: kept as a tuple
+                object.__setattr__(self, "motion", tuple(float(m) for m in self.motion))
             levels = (self.motion,) if isinstance(self.motion, int | float) else self.motion
             if not levels or not all(math.isfinite(m) and 0 <= m <= 1 for m in levels):
                 raise InputError(f"motion strength is in [0, 1] (0 still, 1 fastest), got {self.motion}")

@@ -487,7 +487,9 @@ def eval_conditioning(
     levels = _numbers(strengths, "--strengths") if "v2v" in modes else []
     scales = (_numbers(grid[0], "--grid"), _numbers(grid[1], "--grid")) if grid else None
     if given_speed and ("extend" not in modes or grid):
-        raise InputError("--given-speed tells the speed of a clip to extend: use it with --mode extend")
+        raise InputError(
+            "--given-speed tells the speed of a clip to extend: use it with --mode extend and no --grid"
+        )
     pipe = load_pipeline(checkpoint, precision=precision, compile=compile_)
     if given_speed and "motion" not in dict(pipe.dit.cfg.vectors):
         raise InputError(

@@ -1,5 +1,6 @@
 """The `filmstrip` command end to end: real files out, one clear line on bad input."""
 
+import re
 import subprocess
 import sys
 
@@ -41,6 +42,25 @@ def test_bad_input_gives_one_line_and_exit_code_one(tmp_path):
         main, ["data", "preview", "shapes", "-o", str(tmp_path / "x.avi"), "-n", "1", "--frames", "2"]
     )
     assert result.exit_code == 1 and "cannot write '.avi'" in result.output
+
+
+def test_a_warning_about_the_input_is_one_line(tmp_path):
+    """The work goes on past a truncated video, and says so in one line, not with Python's
+    file, line and source."""
+    from conftest import smooth_video
+
+    from filmstrip.io import write_video
+
+    full = write_video(tmp_path / "full.mp4", smooth_video(30, 64, 64).transpose(3, 0, 1, 2), fps=10)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 6 // 10])
+    result = CliRunner().invoke(main, ["data", "cuts", str(cut)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    said = [line for line in lines if line.startswith(f"Warning: {cut}: truncated or corrupt; ")]
+    assert len(said) == 1 and re.search(r"; \d+ damaged packets? skipped$", said[0])
+    assert "UserWarning" not in result.output and "iter_frames" not in result.output
+    assert lines[-1].startswith("0 cuts in")
 
 
 def test_module_entry_point_runs():

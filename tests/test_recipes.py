@@ -238,6 +238,17 @@ def test_the_probe_recipes_parse_and_chain():
     assert wide.cache == cache.cache and wide.data == cache.data and cache.data.speed == "0.05-0.5"
     assert (wide.train.lr, wide.train.steps) == (1e-4, 2400)
     assert replace(wide, run=speed.run, cache=speed.cache, data=speed.data, train=speed.train) == speed
+    # Its continuation: 1,200 more steps on new batches, with and without the motion loss.
+    go_on, moving = (
+        from_dict(T2VRecipe, load_toml(RECIPES.parent / "probes" / f"causal_speed_wide_{x}.toml"))
+        for x in ("more", "motion")
+    )
+    assert go_on.init == moving.init == f"{wide.run}/model" and go_on.train.steps == 1200
+    assert (
+        replace(go_on, run=wide.run, init=wide.init, train=replace(go_on.train, steps=2400, seed=4)) == wide
+    )
+    assert replace(moving, run=go_on.run, task=replace(moving.task, motion=0.0)) == go_on
+    assert moving.task.motion == 1.0
 
 
 def test_the_lora_probes_differ_from_the_shipped_recipe_only_in_their_targets():

@@ -7,17 +7,19 @@ the main job's time).
 
 Errors: a `FilmstripError` (bad input, a missing or wrong file) is printed as its one sentence
 with exit code 1; anything else is a bug and keeps its traceback. `FILMSTRIP_DEBUG=1` shows the
-traceback of ours too.
+traceback of ours too. A `FilmstripWarning` (the work goes on) is printed as one line,
+"Warning: ...", not with Python's file, line and source.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import warnings
 
 import click
 
-from filmstrip.errors import FilmstripError
+from filmstrip.errors import FilmstripError, FilmstripWarning
 
 # name -> (module, attribute, one-line help shown by `filmstrip --help` without importing it)
 COMMANDS = {
@@ -46,12 +48,24 @@ class _Main(click.Group):
             formatter.write_dl([(name, COMMANDS[name][2]) for name in self.list_commands(ctx)])
 
     def invoke(self, ctx: click.Context):
+        debug = os.environ.get("FILMSTRIP_DEBUG", "") not in ("", "0")
+        show = warnings.showwarning
+
+        def one_line(message, category, *where, **kw):
+            if issubclass(category, FilmstripWarning) and not debug:
+                click.echo(f"Warning: {message}", err=True)
+            else:
+                show(message, category, *where, **kw)
+
+        warnings.showwarning = one_line
         try:
             return super().invoke(ctx)
         except FilmstripError as e:
-            if os.environ.get("FILMSTRIP_DEBUG", "") not in ("", "0"):
+            if debug:
                 raise
             raise click.ClickException(str(e)) from None
+        finally:
+            warnings.showwarning = show
 
 
 @click.group(cls=_Main)

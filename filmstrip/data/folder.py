@@ -38,7 +38,7 @@ from filmstrip.data.buckets import (
     make_buckets,
 )
 from filmstrip.data.join import Index, split_index
-from filmstrip.errors import InputError
+from filmstrip.errors import FilmstripWarning, InputError
 from filmstrip.io import VideoInfo, VideoReadError, frame_timestamps, probe, read_video
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi", ".m4v")
@@ -139,6 +139,7 @@ class FolderDataset(Dataset):
             more = f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
             warnings.warn(
                 f"{root}: using {len(self.items)} of {len(files)} videos, skipped {len(self.skipped)} ({listed}{more})",
+                FilmstripWarning,
                 stacklevel=2,
             )
         if not self.items:
@@ -261,7 +262,7 @@ class FolderDataset(Dataset):
             try:
                 return self._load(i, j, epoch)
             except VideoReadError as e:
-                warnings.warn(f"skipping a clip that failed to decode: {e}", stacklevel=2)
+                warnings.warn(f"skipping a clip that failed to decode: {e}", FilmstripWarning, stacklevel=2)
         raise VideoReadError(
             f"{self.cfg.root}: no video in the {self.items[video].bucket} bucket could be decoded"
         )

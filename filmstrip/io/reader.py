@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from filmstrip.errors import InputError
+from filmstrip.errors import FilmstripWarning, InputError
 from filmstrip.io.errors import VideoReadError
 from filmstrip.io.layout import to_float_cthw
 from filmstrip.io.memory import check_fits
@@ -367,7 +367,8 @@ def iter_frames(
                 _frame_to_rgb(frame, rgb, info.rotation)
                 yield (frame.pts - first) * base, rgb
     if failed:
-        warnings.warn(f"{path}: {failed} damaged packets skipped", stacklevel=2)
+        packets = f"{failed} damaged packet" + ("s" if failed > 1 else "")
+        warnings.warn(f"{path}: truncated or corrupt; {packets} skipped", FilmstripWarning, stacklevel=2)
 
 
 def read_video(
@@ -443,7 +444,9 @@ def read_video(
         frames_thwc, wanted = frames_thwc[filled], wanted[filled]
     if partial or info.truncated:
         warnings.warn(
-            f"{name}: truncated or corrupt; using the {len(wanted)} frames that decode", stacklevel=2
+            f"{name}: truncated or corrupt; using the {len(wanted)} frames that decode",
+            FilmstripWarning,
+            stacklevel=2,
         )
 
     if dtype == torch.uint8:

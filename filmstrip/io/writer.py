@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from filmstrip.atomic import atomic_path
+from filmstrip.errors import FilmstripWarning
 from filmstrip.io.errors import VideoWriteError
 from filmstrip.io.layout import ArrayLike, to_uint8_thwc
 
@@ -113,7 +114,9 @@ def write_video(
         raise VideoWriteError(f"{out}: the video has no frames")
     if suffix != ".gif" and (frames.shape[1] % 2 or frames.shape[2] % 2):
         h, w = frames.shape[1:3]
-        warnings.warn(f"{out}: padding {h}x{w} to even size for {_CODECS[suffix]}", stacklevel=2)
+        warnings.warn(
+            f"{out}: padding {h}x{w} to even size for {_CODECS[suffix]}", FilmstripWarning, stacklevel=2
+        )
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     try:  # the muxer picks the format by the temporary name's suffix
         with atomic_path(out, suffix=f".partial{suffix}") as tmp:

@@ -32,7 +32,7 @@ from einops import rearrange
 
 from filmstrip.data.buckets import Bucket, center_crop, cover_size
 from filmstrip.diffusion.frames import pixel_to_latent_time
-from filmstrip.errors import InputError
+from filmstrip.errors import FilmstripWarning, InputError
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.pipelines.denoise import Pipeline, encode
 from filmstrip.pipelines.prepare import Pair
@@ -126,7 +126,9 @@ def fit_frames(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
     if (h, w) == (height, width):
         return video
     warnings.warn(
-        f"a {w}x{h} condition frame was resized and centre-cropped to {width}x{height}", stacklevel=3
+        f"a {w}x{h} condition frame was resized and centre-cropped to {width}x{height}",
+        FilmstripWarning,
+        stacklevel=3,
     )
     bucket = Bucket(height, width)
     size = cover_size(h, w, bucket)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from filmstrip.checkpoint import skipped_initialisation
-from filmstrip.errors import FilmstripError
+from filmstrip.errors import FilmstripError, FilmstripWarning
 
 MAX_TOKENS = 256
 WIDTH = 384
@@ -155,6 +155,7 @@ class TextEncoder:
             warnings.warn(
                 f"prompt is {len(ids)} tokens; the text encoder reads at most {MAX_TOKENS}, so it is cut to "
                 f"{prompt[:60]!r}... (the end of the prompt is ignored)",
+                FilmstripWarning,
                 stacklevel=3,
             )
             ids = ids[: MAX_TOKENS - 1] + ids[-1:]

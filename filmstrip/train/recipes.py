@@ -30,7 +30,7 @@ from filmstrip.data.mirror import Mirrored
 from filmstrip.data.shapes import DEFAULT_HELD_OUT
 from filmstrip.diffusion.flow import FlowConfig
 from filmstrip.diffusion.spec import ModelSpec
-from filmstrip.errors import InputError
+from filmstrip.errors import FilmstripWarning, InputError
 from filmstrip.models.controlnet import ControlNetConfig
 from filmstrip.models.dit import DiTConfig, VideoDiT
 from filmstrip.models.lora import LoRAConfig
@@ -341,6 +341,7 @@ def with_focus(latents: Dataset, task: T2VConfig, vae_cfg: VAEConfig, cache: Pat
             f"task.focus_weight is {task.focus_weight:g} but the clips of {cache} have no focus masks "
             '(clip.mask.mp4, written by `data export --focus`; or task.focus = "objects" for shapes '
             "clips): every pixel weighs alike",
+            FilmstripWarning,
             stacklevel=3,
         )
     return latents

@@ -57,7 +57,7 @@ from filmstrip.checkpoint import (
     write_json_atomic,
 )
 from filmstrip.data.join import item_groups, varies_by_epoch
-from filmstrip.errors import InputError, TrainingError
+from filmstrip.errors import FilmstripWarning, InputError, TrainingError
 from filmstrip.precision import bf16_is_fast
 from filmstrip.train.ema import EMA
 
@@ -393,6 +393,7 @@ class Trainer:
             warnings.warn(
                 "this CPU has no native bf16 (AVX512 or AMX), where bf16 autocast runs about 20x slower "
                 "than fp32: training in fp32",
+                FilmstripWarning,
                 stacklevel=2,
             )
         self.model = task.model.to(self.device)
@@ -503,7 +504,9 @@ class Trainer:
                 if isinstance(e, CheckpointError) or path is not None or k == len(candidates) - 1:
                     raise CheckpointError(f"{ckpt}: cannot resume from this checkpoint ({e})") from None
                 warnings.warn(
-                    f"{ckpt} is damaged ({e}); resuming from {candidates[k + 1].name}", stacklevel=2
+                    f"{ckpt} is damaged ({e}); resuming from {candidates[k + 1].name}",
+                    FilmstripWarning,
+                    stacklevel=2,
                 )
                 continue
             self._truncate_log()

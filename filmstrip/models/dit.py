@@ -276,81 +276,124 @@ class VideoDiT(nn.Module):
         blocks, one each. Returns a (B, C, T, H, W) prediction."""
         cfg = self.cfg
         cond = cond if cond is not None else Conditioning()
-        if cond.has_frames:
-            raise InputError(
-                "clean-frame conditions enter through diffusion.frames.with_frames, not the model"
-            )
-        if cond.control is not None:
-            raise InputError("structure maps need a ControlNet (models/controlnet.py); this DiT has none")
-        context, context_mask = cond.context, cond.context_mask
-        b, c, frames = z_bcthw.shape[:3]
-        if c != cfg.in_channels:
-            raise InputError(f"expected {cfg.in_channels} latent channels, got {c}")
-        if t.ndim == 1:
-            t = t[:, None].expand(b, frames)
-        if t.shape != (b, frames):
-            raise InputError(f"t must be (B,) or (B, T) = ({b}, {frames}), got {tuple(t.shape)}")
+        t = self._check(z_bcthw, t, cond)
+        frames = z_bcthw.shape[2]
+        device, double = z_bcthw.device, z_bcthw.dtype == torch.float64
         tokens, grid = patchify(z_bcthw, cfg.patch)
         x = self.x_embed(tokens).unflatten(1, (grid[0], -1))  # (B, T', S = H'*W', D)
         if self.place_embed is not None:
-            x = x + self.place_embed(grid[1], grid[2], device=x.device)  # (S, D), every frame
-        # One noise level per token frame; a temporal patch takes its first frame's level.
-        c_btd = self.t_embed(t[:, :: cfg.patch[0]])  # (B, T', D)
-        if context is not None:
-            if not cfg.context_dim:
-                raise InputError("this model takes no text (context_dim = 0), but text was given")
-            mask_f = context_mask.to(context.dtype)[..., None]
-            pooled = (context * mask_f).sum(1) / mask_f.sum(1).clamp_min(1)
-            c_btd = c_btd + self.context_embed(pooled)[:, None]
-            if self.text_refiner is not None:
-                text, text_mask = context, context_mask
-
-                def refine() -> torch.Tensor:
-                    return self.text_refiner(text, text_mask)
-
-                context = cache.memo("text", (text, text_mask), refine) if cache is not None else refine()
-        # A streamed chunk continues the frame count where the last one stopped.
-        index = torch.arange(grid[0], device=z_bcthw.device) * rope_scale[0] + rope_offset[0]
+            x = x + self.place_embed(grid[1], grid[2], device=device)  # (S, D), every frame
         if cache is not None:
             if not cfg.causal or times is not None or cfg.patch[0] != 1:
                 raise InputError("a KV cache needs a causal DiT with temporal patch 1 and no explicit times")
-            times = cache.next_positions(frames)
-        if times is not None:
-            if times.shape != (frames,):
-                raise InputError(
-                    f"times must give one position per latent frame ({frames}), got {tuple(times.shape)}"
-                )
-            index = times.to(z_bcthw.device, torch.float32)[:: cfg.patch[0]]
-        if self.frame_embed is not None:
-            c_btd = c_btd + self.frame_embed(index)[None]
-        c_btd = c_btd + self._vectors(cond, b, frames)
-        positions = grid_positions(*grid, offset=rope_offset, scale=rope_scale, device=z_bcthw.device)
-        if times is not None:
-            positions[:, 0] = index.repeat_interleave(grid[1] * grid[2])
-        double = z_bcthw.dtype == torch.float64
-        per_clip = cfg.camera_rope and "camera" in cond.vectors
-        if per_clip:  # positions where each clip's camera looks: one table per clip
-            camera = cond.vectors["camera"][:, :: cfg.patch[0]]
-            positions = world_positions(positions, camera, cond.is_present("camera"), grid, rope_scale)
-            positions = positions.flatten(0, 1)
-        rot = rotations(rope_angles(positions, cfg.head_dim, cfg.rope_theta), double)
-        if per_clip:
-            rot = rot.unflatten(0, (b, -1))[:, None]  # (B, 1, N, head_dim / 2, 2)
+            times = cache.next_positions(frames)  # a streamed chunk goes on where the last stopped
+        index = self._frame_index(grid[0], frames, times, rope_offset, rope_scale, device)
+        c_btd, context = self._conditioning(cond, t, index, cache)
+        given = index if times is not None else None
+        rot = self._rotations(cond, grid, given, rope_offset, rope_scale, device, double)
         mask = None
         if cfg.causal:
             past = cache.frames if cache is not None else 0
-            mask = block_causal_mask(grid[0], grid[1] * grid[2], past, z_bcthw.device)
+            mask = block_causal_mask(grid[0], grid[1] * grid[2], past, device)
         if cache is not None:
-            cache.begin((grid[1], grid[2]), write, z_bcthw.device, double)
-        residuals = branch(x, c_btd, rot, context, context_mask, mask) if branch is not None else []
+            cache.begin((grid[1], grid[2]), write, device, double)
+        residuals = branch(x, c_btd, rot, context, cond.context_mask, mask) if branch is not None else []
         for i, block in enumerate(self.blocks):
-            x = block(x, c_btd, rot, context, context_mask, mask, (cache, i) if cache is not None else None)
+            x = block(
+                x, c_btd, rot, context, cond.context_mask, mask, (cache, i) if cache is not None else None
+            )
             if i < len(residuals):
                 x = x + residuals[i]
         if cache is not None:
             cache.end(grid[0])
         out = self.final(x, c_btd)  # (B, T', S, C*pt*ph*pw)
         return unpatchify(out.flatten(1, 2), grid, cfg.patch)
+
+    def _check(self, z_bcthw: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """The noise levels as (B, T), after the checks that name a wrong input."""
+        if cond.has_frames:
+            raise InputError(
+                "clean-frame conditions enter through diffusion.frames.with_frames, not the model"
+            )
+        if cond.control is not None:
+            raise InputError("structure maps need a ControlNet (models/controlnet.py); this DiT has none")
+        if cond.context is not None and not self.cfg.context_dim:
+            raise InputError("this model takes no text (context_dim = 0), but text was given")
+        b, c, frames = z_bcthw.shape[:3]
+        if c != self.cfg.in_channels:
+            raise InputError(f"expected {self.cfg.in_channels} latent channels, got {c}")
+        if t.ndim == 1:
+            t = t[:, None].expand(b, frames)
+        if t.shape != (b, frames):
+            raise InputError(f"t must be (B,) or (B, T) = ({b}, {frames}), got {tuple(t.shape)}")
+        return t
+
+    def _frame_index(
+        self,
+        token_frames: int,
+        frames: int,
+        times: torch.Tensor | None,
+        rope_offset: tuple[float, float, float],
+        rope_scale: tuple[float, float, float],
+        device: torch.device,
+    ) -> torch.Tensor:
+        """(T',) the time position of each token frame: `times` where given, else 0, 1, 2, ...
+        scaled and offset."""
+        if times is None:
+            return torch.arange(token_frames, device=device) * rope_scale[0] + rope_offset[0]
+        if times.shape != (frames,):
+            raise InputError(
+                f"times must give one position per latent frame ({frames}), got {tuple(times.shape)}"
+            )
+        return times.to(device, torch.float32)[:: self.cfg.patch[0]]
+
+    def _conditioning(
+        self, cond: Conditioning, t: torch.Tensor, index: torch.Tensor, cache: KVCache | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What AdaLN reads, (B, T', D): the noise level (a temporal patch takes its first
+        frame's), the pooled text, the frame's time and the named vectors; and the text
+        tokens cross-attention reads, through the refiner (once per cache) if there is one."""
+        b, frames = t.shape
+        c_btd = self.t_embed(t[:, :: self.cfg.patch[0]])
+        context, context_mask = cond.context, cond.context_mask
+        if context is not None:
+            mask_f = context_mask.to(context.dtype)[..., None]
+            pooled = (context * mask_f).sum(1) / mask_f.sum(1).clamp_min(1)
+            c_btd = c_btd + self.context_embed(pooled)[:, None]
+            if self.text_refiner is not None:
+                text = context
+
+                def refine() -> torch.Tensor:
+                    return self.text_refiner(text, context_mask)
+
+                context = cache.memo("text", (text, context_mask), refine) if cache is not None else refine()
+        if self.frame_embed is not None:
+            c_btd = c_btd + self.frame_embed(index)[None]
+        return c_btd + self._vectors(cond, b, frames), context
+
+    def _rotations(
+        self,
+        cond: Conditioning,
+        grid: tuple[int, int, int],
+        index: torch.Tensor | None,
+        rope_offset: tuple[float, float, float],
+        rope_scale: tuple[float, float, float],
+        device: torch.device,
+        double: bool,
+    ) -> torch.Tensor:
+        """The RoPE table of every token: (N, head_dim / 2, 2), or (B, 1, N, ...) when each
+        clip's camera moves its positions. `index` (given times) replaces the time axis."""
+        cfg = self.cfg
+        positions = grid_positions(*grid, offset=rope_offset, scale=rope_scale, device=device)
+        if index is not None:
+            positions[:, 0] = index.repeat_interleave(grid[1] * grid[2])
+        per_clip = cfg.camera_rope and "camera" in cond.vectors
+        if not per_clip:
+            return rotations(rope_angles(positions, cfg.head_dim, cfg.rope_theta), double)
+        camera = cond.vectors["camera"][:, :: cfg.patch[0]]
+        positions = world_positions(positions, camera, cond.is_present("camera"), grid, rope_scale)
+        rot = rotations(rope_angles(positions.flatten(0, 1), cfg.head_dim, cfg.rope_theta), double)
+        return rot.unflatten(0, (len(camera), -1))[:, None]  # (B, 1, N, head_dim / 2, 2)
 
     def _vectors(self, cond: Conditioning, b: int, frames: int) -> torch.Tensor | float:
         """Sum of the embedded per-frame condition vectors, (B, T', D); absent rows add zero."""

@@ -467,6 +467,7 @@ def test_the_conditioning_evaluator_scores_the_truth_as_perfect():
     assert i2v["direction"] > 0.9 and i2v["shape"] > 0.9  # the adherence evaluator's own accuracy
     assert ends["end_error_p95"] == 0 and ends["monotone"] > 0.9
     assert ext["direction"] == ext["seam_within_20pct"] == ext["speed_within_10pct"] == 1
+    assert ext["steps_even_20pct"] == 1
     assert abs(ext["speed_slope"] - 1) < 0.02 and ext["speed_rank_correlation"] > 0.95
     assert ext["speeds_measured"] >= 5
     from filmstrip.eval.conditioning import edit_row, summarize_edits
@@ -512,6 +513,14 @@ def test_the_extension_measure_catches_a_frozen_and_a_reversed_continuation():
         "extend", [score_row("extend", v, it, cfg) for v, it in zip(reversed_, items, strict=True)]
     )
     assert back["direction"] < 0.3
+    # A continuation that stutters (each new frame shown twice) keeps its pace on average,
+    # but no step is even: steps of 0 and twice the speed.
+    shown = [min(k + 1 + 2 * ((j - k - 1) // 2), cfg.frames - 1) for j in range(k + 1, cfg.frames)]
+    stutter = [torch.cat([it["video"][:, : k + 1], it["video"][:, shown]], 1) for it in items]
+    halting = summarize(
+        "extend", [score_row("extend", v, it, cfg) for v, it in zip(stutter, items, strict=True)]
+    )
+    assert halting["steps_even_20pct"] < 0.1 and halting["direction"] > 0.9
 
 
 def test_image_guidance_defaults_by_what_is_given(tiny_bundle):

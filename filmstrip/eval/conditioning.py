@@ -20,7 +20,9 @@ own bias cancels out of every position error:
   join (no bounce there) and the object is in full view on both sides. And whether the
   continuation reads the speed from the clip at all: each object's mean speed over the new
   frames against the given one (the share within 10%; over objects, the robust slope of new
-  speed on given speed and their rank correlation).
+  speed on given speed and their rank correlation). And how even the drawn motion is: the
+  share of new steps within 20% of their own object's mean new step (`steps_even_20pct`),
+  which bounds the seam whatever the speed (a join is one such step).
 
 Editing a clip (pipelines/edit.py) is measured on the same scenes, each object recoloured in
 the prompt to a colour the scene does not have: `v2v_curve` over SDEdit strengths and
@@ -259,7 +261,7 @@ def _extension(gen_tracks: dict, truth: dict, cfg: ConditionSuite, width: int) -
     given frames' steps that are in full view and straight."""
     k = cfg.context - 1  # the last given frame
     clear = in_full_view(truth, cfg.size, cfg.size)
-    directions, seams, given_speed, new_speed = [], [], [], []
+    directions, seams, given_speed, new_speed, evenness = [], [], [], [], []
     for obj, visible in zip(truth["objects"], clear, strict=True):
         if obj["direction"] == "still":
             continue
@@ -284,7 +286,17 @@ def _extension(gen_tracks: dict, truth: dict, cfg: ConditionSuite, width: int) -
         if inside_speed > 0.5 and len(new) >= 3:
             given_speed.append(inside_speed)
             new_speed.append(float(np.mean(new)))
-    return {"direction": directions, "seam_ratio": seams, "speed_given": given_speed, "speed_new": new_speed}
+        # Each new step against the continuation's own mean step: how even the drawn motion
+        # is at whatever speed it took. A join can be no steadier than the steps after it.
+        if len(new) >= 3 and np.mean(new) > 0.5:
+            evenness += [float(d / np.mean(new)) for d in new]
+    return {
+        "direction": directions,
+        "seam_ratio": seams,
+        "speed_given": given_speed,
+        "speed_new": new_speed,
+        "step_ratio": evenness,
+    }
 
 
 def given_motion(video: torch.Tensor, fps: float) -> float:
@@ -436,6 +448,7 @@ def summarize(mode: str, rows: list[dict]) -> dict[str, float]:
         "speed_within_10pct": _mean((np.abs(new / given - 1) <= 0.1).astype(float)),
         "speed_slope": _robust_slope(given, new),
         "speed_rank_correlation": _rank_correlation(given, new),
+        "steps_even_20pct": _mean((np.abs(_flat(rows, "step_ratio") - 1) <= 0.2).astype(float)),
         "directions_measured": float(len(_flat(rows, "direction"))),
         "seams_measured": float(len(seams)),
         "speeds_measured": float(len(given)),

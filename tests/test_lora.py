@@ -301,7 +301,10 @@ def test_focus_masks_weigh_the_new_shape_in_the_lora_loss(tiny_bundle, tmp_path)
         mask.unlink()
     out = CliRunner().invoke(main, [*common, "--run", str(tmp_path / "bare"), "--focus-weight", "4"])
     assert out.exit_code == 0, out.output
-    assert "Warning: task.focus_weight is 4 but the clips of" in out.output and "have no focus masks" in out.output
+    assert (
+        "Warning: task.focus_weight is 4 but the clips of" in out.output
+        and "have no focus masks" in out.output
+    )
 
     g = torch.Generator().manual_seed(0)
     batch = {

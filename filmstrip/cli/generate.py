@@ -303,30 +303,8 @@ def generate(
         generate_long(list(timeline) or [prompt], output, checkpoint, seconds, fps, size, steps, text_scale,
                       seed, window, sink, context_noise, streaming, precision)  # fmt: skip
         return
-    modes = [name for name, on in (("--video", video_path), ("--edit", edit_path), ("--extend", extend_path),
-                                   ("--image/--keyframe", image_path or keyframes)) if on]  # fmt: skip
-    if len(modes) > 1:
-        raise click.UsageError(f"give one of {', '.join(modes)}, not several")
-    if edit_path and not source_prompt:
-        raise click.UsageError("--edit needs --source-prompt: what the clip shows now")
-    if source_prompt and not (edit_path or video_path):
-        raise click.UsageError("--source-prompt goes with --edit or --video")
-    if context is not None and not extend_path:
-        raise click.UsageError("--context goes with --extend")
-    if bool(control_path) != bool(controlnet_path):
-        raise click.UsageError("--control (the maps) and --control-net (the branch) go together")
-    if control_path and (video_path or edit_path or extend_path):
-        raise click.UsageError(
-            "--control goes with text, --image or --keyframe, not with --video, --edit or --extend"
-        )
-    if camera is not None and (video_path or edit_path or extend_path):
-        raise click.UsageError(
-            "--camera goes with text, --image or --keyframe, not with --video, --edit or --extend"
-        )
-    if motion is not None and (video_path or edit_path):
-        raise click.UsageError(
-            "--motion sets the speed of a new video; --video and --edit keep the clip's own"
-        )
+    _refuse_mixed_modes(video_path, edit_path, extend_path, image_path or keyframes, source_prompt, context,
+                        control_path, controlnet_path, camera, motion)  # fmt: skip
 
     cfg = GenerateConfig(
         frames=frames,
@@ -373,6 +351,46 @@ def generate(
     else:
         video = run(pipe, [prompt], cfg, negative=negative)
     click.echo(str(write_video(output, video[0], fps=fps)))
+
+
+def _refuse_mixed_modes(
+    video_path: Path | None,
+    edit_path: Path | None,
+    extend_path: Path | None,
+    frames_given: object,
+    source_prompt: str | None,
+    context: int | None,
+    control_path: Path | None,
+    controlnet_path: Path | None,
+    camera: str | None,
+    motion: float | None,
+) -> None:
+    """One sentence for options that do not go together: one way of giving frames at a time,
+    and each option with the modes it means something in."""
+    modes = [name for name, on in (("--video", video_path), ("--edit", edit_path), ("--extend", extend_path),
+                                   ("--image/--keyframe", frames_given)) if on]  # fmt: skip
+    if len(modes) > 1:
+        raise click.UsageError(f"give one of {', '.join(modes)}, not several")
+    if edit_path and not source_prompt:
+        raise click.UsageError("--edit needs --source-prompt: what the clip shows now")
+    if source_prompt and not (edit_path or video_path):
+        raise click.UsageError("--source-prompt goes with --edit or --video")
+    if context is not None and not extend_path:
+        raise click.UsageError("--context goes with --extend")
+    if bool(control_path) != bool(controlnet_path):
+        raise click.UsageError("--control (the maps) and --control-net (the branch) go together")
+    if control_path and (video_path or edit_path or extend_path):
+        raise click.UsageError(
+            "--control goes with text, --image or --keyframe, not with --video, --edit or --extend"
+        )
+    if camera is not None and (video_path or edit_path or extend_path):
+        raise click.UsageError(
+            "--camera goes with text, --image or --keyframe, not with --video, --edit or --extend"
+        )
+    if motion is not None and (video_path or edit_path):
+        raise click.UsageError(
+            "--motion sets the speed of a new video; --video and --edit keep the clip's own"
+        )
 
 
 def _camera_path(camera: str, frames: int, fps: float):

@@ -112,6 +112,16 @@ def test_camera_json_is_checked_with_one_sentence(tmp_path):
         CameraPath((0, math.nan), (0, 0), (1, 1))
 
 
+def test_generate_names_the_presets_when_camera_is_neither_one_nor_a_file(tmp_path):
+    from click.testing import CliRunner
+
+    from filmstrip.cli import main
+
+    out = CliRunner().invoke(main, ["generate", "x", "--camera", "dolly", "-o", str(tmp_path / "x.mp4")])
+    assert out.exit_code == 1 and "--camera dolly: neither a preset (pan-left, " in out.output
+    assert "nor a path.json file" in out.output and not (tmp_path / "x.mp4").exists()
+
+
 def test_the_cache_gives_each_clip_its_camera(tmp_path, tiny_vae, text_encoder):
     cfg = ShapesConfig(num_frames=5, height=32, width=32, num_clips=6, camera=0.5, seed=1)
     ds = ShapesDataset(cfg)

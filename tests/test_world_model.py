@@ -333,6 +333,19 @@ def test_play_runs_headless_for_100_frames(tmp_path, monkeypatch):
     assert video.shape[1] == 101  # the start frame and the hundred made
 
 
+def test_play_without_a_display_says_so(tmp_path, monkeypatch):
+    """Where SDL finds no screen it draws nowhere; play refuses that unless it was asked for."""
+    pygame = pytest.importorskip("pygame")
+    from filmstrip.world.env import WorldModelEnv
+    from filmstrip.world.play import PlayConfig, play
+
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+    monkeypatch.setattr(pygame.display, "get_driver", lambda: "offscreen")
+    env = WorldModelEnv(_saved_tiny(tmp_path), SampleConfig(steps=1))
+    with pytest.raises(InputError, match="no display to open the game's window on"):
+        play(env, "pong", PlayConfig(fps=0, frames=3), actions=lambda n: 0)
+
+
 def test_world_train_and_eval_commands(tmp_path):
     save_episode(tmp_path / "data" / "e", _moving_dot_episode(80), video=False)
     runner = CliRunner()

@@ -396,8 +396,13 @@ def _refuse_mixed_modes(
 def _camera_path(camera: str, frames: int, fps: float):
     """--camera as a CameraPath: a preset's name, else a path.json file."""
     from filmstrip.data.camera import PRESETS, preset_path, read_path
+    from filmstrip.errors import InputError
 
-    return preset_path(camera, frames, fps) if camera in PRESETS else read_path(camera, frames)
+    if camera in PRESETS:
+        return preset_path(camera, frames, fps)
+    if not Path(camera).exists():
+        raise InputError(f"--camera {camera}: neither a preset ({', '.join(PRESETS)}) nor a path.json file")
+    return read_path(camera, frames)
 
 
 def _frame_conditions(

@@ -82,6 +82,14 @@ def play(
     keymap = KEYMAPS[game]
     fps = env.metadata.get("render_fps", 15) if cfg.fps is None else cfg.fps
     pygame.display.init()  # not pygame.init(): no sound device is needed (or present on servers)
+    if pygame.display.get_driver() in ("offscreen", "dummy") and not os.environ.get("SDL_VIDEODRIVER"):
+        # SDL falls back to drawing nowhere when it finds no screen; a game no one sees and no
+        # key can stop would run until killed.
+        pygame.display.quit()
+        raise InputError(
+            "no display to open the game's window on: play where there is a screen (or ssh -X); "
+            "for a run with no window set SDL_VIDEODRIVER=dummy and give --frames"
+        )
     pygame.font.init()
     obs, _ = env.reset(seed=cfg.seed)
     h, w = obs.shape[:2]

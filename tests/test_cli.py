@@ -44,6 +44,17 @@ def test_bad_input_gives_one_line_and_exit_code_one(tmp_path):
     assert result.exit_code == 1 and "cannot write '.avi'" in result.output
 
 
+def test_evaluations_refuse_to_measure_nothing():
+    runner = CliRunner()
+    for args in (
+        ["adherence", "--prompts", "0"],
+        ["conditioning", "--scenes", "0"],
+        ["motion", "--prompts", "0"],
+    ):
+        result = runner.invoke(main, ["eval", *args])
+        assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output, args
+
+
 def test_a_warning_about_the_input_is_one_line(tmp_path):
     """The work goes on past a truncated video, and says so in one line, not with Python's
     file, line and source."""

@@ -34,7 +34,13 @@ def eval_group() -> None:
 @eval_group.command("adherence")
 @T2V_CHECKPOINT
 @LORA
-@click.option("--prompts", default=200, show_default=True, help="Half seen in training, half held out.")
+@click.option(
+    "--prompts",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Half seen in training, half held out.",
+)
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
 @click.option("--size", default=GenerateConfig.height, show_default=True)
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
@@ -220,7 +226,13 @@ def eval_concept(
 @click.option(
     "--levels", default="0,0.2,0.4,0.6,0.8,1", show_default=True, help="Motion strengths to compare."
 )
-@click.option("--prompts", default=40, show_default=True, help="Fresh scenes in which every object moves.")
+@click.option(
+    "--prompts",
+    type=click.IntRange(min=1),
+    default=40,
+    show_default=True,
+    help="Fresh scenes in which every object moves.",
+)
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
 @click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
 @click.option("--seed", default=GenerateConfig.seed, show_default=True)
@@ -260,9 +272,19 @@ def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path,
 
 @eval_group.command("camera")
 @T2V_CHECKPOINT
-@click.option("--prompts", default=10, show_default=True, help="Fresh prompts per camera path.")
 @click.option(
-    "--random-paths", default=10, show_default=True, help="Held-out random paths besides the presets."
+    "--prompts",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Fresh prompts per camera path.",
+)
+@click.option(
+    "--random-paths",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Held-out random paths besides the presets.",
 )
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
 @click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
@@ -380,7 +402,13 @@ def eval_structure(
 @click.option(
     "--strengths", default="0.2,0.4,0.6,0.8,1.0", show_default=True, help="v2v: SDEdit strengths to measure."
 )
-@click.option("--scenes", default=100, show_default=True, help="Fresh shapes scenes, one video each.")
+@click.option(
+    "--scenes",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Fresh shapes scenes, one video each.",
+)
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
 @click.option("--size", default=GenerateConfig.height, show_default=True)
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
@@ -628,7 +656,11 @@ def sampling_options(command):
     show_default=True,
 )
 @click.option(
-    "--samples", default=64, show_default=True, help="Prompts, half seen and half held out; one video each."
+    "--samples",
+    type=click.IntRange(min=2),
+    default=64,
+    show_default=True,
+    help="Prompts, half seen and half held out; one video each.",
 )
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
 @click.option("--size", default=GenerateConfig.height, show_default=True)
@@ -704,7 +736,13 @@ def eval_report(
     default=None,
     help="Real clips for the floor (default: the train split of shapes / digits; none for folders).",
 )
-@click.option("--clips", default=64, show_default=True, help="Held-out clips, one generated video each.")
+@click.option(
+    "--clips",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Held-out clips, one generated video each.",
+)
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
 @click.option(
     "--size", default=GenerateConfig.height, show_default=True, help="Clips are scored at size x size."
@@ -757,7 +795,11 @@ def eval_dataset(
     help="Long-video strategies to compare (see filmstrip/eval/long_suite.py).",
 )
 @click.option(
-    "--prompts", default=8, show_default=True, help="Training captions, one minute-long video each."
+    "--prompts",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Training captions, one minute-long video each.",
 )
 @click.option("--seconds", default=60.0, show_default=True)
 @click.option("--steps", default=8, show_default=True, help="Steps per latent frame of the causal rollouts.")

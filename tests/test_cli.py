@@ -44,7 +44,7 @@ def test_bad_input_gives_one_line_and_exit_code_one(tmp_path):
     assert result.exit_code == 1 and "cannot write '.avi'" in result.output
 
 
-def test_evaluations_refuse_to_measure_nothing():
+def test_commands_refuse_to_make_nothing():
     runner = CliRunner()
     for args in (
         ["adherence", "--prompts", "0"],
@@ -53,6 +53,9 @@ def test_evaluations_refuse_to_measure_nothing():
     ):
         result = runner.invoke(main, ["eval", *args])
         assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output, args
+    # Nor does generate draw a clip it cannot write (fps 0), only to say so afterwards.
+    result = runner.invoke(main, ["generate", "x", "--fps", "0"])
+    assert result.exit_code == 2 and "0.0 is not in the range x>0" in result.output
 
 
 def test_a_warning_about_the_input_is_one_line(tmp_path):

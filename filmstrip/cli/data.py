@@ -30,7 +30,10 @@ def data() -> None:
     "--size", default=64, show_default=True, help="Clip height and width (bucket area for folders)."
 )
 @click.option(
-    "--fps", type=float, default=None, help="Sampling rate [default: 8, or the source rate for folders]."
+    "--fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Sampling rate [default: 8, or the source rate for folders].",
 )
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
 @click.option("--seed", default=0, show_default=True)
@@ -181,7 +184,7 @@ def prepare_cmd(
 @click.option("--clips", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--frames", default=17, show_default=True, type=click.IntRange(min=2))
 @click.option("--size", default=64, show_default=True, type=click.IntRange(min=16))
-@click.option("--fps", default=8.0, show_default=True)
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True)
 @click.option(
     "--shapes",
     "shape_names",

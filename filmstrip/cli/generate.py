@@ -79,7 +79,7 @@ def with_controlnet(pipe, path: Path, scale: float):
 )
 @T2V_CHECKPOINT
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
-@click.option("--fps", default=8.0, show_default=True)
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True)
 @click.option(
     "--size", default=GenerateConfig.height, show_default=True, help="Height and width (a multiple of 16)."
 )

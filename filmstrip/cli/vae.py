@@ -168,7 +168,7 @@ _TILE = click.option(
 @_CHECKPOINT
 @click.option("--frames", type=int, default=None, help="Read only this many frames [default: all].")
 @click.option("--size", type=int, default=None, help="Resize so the short side is this [default: as is].")
-@click.option("--fps", type=float, default=None)
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--side-by-side", is_flag=True, help="Write input and reconstruction next to each other.")
 @_TILE
 @_ALLOW_PARTIAL
@@ -206,7 +206,7 @@ def vae_reconstruct(
 @_CHECKPOINT
 @click.option("--frames", type=int, default=None)
 @click.option("--size", type=int, default=None)
-@click.option("--fps", type=float, default=None)
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None)
 @_ALLOW_PARTIAL
 def vae_encode(input_path, output, checkpoint, frames, size, fps, allow_partial) -> None:
     """Encode a video to a latent file (it records which autoencoder made it)."""
@@ -340,7 +340,7 @@ def vae_compare(videos, models, size, frames, start, lpips, as_json) -> None:
 @click.option("--clips", default=64, show_default=True)
 @click.option("--frames", default=17, show_default=True)
 @click.option("--size", default=64, show_default=True)
-@click.option("--fps", type=float, default=None)
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def vae_eval(checkpoint, spec, split, clips, frames, size, fps, as_json) -> None:
     """PSNR, SSIM and flicker of an autoencoder on held-out clips (and FSQ codebook usage)."""

@@ -21,8 +21,9 @@ own bias cancels out of every position error:
   continuation reads the speed from the clip at all: each object's mean speed over the new
   frames against the given one (the share within 10%; over objects, the robust slope of new
   speed on given speed and their rank correlation). And how even the drawn motion is: the
-  share of new steps within 20% of their own object's mean new step (`steps_even_20pct`),
-  which bounds the seam whatever the speed (a join is one such step).
+  share of new steps within 20% of their own object's mean new step (`steps_even_20pct`):
+  the join is one such step, so the seam is no better than they are even, whatever speed is
+  carried.
 
 Editing a clip (pipelines/edit.py) is measured on the same scenes, each object recoloured in
 the prompt to a colour the scene does not have: `v2v_curve` over SDEdit strengths and
@@ -287,7 +288,8 @@ def _extension(gen_tracks: dict, truth: dict, cfg: ConditionSuite, width: int) -
             given_speed.append(inside_speed)
             new_speed.append(float(np.mean(new)))
         # Each new step against the continuation's own mean step: how even the drawn motion
-        # is at whatever speed it took. A join can be no steadier than the steps after it.
+        # is at whatever speed it took. The join is a step like these: where they are uneven,
+        # so is it (RESULTS, session 33).
         if len(new) >= 3 and np.mean(new) > 0.5:
             evenness += [float(d / np.mean(new)) for d in new]
     return {

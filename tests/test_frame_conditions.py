@@ -224,6 +224,9 @@ def test_extension_keeps_the_clip_and_adds_the_new_frames(tiny_bundle):
         (lambda v: [ImageCondition(v[:, 0], 0, strength=float("nan"))], r"strength is in \[0, 1\]"),
         (lambda v: [ImageCondition(v[:, 0], 4, strength=0.5)], "only frames from the start"),
         (lambda v: [ImageCondition(v[0], 0)], r"is \(3, H, W\)"),
+        (lambda v: [ImageCondition(((v[:, 0] + 1) * 127.5).byte(), 0)], "float pixels in .* got torch.uint8"),
+        (lambda v: [ImageCondition((v[:, 0] + 1) * 127.5, 0)], r"pixels are in \[-1, 1\], got \d+ to \d+"),
+        (lambda v: [VideoCondition(v[:, :5] * float("nan"), 0)], "NaN or infinite pixels"),
     ],
 )
 def test_bad_conditions_get_one_clear_sentence(tiny_bundle, conditions, message):
@@ -231,6 +234,14 @@ def test_bad_conditions_get_one_clear_sentence(tiny_bundle, conditions, message)
     video, _ = clip()
     with pytest.raises(InputError, match=message):
         prepare_frames(pipe, conditions(video), 9, initial_noise(latent_shape(pipe, 1, 9, 32, 32), 0))
+
+
+def test_prompts_are_a_list_and_the_negative_one_text(tiny_bundle):
+    pipe = load_pipeline(tiny_bundle)
+    with pytest.raises(InputError, match=r"prompts are a list, one video each: pass \['a red circle'\]"):
+        generate(pipe, "a red circle", GEN)
+    with pytest.raises(InputError, match="one text for every video, got a list"):
+        generate(pipe, ["a red circle", "a blue square"], GEN, negative=["dark", "blurry"])
 
 
 def test_bad_extensions_get_one_clear_sentence(tiny_bundle):

@@ -25,12 +25,20 @@ def prepare_text(encoder: TextEncoder | None, prompts: Sequence[str], negative: 
     if encoder is None:
         raise InputError("this model takes no text; give it its own conditions instead of a prompt")
     check_prompts(prompts)
+    if not isinstance(negative, str):
+        raise InputError(f"the negative prompt is one text for every video, got a {type(negative).__name__}")
     states, mask = encoder.encode(list(prompts))
     null_states, null_mask = encoder.encode([negative] * len(prompts))
     return Conditioning(null_states, null_mask), Conditioning(states, mask)
 
 
 def check_prompts(prompts: Sequence[str]) -> None:
+    if isinstance(prompts, str):  # a lone string would be read as one prompt per character
+        raise InputError(
+            f"prompts are a list, one video each: pass [{prompts[:40]!r}], not the string itself"
+        )
+    if any(not isinstance(p, str) for p in prompts):
+        raise InputError("each prompt is a string")
     if not prompts or any(not p.strip() for p in prompts):
         raise InputError("the prompt is empty: describe the video, e.g. 'a red circle moves to the right'")
 

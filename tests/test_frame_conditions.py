@@ -244,6 +244,16 @@ def test_prompts_are_a_list_and_the_negative_one_text(tiny_bundle):
         generate(pipe, ["a red circle", "a blue square"], GEN, negative=["dark", "blurry"])
 
 
+def test_a_clip_to_redraw_is_refused_in_another_pixel_convention(tiny_bundle):
+    from filmstrip.pipelines.edit import video_to_video
+
+    pipe = load_pipeline(tiny_bundle)
+    video, caption = clip()
+    as_read = ((video + 1) * 127.5).round().byte()[None]  # what read_video gives by default
+    with pytest.raises(InputError, match="a clip to encode takes float pixels .* dtype=torch.float32"):
+        video_to_video(pipe, as_read, [caption], GEN, 0.5)
+
+
 def test_bad_extensions_get_one_clear_sentence(tiny_bundle):
     pipe = load_pipeline(tiny_bundle)
     video, caption = clip(frames=4)

@@ -67,6 +67,17 @@ def test_odd_sizes_are_padded_for_h264(tmp_path):
     assert probe(path).height == 32 and probe(path).width == 46
 
 
+def test_float_video_in_another_range_is_written_with_a_warning(tmp_path):
+    import warnings
+
+    as_255 = torch.from_numpy(smooth_video(3, 16, 16).transpose(3, 0, 1, 2)).float()
+    with pytest.warns(UserWarning, match=r"float pixels from \d+ to \d+ were clipped to \[-1, 1\]"):
+        write_video(tmp_path / "a.mp4", as_255, fps=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a decoder's slight overshoot is clipped quietly
+        write_video(tmp_path / "b.mp4", (as_255 / 127.5 - 1) * 1.05, fps=8)
+
+
 def test_write_is_atomic_and_leaves_no_partial_file(tmp_path):
     with pytest.raises(VideoWriteError, match="cannot write '.avi'"):
         write_video(tmp_path / "x.avi", np.zeros((3, 2, 8, 8), np.uint8), fps=8)

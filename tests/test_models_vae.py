@@ -322,3 +322,15 @@ def test_one_tile_is_the_one_shot_decoding():
     torch.testing.assert_close(
         model.decode_tiled(z, tile=16, chunk_latents=1), model.decode(z), rtol=0, atol=1e-10
     )
+
+
+def test_pixels_in_another_convention_get_one_sentence():
+    from filmstrip.errors import InputError
+
+    vae = VideoVAE(preset("tiny"))
+    with pytest.raises(InputError, match="float pixels in \\[-1, 1\\], got torch.uint8"):
+        vae.encode(torch.zeros(1, 3, 5, 16, 16, dtype=torch.uint8))
+    with pytest.raises(InputError, match=r"\(B, 3, T, H, W\)"):
+        vae.encode(torch.zeros(3, 5, 16, 16))
+    with pytest.raises(InputError, match="multiples of the VAE's spatial factor 8"):
+        vae.encode(torch.zeros(1, 3, 5, 12, 16))

@@ -4,7 +4,8 @@ Inside filmstrip a clip is a float tensor `(C, T, H, W)` with values in [-1, 1] 
 a leading B). Codecs and OpenCV want uint8 `(T, H, W, C)`. These two functions are the only
 place that crosses between them, so the value range convention lives in one spot;
 `to_uint8` and `from_uint8` are the same value conversion for tensors that keep their layout
-(batches of clips held as uint8 to hash, cache or show).
+(batches of clips held as uint8 to hash, cache or show). `check_pixels` refuses, in one
+sentence, pixels given to the library in another convention.
 """
 
 from __future__ import annotations
@@ -15,6 +16,21 @@ import torch
 from filmstrip.errors import InputError
 
 ArrayLike = torch.Tensor | np.ndarray
+
+
+def check_pixels(pixels: torch.Tensor, what: str) -> None:
+    """Float pixels in [-1, 1], finite. uint8 or 0..255 frames would otherwise be drawn (or
+    encoded), wrongly, without a word."""
+    if not pixels.is_floating_point():
+        raise InputError(
+            f"{what} takes float pixels in [-1, 1], got {pixels.dtype}: convert with "
+            "filmstrip.io.layout.from_uint8, or read with read_video(path, dtype=torch.float32)"
+        )
+    if not torch.isfinite(pixels).all():
+        raise InputError(f"{what} has NaN or infinite pixels")
+    low, high = float(pixels.amin()), float(pixels.amax())
+    if low < -1.01 or high > 1.01:  # a resize's overshoot, not another convention
+        raise InputError(f"{what}'s pixels are in [-1, 1], got {low:g} to {high:g}")
 
 
 def to_uint8(video: torch.Tensor) -> torch.Tensor:

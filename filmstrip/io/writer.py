@@ -89,6 +89,25 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return out
 
 
+def _warn_if_another_range(out: Path, video: ArrayLike) -> None:
+    """Float video far outside [-1, 1] (0..255 floats, say) would be written clipped to white
+    and black without a word; a decoder's slight overshoot is clipped quietly."""
+    if isinstance(video, np.ndarray):
+        floating, empty = np.issubdtype(video.dtype, np.floating), video.size == 0
+    else:
+        floating, empty = video.is_floating_point(), video.numel() == 0
+    if not floating or empty:
+        return
+    low, high = float(video.min()), float(video.max())
+    if low < -1.5 or high > 1.5:
+        warnings.warn(
+            f"{out}: float pixels from {low:g} to {high:g} were clipped to [-1, 1], the range float video is "
+            "read in (uint8 video is 0..255)",
+            FilmstripWarning,
+            stacklevel=3,
+        )
+
+
 def write_video(
     path: str | os.PathLike, video: ArrayLike, fps: float, quality: int | None = None, lossless: bool = False
 ) -> Path:
@@ -106,6 +125,7 @@ def write_video(
         raise VideoWriteError(f"{out}: fps must be a positive number, got {fps}")
     if lossless and suffix != ".mp4":
         raise VideoWriteError(f"{out}: lossless writing is for .mp4 only, not '{suffix}'")
+    _warn_if_another_range(out, video)
     try:
         frames = to_uint8_thwc(video)
     except ValueError as e:

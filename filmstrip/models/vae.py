@@ -297,6 +297,10 @@ class VideoVAE(nn.Module):
             raise InputError(
                 f"expected pixels of shape (B, {self.cfg.in_channels}, T, H, W), got {tuple(x_bcthw.shape)}"
             )
+        if not x_bcthw.is_floating_point():
+            raise InputError(
+                f"the VAE encodes float pixels in [-1, 1], got {x_bcthw.dtype} (filmstrip.io.layout.from_uint8 converts)"
+            )
         _, _, t, h, w = x_bcthw.shape
         if t < 1 or h < f or w < f or h % f or w % f:
             raise InputError(

@@ -33,6 +33,7 @@ from einops import rearrange
 from filmstrip.data.buckets import Bucket, center_crop, cover_size
 from filmstrip.diffusion.frames import pixel_to_latent_time
 from filmstrip.errors import FilmstripWarning, InputError
+from filmstrip.io.layout import check_pixels
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.pipelines.denoise import Pipeline, encode
 from filmstrip.pipelines.prepare import Pair
@@ -50,7 +51,7 @@ class ImageCondition:
     def __post_init__(self):
         if self.image.ndim != 3 or self.image.shape[0] != 3:
             raise InputError(f"an image condition is (3, H, W), got {tuple(self.image.shape)}")
-        _check_pixels(self.image, "an image condition")
+        check_pixels(self.image, "an image condition")
         _check_strength(self.strength)
 
 
@@ -68,26 +69,11 @@ class VideoCondition:
             raise InputError(f"a video condition is (3, T, H, W), got {tuple(self.video.shape)}")
         if self.video.shape[1] < 1:
             raise InputError("a video condition needs at least one frame")
-        _check_pixels(self.video, "a video condition")
+        check_pixels(self.video, "a video condition")
         _check_strength(self.strength)
 
 
 Condition = ImageCondition | VideoCondition
-
-
-def _check_pixels(pixels: torch.Tensor, what: str) -> None:
-    """Float pixels in [-1, 1], the one convention (io/layout.py); uint8 or 0..255 frames would
-    be drawn, wrongly, without a word."""
-    if not pixels.is_floating_point():
-        raise InputError(
-            f"{what} takes float pixels in [-1, 1], got {pixels.dtype}: convert with "
-            "filmstrip.io.layout.from_uint8, or read the file with read_image / read_video"
-        )
-    if not torch.isfinite(pixels).all():
-        raise InputError(f"{what} has NaN or infinite pixels")
-    low, high = float(pixels.amin()), float(pixels.amax())
-    if low < -1.01 or high > 1.01:
-        raise InputError(f"{what}'s pixels are in [-1, 1], got {low:g} to {high:g}")
 
 
 def _check_strength(strength: float) -> None:

@@ -28,6 +28,7 @@ from filmstrip.diffusion.guidance import guided
 from filmstrip.diffusion.sampling import sample, schedule
 from filmstrip.diffusion.spec import ModelSpec
 from filmstrip.errors import FilmstripError, InputError
+from filmstrip.io.layout import check_pixels
 from filmstrip.io.memory import check_fits
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.dit import DiTConfig, VideoDiT
@@ -209,6 +210,7 @@ def encode(pipe: Pipeline, video_bcthw: torch.Tensor) -> torch.Tensor:
     """Pixels (B, 3, T, H, W) in [-1, 1] -> the DiT's normalised latents."""
     if video_bcthw.ndim != 5 or video_bcthw.shape[1] != 3:
         raise InputError(f"pixels to encode are (B, 3, T, H, W), got {tuple(video_bcthw.shape)}")
+    check_pixels(video_bcthw, "a clip to encode")
     return pipe.spec.normalize(pipe.vae.encode(video_bcthw.to(pipe.device)).float())
 
 

@@ -99,7 +99,11 @@ def read_config(directory: str | Path, kind: str | None = None) -> dict:
     """The parsed config.json of a model directory, checked to be of `kind`."""
     directory = Path(directory)
     if not directory.exists():
-        raise CheckpointError(f"{directory}: no such checkpoint (expected a directory with config.json)")
+        bundled = sorted(d.name for d in BUNDLED_DIR.iterdir() if (d / "config.json").exists())
+        raise CheckpointError(
+            f"{directory}: no such checkpoint (a directory with config.json, or a bundled name: "
+            f"{', '.join(bundled)})"
+        )
     if directory.is_file():
         if directory.name in ("config.json", "model.safetensors"):
             directory = directory.parent

@@ -204,6 +204,7 @@ def test_generate_cli_end_to_end_and_errors(tiny_bundle, tmp_path):
     assert result.exit_code == 1 and "multiples of 16" in result.output
     result = runner.invoke(main, ["generate", "a red circle", "-o", str(out), "-c", str(tmp_path / "none")])
     assert result.exit_code == 1 and "no such checkpoint" in result.output
+    assert "or a bundled name: " in result.output and " t2v_causal, " in result.output  # what a name can be
     with pytest.raises(CheckpointError, match="'vae' checkpoint, but a 'dit'"):
         load_pipeline(tiny_bundle / "vae")
 

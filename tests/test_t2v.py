@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -14,6 +15,7 @@ from filmstrip.cli import main
 from filmstrip.data import ShapesConfig, ShapesDataset
 from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents
 from filmstrip.diffusion.spec import ModelSpec
+from filmstrip.errors import InputError
 from filmstrip.eval.prompt_suite import SuiteConfig, held_out_prompts, run_suite, seen_prompts
 from filmstrip.io import probe
 from filmstrip.models.dit import preset as dit_preset
@@ -549,3 +551,21 @@ def test_leading_latent_frames_train_as_a_shorter_clip(text_encoder):
         T2VConfig(latent_frames=2, keyframes=0.5)
     with pytest.raises(InputError, match="task.focus is masks or objects"):
         T2VConfig(focus="stars")
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        (dict(frames="17"), "frames is a whole number, got '17'"),
+        (dict(steps=2.5), "steps is a whole number, got 2.5"),
+        (dict(height=True), "height is a whole number, got True"),
+        (dict(steps=0), "cannot sample in 0 steps"),
+        (dict(seed=-1), r"the seed must be in \[0, 2\^32\)"),
+        (dict(text_scale=float("nan")), "the guidance scale must be a finite number"),
+        (dict(lag=-0.5), "the pyramid lag is a share of the run"),
+    ],
+)
+def test_a_bad_generate_config_gets_one_sentence(field, message):
+    with pytest.raises(InputError, match=message):
+        GenerateConfig(**field)
+    GenerateConfig(frames=np.int64(9), seed=np.uint32(3))  # numpy's integers are whole numbers too

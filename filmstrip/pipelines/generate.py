@@ -16,6 +16,7 @@ guidance has two scales, image then text (InstructPix2Pix's order): levels (none
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -90,6 +91,10 @@ class GenerateConfig:
     motion_scale: float = 5.0
 
     def __post_init__(self):
+        for name in ("frames", "height", "width", "steps", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise InputError(f"{name} is a whole number, got {value!r}")
         for name in ("text_scale", "image_scale", "motion_scale"):
             if getattr(self, name) is not None and not math.isfinite(getattr(self, name)):
                 raise InputError(f"the guidance scale must be a finite number, got {getattr(self, name)}")

@@ -138,3 +138,12 @@ def test_shape_options_make_a_new_model_and_refuse_an_init(tiny_run, tmp_path):
         main, [*train_args(tmp_path / "t4", 1), "--preset", "tinyfsq", "--latent-channels", "8"]
     )
     assert fsq.exit_code != 0 and "FSQ" in fsq.output
+
+
+def test_vae_train_refuses_a_size_it_cannot_encode_before_the_run_starts(tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, ["vae", "train", "--data", "shapes", "--run", str(run), "--size", "30", "--steps", "1"]
+    )
+    assert result.exit_code == 1 and "a 30x30 frame cannot be encoded" in result.output
+    assert not run.exists()

@@ -590,6 +590,7 @@ def train_vae(recipe: VAERecipe, log: Log = print) -> Path:
         data_name="+".join(recipe.data),
         freeze_encoder=recipe.freeze_encoder,
     )
+    task.model.check_input(preview[:1].float())  # a size the VAE cannot encode: said before the run starts
     if init is not None:
         # A learned time upsampling added to a "repeat" decoder starts as an exact repeat.
         load_init(task.model, init.state_dict(), recipe.init, may_be_new=(".time_ups.",))

@@ -291,6 +291,10 @@ def test_train_t2v_cli_fine_tunes_from_init(tiny_bundle, tmp_path):
     assert config["dit"]["frame_embedding"] and config["dit"]["place_embedding"]
     assert config["train"]["frame_noise"] == 0.5 and config["spec"]["flow"]["shift"] == 4.5
     assert not b["frame_embed.mlp.2.weight"].any() and not b["place_embed.mlp.2.weight"].any()
+    # A size the DiT cannot patch (24 px: 3x3 latents, 2x2 patches) is refused before the cache.
+    bad = CliRunner().invoke(main, [*args, "--run", str(tmp_path / "c"), "--steps", "1", "--size", "24"])
+    assert bad.exit_code == 1 and "--size 24: " in bad.output and "a multiple of 16" in bad.output
+    assert not (tmp_path / "c").exists()
 
 
 def test_train_t2v_on_object_counts_and_several_caches(tiny_bundle, tmp_path):

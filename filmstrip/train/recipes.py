@@ -328,6 +328,15 @@ def t2v_model_config(recipe: T2VRecipe, vae: VideoVAE) -> tuple[DiTConfig, dict 
     )
 
 
+def _check_patchable(size: int, spatial_factor: int, patch: tuple[int, int, int]) -> None:
+    step = spatial_factor * math.lcm(patch[1], patch[2])
+    if size % step:
+        raise InputError(
+            f"--size {size}: frames are encoded at 1/{spatial_factor} and cut into {patch[1]}x{patch[2]} "
+            f"patches, so the size must be a multiple of {step} (e.g. {max(step, size // step * step)})"
+        )
+
+
 def with_focus(latents: Dataset, task: T2VConfig, vae_cfg: VAEConfig, cache: Path) -> Dataset:
     """The cached clips with the focus that `task.focus_weight` weighs: every object from the
     truths of `shapes` clips (`task.focus = "objects"`), else the cache's own masks, if any."""
@@ -357,7 +366,11 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
     device = default_device(init_distributed())
     vae = load_vae(recipe.vae, device)
     text = TextEncoder(device)
-    # 2. Encode the clips once (resumable), and join any further caches.
+    # 2. Encode the clips once (resumable), and join any further caches; a frame size the DiT
+    #    cannot patch is said before the cache, which can take many minutes, not after it.
+    model = t2v_model_config(recipe, vae) if train_cfg.steps else None
+    if model is not None and not recipe.data.source.startswith("folder:"):  # folders: per bucket
+        _check_patchable(recipe.data.size, vae.cfg.spatial_factor, model[0].patch)
     dataset, description = t2v_dataset(recipe.data, train_cfg.seed)
     cache = build_latent_cache(
         dataset,
@@ -383,7 +396,7 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
         log(f"latent cache ready: {cache} ({len(latents)} clips); steps = 0 trains nothing")
         return cache
     # 3. The model and its spec: how sampling must read its latents and noise levels.
-    dit_cfg, init_state = t2v_model_config(recipe, vae)
+    dit_cfg, init_state = model
     spec = ModelSpec(
         flow=recipe.flow,
         latent_shift=vae.cfg.latent_shift,

@@ -213,3 +213,15 @@ def test_train_controlnet_touches_only_the_branch_and_generate_uses_it(tiny_bund
     out = CliRunner().invoke(main, [*cli, "--cfg", "3", "-o", str(tmp_path / "out3.mp4")])
     assert out.exit_code == 0, out.output
     assert scales == [CONTROL_TEXT_SCALE, 3.0]  # maps ask for less of the prompt's push, unless told
+
+
+def test_train_controlnet_and_lora_refuse_a_size_the_dit_cannot_patch(tiny_bundle, tmp_path):
+    """24 px frames are 3x3 latents, which 2x2 patches do not divide: said before any encoding."""
+    for command in (["controlnet"], ["lora", "--data", "shapes"]):
+        run = tmp_path / command[0]
+        args = ["train", *command, "--base", str(tiny_bundle), "--run", str(run), "--clips", "4"]
+        out = CliRunner().invoke(main, [*args, "--frames", "5", "--size", "24", "--steps", "1"])
+        assert out.exit_code == 1 and "--size 24: " in out.output and "multiple of 16" in out.output, (
+            out.output
+        )
+        assert not run.exists()

@@ -454,6 +454,8 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
             f"{resolve(recipe.base, 't2v')}: a LoRA teaches a text-to-video model; this one reads no text"
         )
     prior = LatentDataset(recipe.prior) if recipe.prior else None  # a wrong path: refused before encoding
+    if not recipe.data.source.startswith("folder:"):
+        _check_patchable(recipe.data.size, pipe.vae.cfg.spatial_factor, pipe.dit.cfg.patch)
     dataset, description = t2v_dataset(recipe.data, train_cfg.seed)
     cache = build_latent_cache(
         dataset,
@@ -529,6 +531,7 @@ def train_controlnet(recipe: ControlRecipe, log: Log = print) -> Path:
         differ = ", ".join(f"{k} {getattr(init.cfg, k)} (the recipe: {v})" for k, v in asdict(cfg).items()
                            if getattr(init.cfg, k) != v)  # fmt: skip
         raise InputError(f"{recipe.init}: a branch of {differ}: leave [controlnet] as the branch was trained")
+    _check_patchable(recipe.data.size, pipe.vae.cfg.spatial_factor, pipe.dit.cfg.patch)
     dataset, description = t2v_dataset(recipe.data, train_cfg.seed)
     cache = build_latent_cache(
         dataset, pipe.vae, pipe.text, Path(recipe.cache) if recipe.cache else run / "latents",

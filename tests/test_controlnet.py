@@ -221,7 +221,7 @@ def test_train_controlnet_and_lora_refuse_a_size_the_dit_cannot_patch(tiny_bundl
         run = tmp_path / command[0]
         args = ["train", *command, "--base", str(tiny_bundle), "--run", str(run), "--clips", "4"]
         out = CliRunner().invoke(main, [*args, "--frames", "5", "--size", "24", "--steps", "1"])
-        assert out.exit_code == 1 and "--size 24: " in out.output and "multiple of 16" in out.output, (
-            out.output
-        )
+        assert (
+            out.exit_code == 1 and "--size 24 (data.size): " in out.output and "multiple of 16" in out.output
+        ), out.output
         assert not run.exists()

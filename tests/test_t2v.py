@@ -293,7 +293,7 @@ def test_train_t2v_cli_fine_tunes_from_init(tiny_bundle, tmp_path):
     assert not b["frame_embed.mlp.2.weight"].any() and not b["place_embed.mlp.2.weight"].any()
     # A size the DiT cannot patch (24 px: 3x3 latents, 2x2 patches) is refused before the cache.
     bad = CliRunner().invoke(main, [*args, "--run", str(tmp_path / "c"), "--steps", "1", "--size", "24"])
-    assert bad.exit_code == 1 and "--size 24: " in bad.output and "a multiple of 16" in bad.output
+    assert bad.exit_code == 1 and "--size 24 (data.size): " in bad.output and "a multiple of 16" in bad.output
     assert not (tmp_path / "c").exists()
 
 

@@ -332,7 +332,7 @@ def _check_patchable(size: int, spatial_factor: int, patch: tuple[int, int, int]
     step = spatial_factor * math.lcm(patch[1], patch[2])
     if size % step:
         raise InputError(
-            f"--size {size}: frames are encoded at 1/{spatial_factor} and cut into {patch[1]}x{patch[2]} "
+            f"--size {size} (data.size): frames are encoded at 1/{spatial_factor}, cut into {patch[1]}x{patch[2]} "
             f"patches, so the size must be a multiple of {step} (e.g. {max(step, size // step * step)})"
         )
 

@@ -31,16 +31,15 @@ def eval_group() -> None:
     """Evaluate trained models."""
 
 
+def count_option(name: str, default: int, help: str):
+    """How many prompts, scenes or clips to measure: at least one (none would measure nothing)."""
+    return click.option(name, type=click.IntRange(min=1), default=default, show_default=True, help=help)
+
+
 @eval_group.command("adherence")
 @T2V_CHECKPOINT
 @LORA
-@click.option(
-    "--prompts",
-    type=click.IntRange(min=1),
-    default=200,
-    show_default=True,
-    help="Half seen in training, half held out.",
-)
+@count_option("--prompts", 200, "Half seen in training, half held out.")
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
 @click.option("--size", default=GenerateConfig.height, show_default=True)
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
@@ -150,13 +149,7 @@ VAE_CEILING = click.option(
 @click.option(
     "--shape", default="star", show_default=True, help="The new shape (one the base model never saw)."
 )
-@click.option(
-    "--prompts",
-    type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    help="Fresh scenes, each with an object of --shape.",
-)
+@count_option("--prompts", 50, "Fresh scenes, each with an object of --shape.")
 @click.option(
     "--samples", default=1, show_default=True, type=click.IntRange(min=1), help="Videos per prompt."
 )
@@ -226,13 +219,7 @@ def eval_concept(
 @click.option(
     "--levels", default="0,0.2,0.4,0.6,0.8,1", show_default=True, help="Motion strengths to compare."
 )
-@click.option(
-    "--prompts",
-    type=click.IntRange(min=1),
-    default=40,
-    show_default=True,
-    help="Fresh scenes in which every object moves.",
-)
+@count_option("--prompts", 40, "Fresh scenes in which every object moves.")
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
 @click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
 @click.option("--seed", default=GenerateConfig.seed, show_default=True)
@@ -272,13 +259,7 @@ def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path,
 
 @eval_group.command("camera")
 @T2V_CHECKPOINT
-@click.option(
-    "--prompts",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Fresh prompts per camera path.",
-)
+@count_option("--prompts", 10, "Fresh prompts per camera path.")
 @click.option(
     "--random-paths",
     type=click.IntRange(min=0),
@@ -336,13 +317,7 @@ def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json
     help="The ControlNet to measure (from `filmstrip train controlnet`).",
 )
 @click.option("--control-scale", default=1.0, show_default=True, help="Its strength (0: the base model).")
-@click.option(
-    "--prompts",
-    type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    help="Fresh scenes; their masks are the maps.",
-)
+@count_option("--prompts", 50, "Fresh scenes; their masks are the maps.")
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
 @click.option("--cfg", "text_scale", default=CONTROL_TEXT_SCALE, show_default=True)
 @click.option("--seed", default=GenerateConfig.seed, show_default=True)
@@ -402,13 +377,7 @@ def eval_structure(
 @click.option(
     "--strengths", default="0.2,0.4,0.6,0.8,1.0", show_default=True, help="v2v: SDEdit strengths to measure."
 )
-@click.option(
-    "--scenes",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Fresh shapes scenes, one video each.",
-)
+@count_option("--scenes", 100, "Fresh shapes scenes, one video each.")
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
 @click.option("--size", default=GenerateConfig.height, show_default=True)
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
@@ -736,13 +705,7 @@ def eval_report(
     default=None,
     help="Real clips for the floor (default: the train split of shapes / digits; none for folders).",
 )
-@click.option(
-    "--clips",
-    type=click.IntRange(min=1),
-    default=64,
-    show_default=True,
-    help="Held-out clips, one generated video each.",
-)
+@count_option("--clips", 64, "Held-out clips, one generated video each.")
 @click.option("--frames", default=GenerateConfig.frames, show_default=True)
 @click.option(
     "--size", default=GenerateConfig.height, show_default=True, help="Clips are scored at size x size."
@@ -794,13 +757,7 @@ def eval_dataset(
     show_default=True,
     help="Long-video strategies to compare (see filmstrip/eval/long_suite.py).",
 )
-@click.option(
-    "--prompts",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Training captions, one minute-long video each.",
-)
+@count_option("--prompts", 8, "Training captions, one minute-long video each.")
 @click.option("--seconds", default=60.0, show_default=True)
 @click.option("--steps", default=8, show_default=True, help="Steps per latent frame of the causal rollouts.")
 @click.option("--sliding-steps", default=20, show_default=True, help="Steps of the sliding-window baseline.")

@@ -284,14 +284,15 @@ def _extension(gen_tracks: dict, truth: dict, cfg: ConditionSuite, width: int) -
         # The speed over all the new frames, against the given one: a seam is one step, this
         # says whether the continuation reads the speed from the clip at all.
         new = _steps(track, range(k + 1, cfg.frames - 1), usable)
-        if inside_speed > 0.5 and len(new) >= 3:
+        pace = float(np.mean(new)) if len(new) >= 3 else None
+        if inside_speed > 0.5 and pace is not None:
             given_speed.append(inside_speed)
-            new_speed.append(float(np.mean(new)))
+            new_speed.append(pace)
         # Each new step against the continuation's own mean step: how even the drawn motion
         # is at whatever speed it took. The join is a step like these: where they are uneven,
         # so is it (RESULTS, session 33).
-        if len(new) >= 3 and np.mean(new) > 0.5:
-            evenness += [float(d / np.mean(new)) for d in new]
+        if pace is not None and pace > 0.5:
+            evenness += [d / pace for d in new]
     return {
         "direction": directions,
         "seam_ratio": seams,

@@ -328,9 +328,11 @@ def t2v_model_config(recipe: T2VRecipe, vae: VideoVAE) -> tuple[DiTConfig, dict 
     )
 
 
-def _check_patchable(size: int, spatial_factor: int, patch: tuple[int, int, int]) -> None:
-    step = spatial_factor * math.lcm(patch[1], patch[2])
-    if size % step:
+def _check_patchable(data: ClipData, spatial_factor: int, patch: tuple[int, int, int]) -> None:
+    """A frame size the DiT cannot patch, said before the cache (which can take many minutes)
+    rather than at the first step. Folders are bucketed clip by clip, so not checked here."""
+    size, step = data.size, spatial_factor * math.lcm(patch[1], patch[2])
+    if not data.source.startswith("folder:") and size % step:
         raise InputError(
             f"--size {size} (data.size): frames are encoded at 1/{spatial_factor}, cut into {patch[1]}x{patch[2]} "
             f"patches, so the size must be a multiple of {step} (e.g. {max(step, size // step * step)})"
@@ -366,11 +368,10 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
     device = default_device(init_distributed())
     vae = load_vae(recipe.vae, device)
     text = TextEncoder(device)
-    # 2. Encode the clips once (resumable), and join any further caches; a frame size the DiT
-    #    cannot patch is said before the cache, which can take many minutes, not after it.
+    # 2. Encode the clips once (resumable), and join any further caches.
     model = t2v_model_config(recipe, vae) if train_cfg.steps else None
-    if model is not None and not recipe.data.source.startswith("folder:"):  # folders: per bucket
-        _check_patchable(recipe.data.size, vae.cfg.spatial_factor, model[0].patch)
+    if model is not None:
+        _check_patchable(recipe.data, vae.cfg.spatial_factor, model[0].patch)
     dataset, description = t2v_dataset(recipe.data, train_cfg.seed)
     cache = build_latent_cache(
         dataset,
@@ -454,8 +455,7 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
             f"{resolve(recipe.base, 't2v')}: a LoRA teaches a text-to-video model; this one reads no text"
         )
     prior = LatentDataset(recipe.prior) if recipe.prior else None  # a wrong path: refused before encoding
-    if not recipe.data.source.startswith("folder:"):
-        _check_patchable(recipe.data.size, pipe.vae.cfg.spatial_factor, pipe.dit.cfg.patch)
+    _check_patchable(recipe.data, pipe.vae.cfg.spatial_factor, pipe.dit.cfg.patch)
     dataset, description = t2v_dataset(recipe.data, train_cfg.seed)
     cache = build_latent_cache(
         dataset,
@@ -531,7 +531,7 @@ def train_controlnet(recipe: ControlRecipe, log: Log = print) -> Path:
         differ = ", ".join(f"{k} {getattr(init.cfg, k)} (the recipe: {v})" for k, v in asdict(cfg).items()
                            if getattr(init.cfg, k) != v)  # fmt: skip
         raise InputError(f"{recipe.init}: a branch of {differ}: leave [controlnet] as the branch was trained")
-    _check_patchable(recipe.data.size, pipe.vae.cfg.spatial_factor, pipe.dit.cfg.patch)
+    _check_patchable(recipe.data, pipe.vae.cfg.spatial_factor, pipe.dit.cfg.patch)
     dataset, description = t2v_dataset(recipe.data, train_cfg.seed)
     cache = build_latent_cache(
         dataset, pipe.vae, pipe.text, Path(recipe.cache) if recipe.cache else run / "latents",
@@ -606,7 +606,7 @@ def train_vae(recipe: VAERecipe, log: Log = print) -> Path:
         data_name="+".join(recipe.data),
         freeze_encoder=recipe.freeze_encoder,
     )
-    task.model.check_input(preview[:1].float())  # a size the VAE cannot encode: said before the run starts
+    task.model.check_input(preview[:1])  # a size the VAE cannot encode: said before the run starts
     if init is not None:
         # A learned time upsampling added to a "repeat" decoder starts as an exact repeat.
         load_init(task.model, init.state_dict(), recipe.init, may_be_new=(".time_ups.",))

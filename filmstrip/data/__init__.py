@@ -1,28 +1,36 @@
 """Built-in datasets and the one way the CLI names them: "shapes", "digits", "folder:PATH" or
-"photos:PATH" (camera motion over still photographs)."""
+"photos:PATH" (camera motion over still photographs).
+
+The datasets load on first use (PEP 562): importing one helper of this package, such as
+`filmstrip.data.buckets` for `generate --image`, does not import every dataset and OpenCV."""
 
 from __future__ import annotations
 
+import importlib
+
 from torch.utils.data import Dataset
 
-from filmstrip.data.digits import DigitsConfig, DigitsDataset
-from filmstrip.data.folder import FolderConfig, FolderDataset
-from filmstrip.data.photos import PhotoClipsConfig, PhotoClipsDataset
-from filmstrip.data.shapes import ShapesConfig, ShapesDataset, collate_clips
 from filmstrip.errors import InputError
 
-__all__ = [
-    "DigitsConfig",
-    "DigitsDataset",
-    "FolderConfig",
-    "FolderDataset",
-    "PhotoClipsConfig",
-    "PhotoClipsDataset",
-    "ShapesConfig",
-    "ShapesDataset",
-    "build_dataset",
-    "collate_clips",
-]
+_HOMES = {
+    "DigitsConfig": "digits",
+    "DigitsDataset": "digits",
+    "FolderConfig": "folder",
+    "FolderDataset": "folder",
+    "PhotoClipsConfig": "photos",
+    "PhotoClipsDataset": "photos",
+    "ShapesConfig": "shapes",
+    "ShapesDataset": "shapes",
+    "collate_clips": "shapes",
+}
+
+__all__ = [*_HOMES, "build_dataset"]
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
 
 
 def build_dataset(
@@ -38,6 +46,11 @@ def build_dataset(
     """A dataset from its name. For folders, height * width sets the bucket area, fps=None
     keeps each video's own rate and each video gives `clips_per_video` random windows; the
     procedural sets default to 8 fps."""
+    from filmstrip.data.digits import DigitsConfig, DigitsDataset
+    from filmstrip.data.folder import FolderConfig, FolderDataset
+    from filmstrip.data.photos import PhotoClipsConfig, PhotoClipsDataset
+    from filmstrip.data.shapes import ShapesConfig, ShapesDataset
+
     if spec == "shapes":
         # Held-out clips come from another seed range: procedural data has no fixed test set.
         return ShapesDataset(

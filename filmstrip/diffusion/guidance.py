@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 
@@ -68,6 +69,8 @@ def guided(model: Model, levels: Sequence[Conditioning], scales: Sequence[float]
         groups.setdefault(() if times is None else tuple(times.tolist()), []).append(i)
     batches = [(idx, Conditioning.cat([levels[i] for i in idx]) if len(idx) > 1 else levels[idx[0]])
                for idx in groups.values()]  # fmt: skip
+    # Every step reads the same text: the model's work on it is kept for this run only.
+    batches = [(idx, replace(cond, memo={})) for idx, cond in batches]
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         v_by_level = {}

@@ -61,6 +61,10 @@ class Conditioning:
     unseen_latents: torch.Tensor | None = None  # (B, C, T, H, W) their clean latents
     unseen_noise: torch.Tensor | None = None  # (B, C, T, H, W) and their noise
     control: torch.Tensor | None = None  # (B, C, T, H, W) structure maps in [0, 1], pixel frames
+    # The model's work on the text alone (refined tokens, cross-attention keys and values),
+    # kept across calls when this is a dict. None: recomputed each call. A sampling run gives
+    # its conditionings fresh dicts (`diffusion.guidance.guided`): 20 steps read one prompt.
+    memo: dict | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if (self.keyframes is None) != (self.key_times is None):
@@ -100,13 +104,15 @@ class Conditioning:
 
     def without_frames(self) -> Conditioning:
         """The model's own inputs: text and vectors, without the clean-frame conditions."""
-        return Conditioning(self.context, self.context_mask, self.vectors, self.present, control=self.control)
+        return Conditioning(
+            self.context, self.context_mask, self.vectors, self.present, control=self.control, memo=self.memo
+        )
 
     def without_control(self) -> Conditioning:
         """All but the structure maps: what the DiT reads while a ControlNet reads those."""
         return Conditioning(
             self.context, self.context_mask, self.vectors, self.present, key_times=self.key_times,
-            **self._frame_fields(lambda x: x),
+            memo=self.memo, **self._frame_fields(lambda x: x),
         )  # fmt: skip
 
     def _frame_fields(self, fn) -> dict:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import torch
 from einops import rearrange
@@ -45,6 +46,8 @@ from filmstrip.models.embeddings import (
 from filmstrip.models.kv_cache import KVCache
 from filmstrip.models.rope import grid_positions, rope_angles, rotations
 from filmstrip.models.text_refiner import TextRefiner
+
+T = TypeVar("T")
 
 REFINER_HEAD_DIM = 64  # the text refiner's heads: 6 over all-MiniLM-L6-v2's 384 channels
 
@@ -152,10 +155,13 @@ class DiTBlock(nn.Module):
         context_mask: torch.Tensor | None,
         mask: torch.Tensor | None = None,
         cache: tuple[KVCache, int] | None = None,
+        text_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x: (B, T', S, D) tokens, S = H' * W' per frame; c: (B, T', D); rot: the RoPE
         `rotations` of the T' * S tokens in "t h w" order; mask: the block-causal mask of a
-        causal model; cache: its KV cache and this block's index. Returns x's shape."""
+        causal model; cache: its KV cache and this block's index; text_kv: the context's
+        cross-attention keys and values, computed earlier (`CrossAttention.keys_values`).
+        Returns x's shape."""
         b, t, s, _ = x_btsd.shape
         # Per-frame modulation, (B, T', 1, D): broadcast over the frame's tokens, not copied.
         mod = self.ada(c_btd)[:, :, None].chunk(self.num_mod, dim=-1)
@@ -173,10 +179,7 @@ class DiTBlock(nn.Module):
             y = rearrange(self.attn_t(y, rot[::s]), "(b s) t d -> b t s d", b=b)
             x_btsd = x_btsd + gate_t * y
         if self.cross is not None and context is not None:
-            kv = None
-            if cache is not None:  # the prompt's keys and values, once per prompt
-                kv = cache[0].memo(f"cross{cache[1]}", (context,), lambda: self.cross.keys_values(context))
-            y = self.cross(self.norm2(x_btsd).flatten(1, 2), context, context_mask, kv)
+            y = self.cross(self.norm2(x_btsd).flatten(1, 2), context, context_mask, text_kv)
             x_btsd = x_btsd + y.view_as(x_btsd)
         return x_btsd + gate2 * self.mlp(modulate(self.norm3(x_btsd), shift2, scale2))
 
@@ -299,8 +302,11 @@ class VideoDiT(nn.Module):
             cache.begin((grid[1], grid[2]), write, device, double)
         residuals = branch(x, c_btd, rot, context, cond.context_mask, mask) if branch is not None else []
         for i, block in enumerate(self.blocks):
+            kv = None
+            if block.cross is not None and context is not None:
+                kv = self._once(f"cross{i}", cond, cache, lambda b=block: b.cross.keys_values(context))
             x = block(
-                x, c_btd, rot, context, cond.context_mask, mask, (cache, i) if cache is not None else None
+                x, c_btd, rot, context, cond.context_mask, mask, (cache, i) if cache is not None else None, kv
             )
             if i < len(residuals):
                 x = x + residuals[i]
@@ -361,15 +367,25 @@ class VideoDiT(nn.Module):
             pooled = (context * mask_f).sum(1) / mask_f.sum(1).clamp_min(1)
             c_btd = c_btd + self.context_embed(pooled)[:, None]
             if self.text_refiner is not None:
-                text = context
-
-                def refine() -> torch.Tensor:
-                    return self.text_refiner(text, context_mask)
-
-                context = cache.memo("text", (text, context_mask), refine) if cache is not None else refine()
+                context = self._once(
+                    "text", cond, cache, lambda: self.text_refiner(cond.context, context_mask)
+                )
         if self.frame_embed is not None:
             c_btd = c_btd + self.frame_embed(index)[None]
         return c_btd + self._vectors(cond, b, frames), context
+
+    def _once(self, key: str, cond: Conditioning, cache: KVCache | None, compute: Callable[[], T]) -> T:
+        """compute(): work on the text alone, done once per prompt where it can be kept (a
+        stream's cache; a sampling run's `cond.memo`), else on every call. Never while
+        gradients flow (a kept tensor would carry a stale graph) or under torch.compile."""
+        if cache is not None:
+            return cache.memo(key, (cond.context, cond.context_mask), compute)
+        if cond.memo is None or torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return compute()
+        memo_key = (id(self), key)
+        if memo_key not in cond.memo:
+            cond.memo[memo_key] = compute()
+        return cond.memo[memo_key]
 
     def _rotations(
         self,

@@ -80,7 +80,7 @@ def test_import_keeps_good_episodes_and_names_each_bad_one(tmp_path):
     assert written == 1 and len(skipped) == 4
     text = "\n".join(skipped)
     assert "3 frames need 2 actions" in text and "must lie in 0..3" in text
-    assert "an end at step 1 before the last step" in text and "not a readable .npz" in text
+    assert "an end at step 1 before the last step" in text and "junk.npz: not an .npz archive" in text
     assert np.array_equal(load_episode(tmp_path / "out" / "good").frames, _episode().frames)
     with pytest.raises(InputError, match="not a folder"):
         import_folder(tmp_path / "missing", tmp_path / "out")
@@ -108,3 +108,12 @@ def test_doom_records_deterministically_and_explores(tmp_path):
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.actions, b.actions)
     assert a.num_actions == 7 and set(a.actions) <= {1, 2, 3, 4, 5}  # the script walks and turns
     assert np.abs(np.diff(a.frames.astype(np.float32), axis=0)).mean() > 3  # the view changes
+
+
+@pytest.mark.parametrize(
+    "field, value, least",
+    [("steps", 0, 1), ("max_episode_steps", -3, 1), ("frameskip", 0, 1), ("size", 7, 8)],
+)
+def test_record_config_names_the_field_out_of_range(field, value, least):
+    with pytest.raises(InputError, match=f"^{field} must be at least {least}, got {value}$"):
+        RecordConfig(**{field: value})

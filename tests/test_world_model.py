@@ -420,6 +420,20 @@ def test_world_train_and_eval_commands(tmp_path):
         main, ["world", "eval", str(tmp_path / "data"), "-c", str(tmp_path / "lstm" / "model")]
     )
     assert bad.exit_code == 1 and "world" in bad.output
+    # Episodes the model cannot read (another frame size) are refused, not scored.
+    save_episode(tmp_path / "other" / "e", _moving_dot_episode(80, size=24), video=False)
+    bad = runner.invoke(
+        main, ["world", "eval", str(tmp_path / "other"), "-c", str(tmp_path / "flow" / "model")]
+    )
+    assert bad.exit_code == 1 and "3 actions at 24 px, but the world model" in bad.output
+    assert "takes 3 actions at 16 px" in bad.output
+    # A context longer than every episode leaves no real window to start rollouts from.
+    long = [*common[:-1], "100"]
+    bad = runner.invoke(
+        main, ["world", "train", "--data", str(tmp_path / "data"), "--run", str(tmp_path / "long"), *long]
+    )
+    assert bad.exit_code == 1 and "shorter than the context (100 frames)" in bad.output
+    assert not (tmp_path / "long").exists()
 
 
 def test_pong_action_check_passes_on_the_real_game():

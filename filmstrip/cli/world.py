@@ -193,7 +193,13 @@ def label_cmd(latent_actions: Path, src: Path, out: Path) -> None:
     help="A trained ConvLSTM baseline to compare.",
 )
 @click.option("--steps", default=2, show_default=True, help="Flow steps per frame.")
-@click.option("--starts", default=64, show_default=True, help="Rollout starts over the held-out episodes.")
+@click.option(
+    "--starts",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rollout starts over the held-out episodes.",
+)
 @click.option(
     "--context-noise", default=0.0, show_default=True, help="Noise put on the context at play time."
 )
@@ -234,6 +240,7 @@ def eval_cmd(
     reward/end heads' precision and recall on EPISODES."""
     import json
 
+    from filmstrip.errors import InputError
     from filmstrip.world.convlstm import load_convlstm
     from filmstrip.world.evaluate import (
         FidelityConfig,
@@ -249,6 +256,11 @@ def eval_cmd(
     model = load_world_model(checkpoint)
     data = Transitions(episodes, model.cfg.context)
     drive = _driving_map(action_map, data.num_actions, model.cfg.num_actions) if action_map else None
+    if data.size != model.cfg.size or (drive is None and data.num_actions != model.cfg.num_actions):
+        raise InputError(
+            f"{episodes}: episodes of {data.num_actions} actions at {data.size} px, but the world model "
+            f"({model.cfg.game}) takes {model.cfg.num_actions} actions at {model.cfg.size} px"
+        )
     if drive is not None:  # the episodes' true actions, as the latent-action model knows them
         for e in data.episodes:
             e.actions = np.asarray(drive, np.int64)[e.actions]

@@ -87,6 +87,8 @@ def save_episode(path: Path | str, episode: Episode, video: bool = True) -> Path
 def load_episode(path: Path | str) -> Episode:
     """Read an episode (frames from the .npz, or else from the .mp4 beside it), checked."""
     path = Path(path).with_suffix(".npz")
+    if path.is_file() and not zipfile.is_zipfile(path):  # numpy would call it pickled data
+        raise InputError(f"{path}: not an .npz archive (a zip of arrays, as `world record` writes)")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

@@ -41,6 +41,10 @@ class FidelityConfig:
     starts: int = 64  # rollout starts, spread evenly over the held-out steps
     batch: int = 64
 
+    def __post_init__(self):
+        if not self.horizons or min(self.horizons) < 1 or self.starts < 1 or self.batch < 1:
+            raise InputError(f"horizons, starts and batch must be positive, got {self}")
+
 
 def _quantised(frames: torch.Tensor) -> torch.Tensor:
     return from_uint8(to_uint8(frames))
@@ -59,7 +63,11 @@ def rollout_starts(data: Transitions, count: int, horizon: int) -> list[tuple[in
         if data.steps[j] >= data.context - 1 and data.steps[j] + horizon <= len(data.episodes[data.which[j]])
     ]
     if not ok:
-        raise InputError(f"no held-out episode is longer than {horizon + data.context} steps")
+        longest = max(len(e) for e in data.episodes)
+        raise InputError(
+            f"a rollout needs a {data.context}-frame context and {horizon} recorded steps after it; "
+            f"the longest episode here has {longest} steps: give longer episodes"
+        )
     picks = np.linspace(0, len(ok) - 1, min(count, len(ok))).astype(int)
     return [(int(data.which[ok[p]]), int(data.steps[ok[p]])) for p in picks]
 

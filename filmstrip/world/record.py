@@ -52,8 +52,9 @@ class RecordConfig:
             raise InputError(
                 f"no scripted policy for {self.game}: use --policy random (scripted: {', '.join(SCRIPTS)})"
             )
-        if self.steps < 1 or self.size < 8 or self.max_episode_steps < 1:
-            raise InputError("steps and max_episode_steps must be positive and size at least 8")
+        for name, least in (("steps", 1), ("max_episode_steps", 1), ("frameskip", 1), ("size", 8)):
+            if getattr(self, name) < least:
+                raise InputError(f"{name} must be at least {least}, got {getattr(self, name)}")
 
 
 def _centre(mask: np.ndarray) -> tuple[float, float] | None:

@@ -341,5 +341,13 @@ def train_world(recipe: WorldRecipe, log: Log = print) -> Path:
 
 def start_contexts(data: Transitions, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` real context windows spread over the episodes, for resets: uint8 (S, N, H, W, 3), (S, N)."""
-    picks = np.linspace(0, len(data) - 1, count).astype(int)
+    # A start is a window of real frames, so only episodes at least a context long give one.
+    usable = np.flatnonzero([len(data.episodes[k]) >= data.context for k in data.which])
+    if not len(usable):
+        longest = max(len(e) for e in data.episodes)
+        raise InputError(
+            f"the episodes for start contexts are at most {longest} steps long, shorter than the "
+            f"context ({data.context} frames): record longer episodes or lower --context"
+        )
+    picks = usable[np.linspace(0, len(usable) - 1, count).astype(int)]
     return data.windows([(int(data.which[j]), max(int(data.steps[j]), data.context - 1)) for j in picks])

@@ -346,6 +346,27 @@ def test_play_without_a_display_says_so(tmp_path, monkeypatch):
         play(env, "pong", PlayConfig(fps=0, frames=3), actions=lambda n: 0)
 
 
+def test_play_refuses_keys_the_model_has_no_action_for_and_bad_settings(tmp_path, monkeypatch):
+    pytest.importorskip("pygame")
+    from filmstrip.world.env import WorldModelEnv
+    from filmstrip.world.play import PlayConfig, play
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    env = WorldModelEnv(_saved_tiny(tmp_path), SampleConfig(steps=1))  # 3 actions; Pong's keys send 1-3
+    with pytest.raises(
+        InputError, match=r"the pong keys send actions up to 3, but this world model takes 3 actions"
+    ):
+        play(env, "pong", PlayConfig(fps=0, frames=3))
+    for bad, match in (
+        ({"scale": 0}, "scale is window pixels"),
+        ({"fps": -1.0}, "fps must be 0"),
+        ({"fps": float("nan")}, "fps must be 0"),
+        ({"frames": 0}, "frames must be at least 1"),
+    ):
+        with pytest.raises(InputError, match=match):
+            PlayConfig(**bad)
+
+
 def test_world_train_and_eval_commands(tmp_path):
     save_episode(tmp_path / "data" / "e", _moving_dot_episode(80), video=False)
     runner = CliRunner()

@@ -314,12 +314,23 @@ def _driving_map(path: Path, num_true: int, num_model: int) -> list[int]:
     default=None,
     help="The world model [default: the bundled one of --game: Pong or Doom].",
 )
-@click.option("--steps", default=2, show_default=True, help="Flow steps per frame (1-4).")
 @click.option(
-    "--fps", default=None, type=float, help="Frames per second [default: the game's; 0: as fast as it runs]."
+    "--steps",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Flow steps per frame (1-4 keep play live).",
 )
-@click.option("--frames", default=None, type=int, help="Stop after this many frames.")
-@click.option("--scale", default=6, show_default=True, help="Window pixels per frame pixel.")
+@click.option(
+    "--fps",
+    default=None,
+    type=click.FloatRange(min=0),
+    help="Frames per second [default: the game's; 0: as fast as it runs].",
+)
+@click.option("--frames", default=None, type=click.IntRange(min=1), help="Stop after this many frames.")
+@click.option(
+    "--scale", default=6, show_default=True, type=click.IntRange(min=1), help="Window pixels per frame pixel."
+)
 @click.option(
     "--record",
     default=None,

@@ -52,6 +52,14 @@ class PlayConfig:
     frames: int | None = None  # stop after this many frames (headless runs)
     seed: int = 0
 
+    def __post_init__(self):
+        if self.scale < 1:
+            raise InputError(f"scale is window pixels per frame pixel, at least 1; got {self.scale}")
+        if self.fps is not None and not 0 <= self.fps < float("inf"):
+            raise InputError(f"fps must be 0 (as fast as it runs) or more, got {self.fps}")
+        if self.frames is not None and self.frames < 1:
+            raise InputError(f"frames must be at least 1, got {self.frames}")
+
 
 @dataclass
 class PlayStats:
@@ -80,6 +88,12 @@ def play(
     if record is not None:
         check_output_path(record)
     keymap = KEYMAPS[game]
+    highest = max(action for _, action in keymap)
+    if actions is None and highest >= env.action_space.n:
+        raise InputError(
+            f"the {game} keys send actions up to {highest}, but this world model takes "
+            f"{env.action_space.n} actions (0..{env.action_space.n - 1}): give the game it was trained on with --game"
+        )
     fps = env.metadata.get("render_fps", 15) if cfg.fps is None else cfg.fps
     pygame.display.init()  # not pygame.init(): no sound device is needed (or present on servers)
     if pygame.display.get_driver() in ("offscreen", "dummy") and not os.environ.get("SDL_VIDEODRIVER"):

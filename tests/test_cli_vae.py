@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from conftest import smooth_video
 
 from filmstrip.cli import main
+from filmstrip.errors import InputError
 from filmstrip.io import probe, write_video
 
 
@@ -100,6 +101,15 @@ def test_eval_prints_metrics(tiny_run):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output.strip().splitlines()[-1])
     assert metrics["clips"] == 3 and np.isfinite(metrics["psnr"]) and 0 < metrics["ssim"] <= 1
+    # No clips is refused (it was a KeyError on the empty table), in the CLI and the function.
+    none = CliRunner().invoke(main, ["vae", "eval", "-c", str(tiny_run / "model"), "--clips", "0"])
+    assert none.exit_code == 2 and "'--clips': 0 is not in the range x>=1" in none.output
+    from filmstrip.data import build_dataset
+    from filmstrip.eval.reconstruction import evaluate
+    from filmstrip.models.vae import load_vae
+
+    with pytest.raises(InputError, match="num_clips and batch_size must be at least 1"):
+        evaluate(load_vae(tiny_run / "model"), build_dataset("digits", 5, 32, 32), 0)
 
 
 def test_clear_errors(tiny_run, tmp_path):

@@ -337,9 +337,9 @@ def vae_compare(videos, models, size, frames, start, lpips, as_json) -> None:
 @_CHECKPOINT
 @click.option("--data", "spec", default="shapes", show_default=True)
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
-@click.option("--clips", default=64, show_default=True)
-@click.option("--frames", default=17, show_default=True)
-@click.option("--size", default=64, show_default=True)
+@click.option("--clips", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--frames", default=17, show_default=True, type=click.IntRange(min=1))
+@click.option("--size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def vae_eval(checkpoint, spec, split, clips, frames, size, fps, as_json) -> None:

@@ -53,6 +53,10 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean and standard deviation over `num_clips` clips of PSNR (dB), SSIM, mean absolute
     error and flicker (both in grey levels), plus codebook usage for an FSQ model."""
+    if num_clips < 1 or batch_size < 1:
+        raise InputError(f"num_clips and batch_size must be at least 1, got {num_clips} and {batch_size}")
+    if len(dataset) == 0:
+        raise InputError("the dataset has no clips to evaluate on")
     model.eval()
     device = next(model.parameters()).device
     num_clips = min(num_clips, len(dataset))

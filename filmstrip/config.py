@@ -73,6 +73,18 @@ def _check(tp: Any, value: Any, where: str) -> Any:
     raise InputError(f"{where}: unsupported setting type {tp}")
 
 
+def require(
+    cfg: Any, *, at_least: dict[str, float] | None = None, above: dict[str, float] | None = None
+) -> None:
+    """For a config's `__post_init__`: one sentence naming the first field out of range (NaN
+    is out of every range)."""
+    for bounds, words, ok in ((at_least, "at least", float.__ge__), (above, "more than", float.__gt__)):
+        for name, bound in (bounds or {}).items():
+            value = getattr(cfg, name)
+            if not ok(float(value), float(bound)):
+                raise InputError(f"{name} must be {words} {bound}, got {value}")
+
+
 def from_dict(cls: type[T], d: dict, where: str = "") -> T:
     """An instance of dataclass `cls` from `d`, each field checked against its annotation."""
     if not isinstance(d, dict):

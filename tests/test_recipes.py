@@ -293,3 +293,27 @@ def test_the_controlnet_probe_goes_on_from_the_shipped_branch_as_it_was_trained(
         probe.controlnet == shipped.controlnet and probe.task == shipped.task and probe.data == shipped.data
     )
     assert probe.train.seed != shipped.train.seed
+
+
+def test_configs_name_the_field_out_of_range():
+    """`config.require` names the first field out of range; NaN is out of every range."""
+    from filmstrip.data.cuts import CutConfig
+    from filmstrip.data.prepare import PrepareConfig
+    from filmstrip.data.shapes import ShapesConfig
+
+    cases = [
+        (lambda: ShapesConfig(num_frames=0), "num_frames must be at least 1, got 0"),
+        (lambda: ShapesConfig(fps=0.0), "fps must be more than 0, got 0.0"),
+        (lambda: CutConfig(ratio=float("nan")), "ratio must be more than 1, got nan"),
+        (lambda: CutConfig(min_gap=-3), "min_gap must be at least 1, got -3"),
+        (lambda: PrepareConfig(area=0), "area must be at least 64, got 0"),
+        (
+            lambda: PrepareConfig(min_seconds=5.0, max_seconds=2.0),
+            r"min_seconds \(5.0\) is more than max_seconds",
+        ),
+        (lambda: PrepareConfig(tolerance=2.0), "tolerance is the most of a frame a bucket may crop away"),
+    ]
+    for make, message in cases:
+        with pytest.raises(InputError, match=f"^{message}"):
+            make()
+    ShapesConfig(), CutConfig(), PrepareConfig()  # the defaults are in range

@@ -109,10 +109,16 @@ def cuts_cmd(path: Path, ratio: float, min_score: float, min_gap: int) -> None:
 @data.command("flow")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--size", default=256, show_default=True, help="Short side the flow is computed at.")
+@click.option(
+    "--size",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=8),
+    help="Short side the flow is computed at.",
+)
 @click.option(
     "--max-px",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Speed (px per frame) shown at full brightness [default: 4% of the short side].",
 )
@@ -145,7 +151,13 @@ def flow_cmd(path: Path, output: Path, size: int, max_px: float | None) -> None:
 @click.option(
     "--min-motion", default=0.003, show_default=True, help="Short sides per second; below is too static."
 )
-@click.option("--size", default=256, show_default=True, help="Clips are written at about size x size pixels.")
+@click.option(
+    "--size",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=8),
+    help="Clips are written at about size x size pixels.",
+)
 @click.option(
     "--tolerance",
     default=0.2,

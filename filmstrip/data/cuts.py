@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from filmstrip.errors import InputError
+from filmstrip.config import require
 from filmstrip.io import iter_frames
 
 
@@ -31,8 +31,7 @@ class CutConfig:
     size: int = 96  # short side of the copy that is compared
 
     def __post_init__(self):
-        if self.ratio <= 1 or self.window < 1 or self.min_gap < 1 or self.size < 8:
-            raise InputError("cuts need ratio > 1, window >= 1, min_gap >= 1 and size >= 8")
+        require(self, at_least={"window": 1, "min_gap": 1, "size": 8}, above={"ratio": 1})
 
 
 def change_scores(frames: Iterable[np.ndarray]) -> np.ndarray:

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from filmstrip.atomic import write_text_atomic
 from filmstrip.checkpoint import write_json_atomic
+from filmstrip.config import require
 from filmstrip.data.buckets import DEFAULT_ASPECTS, assign_bucket, center_crop, cover_size, make_buckets
 from filmstrip.data.cuts import CutConfig, change_scores, find_cuts
 from filmstrip.data.flow import motion_score
@@ -55,8 +56,28 @@ class PrepareConfig:
     cuts: CutConfig = field(default_factory=CutConfig)
 
     def __post_init__(self):
-        if not 0 < self.min_seconds <= self.max_seconds:
-            raise InputError("need 0 < min_seconds <= max_seconds")
+        require(
+            self,
+            at_least={
+                "min_side": 8,
+                "area": 64,
+                "analysis_size": 8,
+                "motion_pairs": 1,
+                "tolerance": 0,
+                "min_motion": 0,
+            },
+            above={"min_seconds": 0},
+        )
+        if not self.min_seconds <= self.max_seconds:
+            raise InputError(
+                f"min_seconds ({self.min_seconds}) is more than max_seconds ({self.max_seconds})"
+            )
+        if not self.tolerance < 1:
+            raise InputError(
+                f"tolerance is the most of a frame a bucket may crop away, below 1; got {self.tolerance}"
+            )
+        if not self.aspects or min(self.aspects) <= 0:
+            raise InputError(f"aspects are positive width / height ratios, got {self.aspects}")
 
 
 @dataclass

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from filmstrip.config import require
 from filmstrip.data.camera import CameraPath, random_path
 from filmstrip.data.motion import DIRECTIONS, bouncing_path, describe_motion, join_clauses, track_speeds
 from filmstrip.errors import InputError
@@ -107,8 +108,7 @@ class ShapesConfig:
             raise InputError(f"start_words is a probability, got {self.start_words}")
         if not 0.0 <= self.camera <= 1.0:
             raise InputError(f"camera is a share of clips in [0, 1], got {self.camera}")
-        if min(self.num_frames, self.height, self.width) < 1 or self.fps <= 0:
-            raise InputError("num_frames, height, width and fps must be positive")
+        require(self, at_least={"num_frames": 1, "height": 1, "width": 1}, above={"fps": 0})
 
 
 @dataclass(frozen=True)

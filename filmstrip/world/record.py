@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from filmstrip.config import require
 from filmstrip.errors import InputError
 from filmstrip.world.episodes import Episode, save_episode
 
@@ -52,9 +53,7 @@ class RecordConfig:
             raise InputError(
                 f"no scripted policy for {self.game}: use --policy random (scripted: {', '.join(SCRIPTS)})"
             )
-        for name, least in (("steps", 1), ("max_episode_steps", 1), ("frameskip", 1), ("size", 8)):
-            if getattr(self, name) < least:
-                raise InputError(f"{name} must be at least {least}, got {getattr(self, name)}")
+        require(self, at_least={"steps": 1, "max_episode_steps": 1, "frameskip": 1, "size": 8})
 
 
 def _centre(mask: np.ndarray) -> tuple[float, float] | None:

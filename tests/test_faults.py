@@ -254,3 +254,53 @@ def test_a_second_signal_during_the_save_lets_it_finish(tmp_path, monkeypatch):
         trainer.fit()
     assert sent and latest_checkpoint(tmp_path).name == "step_0000003"
     assert make_trainer(tmp_path, steps=6).resume()
+
+
+def test_a_step_with_non_finite_gradients_is_skipped_and_a_run_of_them_stops_training(tmp_path):
+    """One bad batch leaves the weights as they were and training goes on; ten in a row stop
+    the run with one sentence. A stop request is honoured on a skipped step too."""
+    import os
+    import signal
+    import sys
+
+    import torch
+
+    from filmstrip.errors import TrainingError
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train_vae import make_trainer
+
+    trainer = make_trainer(tmp_path / "one", steps=4)
+    loss, seen = trainer.task.loss, {}
+
+    def nan_at_step_1(model, batch, step, generator, aux):
+        seen[step] = [p.detach().clone() for p in trainer.model.parameters()]  # the weights it starts from
+        value, logs = loss(model, batch, step, generator, aux)
+        return (value * float("nan") if step == 1 else value), logs
+
+    trainer.task.loss = nan_at_step_1
+    trainer.fit()
+    assert trainer.step == 4 and sorted(seen) == [0, 1, 2, 3]
+    assert all(torch.equal(a, b) for a, b in zip(seen[1], seen[2], strict=True))  # step 1 changed nothing
+    assert not all(torch.equal(a, b) for a, b in zip(seen[2], seen[3], strict=True))  # step 2 learned
+    log = (tmp_path / "one" / "log.jsonl").read_text()
+    assert log.count("non-finite gradients") == 1
+
+    always = make_trainer(tmp_path / "always", steps=20)
+    always.task.loss = lambda *a: (loss(*a)[0] * float("nan"), {})
+    with pytest.raises(TrainingError, match="non-finite gradients 10 times in a row"):
+        always.fit()
+    assert always.step == 9
+
+    stopped = make_trainer(tmp_path / "stopped", steps=20)
+
+    def nan_and_stop(model, batch, step, generator, aux):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss(model, batch, step, generator, aux)[0] * float("nan"), {}
+
+    stopped.task.loss = nan_and_stop
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit()
+    assert stopped.step == 3
+    assert torch.isfinite(torch.cat([p.flatten() for p in stopped.model.parameters()])).all()

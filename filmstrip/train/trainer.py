@@ -583,6 +583,48 @@ class Trainer:
             with open(self.run_dir / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def _gradients(self, batches, autocast) -> dict[str, float]:
+        """Forward and backward over `accumulate` micro-batches at this step's learning rate;
+        returns their mean logs. Ranks average gradients on the last micro-batch only."""
+        cfg = self.cfg
+        self.model.train()
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr_at(self.step)
+        logs: dict[str, float] = {}
+        for micro in range(cfg.accumulate):
+            batch = next(batches)
+            gen = step_generator(cfg.seed, self.step * cfg.accumulate + micro, self.ddp.rank, self.device)
+            sync = micro == cfg.accumulate - 1 or self.ddp.world == 1
+            with contextlib.ExitStack() as stack:
+                if not sync:
+                    for net in (self.wrapped, *self.aux_wrapped.values()):
+                        stack.enter_context(net.no_sync())
+                with autocast:
+                    loss, micro_logs = self.task.loss(self.wrapped, batch, self.step, gen, self.aux_wrapped)
+                (loss / cfg.accumulate).backward()
+            for k, v in micro_logs.items():
+                logs[k] = logs.get(k, 0.0) + v / cfg.accumulate
+        return logs
+
+    def _apply_gradients(self, bad_steps: int) -> None:
+        """The optimisers' step and the EMA's, or with non-finite gradients (`bad_steps` in a
+        row) none: one bad batch must not poison the weights, and a run that keeps producing
+        them is broken and says so."""
+        if bad_steps:
+            self._zero_grad()
+            self._log({"step": self.step + 1, "skipped": "non-finite gradients"})
+            if bad_steps >= 10:
+                raise TrainingError(
+                    f"step {self.step}: non-finite gradients 10 times in a row; lower --lr or use --fp32"
+                )
+            return
+        self.opt.step()
+        for name, opt in self.aux_opt.items():
+            if any(p.grad is not None for p in self.aux[name].module.parameters()):
+                opt.step()  # once per optimiser step, whatever the accumulation
+        self._zero_grad()
+        self.ema.update(self.model, self.step)
+
     def fit(self, steps: int | None = None) -> dict:
         """Train until `steps` (default cfg.steps) and return the last logged values."""
         cfg = self.cfg
@@ -607,67 +649,30 @@ class Trainer:
             previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             while self.step < end:
-                self.model.train()
-                for group in self.opt.param_groups:
-                    group["lr"] = cfg.lr_at(self.step)
-                logs: dict[str, float] = {}
-                for micro in range(cfg.accumulate):
-                    batch = next(batches)
-                    gen = step_generator(
-                        cfg.seed, self.step * cfg.accumulate + micro, self.ddp.rank, self.device
-                    )
-                    sync = micro == cfg.accumulate - 1 or self.ddp.world == 1
-                    with contextlib.ExitStack() as stack:
-                        if not sync:  # gradients are averaged across ranks on the last micro-batch only
-                            for net in (self.wrapped, *self.aux_wrapped.values()):
-                                stack.enter_context(net.no_sync())
-                        with autocast:
-                            loss, micro_logs = self.task.loss(
-                                self.wrapped, batch, self.step, gen, self.aux_wrapped
-                            )
-                        (loss / cfg.accumulate).backward()
-                    for k, v in micro_logs.items():
-                        logs[k] = logs.get(k, 0.0) + v / cfg.accumulate
+                logs = self._gradients(batches, autocast)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                if not torch.isfinite(grad_norm):
-                    # One bad batch must not poison the weights; a run that keeps producing
-                    # them is broken and says so.
-                    bad_steps += 1
-                    self._zero_grad()
-                    self._log({"step": self.step + 1, "skipped": "non-finite gradients"})
-                    if bad_steps >= 10:
-                        raise TrainingError(
-                            f"step {self.step}: non-finite gradients 10 times in a row; lower --lr or use --fp32"
-                        )
-                    self.step += 1
-                    bar.update(1)
-                    continue
-                bad_steps = 0
-                self.opt.step()
-                for name, opt in self.aux_opt.items():
-                    if any(p.grad is not None for p in self.aux[name].module.parameters()):
-                        opt.step()  # once per optimiser step, whatever the accumulation
-                self._zero_grad()
-                self.ema.update(self.model, self.step)
+                bad_steps = 0 if torch.isfinite(grad_norm) else bad_steps + 1
+                self._apply_gradients(bad_steps)
                 self.step += 1
-                steps_timed += 1
                 bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == end:
-                    elapsed = time.perf_counter() - t0
-                    last = {
-                        "step": self.step,
-                        "lr": cfg.lr_at(self.step - 1),
-                        "grad_norm": float(grad_norm),
-                        "it_s": steps_timed / max(elapsed, 1e-9),
-                        **logs,
-                    }
-                    self._log(last)
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "psnr")})
-                    t0, steps_timed = time.perf_counter(), 0
-                if self.ddp.is_main and cfg.sample_every and self.step % cfg.sample_every == 0:
-                    self.task.sample(self.ema.model, self.run_dir / "samples", self.step)
-                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
-                    self.save_checkpoint()
+                if not bad_steps:
+                    steps_timed += 1
+                    if self.step % cfg.log_every == 0 or self.step == end:
+                        elapsed = time.perf_counter() - t0
+                        last = {
+                            "step": self.step,
+                            "lr": cfg.lr_at(self.step - 1),
+                            "grad_norm": float(grad_norm),
+                            "it_s": steps_timed / max(elapsed, 1e-9),
+                            **logs,
+                        }
+                        self._log(last)
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "psnr")})
+                        t0, steps_timed = time.perf_counter(), 0
+                    if self.ddp.is_main and cfg.sample_every and self.step % cfg.sample_every == 0:
+                        self.task.sample(self.ema.model, self.run_dir / "samples", self.step)
+                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                        self.save_checkpoint()
                 if stop.count:
                     raise _Stopped()
         except KeyboardInterrupt as e:

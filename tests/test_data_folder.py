@@ -225,3 +225,22 @@ def test_focus_masks_ride_with_their_clips(mixed_folder):
     view = Mirrored(ds)
     mirror = view[(2 * by_name["wide1.mp4"] + 1, 3)]
     assert torch.equal(mirror["focus"], item["focus"].flip(-1))
+
+
+def test_text_to_video_training_names_the_videos_without_a_caption(footage):
+    """A video with no caption is learned as a dropped caption: training data that lacks them
+    is named before the run, and a fully captioned folder says nothing."""
+    import warnings
+
+    from filmstrip.errors import FilmstripWarning
+    from filmstrip.train.recipes import ClipData, t2v_dataset
+
+    data = ClipData(source=f"folder:{footage}", frames=8, size=64, clips=100)
+    (footage / "captions.jsonl").write_text(json.dumps({"file": "sub/tall.mp4", "caption": "a tall clip"}))
+    with pytest.warns(FilmstripWarning, match=r"1 of 3 videos have no caption \(e.g. wide.mp4\)"):
+        t2v_dataset(data, seed=0)
+    (footage / "wide.txt").write_text("a wide clip")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        t2v_dataset(data, seed=0)
+    assert not [w for w in said if "no caption" in str(w.message)]

@@ -241,6 +241,22 @@ def fit_recipe(recipe, task, dataset: Dataset, collate, log: Log, what: str, det
 
 
 # ---- text to video ---------------------------------------------------------------------
+def _warn_uncaptioned(dataset: Dataset, source: str) -> None:
+    """A text-to-video model learns a video with no caption as it learns a dropped caption:
+    say so when a folder has such videos, before hours go into them."""
+    items = getattr(dataset, "items", None)
+    if not items or not hasattr(items[0], "caption"):
+        return
+    bare = [item.path.name for item in items if not item.caption.strip()]
+    if bare:
+        warnings.warn(
+            f"{source}: {len(bare)} of {len(items)} videos have no caption (e.g. {bare[0]}): the model "
+            "learns them without text; give each a clip.txt beside clip.mp4 or a line in captions.jsonl",
+            FilmstripWarning,
+            stacklevel=3,
+        )
+
+
 def t2v_dataset(data: ClipData, seed: int) -> tuple[Dataset, str]:
     """The clips to encode, and a description recorded with the cache and the model."""
     combos = parse_held_out(data.held_out) if data.source == "shapes" else ()
@@ -275,6 +291,7 @@ def t2v_dataset(data: ClipData, seed: int) -> tuple[Dataset, str]:
             seed=seed,
             clips_per_video=max(1, data.clips // 100),
         )
+        _warn_uncaptioned(dataset, data.source)
     description = f"{data.source} {data.frames}x{data.size}x{data.size} held_out={combos}"
     if data.mirror:
         dataset, description = Mirrored(dataset), f"{description} mirrored"

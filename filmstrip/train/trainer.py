@@ -24,6 +24,7 @@ Run folder layout::
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -366,6 +367,7 @@ def lock_run(run_dir: Path) -> None:
             f"{run_dir}: another trainer is using this run folder; wait for it or choose another --run"
         ) from None
     _LOCKS[key] = handle
+    atexit.register(handle.close)  # released as the process ends, without a ResourceWarning
 
 
 class Trainer:

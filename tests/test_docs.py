@@ -81,3 +81,18 @@ def test_every_command_line_names_a_real_command_and_its_options():
     # The check itself: a misspelt option and a missing command are caught.
     assert unknown_words(["generate", "a red circle", "--frame", "17"]) == ["--frame"]
     assert unknown_words(["eval", "sharpness", "-c", "x"]) == ["sharpness"]
+
+
+def test_the_files_the_docs_name_exist():
+    """README and ARCHITECTURE name modules, recipes, tests and benchmarks by path: a renamed
+    or removed file must take its mention with it. (RESULTS is a record of its day.)"""
+    tracked = {p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*") if ".venv" not in p.parts}
+    names = {Path(p).name for p in tracked}
+    for doc in (ROOT / "README.md", ROOT / "docs" / "ARCHITECTURE.md"):
+        for path in re.findall(r"`([A-Za-z0-9_./-]+\.(?:py|toml|md))`", doc.read_text()):
+            if path.startswith("RUN/"):  # a placeholder for the user's run folder
+                continue
+            if "/" in path:
+                assert {path, f"filmstrip/{path}", f"recipes/{path}"} & tracked, f"{doc.name}: no {path}"
+            else:
+                assert path in names, f"{doc.name}: no file named {path}"

@@ -86,7 +86,10 @@ def test_every_command_line_names_a_real_command_and_its_options():
 def test_the_files_the_docs_name_exist():
     """README and ARCHITECTURE name modules, recipes, tests and benchmarks by path: a renamed
     or removed file must take its mention with it. (RESULTS is a record of its day.)"""
-    tracked = {p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*") if ".venv" not in p.parts}
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    tracked = set(listed.splitlines())
     names = {Path(p).name for p in tracked}
     for doc in (ROOT / "README.md", ROOT / "docs" / "ARCHITECTURE.md"):
         for path in re.findall(r"`([A-Za-z0-9_./-]+\.(?:py|toml|md))`", doc.read_text()):

@@ -84,14 +84,14 @@ def test_every_command_line_names_a_real_command_and_its_options():
 
 
 def test_the_files_the_docs_name_exist():
-    """README and ARCHITECTURE name modules, recipes, tests and benchmarks by path: a renamed
+    """README, ARCHITECTURE and READING name modules, recipes, tests and benchmarks by path: a renamed
     or removed file must take its mention with it. (RESULTS is a record of its day.)"""
     import subprocess
 
     listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     tracked = set(listed.splitlines())
     names = {Path(p).name for p in tracked}
-    for doc in (ROOT / "README.md", ROOT / "docs" / "ARCHITECTURE.md"):
+    for doc in (ROOT / "README.md", ROOT / "docs" / "ARCHITECTURE.md", ROOT / "docs" / "READING.md"):
         for path in re.findall(r"`([A-Za-z0-9_./-]+\.(?:py|toml|md))`", doc.read_text()):
             if path.startswith("RUN/"):  # a placeholder for the user's run folder
                 continue

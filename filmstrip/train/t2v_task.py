@@ -203,23 +203,12 @@ class T2VTask:
         if cfg.latent_frames:
             batch = leading_frames(batch, cfg.latent_frames)
         z = self.spec.normalize(batch["latents"].to(device))
-        text, mask = batch["text"].to(device), batch["text_mask"].to(device)
-        b = z.shape[0]
-        # 2. Text dropout to the empty prompt.
-        drop = torch.rand(b, generator=g, device=g.device) < cfg.text_dropout
-        if drop.any():
-            null = self.null_text.to(device)
-            length = max(text.shape[1], null.shape[0])
-            text, mask = pad_tokens(text, mask, length)
-            null_states, null_mask = pad_tokens(
-                null[None], torch.ones(1, null.shape[0], dtype=torch.bool, device=device), length
-            )
-            text = torch.where(drop[:, None, None], null_states, text)
-            mask = torch.where(drop[:, None], null_mask, mask)
+        text, mask = self._drop_text(batch["text"].to(device), batch["text_mask"].to(device), g)
         # 3. The first `n_image` clips of the batch train as images, the next `n_key` as video
         # with appended keyframes, the rest as video. The groups differ in length, so they
         # take one forward pass each; the loss averages over all samples, so the step's
         # gradient is that of one mixed batch.
+        b = z.shape[0]
         n_image = round(b * cfg.image_fraction) if z.shape[2] > 1 else 0
         n_key = round((b - n_image) * cfg.keyframes) if z.shape[2] > 1 else 0
         if n_key and "frames" not in batch:
@@ -233,42 +222,11 @@ class T2VTask:
         }
         per_sample, t_frames, loss_frames, logs = [], [], [], {}
         for name, (zg, rows) in groups.items():
-            n = zg.shape[0]
-            if n == 0:
+            if zg.shape[0] == 0:
                 continue
-            # 4. Noise level per clip, shifted for the token count.
-            shift = self.noise_spec.shift(tuple(zg.shape[2:]), self.dit_cfg.patch)
-            flow = self.noise_spec.flow
-            t = sample_t((n,), shift, flow, g, g.device).to(device)
-            t_bt = t[:, None].expand(n, zg.shape[2])
-            if cfg.frame_noise and zg.shape[2] > 1:
-                per_frame = torch.rand(n, generator=g, device=g.device).to(device) < cfg.frame_noise
-                t_frame = sample_t((n, zg.shape[2]), shift, flow, g, g.device).to(device)
-                t_bt = torch.where(per_frame[:, None], t_frame, t_bt)
-            # 5. Clean frames in place (first frame, prefix) at noise level 0, and keyframes.
-            clean = self._clean_frames(n, zg.shape[2], g).to(device)
-            if cfg.rollout and name == "video" and zg.shape[2] > 2:
-                zg, clean = self._own_rollout(zg, clean, text[rows], mask[rows], g)
-            t_bt = t_bt.masked_fill(clean, 0.0)
-            cond = Conditioning(text[rows], mask[rows])
-            if set(self.model.vector_embed) & {"motion", "camera"}:
-                cond = self._with_vectors(cond, batch, rows, zg.shape[2], g)
-            if "control" in batch:  # structure maps, for a ControlNet; an image reads frame 0's
-                cond.control = batch["control"][rows, :, : 1 if name == "image" else None].to(device)
-            if name == "key":
-                cond = self._with_keyframes(cond, batch, rows, g)
-            noise = torch.randn(zg.shape, generator=g, device=g.device).to(device)
-            v = with_frames(model, add_noise(zg, noise, t_bt), t_bt, cond)
-            target = velocity_target(zg, noise)
-            frame_loss = per_frame_loss(v, target, self._focus(batch, rows, zg.shape[2], device))  # (n, T)
-            free = (~clean).float()
-            clip_loss = (frame_loss * free).sum(dim=1) / free.sum(dim=1)
-            if cfg.motion and zg.shape[2] > 1:
-                # x0 error = -t (v error), t of each frame.
-                x0_error = (v.float() - target.float()) * t_bt[:, None, :, None, None]
-                motion = x0_error.diff(dim=2).square().mean(dim=(1, 2, 3, 4))
-                clip_loss = clip_loss + cfg.motion * motion
-                logs["motion"] = float(motion.detach().mean())
+            clip_loss, t_bt, frame_loss, clean = self._group_loss(
+                model, name, zg, rows, text, mask, batch, g, logs
+            )
             per_sample.append(clip_loss)
             t_frames.append(t_bt.detach()[~clean].cpu())
             loss_frames.append(frame_loss.detach()[~clean].cpu())
@@ -277,6 +235,74 @@ class T2VTask:
         loss = torch.cat(per_sample).mean()
         logs = {"loss": loss.item(), **logs, **loss_by_bin(torch.cat(t_frames), torch.cat(loss_frames))}
         return loss, logs
+
+    def _drop_text(
+        self, text: torch.Tensor, mask: torch.Tensor, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """2. Each clip's text replaced by the empty prompt's with probability `text_dropout`."""
+        drop = torch.rand(text.shape[0], generator=g, device=g.device) < self.cfg.text_dropout
+        if not drop.any():
+            return text, mask
+        device = text.device
+        null = self.null_text.to(device)
+        length = max(text.shape[1], null.shape[0])
+        text, mask = pad_tokens(text, mask, length)
+        null_states, null_mask = pad_tokens(
+            null[None], torch.ones(1, null.shape[0], dtype=torch.bool, device=device), length
+        )
+        return torch.where(drop[:, None, None], null_states, text), torch.where(
+            drop[:, None], null_mask, mask
+        )
+
+    def _group_loss(
+        self,
+        model: nn.Module,
+        name: str,
+        zg: torch.Tensor,
+        rows: slice,
+        text: torch.Tensor,
+        mask: torch.Tensor,
+        batch: dict,
+        g: torch.Generator,
+        logs: dict,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One group's forward (image, key or video clips `zg`, the batch's `rows`): per clip
+        loss (n,), noise levels (n, T), per-frame loss (n, T) and the clean frames (n, T)."""
+        cfg, device, n = self.cfg, zg.device, zg.shape[0]
+        # 4. Noise level per clip, shifted for the token count.
+        shift = self.noise_spec.shift(tuple(zg.shape[2:]), self.dit_cfg.patch)
+        flow = self.noise_spec.flow
+        t = sample_t((n,), shift, flow, g, g.device).to(device)
+        t_bt = t[:, None].expand(n, zg.shape[2])
+        if cfg.frame_noise and zg.shape[2] > 1:
+            per_frame = torch.rand(n, generator=g, device=g.device).to(device) < cfg.frame_noise
+            t_frame = sample_t((n, zg.shape[2]), shift, flow, g, g.device).to(device)
+            t_bt = torch.where(per_frame[:, None], t_frame, t_bt)
+        # 5. Clean frames in place (first frame, prefix) at noise level 0, and keyframes.
+        clean = self._clean_frames(n, zg.shape[2], g).to(device)
+        if cfg.rollout and name == "video" and zg.shape[2] > 2:
+            zg, clean = self._own_rollout(zg, clean, text[rows], mask[rows], g)
+        t_bt = t_bt.masked_fill(clean, 0.0)
+        cond = Conditioning(text[rows], mask[rows])
+        if set(self.model.vector_embed) & {"motion", "camera"}:
+            cond = self._with_vectors(cond, batch, rows, zg.shape[2], g)
+        if "control" in batch:  # structure maps, for a ControlNet; an image reads frame 0's
+            cond.control = batch["control"][rows, :, : 1 if name == "image" else None].to(device)
+        if name == "key":
+            cond = self._with_keyframes(cond, batch, rows, g)
+        noise = torch.randn(zg.shape, generator=g, device=g.device).to(device)
+        v = with_frames(model, add_noise(zg, noise, t_bt), t_bt, cond)
+        target = velocity_target(zg, noise)
+        frame_loss = per_frame_loss(v, target, self._focus(batch, rows, zg.shape[2], device))  # (n, T)
+        free = (~clean).float()
+        clip_loss = (frame_loss * free).sum(dim=1) / free.sum(dim=1)
+        if cfg.motion and zg.shape[2] > 1:
+            # x0 error = -t (v error), t of each frame.
+            x0_error = (v.float() - target.float()) * t_bt[:, None, :, None, None]
+            motion = x0_error.diff(dim=2).square().mean(dim=(1, 2, 3, 4))
+            clip_loss = clip_loss + cfg.motion * motion
+            logs["motion"] = float(motion.detach().mean())
+        return clip_loss, t_bt, frame_loss, clean
 
     def _focus(self, batch: dict, rows: slice, frames: int, device) -> torch.Tensor | None:
         """(n, T, H, W) loss weights of the rows' latent pixels: `focus_weight` where their

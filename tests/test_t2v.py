@@ -57,6 +57,9 @@ def test_latent_cache_round_trip_and_resume(tmp_path, tiny_vae, text_encoder):
     after = load_file(str(root / "shard_00001.safetensors"))
     for key in before:
         torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-3)
+    # Another cache is not written into this one's folder.
+    with pytest.raises(InputError, match="holds a different latent cache"):
+        build_latent_cache(ds, tiny_vae, text_encoder, root, num_clips=5, shard_size=4)
 
 
 def test_tiny_dit_overfits_one_clip(tiny_vae, text_encoder):

@@ -90,16 +90,7 @@ def build_latent_cache(
     groups = item_groups(dataset)
     if groups is not None:
         meta["groups"] = [repr(g) for g in groups[:num_clips]]
-    meta = json.loads(json.dumps(meta))  # tuples -> lists, as they will read back
-    meta_path = out / "meta.json"
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        old["vae"] = vae_config_dict(old.get("vae", {}), type(vae.cfg))
-        if {k: old.get(k) for k in meta} != meta:
-            raise InputError(
-                f"{out}: holds a different latent cache ({old.get('dataset')}); use another folder"
-            )
-    write_json_atomic(meta_path, meta)
+    _claim(out, json.loads(json.dumps(meta)), type(vae.cfg))  # tuples -> lists, as they read back
     device = next(vae.parameters()).device
     starts = range(0, num_clips, shard_size)
     # A shard that is missing or does not read back whole (a kill mid-copy, a full disk) is
@@ -114,26 +105,7 @@ def build_latent_cache(
         collate_fn=_stack_shard,
     )
     for s, shard in zip(missing, tqdm(loader, desc="caching latents", unit="shard"), strict=True):
-        if torch.is_tensor(shard["video"]):
-            latents = []
-            for b in range(0, len(shard["video"]), batch_size):
-                latents.append(vae.encode(shard["video"][b : b + batch_size].to(device)).float().cpu())
-            stored = {"latents": torch.cat(latents).half()}
-            if frame_stride:
-                parts = [
-                    _frame_latents(vae, v, frame_stride, device) for v in shard["video"].split(batch_size)
-                ]
-                stored["frames"] = torch.cat([p[0] for p in parts])
-                stored["frame_times"] = parts[0][1]
-        else:  # clips of several sizes: one tensor each
-            stored = {
-                f"latents.{j}": vae.encode(v[None].to(device))[0].float().cpu().half()
-                for j, v in enumerate(shard["video"])
-            }
-            if frame_stride:
-                for j, v in enumerate(shard["video"]):
-                    frames, times = _frame_latents(vae, v[None], frame_stride, device)
-                    stored[f"frames.{j}"], stored[f"frame_times.{j}"] = frames[0], times
+        stored = _encode_clips(vae, shard["video"], batch_size, frame_stride, device)
         if shard["focus"] is not None:
             stride = (vae.cfg.temporal_factor, vae.cfg.spatial_factor)
             if torch.is_tensor(shard["focus"]):
@@ -159,6 +131,44 @@ def build_latent_cache(
             },
         )
     return out
+
+
+def _claim(out: Path, meta: dict, vae_cfg_type: type) -> None:
+    """Write the cache's meta.json, or refuse a folder that holds another cache."""
+    meta_path = out / "meta.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        old["vae"] = vae_config_dict(old.get("vae", {}), vae_cfg_type)
+        if {k: old.get(k) for k in meta} != meta:
+            raise InputError(
+                f"{out}: holds a different latent cache ({old.get('dataset')}); use another folder"
+            )
+    write_json_atomic(meta_path, meta)
+
+
+def _encode_clips(
+    vae, videos: torch.Tensor | list[torch.Tensor], batch_size: int, frame_stride: int, device
+) -> dict[str, torch.Tensor]:
+    """A shard's clips (one stacked tensor, or a list of clips of several sizes) as the
+    tensors it stores: "latents" (or "latents.j" per clip), and with `frame_stride` the
+    frames encoded alone and their times."""
+    if not torch.is_tensor(videos):  # clips of several sizes: one tensor each
+        stored = {
+            f"latents.{j}": vae.encode(v[None].to(device))[0].float().cpu().half()
+            for j, v in enumerate(videos)
+        }
+        if frame_stride:
+            for j, v in enumerate(videos):
+                frames, times = _frame_latents(vae, v[None], frame_stride, device)
+                stored[f"frames.{j}"], stored[f"frame_times.{j}"] = frames[0], times
+        return stored
+    latents = [vae.encode(part.to(device)).float().cpu() for part in videos.split(batch_size)]
+    stored = {"latents": torch.cat(latents).half()}
+    if frame_stride:
+        parts = [_frame_latents(vae, v, frame_stride, device) for v in videos.split(batch_size)]
+        stored["frames"] = torch.cat([p[0] for p in parts])
+        stored["frame_times"] = parts[0][1]
+    return stored
 
 
 def latent_focus(focus_b1thw: torch.Tensor, temporal: int, spatial: int) -> torch.Tensor:

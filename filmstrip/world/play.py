@@ -73,28 +73,21 @@ class PlayStats:
         return self.frames / max(self.seconds, 1e-9)
 
 
-def play(
-    env, game: str, cfg: PlayConfig = PlayConfig(), record: Path | None = None, actions=None
-) -> PlayStats:
-    """Run the window loop until the player stops (or `cfg.frames`). `actions(frame_index)`, if
-    given, replaces the keyboard (scripted or headless play)."""
-    try:
-        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-        import pygame
-    except ImportError:
-        raise InputError("play needs pygame: pip install -e '.[world]'") from None
+def _keymap_for(env, game: str, keyboard: bool) -> list[tuple[tuple[str, ...], int]]:
+    """The game's keys, checked against the model's actions when the keyboard plays."""
     if game not in KEYMAPS:
         raise InputError(f"no keymap for {game!r}: choose from {', '.join(KEYMAPS)}")
-    if record is not None:
-        check_output_path(record)
-    keymap = KEYMAPS[game]
+    keymap, n = KEYMAPS[game], env.action_space.n
     highest = max(action for _, action in keymap)
-    if actions is None and highest >= env.action_space.n:
+    if keyboard and highest >= n:
         raise InputError(
             f"the {game} keys send actions up to {highest}, but this world model takes "
-            f"{env.action_space.n} actions (0..{env.action_space.n - 1}): give the game it was trained on with --game"
+            f"{n} actions (0..{n - 1}): give the game it was trained on with --game"
         )
-    fps = env.metadata.get("render_fps", 15) if cfg.fps is None else cfg.fps
+    return keymap
+
+
+def _open_display(pygame) -> None:
     pygame.display.init()  # not pygame.init(): no sound device is needed (or present on servers)
     if pygame.display.get_driver() in ("offscreen", "dummy") and not os.environ.get("SDL_VIDEODRIVER"):
         # SDL falls back to drawing nowhere when it finds no screen; a game no one sees and no
@@ -105,6 +98,33 @@ def play(
             "for a run with no window set SDL_VIDEODRIVER=dummy and give --frames"
         )
     pygame.font.init()
+
+
+def _draw(pygame, screen, font, obs_hw3: np.ndarray, scale: int, status: str) -> None:
+    """The frame scaled up, and a status line under it."""
+    h, w = obs_hw3.shape[:2]
+    surface = pygame.surfarray.make_surface(np.ascontiguousarray(obs_hw3.transpose(1, 0, 2)))
+    screen.fill((0, 0, 0))
+    screen.blit(pygame.transform.scale(surface, (w * scale, h * scale)), (0, 0))
+    screen.blit(font.render(status, True, (230, 230, 230)), (6, h * scale + 6))
+    pygame.display.flip()
+
+
+def play(
+    env, game: str, cfg: PlayConfig = PlayConfig(), record: Path | None = None, actions=None
+) -> PlayStats:
+    """Run the window loop until the player stops (or `cfg.frames`). `actions(frame_index)`, if
+    given, replaces the keyboard (scripted or headless play)."""
+    try:
+        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+        import pygame
+    except ImportError:
+        raise InputError("play needs pygame: pip install -e '.[world]'") from None
+    keymap = _keymap_for(env, game, keyboard=actions is None)
+    if record is not None:
+        check_output_path(record)
+    fps = env.metadata.get("render_fps", 15) if cfg.fps is None else cfg.fps
+    _open_display(pygame)
     obs, _ = env.reset(seed=cfg.seed)
     h, w = obs.shape[:2]
     screen = pygame.display.set_mode((w * cfg.scale, h * cfg.scale + 28))
@@ -140,13 +160,15 @@ def play(
             if terminated or truncated:
                 obs, _ = env.reset()
                 episodes += 1
-            surface = pygame.surfarray.make_surface(np.ascontiguousarray(obs.transpose(1, 0, 2)))
-            screen.fill((0, 0, 0))
-            screen.blit(pygame.transform.scale(surface, (w * cfg.scale, h * cfg.scale)), (0, 0))
             live = n / max(time.perf_counter() - start, 1e-9)
-            text = f"reward {total:+g}   {live:.0f} frames/s   R restart  Esc quit"
-            screen.blit(font.render(text, True, (230, 230, 230)), (6, h * cfg.scale + 6))
-            pygame.display.flip()
+            _draw(
+                pygame,
+                screen,
+                font,
+                obs,
+                cfg.scale,
+                f"reward {total:+g}   {live:.0f} frames/s   R restart  Esc quit",
+            )
             if fps:
                 clock.tick(fps)
     finally:

@@ -156,6 +156,11 @@ def test_a_lora_for_another_model_shape_or_not_a_lora_gets_one_sentence(tmp_path
         LoRAConfig(rank=0)
     assert parse_lora_arg("dir/star.safetensors:0.8") == ("dir/star.safetensors", 0.8)
     assert parse_lora_arg("c:/star.safetensors") == ("c:/star.safetensors", 1.0)
+    (tmp_path / "star.safetensors").write_bytes(b"")
+    with pytest.raises(InputError, match="the scale after ':' must be a number, e.g. .*star.safetensors:0.8"):
+        parse_lora_arg(f"{tmp_path / 'star.safetensors'}:strong")
+    with pytest.raises(InputError, match="the scale after ':' must be a number"):
+        parse_lora_arg("lora_star:abc")  # a shipped LoRA, by name
 
 
 def test_train_lora_changes_only_the_adapter_and_generate_loads_it(tiny_bundle, tmp_path):

@@ -261,7 +261,10 @@ def parse_lora_arg(value: str) -> tuple[str, float]:
         try:
             return path, float(scale)
         except ValueError:
-            pass
+            # A colon may belong to the file's name; but where the part before it names a
+            # LoRA, what follows was meant as its scale.
+            if Path(path).exists() or (len(Path(path).parts) == 1 and (BUNDLED_DIR / path).is_dir()):
+                raise InputError(f"{value}: the scale after ':' must be a number, e.g. {path}:0.8") from None
     return value, 1.0
 
 

@@ -82,6 +82,15 @@ def test_the_long_suite_runs_every_kind_of_strategy(tiny_bundle, tiny_causal_bun
     assert set(results) == {"sink", "pyramid", "sliding"}
     for r in results.values():
         assert len(r["prompts"]) == 2 and 0 <= r["first"]["accuracy"] <= 1 and 0 <= r["last"]["accuracy"] <= 1
+    # A length the suite cannot score is refused before any video is made.
+    from filmstrip.errors import InputError
+
+    with pytest.raises(InputError, match="seconds must be more than 0"):
+        LongSuiteConfig(seconds=-1)
+    with pytest.raises(InputError, match="shorter than one scored window of 17 frames"):
+        LongSuiteConfig(seconds=1)
+    with pytest.raises(InputError, match="steps must be at least 1"):
+        LongSuiteConfig(steps=0)
 
 
 def test_switch_runs_pair_one_object_prompts_of_different_colours(tiny_causal_bundle):

@@ -242,7 +242,7 @@ def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path,
     pipe = load_pipeline(checkpoint, precision=precision)
     if "motion" not in dict(pipe.dit.cfg.vectors):
         raise InputError(
-            f"{checkpoint}: this model was not trained with a motion condition, which `eval motion` "
+            f"{checkpoint or 'the bundled t2v'}: this model was not trained with a motion condition, which `eval motion` "
             "measures (recipes/control/01_motion.toml trains one)"
         )
     cfg = MotionSuiteConfig(levels=values, num_prompts=prompts)
@@ -285,7 +285,7 @@ def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json
     pipe = load_pipeline(checkpoint, precision=precision)
     if "camera" not in dict(pipe.dit.cfg.vectors):
         raise InputError(
-            f"{checkpoint}: this model was not trained with a camera condition, which `eval camera` "
+            f"{checkpoint or 'the bundled t2v'}: this model was not trained with a camera condition, which `eval camera` "
             "measures (recipes/control/02_camera.toml trains one)"
         )
     cfg = CameraSuiteConfig(prompts_per_path=prompts, random_paths=random_paths)
@@ -490,7 +490,7 @@ def eval_conditioning(
     pipe = load_pipeline(checkpoint, precision=precision, compile=compile_)
     if given_speed and "motion" not in dict(pipe.dit.cfg.vectors):
         raise InputError(
-            f"{checkpoint}: this model was not trained with a motion condition, which --given-speed "
+            f"{checkpoint or 'the bundled t2v'}: this model was not trained with a motion condition, which --given-speed "
             "tells it (recipes/probes/causal_speed.toml trains one)"
         )
     results: dict = {}
@@ -802,9 +802,9 @@ def eval_long(
     if unknown:
         raise click.BadParameter(f"{unknown}; choose from {', '.join(STRATEGIES)}", param_hint="--strategy")
     needed = {STRATEGIES[s][0] for s in strategies}
+    cfg = LongSuiteConfig(seconds=seconds, steps=steps, sliding_steps=sliding_steps)
     paths = {"causal": causal_path, "bidirectional": bidir_path}
     pipes = {m: load_pipeline(paths[m], precision=precision) for m in needed}
-    cfg = LongSuiteConfig(seconds=seconds, steps=steps, sliding_steps=sliding_steps)
     if switches:
         from filmstrip.eval.long_suite import prompt_pairs, run_switches
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from filmstrip.config import require
 from filmstrip.errors import InputError
 from filmstrip.eval.adherence import detect
 from filmstrip.eval.drift import CHECKS, DriftConfig, bounce_directions, first_and_last, window_scores
@@ -48,6 +49,14 @@ class LongSuiteConfig:
     steps: int = 8  # per latent frame for the causal model
     sliding_steps: int = 20
     drift: DriftConfig = DriftConfig()
+
+    def __post_init__(self):
+        require(self, at_least={"steps": 1, "sliding_steps": 1}, above={"seconds": 0, "fps": 0})
+        if self.seconds * self.fps < self.drift.window:
+            raise InputError(
+                f"{self.seconds:g} s at {self.fps:g} fps is shorter than one scored window of "
+                f"{self.drift.window} frames; the suite compares a video's first and last {self.drift.span:g} s"
+            )
 
 
 def _causal(**overrides) -> Maker:

@@ -313,7 +313,37 @@ def test_configs_name_the_field_out_of_range():
         ),
         (lambda: PrepareConfig(tolerance=2.0), "tolerance is the most of a frame a bucket may crop away"),
     ]
+    from filmstrip.data.folder import FolderConfig
+    from filmstrip.diffusion.flow import FlowConfig
+    from filmstrip.diffusion.forcing import RolloutConfig
+    from filmstrip.eval.prompt_suite import SuiteConfig
+    from filmstrip.train.vae_task import VAELossConfig
+    from filmstrip.world.train import WorldTaskConfig
+
+    cases += [
+        (lambda: FolderConfig("x", fps=0.0), r"fps must be more than 0 \(or None"),
+        (lambda: FolderConfig("x", sampling="every"), "sampling must be 'index' or 'time'"),
+        (lambda: FlowConfig(shift=-1.0), r"shift must be more than 0 \(or None"),
+        (lambda: FlowConfig(logit_std=0.0), "logit_std must be more than 0"),
+        (lambda: RolloutConfig(steps=0), "steps must be at least 1"),
+        (lambda: RolloutConfig(context_noise=1.0), "context_noise is a noise level below 1"),
+        (lambda: VAELossConfig(kl=-1e-4), "kl must be at least 0"),
+        (lambda: WorldTaskConfig(event_share=1.5), "context_noise and event_share are below 1"),
+        (lambda: SuiteConfig(samples=0), "samples must be at least 1"),
+    ]
     for make, message in cases:
         with pytest.raises(InputError, match=f"^{message}"):
             make()
-    ShapesConfig(), CutConfig(), PrepareConfig()  # the defaults are in range
+    for cls in (
+        ShapesConfig,
+        CutConfig,
+        PrepareConfig,
+        FlowConfig,
+        RolloutConfig,
+        VAELossConfig,
+        WorldTaskConfig,
+    ):
+        cls()  # the defaults are in range
+    # A recipe's value out of range is refused with its place in the recipe.
+    with pytest.raises(InputError, match=r"^flow: shift must be more than 0"):
+        from_dict(T2VRecipe, {"flow": {"shift": -2.0}})

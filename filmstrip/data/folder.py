@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from filmstrip.config import require
 from filmstrip.data.buckets import (
     DEFAULT_ASPECTS,
     Bucket,
@@ -58,6 +59,17 @@ class FolderConfig:
     # epoch over a few long videos still sees many different windows of each.
     clips_per_video: int = 1
     seed: int = 0
+
+    def __post_init__(self):
+        require(self, at_least={"num_frames": 1, "area": 64, "clips_per_video": 1, "tolerance": 0})
+        if self.fps is not None and not self.fps > 0:
+            raise InputError(f"fps must be more than 0 (or None: each video's own rate), got {self.fps}")
+        if not self.tolerance < 1:
+            raise InputError(
+                f"tolerance is the most of a frame a bucket may crop away, below 1; got {self.tolerance}"
+            )
+        if self.sampling not in ("index", "time"):
+            raise InputError(f"sampling must be 'index' or 'time', got {self.sampling!r}")
 
 
 @dataclass(frozen=True)

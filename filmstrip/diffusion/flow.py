@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
+from filmstrip.config import require
+from filmstrip.errors import InputError
+
 
 @dataclass(frozen=True)
 class FlowConfig:
@@ -32,6 +35,11 @@ class FlowConfig:
     # object's direction is settled at t ~ 0.9, and 4.5 puts a quarter of training above it
     # where the token-count rule (1.1) puts 2% (docs/RESULTS.md, session 7).
     shift: float | None = None
+
+    def __post_init__(self):
+        require(self, at_least={"reference_tokens": 1}, above={"logit_std": 0})
+        if self.shift is not None and not self.shift > 0:
+            raise InputError(f"shift must be more than 0 (or None: from the token count), got {self.shift}")
 
 
 def timestep_shift(num_tokens: int, cfg: FlowConfig) -> float:

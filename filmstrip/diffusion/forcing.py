@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import torch
 
+from filmstrip.config import require
 from filmstrip.diffusion.flow import add_noise
 from filmstrip.diffusion.guidance import guided
 from filmstrip.diffusion.sampling import sample, schedule
-from filmstrip.errors import FilmstripError
+from filmstrip.errors import FilmstripError, InputError
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.kv_cache import KVCache
 
@@ -40,6 +41,13 @@ class RolloutConfig:
     lag: float = 0.0  # pyramid within a chunk of several frames (sampling.schedule)
     context_noise: float = 0.0  # level at which finished frames enter the cache
     solver: str = "euler"
+
+    def __post_init__(self):
+        require(self, at_least={"steps": 1, "lag": 0, "context_noise": 0}, above={"shift": 0})
+        if not self.context_noise < 1:
+            raise InputError(f"context_noise is a noise level below 1, got {self.context_noise}")
+        if self.solver not in ("euler", "heun"):
+            raise InputError(f"solver must be 'euler' or 'heun', got {self.solver!r}")
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from filmstrip.config import require
 from filmstrip.data.shapes import (
     DEFAULT_HELD_OUT,
     Scene,
@@ -49,6 +50,11 @@ class SuiteConfig:
     # the draw (the bundled model's direction on the 100 seen prompts ranged from 87.7% to
     # 93.8% over four seeds); more videos per prompt average it down.
     samples: int = 1
+
+    def __post_init__(self):
+        require(self, at_least={"num_prompts": 1, "frames": 1, "size": 16, "samples": 1}, above={"fps": 0})
+        if not 0 <= self.start_words <= 1:
+            raise InputError(f"start_words is a probability, got {self.start_words}")
 
 
 def _shapes_cfg(cfg: SuiteConfig, seed: int, held_out) -> ShapesConfig:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from filmstrip.config import require
 from filmstrip.eval.lpips import MIN_SIDE as LPIPS_MIN_SIDE
 from filmstrip.eval.lpips import load_lpips
 from filmstrip.eval.metrics import flicker, psnr, ssim
@@ -51,6 +52,13 @@ class VAELossConfig:
     # subsampled because the trunk costs about as much per frame as the VAE itself.
     lpips: float = 0.0
     lpips_frames: int = 4
+
+    def __post_init__(self):
+        weights = ("mse", "l1", "ssim", "kl", "gan", "temporal", "lpips")
+        require(
+            self, at_least={**dict.fromkeys(weights, 0), "gan_start": 0, "image_every": 0, "lpips_frames": 1}
+        )
+        require(self, above={"gan_lr": 0})
 
 
 class VAETask:

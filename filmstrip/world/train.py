@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from filmstrip.config import require
 from filmstrip.diffusion.flow import add_noise
 from filmstrip.errors import InputError
 from filmstrip.io import write_video
@@ -140,6 +141,17 @@ class WorldTaskConfig:
     rare_weight: float = 10.0  # cross-entropy weight of the nonzero reward classes and of an end
     event_share: float = 0.0  # share of each batch drawn from transitions with a reward or end
     preview_steps: int = 64
+
+    def __post_init__(self):
+        require(
+            self,
+            at_least={"context_noise": 0, "head_weight": 0, "event_share": 0, "preview_steps": 1},
+            above={"rare_weight": 0},
+        )
+        if not (self.context_noise < 1 and self.event_share < 1):
+            raise InputError(
+                f"context_noise and event_share are below 1, got {self.context_noise}, {self.event_share}"
+            )
 
 
 class _Preview:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from filmstrip.config import require
 from filmstrip.data.flow import grey
 from filmstrip.errors import InputError
 from filmstrip.io.layout import from_uint8, to_uint8
@@ -42,8 +43,9 @@ class FidelityConfig:
     batch: int = 64
 
     def __post_init__(self):
-        if not self.horizons or min(self.horizons) < 1 or self.starts < 1 or self.batch < 1:
-            raise InputError(f"horizons, starts and batch must be positive, got {self}")
+        require(self, at_least={"starts": 1, "batch": 1})
+        if not self.horizons or min(self.horizons) < 1:
+            raise InputError(f"horizons are steps ahead, 1 or more each; got {self.horizons}")
 
 
 def _quantised(frames: torch.Tensor) -> torch.Tensor:

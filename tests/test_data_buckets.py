@@ -62,3 +62,34 @@ def test_batch_sampler_batches_share_a_bucket_and_cover_everything():
     assert batches != list(sampler)
     dropped = BucketBatchSampler(per_item, batch_size=4, drop_last=True)
     assert all(len(b) == 4 for b in dropped) and len(dropped) == 2 + 2 + 1  # 8, 8, 7 items
+
+
+def test_random_crops_are_windows_of_the_clip_fixed_by_seed_and_index():
+    """A crop is a square window of the clip itself, a pure function of (seed, item), and a
+    frame smaller than the crop gets one sentence."""
+    from filmstrip.data import ShapesConfig, ShapesDataset
+    from filmstrip.data.crop import RandomCropDataset
+    from filmstrip.errors import InputError
+
+    base = ShapesDataset(ShapesConfig(num_frames=3, height=40, width=56, num_clips=6))
+    crops = RandomCropDataset(base, 24, seed=5)
+    assert len(crops) == 6 and not crops.varies_by_epoch
+    corners = set()
+    for i in range(6):
+        video, cropped = base[i]["video"], crops[i]["video"]
+        assert cropped.shape == (3, 3, 24, 24) and crops[i]["caption"] == base[i]["caption"]
+        found = [
+            (top, left)
+            for top in range(40 - 24 + 1)
+            for left in range(56 - 24 + 1)
+            if torch.equal(video[..., top : top + 24, left : left + 24], cropped)
+        ]
+        assert found, f"crop {i} is not a window of its clip"
+        corners.add(found[0])
+        assert torch.equal(RandomCropDataset(base, 24, seed=5)[i]["video"], cropped)  # same seed, same crop
+    assert len(corners) > 1  # not one fixed window
+    assert any(
+        not torch.equal(RandomCropDataset(base, 24, seed=6)[i]["video"], crops[i]["video"]) for i in range(6)
+    )
+    with pytest.raises(InputError, match="cannot crop 48x48 from 40x56 frames"):
+        RandomCropDataset(base, 48)[0]

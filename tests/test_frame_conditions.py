@@ -210,6 +210,13 @@ def test_extension_keeps_the_clip_and_adds_the_new_frames(tiny_bundle):
     longer = extend(pipe, video, [caption], GEN, context=5)
     assert longer.shape == (1, 3, 12 + 9 - 5, 32, 32)
     assert torch.equal(longer[0, :, :12], video)
+    # By default about half the window is context (5 of 9 frames, the form 4k + 1).
+    assert extend(pipe, video, [caption], GEN).shape == longer.shape
+    # One clip per prompt: each prompt continues its own clip.
+    other, other_caption = clip(frames=12, seed=1)
+    both = extend(pipe, torch.stack([video, other]), [caption, other_caption], GEN, context=5)
+    assert both.shape == (2, 3, 16, 32, 32)
+    assert torch.equal(both[0, :, :12], video) and torch.equal(both[1, :, :12], other)
 
 
 @pytest.mark.parametrize(
@@ -263,6 +270,10 @@ def test_bad_extensions_get_one_clear_sentence(tiny_bundle):
         extend(pipe, video, [caption], GEN, context=2)
     with pytest.raises(InputError, match="leaves nothing new"):
         extend(pipe, video, [caption], GEN, context=9)
+    with pytest.raises(InputError, match=r"a clip to extend is \(3, T, H, W\) or \(B, 3, T, H, W\)"):
+        extend(pipe, video[0], [caption], GEN, context=1)
+    with pytest.raises(InputError, match="2 clips for 3 prompts: give one clip, or one per prompt"):
+        extend(pipe, torch.stack([video, video]), [caption] * 3, GEN, context=1)
 
 
 def test_images_of_another_size_are_resized_and_cropped_with_a_warning(tiny_bundle):

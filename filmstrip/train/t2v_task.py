@@ -38,6 +38,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from filmstrip.atomic import write_text_atomic
 from filmstrip.data.motion import FULL_SPEED
 from filmstrip.diffusion.flow import add_noise, loss_by_bin, per_frame_loss, sample_t, velocity_target
 from filmstrip.diffusion.forcing import RolloutConfig, commit, rollout
@@ -407,7 +408,7 @@ class T2VTask:
         path = out_dir / f"step_{step:07d}.mp4"
         videos = generate(Pipeline(model, p.vae, p.text, self.spec), p.prompts, p.generate)
         write_video(path, video_grid(list(videos), p.prompts, columns=len(p.prompts)), fps=p.fps)
-        path.with_suffix(".txt").write_text("\n".join(p.prompts) + "\n")  # the grid's prompts, in order
+        write_text_atomic(path.with_suffix(".txt"), "\n".join(p.prompts) + "\n")  # the grid's prompts, in order
 
     def export(self, model: nn.Module) -> tuple[dict, dict]:
         return {"dit": asdict(self.dit_cfg), "spec": asdict(self.spec), "train": asdict(self.cfg)}, {

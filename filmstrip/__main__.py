@@ -1,3 +1,3 @@
-from filmstrip.cli import main
+from filmstrip.cli import entry
 
-main()
+entry()

@@ -84,6 +84,27 @@ def test_module_entry_point_runs():
     assert "data" in result.stdout
 
 
+def test_the_program_exits_quickly_with_its_exit_code():
+    """`filmstrip` (and `python -m filmstrip`) run `main`, then freeze the garbage collector so
+    that the exit skips walking torch's objects; exit codes pass through."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, sys; sys.argv = ['filmstrip', '--help']\n"
+        "from filmstrip.cli import entry\n"
+        "try:\n    entry()\nexcept SystemExit as e:\n    print(e.code, gc.get_freeze_count() > 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("0 True")
+    bad = subprocess.run(
+        [sys.executable, "-m", "filmstrip", "data", "probe", "/no/such/file.mp4"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "could not be read" in bad.stderr
+
+
 def test_commands_load_lazily_and_help_imports_no_torch():
     """`filmstrip --help` lists every command from a static table without importing torch;
     each entry resolves to the command it names."""

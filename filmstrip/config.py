@@ -12,6 +12,7 @@ error (a typo must not be silently ignored).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import sys
 import types
 import typing
@@ -71,6 +72,18 @@ def _check(tp: Any, value: Any, where: str) -> Any:
             raise InputError(f"{where}: expected {names[tp]}, got {value!r}")
         return value
     raise InputError(f"{where}: unsupported setting type {tp}")
+
+
+def check_types(cfg: Any, section: str) -> None:
+    """For a config's `__post_init__`: a config made in Python gets the type checks a recipe
+    file gets (`from_dict`), each field against its annotation; numpy numbers count."""
+    for name, tp in typing.get_type_hints(type(cfg)).items():
+        value = getattr(cfg, name)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool) and tp in (int, float):
+            continue
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) and tp is float:
+            continue
+        _check(tp, value, f"{section}.{name}")
 
 
 def require(

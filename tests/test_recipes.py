@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -344,6 +345,14 @@ def test_configs_name_the_field_out_of_range():
         WorldTaskConfig,
     ):
         cls()  # the defaults are in range
+    # A config made in Python gets the type checks a recipe file gets.
+    from filmstrip.train.trainer import TrainConfig
+
+    with pytest.raises(InputError, match=r"^train.steps: expected an integer, got 2.5$"):
+        TrainConfig(steps=2.5)
+    with pytest.raises(InputError, match=r"^train.lr: expected a number, got '1e-3'$"):
+        TrainConfig(lr="1e-3")
+    TrainConfig(steps=np.int64(5), lr=np.float32(1e-3), betas=[0.9, 0.99])  # numpy numbers, a list
     # A recipe's value out of range is refused with its place in the recipe.
     with pytest.raises(InputError, match=r"^flow: shift must be more than 0"):
         from_dict(T2VRecipe, {"flow": {"shift": -2.0}})

@@ -57,6 +57,7 @@ from filmstrip.checkpoint import (
     weights_mismatch,
     write_json_atomic,
 )
+from filmstrip.config import check_types
 from filmstrip.data.join import item_groups, varies_by_epoch
 from filmstrip.errors import FilmstripWarning, InputError, TrainingError
 from filmstrip.precision import bf16_is_fast
@@ -91,6 +92,7 @@ class TrainConfig:
     stop_at: int | None = None
 
     def __post_init__(self):
+        check_types(self, "train")
         checks = {
             "steps": self.steps >= 0,
             "batch_size": self.batch_size >= 1,

@@ -81,7 +81,11 @@ def check_types(cfg: Any, section: str) -> None:
         value = getattr(cfg, name)
         if isinstance(value, numbers.Integral) and not isinstance(value, bool) and tp in (int, float):
             continue
-        if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) and tp is float:
+        if (
+            isinstance(value, numbers.Real)
+            and not isinstance(value, (bool, numbers.Integral))
+            and tp is float
+        ):
             continue
         _check(tp, value, f"{section}.{name}")
 

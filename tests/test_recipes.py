@@ -353,6 +353,13 @@ def test_configs_name_the_field_out_of_range():
     with pytest.raises(InputError, match=r"^train.lr: expected a number, got '1e-3'$"):
         TrainConfig(lr="1e-3")
     TrainConfig(steps=np.int64(5), lr=np.float32(1e-3), betas=[0.9, 0.99])  # numpy numbers, a list
+    from filmstrip.models.dit import DiTConfig
+    from filmstrip.models.vae import VAEConfig
+
+    with pytest.raises(InputError, match=r"^dit.width: expected an integer, got 256.0$"):
+        DiTConfig(width=256.0)
+    with pytest.raises(InputError, match=r"^vae.latent_channels: expected an integer, got 16.0$"):
+        VAEConfig(latent_channels=16.0)
     # A recipe's value out of range is refused with its place in the recipe.
     with pytest.raises(InputError, match=r"^flow: shift must be more than 0"):
         from_dict(T2VRecipe, {"flow": {"shift": -2.0}})

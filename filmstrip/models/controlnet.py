@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from filmstrip.checkpoint import build_with_weights, load_model, parse_config, save_model
+from filmstrip.config import check_types
 from filmstrip.errors import InputError
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.dit import DiTBlock, DiTConfig, VideoDiT
@@ -49,6 +50,7 @@ class ControlNetConfig:
     fold: str = "ordered"
 
     def __post_init__(self):
+        check_types(self, "controlnet")
         if self.channels < 1 or self.depth < 1 or self.temporal_factor < 1:
             raise InputError("a ControlNet needs channels, depth and temporal_factor of at least 1")
         if self.fold not in ("ordered", "mean"):

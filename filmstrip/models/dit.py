@@ -30,6 +30,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from filmstrip.config import check_types
 from filmstrip.errors import InputError
 from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.attention import CrossAttention, SelfAttention
@@ -82,6 +83,7 @@ class DiTConfig:
     camera_rope: bool = False
 
     def __post_init__(self):
+        check_types(self, "dit")
         object.__setattr__(self, "patch", tuple(self.patch))
         object.__setattr__(self, "vectors", tuple((str(n), int(d)) for n, d in self.vectors))
         if len({n for n, _ in self.vectors}) != len(self.vectors) or any(d < 1 for _, d in self.vectors):

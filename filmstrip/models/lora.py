@@ -34,6 +34,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from filmstrip.checkpoint import BUNDLED_DIR, CheckpointError, save_tensors_atomic
+from filmstrip.config import check_types
 from filmstrip.errors import InputError
 
 # Every block's attention and MLP projections (not the AdaLN modulation, the embeddings or
@@ -53,6 +54,7 @@ class LoRAConfig:
     targets: str = TARGETS  # regular expression over module names, matched in full
 
     def __post_init__(self):
+        check_types(self, "lora")
         if self.rank < 1:
             raise InputError(f"the LoRA rank must be at least 1, got {self.rank}")
         if self.alpha is not None and not self.alpha > 0:

@@ -34,6 +34,7 @@ from einops import rearrange
 from torch import nn
 
 from filmstrip.checkpoint import build_with_weights, load_model, parse_config, resolve
+from filmstrip.config import check_types
 from filmstrip.errors import InputError
 from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.causal import (
@@ -78,6 +79,7 @@ class VAEConfig:
     latent_scale: float = 1.0
 
     def __post_init__(self):
+        check_types(self, "vae")
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "fsq_levels", tuple(self.fsq_levels))
         downs = len(self.channels) - 1

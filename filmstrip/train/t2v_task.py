@@ -408,7 +408,9 @@ class T2VTask:
         path = out_dir / f"step_{step:07d}.mp4"
         videos = generate(Pipeline(model, p.vae, p.text, self.spec), p.prompts, p.generate)
         write_video(path, video_grid(list(videos), p.prompts, columns=len(p.prompts)), fps=p.fps)
-        write_text_atomic(path.with_suffix(".txt"), "\n".join(p.prompts) + "\n")  # the grid's prompts, in order
+        write_text_atomic(
+            path.with_suffix(".txt"), "\n".join(p.prompts) + "\n"
+        )  # the grid's prompts, in order
 
     def export(self, model: nn.Module) -> tuple[dict, dict]:
         return {"dit": asdict(self.dit_cfg), "spec": asdict(self.spec), "train": asdict(self.cfg)}, {

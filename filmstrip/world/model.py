@@ -38,6 +38,7 @@ from einops import rearrange
 from torch import nn
 
 from filmstrip.checkpoint import build_with_weights, load_model, parse_config, resolve
+from filmstrip.config import check_types
 from filmstrip.errors import InputError
 from filmstrip.models.embeddings import TimestepEmbedding
 from filmstrip.models.unet import UNet, UNetConfig
@@ -56,6 +57,7 @@ class WorldModelConfig:
     action_names: tuple[str, ...] = ()
 
     def __post_init__(self):
+        check_types(self, "model")
         if self.num_actions < 1 or self.context < 1:
             raise InputError("a world model needs at least one action and one context frame")
         if self.unet.in_channels != 3 * (self.context + 1) or self.unet.out_channels != 3:

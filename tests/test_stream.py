@@ -188,6 +188,34 @@ def test_stream_makes_every_frame_and_a_prompt_switch_never_changes_the_past(tin
     assert not torch.equal(switched[:, first_new:], one[:, first_new:])
 
 
+def test_a_stream_needs_the_memory_of_its_window_not_of_the_whole_video(tiny_causal_bundle, monkeypatch):
+    """A stream holds its cache's window and sinks, so an hour costs what a minute does; a
+    cache that keeps everything (window 0) is checked for the whole video."""
+    import filmstrip.io.memory as memory
+    from filmstrip.pipelines.denoise import load_pipeline, memory_estimate
+    from filmstrip.pipelines.stream import StreamConfig, stream_latents
+
+    pipe = load_pipeline(tiny_causal_bundle)
+    cfg = StreamConfig(seconds=3600.0, height=64, width=64)
+    whole = memory_estimate(pipe, (1, 4, pipe.vae.latent_frames(cfg.frames), 8, 8), cfg.frames)
+    monkeypatch.setattr(memory, "available_bytes", lambda: whole / 100)
+    first = next(stream_latents(pipe, parse_timeline(["a red circle moves right"]), cfg))
+    assert first.shape[2] == 1
+    keep_all = StreamConfig(seconds=3600.0, height=64, width=64, cache=CacheConfig(window=0))
+    with pytest.raises(InputError, match=r"generating 1 x 28800 frames at 64x64 needs about"):
+        next(stream_latents(pipe, parse_timeline(["a red circle moves right"]), keep_all))
+    # Without --stream the whole video is held before it is written: that is checked instead.
+    from click.testing import CliRunner
+
+    from filmstrip.cli import main
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**30)
+    args = ["generate", "a red circle", "--seconds", "3600", "-c", str(tiny_causal_bundle), "-o", "x.mp4"]
+    held = CliRunner().invoke(main, args)
+    assert held.exit_code == 1 and "holding 28800 frames at 64x64 needs about 2.6 GiB" in held.output
+    assert "with --stream" in held.output
+
+
 def test_stream_refuses_a_bidirectional_model(tiny_bundle):
     from filmstrip.pipelines.denoise import load_pipeline
 

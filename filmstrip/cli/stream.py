@@ -32,6 +32,7 @@ def generate_long(
     from tqdm import tqdm
 
     from filmstrip.io import check_output_path, write_video
+    from filmstrip.io.memory import check_fits
     from filmstrip.io.stream_writer import StreamWriter, check_stream_path
     from filmstrip.models.kv_cache import CacheConfig
     from filmstrip.pipelines.denoise import load_pipeline
@@ -54,6 +55,9 @@ def generate_long(
     to_stdout = str(output) == "-"
     if not to_stdout:  # before any work
         (check_stream_path if streaming else check_output_path)(output)
+    if not (streaming or to_stdout):  # the whole video is held, as float pixels, then joined
+        check_fits(2 * 4 * 3 * cfg.frames * size * size, f"holding {cfg.frames} frames at {size}x{size}",
+                   "write them as they are made with --stream")  # fmt: skip
     pipe = load_pipeline(checkpoint or "t2v_causal", precision=precision)
     bar = tqdm(
         total=cfg.frames, unit="frame", desc="streaming" if streaming else "generating", file=sys.stderr

@@ -97,8 +97,12 @@ def load_pipeline(
     return Pipeline(dit.to(device).eval(), load_vae(vae_dir, device), text, spec, bf16, compile)
 
 
-def latent_shape(pipe: Pipeline, batch: int, frames: int, height: int, width: int) -> tuple[int, ...]:
-    """(B, C, T', H', W') of the latents of `batch` videos of frames x height x width."""
+def latent_shape(
+    pipe: Pipeline, batch: int, frames: int, height: int, width: int, held: int | None = None
+) -> tuple[int, ...]:
+    """(B, C, T', H', W') of the latents of `batch` videos of frames x height x width, after
+    checking that making them fits in memory. held: the most latent frames the model works on
+    at once (a stream's cache window, sinks and chunk; None: all of them)."""
     f = pipe.vae.cfg.spatial_factor
     block = f * max(pipe.dit.cfg.patch[1:])
     if height < block or width < block or height % block or width % block:
@@ -109,7 +113,10 @@ def latent_shape(pipe: Pipeline, batch: int, frames: int, height: int, width: in
     if frames < 1:
         raise InputError(f"cannot generate {frames} frames: ask for at least 1")
     shape = (batch, pipe.dit.cfg.in_channels, pipe.vae.latent_frames(frames), height // f, width // f)
-    check_fits(memory_estimate(pipe, shape, frames), f"generating {batch} x {frames} frames at {height}x{width}",
+    peak, pixels = shape, frames
+    if held is not None and held < shape[2]:  # decoded as made, a few latent frames at a time
+        peak, pixels = (*shape[:2], held, *shape[3:]), held * pipe.vae.cfg.temporal_factor
+    check_fits(memory_estimate(pipe, peak, pixels), f"generating {batch} x {frames} frames at {height}x{width}",
                "ask for fewer frames or a smaller size")  # fmt: skip
     return shape
 

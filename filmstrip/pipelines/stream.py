@@ -69,7 +69,10 @@ def stream_latents(pipe: Pipeline, timeline: Timeline, cfg: StreamConfig) -> Ite
             "streaming needs a causal model (DiTConfig causal=True), such as the bundled t2v_causal"
         )
     timeline.check_length(cfg.frames / cfg.fps)
-    shape = latent_shape(pipe, 1, cfg.frames, cfg.height, cfg.width)
+    # Memory holds the cache's window and sinks and the chunk being made, not the whole video
+    # (window 0 keeps every frame).
+    held = cfg.cache.window + cfg.cache.sink + cfg.chunk if cfg.cache.window else None
+    shape = latent_shape(pipe, 1, cfg.frames, cfg.height, cfg.width, held)
     cache = KVCache.for_model(pipe.dit, cfg.cache)
     g = torch.Generator().manual_seed(cfg.seed)
     tf = pipe.vae.cfg.temporal_factor

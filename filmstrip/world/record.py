@@ -206,7 +206,13 @@ def record(cfg: RecordConfig, out: Path | str, progress: bool = True) -> list[Pa
     bar = tqdm(total=cfg.steps, desc=f"recording {cfg.game}", unit="step", disable=not progress)
     while done < cfg.steps:
         obs, _ = env.reset(seed=int(rng.integers(2**31)))
-        frames, actions, rewards, ends = [obs], [], [], []
+
+        # Frames are kept at the size they are saved at: a long episode at the game's own
+        # resolution would hold ten times the memory.
+        def small(frame: np.ndarray) -> np.ndarray:
+            return cv2.resize(frame, (cfg.size, cfg.size), interpolation=cv2.INTER_AREA)
+
+        frames, actions, rewards, ends = [small(obs)], [], [], []
         held, hold_left = 0, 0
         while done < cfg.steps and len(actions) < cfg.max_episode_steps:
             explore = cfg.policy == "random" or (
@@ -219,7 +225,7 @@ def record(cfg: RecordConfig, out: Path | str, progress: bool = True) -> list[Pa
             else:
                 action = script(obs, env)
             obs, reward, terminated, truncated, _ = env.step(action)
-            frames.append(obs)
+            frames.append(small(obs))
             actions.append(action)
             rewards.append(reward)
             ends.append(terminated)
@@ -227,9 +233,13 @@ def record(cfg: RecordConfig, out: Path | str, progress: bool = True) -> list[Pa
             bar.update(1)
             if terminated or truncated:
                 break
-        small = np.stack([cv2.resize(f, (cfg.size, cfg.size), interpolation=cv2.INTER_AREA) for f in frames])
         episode = Episode(
-            small, np.array(actions), np.array(rewards, np.float32), np.array(ends), num_actions, fps
+            np.stack(frames),
+            np.array(actions),
+            np.array(rewards, np.float32),
+            np.array(ends),
+            num_actions,
+            fps,
         )
         paths.append(save_episode(out / f"episode_{episode_index:04d}", episode))
         episode_index += 1

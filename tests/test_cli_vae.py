@@ -28,9 +28,18 @@ def tiny_run(tmp_path_factory):
 
 
 def test_train_resumes_an_existing_run(tiny_run):
+    """A resumed run goes on; one resumed with other settings says which and keeps the recipe
+    its first steps were made with."""
     result = CliRunner().invoke(main, train_args(tiny_run, 4))
     assert result.exit_code == 0, result.output
     assert "resuming" in result.output and "from step 3" in result.output
+    assert (
+        "resuming at step 3 with settings other than the run began with (train.steps 3 -> 4)" in result.output
+    )
+    assert "steps = 3" in (tiny_run / "recipe.until_step_0000003.toml").read_text()
+    assert "steps = 4" in (tiny_run / "recipe.toml").read_text()
+    again = CliRunner().invoke(main, train_args(tiny_run, 4))
+    assert again.exit_code == 0 and "settings other than" not in again.output
 
 
 def test_learned_time_upsampling_fine_tunes_a_trained_decoder(tiny_run, tmp_path):

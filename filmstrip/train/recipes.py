@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from filmstrip.atomic import write_text_atomic
 from filmstrip.checkpoint import load_model, parse_config, resolve
-from filmstrip.config import to_dict, to_toml
+from filmstrip.config import load_toml, to_dict, to_toml
 from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset, collate_clips
 from filmstrip.data.crop import RandomCropDataset
 from filmstrip.data.join import JoinedDataset, Resampled
@@ -221,18 +221,47 @@ def load_init(model: torch.nn.Module, state: dict, source, may_be_new: tuple[str
         raise InputError(f"{source} does not fit this model: missing {missing}, unexpected {unexpected}")
 
 
-def _record(run: Path, recipe) -> None:
-    """The resolved recipe beside the run's checkpoints, so a run says how it was made."""
+def _record(run: Path, recipe, resumed_at: int | None = None) -> None:
+    """The resolved recipe beside the run's checkpoints, so a run says how it was made. A run
+    resumed with other settings says which, and keeps the recipe its first steps were made
+    with as recipe.until_step_N.toml."""
     run.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run / "recipe.toml", to_toml(to_dict(recipe)))
+    path, settings = run / "recipe.toml", to_dict(recipe)
+    if resumed_at is not None and path.exists():
+        before = _flat(load_toml(path))
+        changed = [
+            f"{k} {before.get(k)!r} -> {v!r}" for k, v in _flat(settings).items() if before.get(k) != v
+        ]
+        if changed:
+            kept = run / f"recipe.until_step_{resumed_at:07d}.toml"
+            path.replace(kept)
+            warnings.warn(
+                f"{run}: resuming at step {resumed_at} with settings other than the run began with "
+                f"({'; '.join(changed)}); the earlier recipe is kept as {kept.name}",
+                FilmstripWarning,
+                stacklevel=3,
+            )
+    write_text_atomic(path, to_toml(settings))
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"train": {"lr": 1e-4}} -> {"train.lr": 1e-4}, lists as tuples (as TOML reads them back)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = tuple(v) if isinstance(v, list) else v
+    return out
 
 
 def fit_recipe(recipe, task, dataset: Dataset, collate, log: Log, what: str, detail: str) -> Path:
-    """Record the recipe in the run folder, resume the run if it exists, train; RUN/model."""
+    """Resume the run if it exists, record the recipe in the run folder, train; RUN/model."""
     run = Path(recipe.run)
-    _record(run, recipe)
     trainer = Trainer(recipe.train, task, dataset, run, collate=collate)
-    if trainer.resume():
+    resumed = trainer.resume()
+    _record(run, recipe, trainer.step if resumed else None)
+    if resumed:
         log(f"resuming {run} from step {trainer.step}")
     n_params = sum(p.numel() for p in task.model.parameters())
     log(f"{what}: {n_params / 1e6:.2f}M parameters; {detail}")

@@ -47,6 +47,10 @@ def test_output_paths_are_checked_before_writing(tmp_path):
     (tmp_path / "folder.mp4").mkdir()
     with pytest.raises(VideoWriteError, match="is a folder"):
         check_output_path(tmp_path / "folder.mp4")
+    with pytest.raises(VideoWriteError, match=r"the name says no format; end it with one of \.mp4"):
+        check_output_path(tmp_path / "clip")
+    with pytest.raises(VideoWriteError, match=r"cannot write '\.avi' files"):
+        check_output_path(tmp_path / "clip.avi")
 
 
 def test_concurrent_writers_of_one_path_leave_one_whole_video(tmp_path):

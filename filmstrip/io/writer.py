@@ -71,6 +71,8 @@ def check_output_path(path: str | os.PathLike) -> Path:
     in the way, a parent that is a file or a folder that is not writable. Creates the parent."""
     out = Path(path)
     suffix = out.suffix.lower()
+    if not suffix:
+        raise VideoWriteError(f"{out}: the name says no format; end it with one of {', '.join(_CODECS)}")
     if suffix not in _CODECS:
         raise VideoWriteError(f"{out}: cannot write '{suffix}' files; use one of {', '.join(_CODECS)}")
     if out.is_dir():

@@ -176,3 +176,28 @@ def test_in_full_view_is_false_exactly_where_objects_touch():
     clear = in_full_view(truth, 64, 64, margin_px=1)
     assert clear.tolist() == [[True, False, False], [True, False, False], [True, True, True]]
     assert in_full_view(truth, 64, 64, margin_px=0)[:2, 1].tolist() == [True, True]
+
+
+def test_caption_words_hold_every_word_a_caption_can_have():
+    """`caption_words` is the vocabulary a `shapes` model reads (generate warns on others):
+    captions of every kind (start words, backgrounds, sizes, three objects, the star, camera
+    clips) use no other word."""
+    from filmstrip.data.motion import words_of
+    from filmstrip.data.shapes import caption_words
+
+    vocabulary = caption_words()
+    for cfg in (
+        ShapesConfig(num_clips=400, num_frames=2, start_words=1.0, background="mixed"),
+        ShapesConfig(
+            num_clips=300,
+            num_frames=2,
+            min_objects=3,
+            max_objects=3,
+            shapes=("circle", "square", "triangle", "star"),
+            camera=1.0,
+        ),
+    ):
+        data = ShapesDataset(cfg)
+        for i in range(len(data)):
+            assert set(words_of(data[i]["caption"])) <= vocabulary, data[i]["caption"]
+    assert {"cat", "runs", "beach"}.isdisjoint(vocabulary) and {"red", "star", "diagonally"} <= vocabulary

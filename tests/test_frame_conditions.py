@@ -251,6 +251,29 @@ def test_prompts_are_a_list_and_the_negative_one_text(tiny_bundle):
         generate(pipe, ["a red circle", "a blue square"], GEN, negative=["dark", "blurry"])
 
 
+def test_words_a_shapes_model_never_read_are_named(tiny_bundle):
+    """A model trained on `shapes` captions is told apart by its checkpoint; a prompt with
+    words outside their vocabulary gets one warning naming them (every caption's words are in
+    it: tests/test_data_shapes.py)."""
+    import warnings
+    from dataclasses import replace
+
+    from filmstrip.errors import FilmstripWarning
+    from filmstrip.pipelines.generate import check_request
+
+    pipe = replace(load_pipeline(tiny_bundle), trained_on="shapes 9x32x32, 64 clips")
+    with pytest.warns(
+        FilmstripWarning, match=r"never read 'beach', 'cat', 'runs': it was trained on `shapes`"
+    ):
+        check_request(pipe, ["A cat runs on the beach."], GEN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_request(
+            pipe, ["A small red circle drifts up and to the left, while a square stays still."], GEN
+        )
+        check_request(replace(pipe, trained_on="folder:/my/clips 17x64x64"), ["a cat runs"], GEN)
+
+
 def test_a_clip_to_redraw_is_refused_in_another_pixel_convention(tiny_bundle):
     from filmstrip.pipelines.edit import video_to_video
 

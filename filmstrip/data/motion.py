@@ -9,6 +9,7 @@ the allowed interval (a triangle wave), so positions at any time are exact, not 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -82,6 +83,18 @@ def describe_motion(direction: str, bounced: bool, rng: np.random.Generator) -> 
     if bounced:
         phrase += f" {rng.choice(_BOUNCE_PHRASES)}"
     return phrase
+
+
+def words_of(text: str) -> list[str]:
+    """The words of a caption or prompt, lower-cased, without punctuation."""
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def motion_words() -> frozenset[str]:
+    """Every word `describe_motion` and `join_clauses` can write."""
+    phrases = [*_MOVING_VERBS, *_STILL_PHRASES, *_BOUNCE_PHRASES, "while and as"]
+    phrases += [p for options in _DIRECTION_PHRASES.values() for p in options]
+    return frozenset(w for p in phrases for w in words_of(p))
 
 
 def join_clauses(clauses: list[str], rng: np.random.Generator) -> str:

@@ -22,7 +22,15 @@ from torch.utils.data import Dataset
 
 from filmstrip.config import require
 from filmstrip.data.camera import CameraPath, random_path
-from filmstrip.data.motion import DIRECTIONS, bouncing_path, describe_motion, join_clauses, track_speeds
+from filmstrip.data.motion import (
+    DIRECTIONS,
+    bouncing_path,
+    describe_motion,
+    join_clauses,
+    motion_words,
+    track_speeds,
+    words_of,
+)
 from filmstrip.errors import InputError
 from filmstrip.io.layout import to_float_cthw
 
@@ -426,6 +434,13 @@ def describe_start(start: tuple[float, float], rng: np.random.Generator) -> str:
 
 
 ON_TEXTURE = "over a textured background"  # what a caption says of a textured background
+
+
+def caption_words() -> frozenset[str]:
+    """Every word a `shapes` caption can hold: all that a model trained on them has read."""
+    phrases = [*COLOURS, *SHAPES, *EXTRA_SHAPES, *SIZES, "a an one starting on a dark background", ON_TEXTURE]
+    phrases += [p for options in _REGION_PHRASES.values() for p in options]
+    return motion_words() | frozenset(w for p in phrases for w in words_of(p))
 
 
 def caption(scene: Scene, cfg: ShapesConfig) -> str:

@@ -51,6 +51,7 @@ class Pipeline:
     # on a CPU: for long rollouts and evaluations, not one clip). The VAE stays in float32.
     bf16: bool = False
     compile: bool = False
+    trained_on: str = ""  # what the checkpoint says the DiT learned from ("shapes ...", "folder:...")
 
     @property
     def device(self) -> torch.device:
@@ -82,7 +83,7 @@ def load_pipeline(
     runs it fast) for the DiT's forward; compile: torch.compile it."""
     bf16 = use_bf16(precision, torch.device(device))
     directory = resolve(path, "t2v")
-    config, state, _ = load_model(directory, VideoDiT.kind)
+    config, state, meta = load_model(directory, VideoDiT.kind)
     dit_cfg = parse_config(directory, DiTConfig, config.get("dit"), "dit")
     dit = build_with_weights(directory, lambda: VideoDiT(dit_cfg), state)
     # Format 1 kept the spec inside the training settings ("t2v").
@@ -94,7 +95,8 @@ def load_pipeline(
     if not (vae_dir / "config.json").exists():
         raise InputError(f"{directory}: the VAE {spec.vae!r} that this model was trained with was not found")
     text = TextEncoder(device) if dit.cfg.context_dim else None
-    return Pipeline(dit.to(device).eval(), load_vae(vae_dir, device), text, spec, bf16, compile)
+    trained_on = str(meta.get("data", ""))
+    return Pipeline(dit.to(device).eval(), load_vae(vae_dir, device), text, spec, bf16, compile, trained_on)
 
 
 def latent_shape(

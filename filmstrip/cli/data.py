@@ -191,7 +191,7 @@ def prepare_cmd(
 
 
 @data.command("export")
-@click.argument("name", type=click.Choice(["shapes"]))
+@click.argument("name", type=click.Choice(["shapes"]), metavar="NAME")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--clips", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--frames", default=17, show_default=True, type=click.IntRange(min=2))

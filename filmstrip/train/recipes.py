@@ -234,7 +234,8 @@ def _record(run: Path, recipe, resumed_at: int | None = None) -> None:
         ]
         if changed:
             kept = run / f"recipe.until_step_{resumed_at:07d}.toml"
-            path.replace(kept)
+            if not kept.exists():  # else the steps up to here were made with the one kept there
+                path.replace(kept)
             warnings.warn(
                 f"{run}: resuming at step {resumed_at} with settings other than the run began with "
                 f"({'; '.join(changed)}); the earlier recipe is kept as {kept.name}",
@@ -260,7 +261,8 @@ def fit_recipe(recipe, task, dataset: Dataset, collate, log: Log, what: str, det
     run = Path(recipe.run)
     trainer = Trainer(recipe.train, task, dataset, run, collate=collate)
     resumed = trainer.resume()
-    _record(run, recipe, trainer.step if resumed else None)
+    if trainer.ddp.is_main:  # one writer of the run's record
+        _record(run, recipe, trainer.step if resumed else None)
     if resumed:
         log(f"resuming {run} from step {trainer.step}")
     n_params = sum(p.numel() for p in task.model.parameters())

@@ -216,6 +216,21 @@ def test_a_stream_needs_the_memory_of_its_window_not_of_the_whole_video(tiny_cau
     assert "with --stream" in held.output
 
 
+def test_a_stream_names_words_a_shapes_model_never_read(tiny_causal_bundle):
+    """The vocabulary warning of `generate` (pipelines/prepare.warn_unknown_words) also meets
+    each prompt of a stream's timeline as it comes into play."""
+    from dataclasses import replace
+
+    from filmstrip.errors import FilmstripWarning
+    from filmstrip.pipelines.denoise import load_pipeline
+    from filmstrip.pipelines.stream import StreamConfig, stream_latents
+
+    pipe = replace(load_pipeline(tiny_causal_bundle), trained_on="shapes 17x64x64")
+    timeline = parse_timeline(["0s: a red circle moves up", "1s: a dog barks"])
+    with pytest.warns(FilmstripWarning, match=r"never read 'barks', 'dog'"):
+        list(stream_latents(pipe, timeline, StreamConfig(seconds=2.0, height=64, width=64, steps=1)))
+
+
 def test_stream_refuses_a_bidirectional_model(tiny_bundle):
     from filmstrip.pipelines.denoise import load_pipeline
 

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from filmstrip.errors import FilmstripWarning, InputError
+from filmstrip.errors import InputError
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.pipelines.conditions import Condition, FramePlan, prepare_frames
 from filmstrip.pipelines.denoise import (  # noqa: F401 (Pipeline and load_pipeline: this module's API)
@@ -46,6 +45,7 @@ from filmstrip.pipelines.prepare import (
     prepare_text,
     prepare_vector,
     stack_levels,
+    warn_unknown_words,
 )
 
 KEYFRAME_IMAGE_SCALE = 6.0
@@ -117,7 +117,7 @@ def check_request(pipe: Pipeline, prompts: Sequence[str], cfg: GenerateConfig) -
     """Refuse a request before any work: an empty prompt or a size the model cannot make; and
     say when a prompt holds words the model never read in training."""
     check_prompts(prompts)
-    _warn_unknown_words(pipe, prompts)
+    warn_unknown_words(pipe.trained_on, prompts)
     latent_shape(pipe, len(prompts), cfg.frames, cfg.height, cfg.width)
     if cfg.motion is not None and "motion" not in dict(pipe.dit.cfg.vectors):
         raise InputError(
@@ -126,27 +126,6 @@ def check_request(pipe: Pipeline, prompts: Sequence[str], cfg: GenerateConfig) -
     if isinstance(cfg.motion, tuple) and len(cfg.motion) != len(prompts):
         raise InputError(
             f"{len(cfg.motion)} motion strengths for {len(prompts)} prompts: give one, or one per prompt"
-        )
-
-
-def _warn_unknown_words(pipe: Pipeline, prompts: Sequence[str]) -> None:
-    """A model trained on `shapes` captions knows their few dozen words; any other word is
-    noise to it, and a prompt such as "a cat runs on a beach" would give shapes without a word
-    of why."""
-    if not pipe.trained_on.startswith("shapes"):
-        return
-    from filmstrip.data.motion import words_of
-    from filmstrip.data.shapes import caption_words
-
-    unknown = sorted({w for p in prompts for w in words_of(p)} - caption_words())
-    if unknown:
-        warnings.warn(
-            f"the model never read {', '.join(repr(w) for w in unknown[:8])}"
-            f"{' and more' if len(unknown) > 8 else ''}: it was trained on `shapes` captions "
-            "(colours, circle, square, triangle, small or large, moving up, down, left, right or "
-            "diagonally) and draws only those",
-            FilmstripWarning,
-            stacklevel=3,
         )
 
 

@@ -7,12 +7,13 @@ A new kind of conditioning is a new prepare function here (and, for clean frames
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
 
 from filmstrip.diffusion.frames import latent_frame_mean
-from filmstrip.errors import InputError
+from filmstrip.errors import FilmstripWarning, InputError
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.text.encoder import TextEncoder
 
@@ -41,6 +42,27 @@ def check_prompts(prompts: Sequence[str]) -> None:
         raise InputError("each prompt is a string")
     if not prompts or any(not p.strip() for p in prompts):
         raise InputError("the prompt is empty: describe the video, e.g. 'a red circle moves to the right'")
+
+
+def warn_unknown_words(trained_on: str, prompts: Sequence[str]) -> None:
+    """A model trained on `shapes` captions (`trained_on`, from its checkpoint) knows their few
+    dozen words; any other word is noise to it, and a prompt such as "a cat runs on a beach"
+    would give shapes without a word of why."""
+    if not trained_on.startswith("shapes"):
+        return
+    from filmstrip.data.motion import words_of
+    from filmstrip.data.shapes import caption_words
+
+    unknown = sorted({w for p in prompts for w in words_of(p)} - caption_words())
+    if unknown:
+        warnings.warn(
+            f"the model never read {', '.join(repr(w) for w in unknown[:8])}"
+            f"{' and more' if len(unknown) > 8 else ''}: it was trained on `shapes` captions "
+            "(colours, circle, square, triangle, small or large, moving up, down, left, right or "
+            "diagonally) and draws only those",
+            FilmstripWarning,
+            stacklevel=3,
+        )
 
 
 def prepare_vector(name: str, values_btk: torch.Tensor) -> Pair:

@@ -31,7 +31,7 @@ from filmstrip.errors import FilmstripError, InputError
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.kv_cache import CacheConfig, KVCache
 from filmstrip.pipelines.denoise import Pipeline, latent_shape
-from filmstrip.pipelines.prepare import prepare_text, stack_levels
+from filmstrip.pipelines.prepare import prepare_text, stack_levels, warn_unknown_words
 from filmstrip.pipelines.timeline import LongVideo, Timeline
 
 
@@ -81,6 +81,7 @@ def stream_latents(pipe: Pipeline, timeline: Timeline, cfg: StreamConfig) -> Ite
     def levels_at(index: int) -> list[Conditioning]:
         prompt = timeline.prompt_at(chunk_seconds(index, tf, cfg.fps))
         if prompt not in levels_of:
+            warn_unknown_words(pipe.trained_on, [prompt])
             levels_of[prompt] = [
                 lv.to(pipe.device) for lv in stack_levels([prepare_text(pipe.text, [prompt])])
             ]

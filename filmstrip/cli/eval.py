@@ -8,6 +8,7 @@ import click
 
 from filmstrip.atomic import write_text_atomic
 from filmstrip.cli.generate import COMPILE, LAG, LORA, PRECISION, T2V_CHECKPOINT, with_loras
+from filmstrip.cli.recipe_options import count_option
 from filmstrip.errors import InputError
 from filmstrip.pipelines.generate import CONTROL_TEXT_SCALE, GenerateConfig
 from filmstrip.train.recipes import ClipData, parse_held_out
@@ -31,11 +32,6 @@ def eval_group() -> None:
     """Evaluate trained models."""
 
 
-def count_option(name: str, default: int, help: str):
-    """How many prompts, scenes or clips to measure: at least one (none would measure nothing)."""
-    return click.option(name, type=click.IntRange(min=1), default=default, show_default=True, help=help)
-
-
 @eval_group.command("adherence")
 @T2V_CHECKPOINT
 @LORA
@@ -54,12 +50,8 @@ def count_option(name: str, default: int, help: str):
     show_default=True,
     help="The combinations the model was trained without (as in `train t2v`).",
 )
-@click.option(
-    "--samples",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Videos per prompt, each from its own noise: more average out the sampling noise.",
+@count_option(
+    "--samples", 1, "Videos per prompt, each from its own noise: more average out the sampling noise."
 )
 @click.option("--train-seed", default=0, show_default=True, help="The seed the model was trained with.")
 @click.option(

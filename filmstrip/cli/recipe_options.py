@@ -6,6 +6,8 @@ is read from the dataclass. A run's settings are laid on top of each other, late
 
 Only options actually typed on the command line count, so a config file is never overridden by
 an option's default.
+
+Also the one option every evaluator shares: `count_option`, a count of at least one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ import click
 from click.core import ParameterSource
 
 from filmstrip.config import from_dict, load_toml, merge, set_path, set_value, to_dict
+
+
+def count_option(name: str, default: int, help: str):
+    """How many prompts, scenes, clips or starts to measure: at least one (none would measure nothing)."""
+    return click.option(name, type=click.IntRange(min=1), default=default, show_default=True, help=help)
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: a key of the typed options

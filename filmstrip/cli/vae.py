@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from filmstrip.cli.recipe_options import Opt, recipe_options, trainer_opts
+from filmstrip.cli.recipe_options import Opt, count_option, recipe_options, trainer_opts
 from filmstrip.errors import InputError
 from filmstrip.train.recipes import VAERecipe
 
@@ -337,7 +337,7 @@ def vae_compare(videos, models, size, frames, start, lpips, as_json) -> None:
 @_CHECKPOINT
 @click.option("--data", "spec", default="shapes", show_default=True)
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
-@click.option("--clips", default=64, show_default=True, type=click.IntRange(min=1))
+@count_option("--clips", 64, "Held-out clips to reconstruct.")
 @click.option("--frames", default=17, show_default=True, type=click.IntRange(min=1))
 @click.option("--size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None)

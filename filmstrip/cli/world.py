@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from filmstrip.cli.recipe_options import Opt, recipe_options, trainer_opts
+from filmstrip.cli.recipe_options import Opt, count_option, recipe_options, trainer_opts
 from filmstrip.world.train import WorldRecipe
 
 
@@ -193,13 +193,7 @@ def label_cmd(latent_actions: Path, src: Path, out: Path) -> None:
     help="A trained ConvLSTM baseline to compare.",
 )
 @click.option("--steps", default=2, show_default=True, help="Flow steps per frame.")
-@click.option(
-    "--starts",
-    default=64,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Rollout starts over the held-out episodes.",
-)
+@count_option("--starts", 64, "Rollout starts over the held-out episodes.")
 @click.option(
     "--context-noise", default=0.0, show_default=True, help="Noise put on the context at play time."
 )

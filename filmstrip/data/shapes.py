@@ -12,6 +12,7 @@ no storage, and works with any number of DataLoader workers.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -436,6 +437,7 @@ def describe_start(start: tuple[float, float], rng: np.random.Generator) -> str:
 ON_TEXTURE = "over a textured background"  # what a caption says of a textured background
 
 
+@functools.cache
 def caption_words() -> frozenset[str]:
     """Every word a `shapes` caption can hold: all that a model trained on them has read."""
     phrases = [*COLOURS, *SHAPES, *EXTRA_SHAPES, *SIZES, "a an one starting on a dark background", ON_TEXTURE]

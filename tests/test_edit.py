@@ -163,7 +163,7 @@ def test_sharing_refuses_a_clip_whose_attention_would_not_fit(pipe, monkeypatch)
     assert recorded_bytes(pipe.dit, 2, 10, 7) == cfg.depth * 2 * cfg.heads * 10 * 17 * 4
     z = encode(pipe, torch.rand(1, 3, 5, 32, 32) * 2 - 1)
     prompts, cfg_gen = ["a red circle moves up"], GenerateConfig(frames=5, height=32, width=32, steps=2)
-    monkeypatch.setattr("filmstrip.io.memory.available_bytes", lambda: 1000)
+    monkeypatch.setattr("filmstrip.io.memory.available_bytes", lambda device=None: 1000)
     with pytest.raises(InputError, match="sharing the attention of 1 clip"):
         edit_latents(pipe, z, prompts, ["a blue circle moves up"], cfg_gen)
     assert edit_latents(pipe, z, prompts, ["a blue circle moves up"], cfg_gen, sharing=None).shape == z.shape

@@ -1,7 +1,7 @@
 """The layering rule as a test: a module may import its own layer and the layers below it,
 never one above. Every import counts, including those inside functions.
 
-    0  errors, atomic, config, checkpoint, precision, io  what every layer may use
+    0  errors, atomic, config, checkpoint, precision, device, io  what every layer may use
     1  data, viz                              datasets know nothing of models
     2  models, text                           networks know nothing of objectives or samplers
     3  diffusion                              objectives, schedules, guidance
@@ -21,6 +21,7 @@ LAYERS = {
     "config": 0,
     "checkpoint": 0,
     "precision": 0,
+    "device": 0,
     "io": 0,
     "data": 1,
     "viz": 1,

@@ -198,7 +198,7 @@ def test_a_stream_needs_the_memory_of_its_window_not_of_the_whole_video(tiny_cau
     pipe = load_pipeline(tiny_causal_bundle)
     cfg = StreamConfig(seconds=3600.0, height=64, width=64)
     whole = memory_estimate(pipe, (1, 4, pipe.vae.latent_frames(cfg.frames), 8, 8), cfg.frames)
-    monkeypatch.setattr(memory, "available_bytes", lambda: whole / 100)
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: whole / 100)
     first = next(stream_latents(pipe, parse_timeline(["a red circle moves right"]), cfg))
     assert first.shape[2] == 1
     keep_all = StreamConfig(seconds=3600.0, height=64, width=64, cache=CacheConfig(window=0))
@@ -209,7 +209,7 @@ def test_a_stream_needs_the_memory_of_its_window_not_of_the_whole_video(tiny_cau
 
     from filmstrip.cli import main
 
-    monkeypatch.setattr(memory, "available_bytes", lambda: 2**30)
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 2**30)
     args = ["generate", "a red circle", "--seconds", "3600", "-c", str(tiny_causal_bundle), "-o", "x.mp4"]
     held = CliRunner().invoke(main, args)
     assert held.exit_code == 1 and "holding 28800 frames at 64x64 needs about 2.6 GiB" in held.output

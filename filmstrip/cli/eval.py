@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from filmstrip.atomic import write_text_atomic
-from filmstrip.cli.generate import COMPILE, LAG, LORA, PRECISION, T2V_CHECKPOINT, with_loras
+from filmstrip.cli.generate import COMPILE, DEVICE, LAG, LORA, PRECISION, T2V_CHECKPOINT, with_loras
 from filmstrip.cli.recipe_options import count_option
 from filmstrip.errors import InputError
 from filmstrip.pipelines.generate import CONTROL_TEXT_SCALE, GenerateConfig
@@ -64,6 +64,7 @@ def eval_group() -> None:
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
 @PRECISION
+@DEVICE
 @COMPILE
 def eval_adherence(
     checkpoint,
@@ -81,6 +82,7 @@ def eval_adherence(
     start_words,
     json_path,
     precision,
+    device,
     compile_,
 ):
     """Prompt adherence of a `shapes` text-to-video model: colour, shape, direction, count."""
@@ -100,7 +102,7 @@ def eval_adherence(
     gen = GenerateConfig(
         frames=frames, height=size, width=size, steps=steps, text_scale=text_scale, seed=seed, lag=lag
     )
-    pipe = load_pipeline(checkpoint, precision=precision, compile=compile_)
+    pipe = load_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
     with_loras(pipe, loras)
     result = run_suite(pipe, suite, gen)
     if json_path:
@@ -159,6 +161,7 @@ VAE_CEILING = click.option(
 )
 @VAE_CEILING
 @PRECISION
+@DEVICE
 def eval_concept(
     checkpoint,
     loras,
@@ -172,6 +175,7 @@ def eval_concept(
     json_path,
     ceiling,
     precision,
+    device,
 ):
     """Has the model (with --lora) learned a new shape? Adherence on scenes that hold one."""
 
@@ -183,7 +187,7 @@ def eval_concept(
         raise click.BadParameter(
             f"{shape!r}: one of {', '.join(SHAPES + EXTRA_SHAPES)}", param_hint="--shape"
         )
-    pipe = load_pipeline(checkpoint, precision=precision)
+    pipe = load_pipeline(checkpoint, device=device, precision=precision)
     with_loras(pipe, loras)
     seeded = {} if scene_seed is None else {"scene_seed": scene_seed}
     cfg = ConceptConfig(shape=shape, num_prompts=prompts, samples=samples, **seeded)
@@ -219,7 +223,8 @@ def eval_concept(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
 @PRECISION
-def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path, precision):
+@DEVICE
+def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path, precision, device):
     """Does --motion set the speed? Objects' measured speed at each motion level."""
 
     from filmstrip.eval.motion_strength import MotionSuiteConfig, run_motion_suite
@@ -231,7 +236,7 @@ def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path,
         raise click.BadParameter(
             f"{levels!r}: numbers in [0, 1], comma-separated", param_hint="--levels"
         ) from None
-    pipe = load_pipeline(checkpoint, precision=precision)
+    pipe = load_pipeline(checkpoint, device=device, precision=precision)
     if "motion" not in dict(pipe.dit.cfg.vectors):
         raise InputError(
             f"{checkpoint or 'the bundled t2v'}: this model was not trained with a motion condition, which `eval motion` "
@@ -266,7 +271,8 @@ def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path,
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
 @PRECISION
-def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json_path, precision):
+@DEVICE
+def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json_path, precision, device):
     """Does --camera move the camera? The path read back from the background, per path."""
 
     import numpy as np
@@ -274,7 +280,7 @@ def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json
     from filmstrip.eval.camera import CameraSuiteConfig, run_camera_suite
     from filmstrip.pipelines.generate import load_pipeline
 
-    pipe = load_pipeline(checkpoint, precision=precision)
+    pipe = load_pipeline(checkpoint, device=device, precision=precision)
     if "camera" not in dict(pipe.dit.cfg.vectors):
         raise InputError(
             f"{checkpoint or 'the bundled t2v'}: this model was not trained with a camera condition, which `eval camera` "
@@ -318,6 +324,7 @@ def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json
 )
 @VAE_CEILING
 @PRECISION
+@DEVICE
 def eval_structure(
     checkpoint,
     controlnet_path,
@@ -329,6 +336,7 @@ def eval_structure(
     json_path,
     ceiling,
     precision,
+    device,
 ):
     """Do objects go where the structure maps put them? Mask IoU on held-out scenes."""
 
@@ -336,7 +344,9 @@ def eval_structure(
     from filmstrip.eval.structure import StructureSuiteConfig, run_structure_suite, structure_ceiling
     from filmstrip.pipelines.generate import load_pipeline
 
-    pipe = with_controlnet(load_pipeline(checkpoint, precision=precision), controlnet_path, control_scale)
+    pipe = with_controlnet(
+        load_pipeline(checkpoint, device=device, precision=precision), controlnet_path, control_scale
+    )
     gen = GenerateConfig(steps=steps, text_scale=text_scale, seed=seed)
     suite = StructureSuiteConfig(num_prompts=prompts)
     result = run_structure_suite(pipe, suite, gen)
@@ -429,6 +439,7 @@ def eval_structure(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
 @PRECISION
+@DEVICE
 @COMPILE
 def eval_conditioning(
     checkpoint,
@@ -451,6 +462,7 @@ def eval_conditioning(
     grid_mode,
     json_path,
     precision,
+    device,
     compile_,
 ):
     """Image to video, first + last frame and extension on fresh `shapes` scenes: are the given
@@ -479,7 +491,7 @@ def eval_conditioning(
         raise InputError(
             "--given-speed tells the speed of a clip to extend: use it with --mode extend and no --grid"
         )
-    pipe = load_pipeline(checkpoint, precision=precision, compile=compile_)
+    pipe = load_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
     if given_speed and "motion" not in dict(pipe.dit.cfg.vectors):
         raise InputError(
             f"{checkpoint or 'the bundled t2v'}: this model was not trained with a motion condition, which --given-speed "
@@ -631,6 +643,7 @@ def sampling_options(command):
 )
 @JSON_NUMBERS
 @PRECISION
+@DEVICE
 @COMPILE
 def eval_report(
     checkpoint,
@@ -644,6 +657,7 @@ def eval_report(
     no_cache,
     json_path,
     precision,
+    device,
     compile_,
 ):
     """One self-contained HTML page for a `shapes` text-to-video model: FVD, FID, LPIPS, the
@@ -664,7 +678,7 @@ def eval_report(
         samples=samples, frames=frames, size=size, steps=steps, text_scale=text_scale, seed=seed
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    pipe = load_pipeline(checkpoint, precision=precision, compile=compile_)
+    pipe = load_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
     name = str(resolve(checkpoint, "t2v"))
     numbers, clips = build_report(
         pipe, cfg, cache=Path(tempfile.mkdtemp()) if no_cache else None, model_name=name
@@ -705,9 +719,22 @@ def eval_report(
 @sampling_options
 @JSON_NUMBERS
 @PRECISION
+@DEVICE
 @COMPILE
 def eval_dataset(
-    checkpoint, data, train_data, clips, frames, size, steps, text_scale, seed, json_path, precision, compile_
+    checkpoint,
+    data,
+    train_data,
+    clips,
+    frames,
+    size,
+    steps,
+    text_scale,
+    seed,
+    json_path,
+    precision,
+    device,
+    compile_,
 ):
     """Generate a video for each held-out clip's caption of any dataset and score the set
     against those clips: FVD, FID, LPIPS between frames, temporal dimensions (physics on shapes)."""
@@ -718,7 +745,9 @@ def eval_dataset(
     cfg = DatasetEvalConfig(
         data, train_data, clips=clips, frames=frames, size=size, steps=steps, text_scale=text_scale, seed=seed
     )
-    rows = evaluate_on_dataset(load_pipeline(checkpoint, precision=precision, compile=compile_), cfg)
+    rows = evaluate_on_dataset(
+        load_pipeline(checkpoint, device=device, precision=precision, compile=compile_), cfg
+    )
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(json_path, {"config": vars(cfg), "rows": rows})
@@ -768,6 +797,7 @@ def eval_dataset(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write all rows here."
 )
 @PRECISION
+@DEVICE
 def eval_long(
     strategies,
     prompts,
@@ -780,6 +810,7 @@ def eval_long(
     switches,
     json_path,
     precision,
+    device,
 ):
     """Drift over a long video: first- vs last-10-second accuracy of each strategy, scored
     window by window (colour, shape, count, direction up to bounces, size and speed kept)."""
@@ -796,7 +827,7 @@ def eval_long(
     needed = {STRATEGIES[s][0] for s in strategies}
     cfg = LongSuiteConfig(seconds=seconds, steps=steps, sliding_steps=sliding_steps)
     paths = {"causal": causal_path, "bidirectional": bidir_path}
-    pipes = {m: load_pipeline(paths[m], precision=precision) for m in needed}
+    pipes = {m: load_pipeline(paths[m], device=device, precision=precision) for m in needed}
     if switches:
         from filmstrip.eval.long_suite import prompt_pairs, run_switches
 

@@ -22,6 +22,13 @@ PRECISION = click.option(
     show_default=True,
     help="The DiT's number format while sampling (auto: bf16 where this device runs it fast).",
 )
+DEVICE = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where the models run: auto (a CUDA GPU when one is visible, else the CPU), cpu, cuda, "
+    "cuda:N or mps. Pixels come back to the CPU to be written.",
+)
 COMPILE = click.option(
     "--compile",
     "compile_",
@@ -233,6 +240,7 @@ def with_controlnet(pipe, path: Path, scale: float):
     help="With --seconds: noise level at which made frames enter the cache.",
 )
 @PRECISION
+@DEVICE
 @COMPILE
 def generate(
     prompt,
@@ -271,6 +279,7 @@ def generate(
     sink,
     context_noise,
     precision,
+    device,
     compile_,
 ) -> None:
     """Generate a video from PROMPT and print its path; start from or pass through given frames
@@ -301,7 +310,7 @@ def generate(
         if video_path or edit_path or extend_path or image_path or keyframes:
             raise click.UsageError("--seconds makes a video from text alone; drop the frame conditions")
         generate_long(list(timeline) or [prompt], output, checkpoint, seconds, fps, size, steps, text_scale,
-                      seed, window, sink, context_noise, streaming, precision)  # fmt: skip
+                      seed, window, sink, context_noise, streaming, precision, device)  # fmt: skip
         return
     _refuse_mixed_modes(video_path, edit_path, extend_path, image_path or keyframes, source_prompt, context,
                         control_path, controlnet_path, camera, motion)  # fmt: skip
@@ -325,7 +334,7 @@ def generate(
     # Extension continues a clip, which the causal model was trained to do (diffusion forcing):
     # direction after the join 91.3% against the bidirectional model's 86.2% (RESULTS, session 26).
     model = checkpoint or ("t2v_causal" if extend_path else None)
-    pipe = load_pipeline(model, precision=precision, compile=compile_)
+    pipe = load_pipeline(model, device=device, precision=precision, compile=compile_)
     with_loras(pipe, loras)
     control = None
     if controlnet_path:

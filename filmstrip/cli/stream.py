@@ -24,6 +24,7 @@ def generate_long(
     context_noise: float,
     streaming: bool,
     precision: str,
+    device: str,
 ) -> None:
     """Roll the causal model out for `seconds`; with `streaming` (or output "-") every chunk
     is appended to a fragmented MP4 as it is made, so the file plays while it grows and
@@ -58,7 +59,7 @@ def generate_long(
     if not (streaming or to_stdout):  # the whole video is held, as float pixels, then joined
         check_fits(2 * 4 * 3 * cfg.frames * size * size, f"holding {cfg.frames} frames at {size}x{size}",
                    "write them as they are made with --stream")  # fmt: skip
-    pipe = load_pipeline(checkpoint or "t2v_causal", precision=precision)
+    pipe = load_pipeline(checkpoint or "t2v_causal", device=device, precision=precision)
     bar = tqdm(
         total=cfg.frames, unit="frame", desc="streaming" if streaming else "generating", file=sys.stderr
     )  # its rate is the live frames/s

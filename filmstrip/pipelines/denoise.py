@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from filmstrip.checkpoint import CheckpointError, build_with_weights, load_model, parse_config, resolve
+from filmstrip.device import pick_device
 from filmstrip.diffusion.guidance import guided
 from filmstrip.diffusion.sampling import sample, schedule
 from filmstrip.diffusion.spec import ModelSpec
@@ -79,9 +80,11 @@ def load_pipeline(
     compile: bool = False,
 ) -> Pipeline:
     """The DiT in `path` (default: the bundled text-to-video model) with its VAE, and the text
-    encoder if the DiT takes text. precision: "fp32", "bf16" or "auto" (bf16 where the device
-    runs it fast) for the DiT's forward; compile: torch.compile it."""
-    bf16 = use_bf16(precision, torch.device(device))
+    encoder if the DiT takes text, on `device` ("auto": a CUDA GPU when one is visible).
+    precision: "fp32", "bf16" or "auto" (bf16 where the device runs it fast) for the DiT's
+    forward; compile: torch.compile it."""
+    device = pick_device(device)
+    bf16 = use_bf16(precision, device)
     directory = resolve(path, "t2v")
     config, state, meta = load_model(directory, VideoDiT.kind)
     dit_cfg = parse_config(directory, DiTConfig, config.get("dit"), "dit")
@@ -119,7 +122,7 @@ def latent_shape(
     if held is not None and held < shape[2]:  # decoded as made, a few latent frames at a time
         peak, pixels = (*shape[:2], held, *shape[3:]), held * pipe.vae.cfg.temporal_factor
     check_fits(memory_estimate(pipe, peak, pixels), f"generating {batch} x {frames} frames at {height}x{width}",
-               "ask for fewer frames or a smaller size")  # fmt: skip
+               "ask for fewer frames or a smaller size", pipe.device)  # fmt: skip
     return shape
 
 
@@ -225,10 +228,17 @@ def encode(pipe: Pipeline, video_bcthw: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def decode(pipe: Pipeline, z: torch.Tensor, frames: int) -> torch.Tensor:
-    """Normalised latents -> videos (B, 3, frames, H, W) in [-1, 1], checked to be finite."""
-    video = pipe.vae.decode(pipe.spec.denormalize(z), frames)
+    """Normalised latents -> videos (B, 3, frames, H, W) in [-1, 1] on the CPU, checked to be
+    finite."""
+    return finished(pipe.vae.decode(pipe.spec.denormalize(z), frames))
+
+
+def finished(video: torch.Tensor) -> torch.Tensor:
+    """Decoded pixels as every pipeline returns them: checked to be finite, clamped to [-1, 1]
+    and on the CPU, where they are written, shown and scored (by NumPy and OpenCV), whichever
+    device made them."""
     if not torch.isfinite(video).all():
         raise FilmstripError(
             "the model produced non-finite values (NaN or Inf): check the options and the weights"
         )
-    return video.clamp(-1, 1)
+    return video.clamp(-1, 1).cpu()

@@ -118,7 +118,7 @@ def shared_velocity(
     tokens = (x0.shape[2] // cfg.patch[0]) * (x0.shape[3] // cfg.patch[1]) * (x0.shape[4] // cfg.patch[2])
     check_fits(recorded_bytes(pipe.dit, x0.shape[0], tokens, source.context.shape[1]),
                f"sharing the attention of {x0.shape[0]} clip(s) of {tokens} tokens",
-               "edit fewer, shorter or smaller clips at a time")  # fmt: skip
+               "edit fewer, shorter or smaller clips at a time", device)  # fmt: skip
     share = AttentionShare(pipe.dit)
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,7 @@ from filmstrip.diffusion.guidance import guided
 from filmstrip.diffusion.sampling import sample, schedule
 from filmstrip.errors import FilmstripError, InputError
 from filmstrip.pipelines.conditions import ImageCondition
-from filmstrip.pipelines.denoise import Pipeline, latent_shape
+from filmstrip.pipelines.denoise import Pipeline, finished, latent_shape
 from filmstrip.pipelines.generate import GenerateConfig, generate
 from filmstrip.pipelines.prepare import prepare_text, stack_levels
 from filmstrip.pipelines.stream import chunk_seconds
@@ -113,14 +113,9 @@ def sliding_latents(pipe: Pipeline, timeline: Timeline, cfg: SlidingConfig) -> t
 
 @torch.no_grad()
 def sliding_windows(pipe: Pipeline, timeline: Timeline, cfg: SlidingConfig) -> torch.Tensor:
-    """The video (3, frames, H, W) in [-1, 1]."""
+    """The video (3, frames, H, W) in [-1, 1] on the CPU."""
     z = pipe.spec.denormalize(sliding_latents(pipe, timeline, cfg))
-    video = pipe.vae.decode_chunked(z, chunk_latents=4, num_frames=cfg.frames)[0]
-    if not torch.isfinite(video).all():
-        raise FilmstripError(
-            "the model produced non-finite values (NaN or Inf): check the options and the weights"
-        )
-    return video.clamp(-1, 1)
+    return finished(pipe.vae.decode_chunked(z, chunk_latents=4, num_frames=cfg.frames)[0])
 
 
 @dataclass(frozen=True)
@@ -138,7 +133,7 @@ class HierarchicalConfig(LongVideo):
 
 @torch.no_grad()
 def hierarchical(pipe: Pipeline, timeline: Timeline, cfg: HierarchicalConfig) -> torch.Tensor:
-    """The video (3, frames, H, W) in [-1, 1]: keyframes every `segment` frames, then the
+    """The video (3, frames, H, W) in [-1, 1] on the CPU: keyframes every `segment` frames, then the
     frames between them."""
     timeline.check_length(cfg.frames / cfg.fps)
     n = max(1, math.ceil((cfg.frames - 1) / cfg.segment))

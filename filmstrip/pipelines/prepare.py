@@ -85,12 +85,12 @@ def prepare_motion(strength: float | Sequence[float], batch: int, latent_frames:
     row, on every latent frame, as the `motion` vector a motion-conditioned model trained on.
     It goes into every guidance level (see `everywhere`): guidance then pushes text and frames
     at the speed asked for."""
-    levels = torch.tensor(strength, dtype=torch.float32, device=device).reshape(-1, 1, 1)
+    levels = torch.tensor(strength, dtype=torch.float32).reshape(-1, 1, 1)  # checked here, not on the device
     if not (torch.isfinite(levels).all() and ((levels >= 0) & (levels <= 1)).all()):
         raise InputError(f"motion strength is in [0, 1], got {strength}")
     if len(levels) not in (1, batch):
         raise InputError(f"{len(levels)} motion strengths for a batch of {batch}: give one, or one per row")
-    return Conditioning(vectors={"motion": levels.expand(batch, latent_frames, 1).contiguous()})
+    return Conditioning(vectors={"motion": levels.expand(batch, latent_frames, 1).contiguous().to(device)})
 
 
 def prepare_control(

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import torch
 
 from filmstrip.diffusion.forcing import RolloutConfig, rollout
-from filmstrip.errors import FilmstripError, InputError
+from filmstrip.errors import InputError
 from filmstrip.models.conditioning import Conditioning
 from filmstrip.models.kv_cache import CacheConfig, KVCache
-from filmstrip.pipelines.denoise import Pipeline, latent_shape
+from filmstrip.pipelines.denoise import Pipeline, finished, latent_shape
 from filmstrip.pipelines.prepare import prepare_text, stack_levels, warn_unknown_words
 from filmstrip.pipelines.timeline import LongVideo, Timeline
 
@@ -99,14 +99,11 @@ def stream_latents(pipe: Pipeline, timeline: Timeline, cfg: StreamConfig) -> Ite
 
 @torch.no_grad()
 def stream(pipe: Pipeline, timeline: Timeline, cfg: StreamConfig) -> Iterator[torch.Tensor]:
-    """Pixel chunks (3, t, H, W) in [-1, 1]: 1 frame, then 4 per latent frame, cfg.frames in all."""
+    """Pixel chunks (3, t, H, W) in [-1, 1] on the CPU: 1 frame, then 4 per latent frame,
+    cfg.frames in all."""
     made = 0
     latents = (pipe.spec.denormalize(z) for z in stream_latents(pipe, timeline, cfg))
     for pixels in pipe.vae.decode_stream(latents):
-        pixels = pixels[0, :, : cfg.frames - made].clamp(-1, 1)
-        if not torch.isfinite(pixels).all():
-            raise FilmstripError(
-                "the model produced non-finite values (NaN or Inf): check the options and the weights"
-            )
+        pixels = finished(pixels[0, :, : cfg.frames - made])
         made += pixels.shape[1]
         yield pixels

@@ -52,6 +52,13 @@ def resolve(model: str | Path | None, default: str, relative_to: Path | None = N
     return next((c for c in candidates if (c / "config.json").exists()), ref)
 
 
+def reference(model: str | Path | None, default: str) -> str:
+    """How a checkpoint names a model it depends on (its VAE): a bundled model by its name, so
+    the checkpoint works wherever filmstrip is installed, any other by its absolute path."""
+    directory = resolve(model, default)
+    return directory.name if directory.parent == BUNDLED_DIR else str(directory.resolve())
+
+
 def write_json_atomic(path: Path, obj: dict) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

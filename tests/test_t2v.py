@@ -576,3 +576,100 @@ def test_a_bad_generate_config_gets_one_sentence(field, message):
     with pytest.raises(InputError, match=message):
         GenerateConfig(**field)
     GenerateConfig(frames=np.int64(9), seed=np.uint32(3))  # numpy's integers are whole numbers too
+
+
+def test_a_model_trained_on_a_bundled_vae_by_name_records_the_name(tmp_path, monkeypatch):
+    """`--vae vae3d` (a bundled name) was recorded as CWD/vae3d, so the model could not be
+    loaded (or generate) from anywhere: the name is kept, a path made absolute. And a set of
+    two clips trains (the preview grid took three captions: IndexError)."""
+    from filmstrip.checkpoint import BUNDLED_DIR, reference
+
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "train",
+        "t2v",
+        "--vae",
+        "vae3d",
+        "--preset",
+        "tiny",
+        "--clips",
+        "2",
+        "--frames",
+        "5",
+        "--size",
+        "32",
+    ]
+    args += ["--batch-size", "2", "--sample-every", "0", "--ckpt-every", "0", "--steps", "1", "--run", "run"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert load_model(tmp_path / "run" / "model", "dit")[0]["spec"]["vae"] == "vae3d"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert load_pipeline(tmp_path / "run" / "model").vae.cfg == load_pipeline().vae.cfg
+    assert reference("vae_natural", "vae3d") == "vae_natural" and reference(None, "vae3d") == "vae3d"
+    assert reference(BUNDLED_DIR / "vae2d", "vae3d") == "vae2d"
+    assert reference("../run/model", "vae3d") == str(tmp_path / "run" / "model")
+
+
+class _Buckets(torch.utils.data.Dataset):
+    """A latent set of two buckets, as a folder's cache holds them."""
+
+    shapes = {"wide": (4, 3, 8, 12), "square": (4, 2, 8, 8)}
+    groups = ["wide", "square", "wide", "wide"]
+
+    def __len__(self):
+        return len(self.groups)
+
+    def item_groups(self):
+        return self.groups
+
+    def __getitem__(self, i):
+        return {"latents": torch.zeros(self.shapes[self.groups[i]])}
+
+
+def test_the_model_records_the_shapes_it_trained_on_and_generates_them_by_default(
+    tiny_bundle, tiny_vae, text_encoder, tmp_path
+):
+    from filmstrip.checkpoint import save_model
+    from filmstrip.train.recipes import trained_shapes
+
+    f, tf = tiny_vae.cfg.spatial_factor, tiny_vae.cfg.temporal_factor
+    shapes = trained_shapes(_Buckets(), tiny_vae)
+    assert shapes == [[1 + 2 * tf, 8 * f, 12 * f, 3], [1 + tf, 8 * f, 8 * f, 1]]  # most clips first
+    assert trained_shapes(_Buckets(), tiny_vae, latent_frames=2)[0][0] == 1 + tf  # trained on leading frames
+    null, _ = text_encoder.encode([""])
+    task = T2VTask(
+        dit_preset("tiny", in_channels=4), ModelSpec(vae="vae"), T2VConfig(), null[0], data_shapes=shapes
+    )
+    config, meta = task.export(task.model)
+    save_model(tmp_path / "m", "dit", config, task.model.state_dict(), meta)
+    (tmp_path / "m" / "vae").symlink_to(tiny_bundle.parent / "vae")
+
+    def run(*extra):
+        out = tmp_path / f"{len(list(tmp_path.glob('*.mp4')))}.mp4"
+        args = [
+            "generate",
+            "a red circle moves up",
+            "-c",
+            str(tmp_path / "m"),
+            "-o",
+            str(out),
+            "--steps",
+            "2",
+        ]
+        result = CliRunner().invoke(main, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        info = probe(out)
+        return (info.num_frames, info.height, info.width), result.output.count(
+            "Warning: the model was trained"
+        )
+
+    assert run() == ((1 + 2 * tf, 8 * f, 12 * f), 0)  # its most common shape, unasked
+    assert run("--size", f"{8 * f}x{8 * f}", "--frames", str(1 + tf)) == ((1 + tf, 8 * f, 8 * f), 0)
+    # A size it never saw, or a clip longer than any it saw: said once (the CLI and the
+    # pipeline both check the request).
+    assert run("--size", str(16 * f), "--frames", str(1 + tf)) == ((1 + tf, 16 * f, 16 * f), 1)
+    assert run("--frames", str(1 + 4 * tf)) == ((1 + 4 * tf, 8 * f, 12 * f), 1)
+    for bad, words in (("12x", "give N (N x N) or WxH"), ("0", "positive width and height"), ("ax3", "WxH")):
+        result = CliRunner().invoke(main, ["generate", "a red circle", "--size", bad])
+        assert result.exit_code == 2 and words in result.output, result.output

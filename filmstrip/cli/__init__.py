@@ -51,10 +51,13 @@ class _Main(click.Group):
     def invoke(self, ctx: click.Context):
         debug = os.environ.get("FILMSTRIP_DEBUG", "") not in ("", "0")
         show = warnings.showwarning
+        shown: set[str] = set()  # a check made twice on its way down (CLI, then pipeline) says it once
 
         def one_line(message, category, *where, **kw):
             if issubclass(category, FilmstripWarning) and not debug:
-                click.echo(f"Warning: {message}", err=True)
+                if str(message) not in shown:
+                    shown.add(str(message))
+                    click.echo(f"Warning: {message}", err=True)
             else:
                 show(message, category, *where, **kw)
 

@@ -53,6 +53,22 @@ LORA = click.option(
 )
 
 
+def frame_size(value: str | None) -> tuple[int, int] | None:
+    """--size N or WxH as (height, width); None where not given."""
+    if value is None:
+        return None
+    w, sep, h = value.lower().partition("x")
+    try:
+        width, height = int(w), int(h) if sep else int(w)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: give N (N x N) or WxH, e.g. 144x112", param_hint="--size"
+        ) from None
+    if width < 1 or height < 1:
+        raise click.BadParameter(f"{value!r}: a frame needs a positive width and height", param_hint="--size")
+    return height, width
+
+
 def with_loras(pipe, loras: tuple[str, ...]) -> None:
     """Load --lora files into the pipeline's DiT, merged: once folded into the weights they
     cost nothing per step."""
@@ -85,10 +101,19 @@ def with_controlnet(pipe, path: Path, scale: float):
     help="Output file; '-' streams a fragmented MP4 to stdout (with --seconds).",
 )
 @T2V_CHECKPOINT
-@click.option("--frames", default=GenerateConfig.frames, show_default=True)
+@click.option(
+    "--frames",
+    type=int,
+    default=None,
+    help="Frames of the clip [default: the model's training clips' (17 for the bundled models)].",
+)
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True)
 @click.option(
-    "--size", default=GenerateConfig.height, show_default=True, help="Height and width (a multiple of 16)."
+    "--size",
+    callback=lambda ctx, param, value: frame_size(value),
+    metavar="N|WxH",
+    help="Frame size: N for N x N, or width x height, e.g. 144x112 (multiples of 16) [default: the size "
+    "the model trained on most: 64 for the bundled models].",
 )
 @click.option(
     "--steps", type=int, default=None, help="Sampling steps [default: 20; 8 per chunk with --seconds]."
@@ -287,7 +312,13 @@ def generate(
     from filmstrip.io import check_output_path, write_video
     from filmstrip.pipelines.edit import EDIT_STRENGTH, EDIT_TEXT_SCALE, SDEDIT_STRENGTH, edit, video_to_video
     from filmstrip.pipelines.extend import extend
-    from filmstrip.pipelines.generate import CONTROL_TEXT_SCALE, GenerateConfig, check_request, load_pipeline
+    from filmstrip.pipelines.generate import (
+        CONTROL_TEXT_SCALE,
+        GenerateConfig,
+        check_request,
+        load_pipeline,
+        trained_shape,
+    )
     from filmstrip.pipelines.generate import generate as run
 
     if prompt and timeline:
@@ -314,42 +345,34 @@ def generate(
         return
     _refuse_mixed_modes(video_path, edit_path, extend_path, image_path or keyframes, source_prompt, context,
                         control_path, controlnet_path, camera, motion)  # fmt: skip
-
-    cfg = GenerateConfig(
-        frames=frames,
-        height=size,
-        width=size,
-        steps=GenerateConfig.steps if steps is None else steps,
-        text_scale=text_scale,
-        image_scale=image_scale,
-        solver=solver,
-        seed=seed,
-        lag=lag,
-        motion=motion,
-        motion_scale=motion_scale,
-    )
     check_output_path(output)  # before minutes of work, not after
-    path = _camera_path(camera, frames, fps) if camera is not None else None
-    conditions = _frame_conditions(image_path, keyframes, image_strength, size)
     # Extension continues a clip, which the causal model was trained to do (diffusion forcing):
     # direction after the join 91.3% against the bidirectional model's 86.2% (RESULTS, session 26).
     model = checkpoint or ("t2v_causal" if extend_path else None)
     pipe = load_pipeline(model, device=device, precision=precision, compile=compile_)
     with_loras(pipe, loras)
+    trained = trained_shape(pipe)  # what the model saw most, unless asked otherwise
+    frames = trained[0] if frames is None else frames
+    height, width = size or trained[1:]
+    cfg = GenerateConfig(frames=frames, height=height, width=width, text_scale=text_scale,
+                         steps=GenerateConfig.steps if steps is None else steps, image_scale=image_scale,
+                         solver=solver, seed=seed, lag=lag, motion=motion, motion_scale=motion_scale)  # fmt: skip
+    path = _camera_path(camera, frames, fps) if camera is not None else None
+    conditions = _frame_conditions(image_path, keyframes, image_strength, height, width)
     control = None
     if controlnet_path:
         pipe = with_controlnet(pipe, controlnet_path, control_scale)
-        control = (_read_clip(control_path, frames, size, fps).mean(dim=1, keepdim=True) + 1) / 2
+        control = (_read_clip(control_path, frames, height, width, fps).mean(dim=1, keepdim=True) + 1) / 2
     check_request(pipe, [prompt], cfg)
     if extend_path:
-        clip = _read_clip(extend_path, None, size, fps)
+        clip = _read_clip(extend_path, None, height, width, fps)
         video = extend(pipe, clip, [prompt], cfg, context, negative=negative)
     elif conditions or control is not None or path is not None:
         video = run(
             pipe, [prompt], cfg, negative=negative, conditions=conditions, control=control, camera=path
         )
     elif video_path or edit_path:
-        clip = _read_clip(video_path or edit_path, frames, size, fps)
+        clip = _read_clip(video_path or edit_path, frames, height, width, fps)
         if video_path:
             level = SDEDIT_STRENGTH if strength is None else strength
             source = [source_prompt] if source_prompt else None
@@ -415,7 +438,7 @@ def _camera_path(camera: str, frames: int, fps: float):
 
 
 def _frame_conditions(
-    image_path: Path | None, keyframes: tuple[str, ...], strength: float, size: int
+    image_path: Path | None, keyframes: tuple[str, ...], strength: float, height: int, width: int
 ) -> list:
     """--image and --keyframe as ImageConditions; an image of another size is resized and
     centre-cropped as the data pipeline does, and this says so."""
@@ -436,33 +459,40 @@ def _frame_conditions(
     conditions = []
     for index, path in items:
         image = read_image(path)
-        if image.shape[1:] != (size, size):
+        if image.shape[1:] != (height, width):
             click.echo(
-                f"{path}: {image.shape[2]}x{image.shape[1]} resized and centre-cropped to {size}x{size}",
+                f"{path}: {image.shape[2]}x{image.shape[1]} resized and centre-cropped to {width}x{height}",
                 err=True,
             )
             import warnings
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                image = fit_frames(image, size, size)
+                image = fit_frames(image, height, width)
         conditions.append(ImageCondition(image, index, strength if index == 0 else 1.0))
     return conditions
 
 
-def _read_clip(path: Path, frames: int | None, size: int, fps: float):
-    """(1, 3, frames, size, size) in [-1, 1] (frames None: all of it): sampled at `fps`, the
-    short side resized to `size` and the long side centre-cropped, as the data pipeline does;
-    says so when it crops."""
+def _read_clip(path: Path, frames: int | None, height: int, width: int, fps: float):
+    """(1, 3, frames, height, width) in [-1, 1] (frames None: all of it): sampled at `fps`,
+    resized to cover height x width with its aspect kept and centre-cropped, as the data
+    pipeline does; says so when it crops."""
     import torch
 
-    from filmstrip.data.buckets import Bucket, center_crop
+    from filmstrip.data.buckets import Bucket, center_crop, cover_size
     from filmstrip.io import probe, read_video
 
     info = probe(path)  # the reader refuses a clip shorter than asked, in one sentence
-    video, _ = read_video(path, num_frames=frames, fps=fps, size=size, dtype=torch.float32)
-    if video.shape[-2:] != (size, size):
+    bucket = Bucket(height, width)
+    video, _ = read_video(
+        path,
+        num_frames=frames,
+        fps=fps,
+        size=cover_size(info.height, info.width, bucket),
+        dtype=torch.float32,
+    )
+    if video.shape[-2:] != (height, width):
         click.echo(
-            f"{path}: {info.width}x{info.height} resized and centre-cropped to {size}x{size}", err=True
+            f"{path}: {info.width}x{info.height} resized and centre-cropped to {width}x{height}", err=True
         )
-    return center_crop(video, Bucket(size, size))[None].contiguous()
+    return center_crop(video, bucket)[None].contiguous()

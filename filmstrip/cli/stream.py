@@ -15,7 +15,7 @@ def generate_long(
     checkpoint: Path | None,
     seconds: float,
     fps: float,
-    size: int,
+    size: tuple[int, int] | None,
     steps: int | None,
     text_scale: float,
     seed: int,
@@ -36,30 +36,32 @@ def generate_long(
     from filmstrip.io.memory import check_fits
     from filmstrip.io.stream_writer import StreamWriter, check_stream_path
     from filmstrip.models.kv_cache import CacheConfig
-    from filmstrip.pipelines.denoise import load_pipeline
-    from filmstrip.pipelines.stream import StreamConfig, stream
+    from filmstrip.pipelines.generate import load_pipeline, trained_shape
+    from filmstrip.pipelines.stream import StreamConfig, check_streamable, stream
     from filmstrip.pipelines.timeline import parse_timeline
 
     timeline = parse_timeline(entries)
+    timeline.check_length(seconds)
+    to_stdout = str(output) == "-"
+    if not to_stdout:  # before any work
+        (check_stream_path if streaming else check_output_path)(output)
+    pipe = load_pipeline(checkpoint or "t2v_causal", device=device, precision=precision)
+    check_streamable(pipe)  # before the progress bar
+    height, width = size or trained_shape(pipe)[1:]
     cfg = StreamConfig(
         seconds=seconds,
         fps=fps,
-        height=size,
-        width=size,
+        height=height,
+        width=width,
         steps=StreamConfig.steps if steps is None else steps,
         text_scale=text_scale,
         cache=CacheConfig(window=window, sink=sink),
         context_noise=context_noise,
         seed=seed,
     )
-    timeline.check_length(seconds)
-    to_stdout = str(output) == "-"
-    if not to_stdout:  # before any work
-        (check_stream_path if streaming else check_output_path)(output)
     if not (streaming or to_stdout):  # the whole video is held, as float pixels, then joined
-        check_fits(2 * 4 * 3 * cfg.frames * size * size, f"holding {cfg.frames} frames at {size}x{size}",
+        check_fits(2 * 4 * 3 * cfg.frames * height * width, f"holding {cfg.frames} frames at {width}x{height}",
                    "write them as they are made with --stream")  # fmt: skip
-    pipe = load_pipeline(checkpoint or "t2v_causal", device=device, precision=precision)
     bar = tqdm(
         total=cfg.frames, unit="frame", desc="streaming" if streaming else "generating", file=sys.stderr
     )  # its rate is the live frames/s
@@ -74,7 +76,7 @@ def generate_long(
         if not (streaming or to_stdout):
             click.echo(str(write_video(output, torch.cat(list(chunks), dim=1), fps=fps)))
             return
-        with StreamWriter("-" if to_stdout else output, fps, size, size) as out:
+        with StreamWriter("-" if to_stdout else output, fps, height, width) as out:
             try:
                 for frames in chunks:
                     out.write(frames)

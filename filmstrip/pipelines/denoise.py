@@ -53,6 +53,9 @@ class Pipeline:
     bf16: bool = False
     compile: bool = False
     trained_on: str = ""  # what the checkpoint says the DiT learned from ("shapes ...", "folder:...")
+    # (frames, height, width, clips) of each clip shape it learned from, most clips first; empty
+    # where the checkpoint does not say (models trained before it was recorded).
+    trained_shapes: tuple[tuple[int, int, int, int], ...] = ()
 
     @property
     def device(self) -> torch.device:
@@ -99,7 +102,12 @@ def load_pipeline(
         raise InputError(f"{directory}: the VAE {spec.vae!r} that this model was trained with was not found")
     text = TextEncoder(device) if dit.cfg.context_dim else None
     trained_on = str(meta.get("data", ""))
-    return Pipeline(dit.to(device).eval(), load_vae(vae_dir, device), text, spec, bf16, compile, trained_on)
+    shapes = tuple(
+        tuple(s) for s in meta.get("shapes", []) if len(s) == 4 and all(isinstance(v, int) for v in s)
+    )
+    return Pipeline(
+        dit.to(device).eval(), load_vae(vae_dir, device), text, spec, bf16, compile, trained_on, shapes
+    )
 
 
 def latent_shape(

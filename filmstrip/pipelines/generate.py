@@ -46,6 +46,7 @@ from filmstrip.pipelines.prepare import (
     prepare_vector,
     stack_levels,
     warn_unknown_words,
+    warn_untrained_shape,
 )
 
 KEYFRAME_IMAGE_SCALE = 6.0
@@ -113,11 +114,21 @@ class GenerateConfig:
                 raise InputError(f"motion strength is in [0, 1] (0 still, 1 fastest), got {self.motion}")
 
 
+def trained_shape(pipe: Pipeline) -> tuple[int, int, int]:
+    """(frames, height, width): the clip shape the model trained on most, or GenerateConfig's
+    defaults where its checkpoint does not say (the bundled models: 17 x 64 x 64)."""
+    if pipe.trained_shapes:
+        frames, height, width, _ = pipe.trained_shapes[0]
+        return frames, height, width
+    return GenerateConfig.frames, GenerateConfig.height, GenerateConfig.width
+
+
 def check_request(pipe: Pipeline, prompts: Sequence[str], cfg: GenerateConfig) -> None:
     """Refuse a request before any work: an empty prompt or a size the model cannot make; and
-    say when a prompt holds words the model never read in training."""
+    say when a prompt holds words, or the video a size, the model never met in training."""
     check_prompts(prompts)
     warn_unknown_words(pipe.trained_on, prompts)
+    warn_untrained_shape(pipe.trained_shapes, cfg.frames, cfg.height, cfg.width)
     latent_shape(pipe, len(prompts), cfg.frames, cfg.height, cfg.width)
     if cfg.motion is not None and "motion" not in dict(pipe.dit.cfg.vectors):
         raise InputError(

@@ -65,6 +65,29 @@ def warn_unknown_words(trained_on: str, prompts: Sequence[str]) -> None:
         )
 
 
+def warn_untrained_shape(shapes: Sequence[Sequence[int]], frames: int, height: int, width: int) -> None:
+    """Say when a video is asked at a size the model never trained on, or longer than any clip
+    it trained on (`shapes`: its checkpoint's (frames, height, width, clips), most clips first):
+    a DiT's attention and positions are learned at the shapes it saw, and far from them it
+    makes blur or repeats."""
+    if not shapes:
+        return
+    sizes = [(h, w) for _, h, w, _ in shapes]
+    longest = max(t for t, *_ in shapes)
+    if (height, width) in sizes and frames <= longest:
+        return
+    seen = ", ".join(f"{w}x{h} ({n} clip{'s' * (n != 1)})" for _, h, w, n in shapes[:4])
+    seen += " and more" if len(shapes) > 4 else ""
+    t, h, w, _ = shapes[0]
+    warnings.warn(
+        f"the model was trained on clips of up to {longest} frames at {seen}; {frames} frames at "
+        f"{width}x{height} is outside them and may come out poorly (its most common: --size {w}x{h} "
+        f"--frames {t})",
+        FilmstripWarning,
+        stacklevel=3,
+    )
+
+
 def prepare_vector(name: str, values_btk: torch.Tensor) -> Pair:
     """A per-frame condition (B, T', dim) at the latent frame rate; its null is its absence."""
     if values_btk.ndim != 3:

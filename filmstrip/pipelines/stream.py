@@ -61,13 +61,17 @@ def chunk_seconds(first_latent: int, temporal_factor: int, fps: float) -> float:
     return (0 if first_latent == 0 else temporal_factor * (first_latent - 1) + 1) / fps
 
 
-@torch.no_grad()
-def stream_latents(pipe: Pipeline, timeline: Timeline, cfg: StreamConfig) -> Iterator[torch.Tensor]:
-    """Latent chunks (1, C, n, H', W'), normalised, as the causal model makes them."""
+def check_streamable(pipe: Pipeline) -> None:
     if not pipe.dit.cfg.causal:
         raise InputError(
             "streaming needs a causal model (DiTConfig causal=True), such as the bundled t2v_causal"
         )
+
+
+@torch.no_grad()
+def stream_latents(pipe: Pipeline, timeline: Timeline, cfg: StreamConfig) -> Iterator[torch.Tensor]:
+    """Latent chunks (1, C, n, H', W'), normalised, as the causal model makes them."""
+    check_streamable(pipe)
     timeline.check_length(cfg.frames / cfg.fps)
     # Memory holds the cache's window and sinks and the chunk being made, not the whole video
     # (window 0 keeps every frame).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,11 +21,11 @@ import torch
 from torch.utils.data import Dataset
 
 from filmstrip.atomic import write_text_atomic
-from filmstrip.checkpoint import load_model, parse_config, resolve
+from filmstrip.checkpoint import load_model, parse_config, reference, resolve
 from filmstrip.config import load_toml, to_dict, to_toml
 from filmstrip.data import ShapesConfig, ShapesDataset, build_dataset, collate_clips
 from filmstrip.data.crop import RandomCropDataset
-from filmstrip.data.join import JoinedDataset, Resampled
+from filmstrip.data.join import JoinedDataset, Resampled, item_groups
 from filmstrip.data.latents import LatentDataset, build_latent_cache, collate_latents, vae_config_dict
 from filmstrip.data.mirror import Mirrored
 from filmstrip.data.shapes import DEFAULT_HELD_OUT
@@ -387,6 +388,23 @@ def _check_patchable(data: ClipData, spatial_factor: int, patch: tuple[int, int,
         )
 
 
+def trained_shapes(latents: Dataset, vae: VideoVAE, latent_frames: int = 0) -> list[list[int]]:
+    """[frames, height, width, clips] of each clip shape in a latent set (a folder's aspect-ratio
+    buckets), most clips first: recorded with the model, so that sampling can make by default
+    what it was trained on and say when asked for something else. One clip read per group."""
+    groups = item_groups(latents) or [()] * len(latents)
+    first: dict = {}
+    for i, g in enumerate(groups):
+        first.setdefault(g, i)
+    per_group = Counter(groups)
+    clips: Counter = Counter()
+    for g, i in first.items():
+        _, t, h, w = latents[i]["latents"].shape
+        t = min(t, latent_frames) if latent_frames else t
+        clips[(vae.pixel_frames(t), h * vae.cfg.spatial_factor, w * vae.cfg.spatial_factor)] += per_group[g]
+    return [[*shape, n] for shape, n in clips.most_common()]
+
+
 def with_focus(latents: Dataset, task: T2VConfig, vae_cfg: VAEConfig, cache: Path) -> Dataset:
     """The cached clips with the focus that `task.focus_weight` weighs: every object from the
     truths of `shapes` clips (`task.focus = "objects"`), else the cache's own masks, if any."""
@@ -450,14 +468,14 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
         flow=recipe.flow,
         latent_shift=vae.cfg.latent_shift,
         latent_scale=vae.cfg.latent_scale,
-        vae=str(Path(recipe.vae).resolve()) if recipe.vae else "vae3d",
+        vae=reference(recipe.vae, "vae3d"),
     )
     null, _ = text.encode([""])
     torch.manual_seed(train_cfg.seed)  # the model's initial weights: a run is a function of its seed
     combos = parse_held_out(recipe.data.held_out) if recipe.data.source == "shapes" else ()
-    prompts = [latents[i]["caption"] for i in range(3)] + [
-        f"a {c} {s} moves {d}" for c, s, d in combos if "*" not in (c, s, d)
-    ][:1]
+    # The preview grid: the first three clips' captions (a set may hold fewer) and a held-out one.
+    captions = [latents[i]["caption"] for i in range(min(3, len(latents)))]
+    prompts = captions + [f"a {c} {s} moves {d}" for c, s, d in combos if "*" not in (c, s, d)][:1]
     task = T2VTask(
         dit_cfg,
         spec,
@@ -471,6 +489,7 @@ def train_t2v(recipe: T2VRecipe, log: Log = print) -> Path:
             fps=recipe.data.fps or 8.0,
         ),
         data_name=f"{description}, {len(latents)} clips",
+        data_shapes=trained_shapes(latents, vae, recipe.task.latent_frames),
     )
     if init_state is not None:
         # Newly added frame / place embeddings, text refiner layers and conditions start as no-ops.

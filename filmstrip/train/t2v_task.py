@@ -178,12 +178,15 @@ class T2VTask:
         null_text: torch.Tensor,
         preview: Preview | None = None,
         data_name: str = "",
+        data_shapes: list[list[int]] | None = None,
     ):
         """spec: the flow settings, latent normalisation and VAE, exported with the model.
         null_text: (L0, 384) states of the empty prompt. preview: what the periodic sample
-        grid draws (needs the VAE and the text encoder). data_name: what the model is trained
-        on, recorded in the exported model."""
+        grid draws (needs the VAE and the text encoder). data_name and data_shapes (frames,
+        height, width and clips of each clip shape, most clips first): what the model is
+        trained on, recorded in the exported model."""
         self.dit_cfg, self.spec, self.cfg = dit_cfg, spec, cfg
+        self.data_shapes = data_shapes or []
         # Where training draws its noise levels: the spec's, unless a subclass moves them
         # (a LoRA: lora_task.py); sampling always uses the spec's.
         self.noise_spec = spec
@@ -413,9 +416,8 @@ class T2VTask:
         )  # the grid's prompts, in order
 
     def export(self, model: nn.Module) -> tuple[dict, dict]:
-        return {"dit": asdict(self.dit_cfg), "spec": asdict(self.spec), "train": asdict(self.cfg)}, {
-            "data": self.data_name
-        }
+        meta = {"data": self.data_name, **({"shapes": self.data_shapes} if self.data_shapes else {})}
+        return {"dit": asdict(self.dit_cfg), "spec": asdict(self.spec), "train": asdict(self.cfg)}, meta
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {"null_text": self.null_text}

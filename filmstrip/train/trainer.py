@@ -237,7 +237,8 @@ class StepBatchSampler(Sampler[list]):
                 largest = max(len(m) for m in self.groups.values())
                 raise InputError(
                     f"no group of clips that stack (aspect-ratio bucket) holds a full batch of {batch_size}: "
-                    f"the largest has {largest}; lower the batch size or add clips"
+                    f"the largest has {largest}; lower the batch size to at most {largest} "
+                    "(--batch-size, or train.batch_size in a recipe) or add clips"
                 )
         self._batches_epoch, self._batches = -1, []
 

@@ -77,3 +77,47 @@ def test_prepare_command(tmp_path):
     result = CliRunner().invoke(main, ["data", "prepare", str(tmp_path / "empty"), str(tmp_path / "out2")])
     assert result.exit_code == 1 and "no videos in this folder or below it" in result.output
     assert not (tmp_path / "out2").exists()
+
+
+def test_captions_given_later_are_carried_and_clips_of_other_settings_removed(tmp_path):
+    """Found by preparing a folder first and captioning it after: the re-run skipped every
+    video and its clips kept no caption. And a re-run with other settings left the clips it now
+    drops in OUT/clips, where `folder:` trained on them."""
+    src = _source(tmp_path / "src")
+    out = tmp_path / "out"
+    cfg = PrepareConfig(area=64 * 112)
+    prepare(src, out, cfg, progress=False)
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "clips").glob("*.mp4")}
+    (src / "joined.txt").write_text("three shots, captioned again")
+    again = prepare(src, out, cfg, progress=False)
+    assert again.skipped_done == 6 and again.recaptioned == 1 and "1 with new captions" in again.lines()[0]
+    assert {r["caption"] for r in read_manifest(out)} == {"three shots, captioned again"}
+    assert {p: p.stat().st_mtime_ns for p in (out / "clips").glob("*.mp4")} == mtimes  # not re-encoded
+    assert build_dataset(f"folder:{out / 'clips'}", num_frames=8, height=64, width=112)[0]["caption"] == (
+        "three shots, captioned again"
+    )
+    (src / "joined.txt").unlink()
+    uncaptioned = prepare(src, out, cfg, progress=False)
+    assert not list((out / "clips").glob("*.txt")) and uncaptioned.uncaptioned == 3
+    assert "3 of 3 clips have no caption" in "\n".join(uncaptioned.lines())
+    # Other settings: the still video kept, then dropped again; its clip goes with it.
+    prepare(src, out, PrepareConfig(area=64 * 112, min_motion=0.0), progress=False)
+    assert (out / "clips" / "still_000.mp4").exists()
+    prepare(src, out, cfg, progress=False)
+    assert sorted(p.name for p in (out / "clips").glob("*.mp4")) == [
+        r["file"][6:] for r in read_manifest(out)
+    ]
+
+
+def test_a_video_without_a_bucket_says_which_tolerance_keeps_it(tmp_path):
+    (tmp_path / "src").mkdir()
+    _write(tmp_path / "src" / "scope.mp4", smooth_video(15, 64, 160, seed=1))  # 2.5:1, past 16:9
+    summary = prepare(tmp_path / "src", tmp_path / "out", PrepareConfig(area=64 * 112), progress=False)
+    assert summary.kept == 0 and summary.dropped == {"no bucket": 1}
+    (note,) = summary.notes
+    assert note.startswith("scope.mp4: no bucket, 160x64 would lose 30% of each frame"), note
+    tolerance = float(note.split("--tolerance ")[1].split()[0])
+    kept = prepare(
+        tmp_path / "src", tmp_path / "out", PrepareConfig(area=64 * 112, tolerance=tolerance), progress=False
+    )
+    assert kept.kept == 1 and not kept.notes

@@ -9,8 +9,9 @@ so that `folder:OUT/clips` trains directly.
 
 Resumable: each finished source leaves its part of the manifest in `OUT/parts/` (written
 atomically, with the source's size and modification time); a re-run skips sources whose part
-is there and current, and rebuilds `OUT/manifest.jsonl` from the parts. Unreadable files
-are skipped and counted, never fatal.
+is there and current (rewriting only the captions where a source has been captioned since),
+removes the clips an earlier run made that this one drops, and rebuilds `OUT/manifest.jsonl`
+from the parts. Unreadable files are skipped and counted, never fatal.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from tqdm import tqdm
 from filmstrip.atomic import write_text_atomic
 from filmstrip.checkpoint import write_json_atomic
 from filmstrip.config import require
-from filmstrip.data.buckets import DEFAULT_ASPECTS, assign_bucket, center_crop, cover_size, make_buckets
+from filmstrip.data.buckets import (
+    DEFAULT_ASPECTS,
+    assign_bucket,
+    center_crop,
+    cover_size,
+    crop_loss,
+    make_buckets,
+)
 from filmstrip.data.cuts import CutConfig, change_scores, find_cuts
 from filmstrip.data.flow import motion_score
 from filmstrip.data.folder import VIDEO_SUFFIXES, caption_of, read_captions
@@ -86,18 +94,38 @@ class Summary:
 
     sources: int = 0
     skipped_done: int = 0  # finished in an earlier run
+    recaptioned: int = 0  # of those, given a new caption since
     unreadable: list[str] = field(default_factory=list)
     kept: int = 0
+    uncaptioned: int = 0  # kept clips without a caption
     dropped: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)  # what an option would change
 
     def lines(self) -> list[str]:
+        again = f", {self.recaptioned} with new captions" if self.recaptioned else ""
         out = [
-            f"{self.sources} source videos: {self.skipped_done} already prepared, {len(self.unreadable)} unreadable",
+            f"{self.sources} source videos: {self.skipped_done} already prepared{again}, "
+            f"{len(self.unreadable)} unreadable",
             f"{self.kept} clips kept, {sum(self.dropped.values())} dropped"
             + "".join(f"; {n} {reason}" for reason, n in sorted(self.dropped.items())),
         ]
         out += [f"  unreadable: {u}" for u in self.unreadable[:5]]
+        out += [f"  {note}" for note in self.notes[:5]]
+        if self.uncaptioned:
+            out.append(
+                f"  {self.uncaptioned} of {self.kept} clips have no caption (a text-to-video model learns "
+                "them without text): give each source video a NAME.txt beside it or a line in "
+                "SRC/captions.jsonl and run again; only the captions are rewritten"
+            )
         return out
+
+
+def _write_caption(clip: Path, caption: str) -> None:
+    """The clip's sidecar caption, or none for an empty caption."""
+    if caption:
+        write_text_atomic(clip.with_suffix(".txt"), caption + "\n")
+    else:
+        clip.with_suffix(".txt").unlink(missing_ok=True)
 
 
 def pieces(num_frames: int, cuts: list[int], fps: float, max_seconds: float) -> list[tuple[int, int]]:
@@ -140,23 +168,27 @@ def _part_path(out: Path, relative: str) -> Path:
 
 
 def prepare_video(
-    path: Path, src: Path, out: Path, captions: dict, cfg: PrepareConfig
-) -> tuple[list[dict], Counter]:
-    """The manifest rows of one source video (its clips written under out/clips), and how
-    many of its pieces were dropped for each reason."""
+    path: Path, src: Path, out: Path, caption: str, cfg: PrepareConfig
+) -> tuple[list[dict], Counter, str | None]:
+    """The manifest rows of one source video (its clips written under out/clips, each with
+    `caption`), how many of its pieces were dropped for each reason, and a note for the
+    summary where the fix is an option away (no bucket within the tolerance)."""
     info = probe(path)
     if info.truncated:
         raise VideoReadError(f"{path}: truncated or corrupt")
     small = np.stack([f for _, f in iter_frames(path, size=cfg.analysis_size)])
     cuts = find_cuts(change_scores(small), cfg.cuts)
-    caption = caption_of(path, src, captions) or ""
-    bucket = assign_bucket(info.height, info.width, make_buckets(cfg.area, cfg.aspects), cfg.tolerance)
-    rows, dropped = [], Counter()
+    buckets = make_buckets(cfg.area, cfg.aspects)
+    bucket = assign_bucket(info.height, info.width, buckets, cfg.tolerance)
+    rows, dropped, note = [], Counter(), None
     stem = path.relative_to(src).with_suffix("").as_posix().replace("/", "__")
     for k, (start, end) in enumerate(pieces(len(small), cuts, info.fps, cfg.max_seconds)):
         reason, stats = judge(small, start, end, info.fps, (info.height, info.width), cfg)
         if reason is None and bucket is None:
             reason = "no bucket"
+            nearest = min(crop_loss(info.height, info.width, b) for b in buckets)
+            note = (f"{path.relative_to(src).as_posix()}: no bucket, {info.width}x{info.height} would lose "
+                    f"{nearest:.0%} of each frame to the nearest (--tolerance {math.ceil(nearest * 100) / 100:g} keeps it)")  # fmt: skip
         if reason:
             dropped[reason] += 1
             continue
@@ -167,8 +199,7 @@ def prepare_video(
         x = center_crop(x, bucket).round().clamp(0, 255).to(torch.uint8).permute(1, 0, 2, 3)
         name = f"{stem}_{k:03d}.mp4"
         write_video(out / "clips" / name, x, fps=info.fps)
-        if caption:
-            write_text_atomic((out / "clips" / name).with_suffix(".txt"), caption + "\n")
+        _write_caption(out / "clips" / name, caption)
         rows.append(
             {
                 "file": f"clips/{name}",
@@ -182,7 +213,7 @@ def prepare_video(
                 **stats,
             }  # fmt: skip
         )
-    return rows, dropped
+    return rows, dropped, note
 
 
 def prepare(
@@ -207,17 +238,31 @@ def prepare(
         relative = path.relative_to(src).as_posix()
         part = _part_path(out, relative)
         parts.append(part)
+        caption = caption_of(path, src, captions) or ""
         # Through JSON, so that it compares equal to what a part file holds.
         stamp = json.loads(json.dumps({"size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns, "settings": asdict(cfg)}))  # fmt: skip
-        if part.exists() and json.loads(part.read_text()).get("stamp") == stamp:
+        previous = json.loads(part.read_text()) if part.exists() else None
+        if previous is not None and previous.get("stamp") == stamp:
             summary.skipped_done += 1
+            if any(row["caption"] != caption for row in previous["rows"]):  # captioned since: no re-encoding
+                summary.recaptioned += 1
+                for row in previous["rows"]:
+                    row["caption"] = caption
+                    _write_caption(out / row["file"], caption)
+                write_json_atomic(part, previous)
             continue
         try:
-            rows, dropped = prepare_video(path, src, out, captions, cfg)
+            rows, dropped, note = prepare_video(path, src, out, caption, cfg)
             unreadable = None
         except VideoReadError as e:
-            rows, dropped, unreadable = [], Counter(), str(e)
-        write_json_atomic(part, {"source": relative, "stamp": stamp, "rows": rows, "dropped": dropped, "unreadable": unreadable})  # fmt: skip
+            rows, dropped, note, unreadable = [], Counter(), None, str(e)
+        # Clips an earlier run made of this video that this run drops (other settings) go with
+        # it: `folder:OUT/clips` trains on every video in the folder, not on the manifest.
+        for row in previous["rows"] if previous else []:
+            if row["file"] not in {r["file"] for r in rows}:
+                (out / row["file"]).unlink(missing_ok=True)
+                (out / row["file"]).with_suffix(".txt").unlink(missing_ok=True)
+        write_json_atomic(part, {"source": relative, "stamp": stamp, "rows": rows, "dropped": dropped, "note": note, "unreadable": unreadable})  # fmt: skip
     manifest = []
     for part in parts:
         done = json.loads(part.read_text())
@@ -225,7 +270,10 @@ def prepare(
         summary.dropped.update(done["dropped"])
         if done["unreadable"]:
             summary.unreadable.append(done["unreadable"])
+        if done.get("note"):  # parts written before notes have none
+            summary.notes.append(done["note"])
     summary.kept = len(manifest)
+    summary.uncaptioned = sum(not row["caption"] for row in manifest)
     manifest.sort(key=lambda r: r["file"])
     write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in manifest))
     return summary

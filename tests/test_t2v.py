@@ -673,3 +673,23 @@ def test_the_model_records_the_shapes_it_trained_on_and_generates_them_by_defaul
     for bad, words in (("12x", "give N (N x N) or WxH"), ("0", "positive width and height"), ("ax3", "WxH")):
         result = CliRunner().invoke(main, ["generate", "a red circle", "--size", bad])
         assert result.exit_code == 2 and words in result.output, result.output
+
+
+def test_a_model_moved_with_its_vae_beside_it_loads(tiny_bundle, text_encoder, tmp_path):
+    import shutil
+
+    from filmstrip.checkpoint import save_model
+
+    shutil.copytree(tiny_bundle.parent / "vae", tmp_path / "myvae")
+    null, _ = text_encoder.encode([""])
+    task = T2VTask(
+        dit_preset("tiny", in_channels=4), ModelSpec(vae=str(tmp_path / "myvae")), T2VConfig(), null[0]
+    )
+    config, meta = task.export(task.model)
+    save_model(tmp_path / "m", "dit", config, task.model.state_dict(), meta)
+    assert load_pipeline(tmp_path / "m").vae.cfg.latent_channels == 4
+    (tmp_path / "myvae").rename(tmp_path / "elsewhere")  # the recorded path is gone
+    with pytest.raises(InputError, match="'myvae' beside it"):
+        load_pipeline(tmp_path / "m")
+    (tmp_path / "elsewhere").rename(tmp_path / "m" / "myvae")
+    assert load_pipeline(tmp_path / "m").vae.cfg.latent_channels == 4

@@ -98,8 +98,14 @@ def load_pipeline(
     except InputError as e:
         raise CheckpointError(f"{directory}: {e}") from None
     vae_dir = resolve(spec.vae, "vae3d", relative_to=directory)
+    beside = directory / Path(spec.vae).name  # a model copied to another machine with its VAE
+    if not (vae_dir / "config.json").exists() and (beside / "config.json").exists():
+        vae_dir = beside
     if not (vae_dir / "config.json").exists():
-        raise InputError(f"{directory}: the VAE {spec.vae!r} that this model was trained with was not found")
+        raise InputError(
+            f"{directory}: the VAE {spec.vae!r} that this model was trained with was not found (a model "
+            f"moved to another place finds it in a folder {beside.name!r} beside it)"
+        )
     text = TextEncoder(device) if dit.cfg.context_dim else None
     trained_on = str(meta.get("data", ""))
     shapes = tuple(

@@ -76,12 +76,15 @@ def warn_untrained_shape(shapes: Sequence[Sequence[int]], frames: int, height: i
     longest = max(t for t, *_ in shapes)
     if (height, width) in sizes and frames <= longest:
         return
-    seen = ", ".join(f"{w}x{h} ({n} clip{'s' * (n != 1)})" for _, h, w, n in shapes[:4])
-    seen += " and more" if len(shapes) > 4 else ""
+    if len(shapes) == 1:
+        seen = f"{shapes[0][2]}x{shapes[0][1]}"
+    else:  # a folder's buckets: how much of the set each holds
+        seen = ", ".join(f"{w}x{h} ({n} clip{'s' * (n != 1)})" for _, h, w, n in shapes[:4])
+        seen += " and more" if len(shapes) > 4 else ""
     t, h, w, _ = shapes[0]
     warnings.warn(
         f"the model was trained on clips of up to {longest} frames at {seen}; {frames} frames at "
-        f"{width}x{height} is outside them and may come out poorly (its most common: --size {w}x{h} "
+        f"{width}x{height} lie outside them and may come out poorly (what it saw most: --size {w}x{h} "
         f"--frames {t})",
         FilmstripWarning,
         stacklevel=3,

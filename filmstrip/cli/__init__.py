@@ -28,6 +28,7 @@ COMMANDS = {
     "eval": ("filmstrip.cli.eval", "eval_group", "Evaluate trained models."),
     "generate": ("filmstrip.cli.generate", "generate", "Generate a video from a prompt (and images, clips)."),
     "play": ("filmstrip.cli.world", "play_cmd", "Play a world model live in a window."),
+    "sample": ("filmstrip.cli.sample", "sample_cmd", "Generate a folder of videos from a file of prompts."),
     "train": ("filmstrip.cli.train", "train", "Train the generative models."),
     "vae": ("filmstrip.cli.vae", "vae", "Train and use the video autoencoders (3D VAE, 2D baseline, FSQ)."),
     "world": ("filmstrip.cli.world", "world", "Record game play, train world models on it, evaluate them."),

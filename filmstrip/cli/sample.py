@@ -1,0 +1,64 @@
+"""`filmstrip sample PROMPTS.txt -o DIR`: a folder of generated videos, for evaluation or as a
+dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from filmstrip.cli.generate import COMPILE, DEVICE, LORA, PRECISION, T2V_CHECKPOINT, frame_size, with_loras
+from filmstrip.cli.recipe_options import count_option
+from filmstrip.pipelines.generate import GenerateConfig
+
+
+@click.command("sample")
+@click.argument("prompts", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the videos.",
+)
+@T2V_CHECKPOINT
+@count_option("--samples", 1, "Videos per prompt, each from its own seed.")
+@count_option("--batch", 8, "Videos made together (more: faster, more memory; the videos are the same).")
+@click.option("--frames", type=int, default=None, help="[default: the model's training clips' (17 bundled)].")
+@click.option(
+    "--size",
+    callback=lambda ctx, param, value: frame_size(value),
+    metavar="N|WxH",
+    help="Frame size [default: the size the model trained on most: 64 bundled].",
+)
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True)
+@click.option("--steps", default=GenerateConfig.steps, show_default=True)
+@click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)
+@click.option(
+    "--seed", default=GenerateConfig.seed, show_default=True, help="Video k is drawn from seed + k."
+)
+@click.option("--negative", default="", help="Negative prompt (what to steer away from).")
+@LORA
+@PRECISION
+@DEVICE
+@COMPILE
+def sample_cmd(
+    prompts, out, checkpoint, samples, batch, frames, size, fps, steps, text_scale, seed, negative, loras,
+    precision, device, compile_,
+) -> None:  # fmt: skip
+    """Generate a folder of videos, SAMPLES for each line of PROMPTS (a text file), with their
+    captions: for `eval fvd DIR real/`, or as a dataset (`--data folder:DIR`). Re-running
+    makes only the videos still missing."""
+    from filmstrip.pipelines.generate import load_pipeline, trained_shape
+    from filmstrip.pipelines.video_set import read_prompt_file, write_video_set
+
+    lines = read_prompt_file(prompts)
+    pipe = load_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
+    with_loras(pipe, loras)
+    trained = trained_shape(pipe)
+    height, width = size or trained[1:]
+    cfg = GenerateConfig(frames=trained[0] if frames is None else frames, height=height, width=width,
+                         steps=steps, text_scale=text_scale, seed=seed)  # fmt: skip
+    model = f"{checkpoint or 't2v'}" + "".join(f" + {lora}" for lora in loras)
+    write_video_set(pipe, lines, cfg, out, samples, batch, fps, negative, model)
+    click.echo(str(out))

@@ -177,6 +177,7 @@ def test_eval_fvd_command(i3d, tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert float(lines[-1]) > 0 and "1 unreadable or too short, skipped" in result.output
+    assert "FVD from 3 and 3 clips, fewer than the 400 features it compares" in result.output
     same = runner.invoke(main, ["eval", "fvd", str(tmp_path / "a"), str(tmp_path / "a"), "--frames", "9"])
     assert float(same.output.strip().splitlines()[-1]) == pytest.approx(0.0, abs=1e-3)
     (tmp_path / "bad").mkdir()
@@ -185,3 +186,16 @@ def test_eval_fvd_command(i3d, tmp_path):
     assert bad.exit_code == 1 and "none of its 1 video files could be read" in bad.output
     empty = runner.invoke(main, ["eval", "fvd", str(tmp_path / "a"), str(Path(tmp_path / "a" / "0.mp4"))])
     assert empty.exit_code == 1 and "not a folder of clips" in empty.output
+
+
+def test_sets_smaller_than_the_features_are_said_to_bias_the_distance():
+    import warnings
+
+    from filmstrip.errors import FilmstripWarning
+    from filmstrip.eval.frechet import warn_small_sets
+
+    with pytest.warns(FilmstripWarning, match="FID from 2048 and 100 images"):
+        warn_small_sets((2048, 100), 2048, "FID", "images")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_small_sets((400, 512), 400, "FVD", "clips")

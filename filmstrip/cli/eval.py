@@ -561,6 +561,7 @@ def _numbers(text: str, hint: str) -> list[float]:
 def eval_fvd(dir_a, dir_b, frames, batch):
     """Fréchet Video Distance between two folders of clips (I3D, Kinetics-400); the last
     line printed is the number."""
+    from filmstrip.eval.frechet import warn_small_sets
     from filmstrip.eval.fvd import ClipFolder, fvd, i3d_features
     from filmstrip.eval.i3d import INPUT_SIZE, load_i3d
 
@@ -576,6 +577,7 @@ def eval_fvd(dir_a, dir_b, frames, batch):
         )
         for reason in folder.skipped[:3]:
             click.echo(f"  skipped: {reason}")
+    warn_small_sets((len(features[0]), len(features[1])), features[0].shape[1], "FVD", "clips")
     click.echo(f"{fvd(*features):.4f}")
 
 
@@ -587,6 +589,7 @@ def eval_fid(dir_a, dir_b, batch):
     """Fréchet Inception Distance between two folders of images or clips (every frame of a
     clip counts as an image); the last line printed is the number."""
     from filmstrip.eval.fid import INPUT_SIZE, ImageFolder, fid, inception_features, load_inception
+    from filmstrip.eval.frechet import warn_small_sets
 
     folders = [ImageFolder(d, batch) for d in (dir_a, dir_b)]  # checks both first
     model = load_inception()
@@ -599,6 +602,7 @@ def eval_fid(dir_a, dir_b, batch):
         )
         for reason in folder.skipped[:3]:
             click.echo(f"  skipped: {reason}")
+    warn_small_sets((len(features[0]), len(features[1])), features[0].shape[1], "FID", "images")
     click.echo(f"{fid(*features):.4f}")
 
 

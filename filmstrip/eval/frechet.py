@@ -10,12 +10,13 @@ much FID and FVD code uses, does).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 
 import torch
 from tqdm import tqdm
 
-from filmstrip.errors import InputError
+from filmstrip.errors import FilmstripWarning, InputError
 
 
 def gaussian_stats(features_nd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,6 +25,20 @@ def gaussian_stats(features_nd: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     if x.ndim != 2 or x.shape[0] < 2:
         raise InputError(f"a Fréchet distance needs at least 2 feature vectors, got {tuple(x.shape)}")
     return x.mean(0), torch.cov(x.T)
+
+
+def warn_small_sets(counts: tuple[int, int], dim: int, name: str, unit: str) -> None:
+    """Say when a set is smaller than the features compared: the fitted covariance is then
+    rank-deficient, and the distance is biased upward by an amount that shrinks with the set's
+    size (Chong and Forsyth 2020), so only numbers from sets of equal size compare."""
+    if min(counts) < dim:
+        warnings.warn(
+            f"{name} from {counts[0]} and {counts[1]} {unit}, fewer than the {dim} features it compares: "
+            f"the number is biased upward by an amount that depends on the set sizes; compare only "
+            f"numbers from sets of the same sizes (papers use 2,048 or more)",
+            FilmstripWarning,
+            stacklevel=2,
+        )
 
 
 def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:

@@ -143,8 +143,14 @@ def test_a_lora_on_the_text_refiner_round_trips(tmp_path):
 def test_a_lora_for_another_model_shape_or_not_a_lora_gets_one_sentence(tmp_path):
     save_lora(tmp_path / "a.safetensors", trained_lora(tiny_dit()))
     other = tiny_dit(width=64)
-    with pytest.raises(InputError, match=r"another model shape \(width 48 \(this model: 64\)\)"):
+    with pytest.raises(
+        InputError, match=r"another model shape \(width 48 \(this model: 64\)\); use it with the model it"
+    ):
         load_lora(other, tmp_path / "a.safetensors")
+    # A file that says which model it adapted names it.
+    save_lora(tmp_path / "b.safetensors", trained_lora(tiny_dit()), notes={"base_model": "runs/own/model"})
+    with pytest.raises(InputError, match="use it with the model it was trained on: -c runs/own/model"):
+        load_lora(other, tmp_path / "b.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         load_lora(tiny_dit(), tmp_path / "junk.safetensors")
@@ -198,6 +204,7 @@ def test_train_lora_changes_only_the_adapter_and_generate_loads_it(tiny_bundle, 
     with safe_open(str(prior / "lora.safetensors"), "pt") as f:
         notes = json.loads(f.metadata()["notes"])
     assert f"prior {run / 'latents'}" in notes["data"] and notes["step"] == 4 and notes["noise_shift"] == 2.0
+    assert notes["base_model"] == str(tiny_bundle.resolve())  # a bundled base is recorded by its name
 
     pipe = load_pipeline(tiny_bundle)
     gen = GenerateConfig(frames=5, height=32, width=32, steps=2)

@@ -207,6 +207,16 @@ def read_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
     return tensors, json.loads(meta["lora"]), json.loads(meta["base"])
 
 
+def _notes(path: str | Path) -> dict:
+    """Where a LoRA file came from (its data, its base model), as `save_lora` recorded it."""
+    path = Path(path)
+    if not path.exists() and len(path.parts) == 1:
+        path = BUNDLED_DIR / path
+    path = path / "lora.safetensors" if path.is_dir() else path
+    with safe_open(str(path), "pt") as f:
+        return json.loads((f.metadata() or {}).get("notes", "{}"))
+
+
 def load_lora(model: nn.Module, path: str | Path, scale: float = 1.0, name: str | None = None) -> str:
     """Add the LoRA in `path` to `model` as adapter `name` (default: the file's stem) at
     `scale`, next to any already there; all of them stay active. Returns the name."""
@@ -215,9 +225,10 @@ def load_lora(model: nn.Module, path: str | Path, scale: float = 1.0, name: str 
     mine = asdict(model.cfg)
     differ = [f"{k} {base[k]} (this model: {mine.get(k)})" for k in base if base[k] != mine.get(k)]
     if differ:
+        trained_on = _notes(path).get("base_model")
         raise InputError(
             f"{path}: this LoRA was trained for another model shape ({', '.join(differ)}); "
-            "use it with the model it was trained on"
+            f"use it with the model it was trained on{f': -c {trained_on}' if trained_on else ''}"
         )
     add_lora(
         model, LoRAConfig(rank=settings["rank"], alpha=settings["alpha"], targets=settings["targets"]), name

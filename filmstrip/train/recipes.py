@@ -550,7 +550,7 @@ def train_lora(recipe: LoRARecipe, log: Log = print) -> Path:
         recipe.lora,
         null[0],
         data_name=description,
-        base_name=str(resolve(recipe.base, "t2v")),
+        base_name=reference(recipe.base, "t2v"),
         shift=recipe.shift,
     )
     trainable = sum(p.numel() for p in task.model.parameters() if p.requires_grad)

@@ -145,6 +145,9 @@ def test_save_load_and_another_model_shape(tmp_path):
         assert torch.equal(value.float(), back.state_dict()[key]), key
     with pytest.raises(InputError, match="another model shape"):
         load_controlnet(tmp_path / "cn", tiny_dit(width=64))
+    save_controlnet(tmp_path / "cn2", net, {"base_model": "runs/own/model"})
+    with pytest.raises(InputError, match="use it with the model it was trained on: -c runs/own/model"):
+        load_controlnet(tmp_path / "cn2", tiny_dit(width=64))
 
 
 def test_train_controlnet_touches_only_the_branch_and_generate_uses_it(tiny_bundle, tmp_path, monkeypatch):

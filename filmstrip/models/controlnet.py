@@ -185,15 +185,16 @@ def save_controlnet(directory: str | Path, net: ControlNet, meta: dict | None = 
 
 def load_controlnet(directory: str | Path, dit: VideoDiT) -> ControlNet:
     """A trained ControlNet for `dit`; one sentence if it was trained for another DiT."""
-    config, state, _ = load_model(directory, ControlNet.kind)
+    config, state, meta = load_model(directory, ControlNet.kind)
     cfg = parse_config(directory, ControlNetConfig, config.get("controlnet"), "controlnet")
     base = parse_config(directory, DiTConfig, config.get("base"), "base")
     fields = ("width", "depth", "heads", "mlp_ratio", "context_dim", "patch", "attention")
     differ = [f"{k} {getattr(base, k)} (this model: {getattr(dit.cfg, k)})" for k in fields
               if getattr(base, k) != getattr(dit.cfg, k)]  # fmt: skip
     if differ:
+        trained_on = f": -c {meta['base_model']}" if meta.get("base_model") else ""
         raise InputError(
             f"{directory}: this ControlNet was trained for another model shape ({', '.join(differ)}); "
-            "use it with the model it was trained on"
+            f"use it with the model it was trained on{trained_on}"
         )
     return build_with_weights(directory, lambda: ControlNet(dit.cfg, cfg), state)

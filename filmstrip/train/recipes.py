@@ -608,7 +608,7 @@ def train_controlnet(recipe: ControlRecipe, log: Log = print) -> Path:
     clips = WithMasks(LatentDataset(cache), recipe.data.size)
     null, _ = pipe.text.encode([""])
     torch.manual_seed(train_cfg.seed)
-    base_name = str(resolve(recipe.base, "t2v"))
+    base_name = reference(recipe.base, "t2v")
     task = ControlTask(pipe.dit.train(), pipe.spec, recipe.task, cfg, null[0], description, base_name, init)
     trainable = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
     detail = f"{trainable / 1e6:.2f}M trainable (depth {cfg.depth}); {len(clips)} cached clips in {cache}"

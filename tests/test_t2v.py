@@ -58,7 +58,7 @@ def test_latent_cache_round_trip_and_resume(tmp_path, tiny_vae, text_encoder):
     for key in before:
         torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-3)
     # Another cache is not written into this one's folder.
-    with pytest.raises(InputError, match="holds a different latent cache"):
+    with pytest.raises(InputError, match=r"holds the latent cache of another set \(num_clips 6 -> 5\); build"):
         build_latent_cache(ds, tiny_vae, text_encoder, root, num_clips=5, shard_size=4)
 
 
@@ -334,7 +334,7 @@ def test_latent_cache_written_before_a_new_vae_field_still_opens(tmp_path, tiny_
     del meta["vae"]["factorized"]  # as written before (2+1)D VAEs existed
     (root / "meta.json").write_text(json.dumps(meta))
     build_latent_cache(ds, tiny_vae, text_encoder, root, num_clips=4, shard_size=4)
-    with pytest.raises(ValueError, match="different latent cache"):
+    with pytest.raises(ValueError, match="latent cache of another set \\(num_clips 4 -> 3\\)"):
         build_latent_cache(ds, tiny_vae, text_encoder, root, num_clips=3, shard_size=4)
 
 

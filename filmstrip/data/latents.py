@@ -139,9 +139,16 @@ def _claim(out: Path, meta: dict, vae_cfg_type: type) -> None:
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
         old["vae"] = vae_config_dict(old.get("vae", {}), vae_cfg_type)
-        if {k: old.get(k) for k in meta} != meta:
+        changed = [k for k in meta if old.get(k) != meta[k]]
+        if "num_clips" in changed and "groups" in changed:
+            changed.remove("groups")  # a list per clip: of course it changed
+        if changed:
+            # Say what changed: a folder that gained videos since looks the same by its name.
+            named = {"vae": "another VAE", "groups": "the clips' aspect-ratio buckets differ"}
+            what = [named.get(k, f"{k} {old.get(k)} -> {meta[k]}") for k in changed]
             raise InputError(
-                f"{out}: holds a different latent cache ({old.get('dataset')}); use another folder"
+                f"{out}: holds the latent cache of another set ({'; '.join(what)}); build a new one in "
+                "another folder (--cache), or delete this one to rebuild it"
             )
     write_json_atomic(meta_path, meta)
 

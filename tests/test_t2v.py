@@ -58,7 +58,9 @@ def test_latent_cache_round_trip_and_resume(tmp_path, tiny_vae, text_encoder):
     for key in before:
         torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-3)
     # Another cache is not written into this one's folder.
-    with pytest.raises(InputError, match=r"holds the latent cache of another set \(num_clips 6 -> 5\); build"):
+    with pytest.raises(
+        InputError, match=r"holds the latent cache of another set \(num_clips 6 -> 5\); build"
+    ):
         build_latent_cache(ds, tiny_vae, text_encoder, root, num_clips=5, shard_size=4)
 
 
@@ -229,6 +231,40 @@ def test_eval_adherence_cli(tiny_bundle, tmp_path):
     assert [r["sample"] for r in rows] == [0, 0, 1, 1] and "2 videos each" in again.output
     assert rows[:2] == first_rows
     assert CliRunner().invoke(main, [*args, "--samples", "0"]).exit_code != 0
+    assert "not on `shapes`" not in again.output  # the tiny model says nothing of its data
+
+
+def test_a_shapes_evaluation_of_a_model_trained_on_other_data_says_so(tiny_bundle, text_encoder, tmp_path):
+    from filmstrip.checkpoint import save_model
+
+    null, _ = text_encoder.encode([""])
+    task = T2VTask(
+        dit_preset("tiny", in_channels=4),
+        ModelSpec(vae="vae"),
+        T2VConfig(),
+        null[0],
+        data_name="folder:/x 17x32x32",
+    )
+    config, meta = task.export(task.model)
+    save_model(tmp_path / "m", "dit", config, task.model.state_dict(), meta)
+    (tmp_path / "m" / "vae").symlink_to(tiny_bundle.parent / "vae")
+    args = [
+        "eval",
+        "adherence",
+        "-c",
+        str(tmp_path / "m"),
+        "--prompts",
+        "2",
+        "--frames",
+        "5",
+        "--size",
+        "32",
+        "--steps",
+        "1",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "trained on folder:/x, not on `shapes`, whose scenes this evaluation reads" in result.output
 
 
 def test_motion_loss_is_added_per_clip(text_encoder):

@@ -27,6 +27,26 @@ def _save_json(path: Path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=1))
 
 
+def shapes_pipeline(checkpoint, **load):
+    """load_pipeline for an evaluation that reads `shapes` scenes from pixels (colours, outlines,
+    positions), with a warning where the model says it learned from other data: its numbers
+    then mean something only if those videos were shapes scenes too (exported, say)."""
+    import warnings
+
+    from filmstrip.errors import FilmstripWarning
+    from filmstrip.pipelines.generate import load_pipeline
+
+    pipe = load_pipeline(checkpoint, **load)
+    if pipe.trained_on and not pipe.trained_on.startswith("shapes"):
+        warnings.warn(
+            f"{checkpoint}: trained on {pipe.trained_on.split(' ')[0]}, not on `shapes`, whose scenes this "
+            "evaluation reads from the pixels; `eval dataset --data ...` scores a model on any data",
+            FilmstripWarning,
+            stacklevel=2,
+        )
+    return pipe
+
+
 @click.group("eval")
 def eval_group() -> None:
     """Evaluate trained models."""
@@ -88,7 +108,7 @@ def eval_adherence(
     """Prompt adherence of a `shapes` text-to-video model: colour, shape, direction, count."""
 
     from filmstrip.eval.prompt_suite import SuiteConfig, run_suite
-    from filmstrip.pipelines.generate import GenerateConfig, load_pipeline
+    from filmstrip.pipelines.generate import GenerateConfig
 
     suite = SuiteConfig(
         num_prompts=prompts,
@@ -102,7 +122,7 @@ def eval_adherence(
     gen = GenerateConfig(
         frames=frames, height=size, width=size, steps=steps, text_scale=text_scale, seed=seed, lag=lag
     )
-    pipe = load_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
+    pipe = shapes_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
     with_loras(pipe, loras)
     result = run_suite(pipe, suite, gen)
     if json_path:
@@ -181,13 +201,12 @@ def eval_concept(
 
     from filmstrip.data.shapes import EXTRA_SHAPES, SHAPES
     from filmstrip.eval.concept import ConceptConfig, concept_ceiling, run_concept
-    from filmstrip.pipelines.generate import load_pipeline
 
     if shape not in SHAPES + EXTRA_SHAPES:
         raise click.BadParameter(
             f"{shape!r}: one of {', '.join(SHAPES + EXTRA_SHAPES)}", param_hint="--shape"
         )
-    pipe = load_pipeline(checkpoint, device=device, precision=precision)
+    pipe = shapes_pipeline(checkpoint, device=device, precision=precision)
     with_loras(pipe, loras)
     seeded = {} if scene_seed is None else {"scene_seed": scene_seed}
     cfg = ConceptConfig(shape=shape, num_prompts=prompts, samples=samples, **seeded)
@@ -228,7 +247,6 @@ def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path,
     """Does --motion set the speed? Objects' measured speed at each motion level."""
 
     from filmstrip.eval.motion_strength import MotionSuiteConfig, run_motion_suite
-    from filmstrip.pipelines.generate import load_pipeline
 
     try:
         values = tuple(float(v) for v in levels.split(","))
@@ -236,7 +254,7 @@ def eval_motion(checkpoint, levels, prompts, steps, text_scale, seed, json_path,
         raise click.BadParameter(
             f"{levels!r}: numbers in [0, 1], comma-separated", param_hint="--levels"
         ) from None
-    pipe = load_pipeline(checkpoint, device=device, precision=precision)
+    pipe = shapes_pipeline(checkpoint, device=device, precision=precision)
     if "motion" not in dict(pipe.dit.cfg.vectors):
         raise InputError(
             f"{checkpoint or 'the bundled t2v'}: this model was not trained with a motion condition, which `eval motion` "
@@ -278,9 +296,8 @@ def eval_camera(checkpoint, prompts, random_paths, steps, text_scale, seed, json
     import numpy as np
 
     from filmstrip.eval.camera import CameraSuiteConfig, run_camera_suite
-    from filmstrip.pipelines.generate import load_pipeline
 
-    pipe = load_pipeline(checkpoint, device=device, precision=precision)
+    pipe = shapes_pipeline(checkpoint, device=device, precision=precision)
     if "camera" not in dict(pipe.dit.cfg.vectors):
         raise InputError(
             f"{checkpoint or 'the bundled t2v'}: this model was not trained with a camera condition, which `eval camera` "
@@ -342,10 +359,9 @@ def eval_structure(
 
     from filmstrip.cli.generate import with_controlnet
     from filmstrip.eval.structure import StructureSuiteConfig, run_structure_suite, structure_ceiling
-    from filmstrip.pipelines.generate import load_pipeline
 
     pipe = with_controlnet(
-        load_pipeline(checkpoint, device=device, precision=precision), controlnet_path, control_scale
+        shapes_pipeline(checkpoint, device=device, precision=precision), controlnet_path, control_scale
     )
     gen = GenerateConfig(steps=steps, text_scale=text_scale, seed=seed)
     suite = StructureSuiteConfig(num_prompts=prompts)
@@ -471,7 +487,7 @@ def eval_conditioning(
     from dataclasses import replace
 
     from filmstrip.eval.conditioning import ConditionSuite, run_conditioning
-    from filmstrip.pipelines.generate import GenerateConfig, load_pipeline
+    from filmstrip.pipelines.generate import GenerateConfig
 
     suite = ConditionSuite(num_scenes=scenes, frames=frames, size=size, context=context)
     gen = GenerateConfig(
@@ -491,7 +507,7 @@ def eval_conditioning(
         raise InputError(
             "--given-speed tells the speed of a clip to extend: use it with --mode extend and no --grid"
         )
-    pipe = load_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
+    pipe = shapes_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
     if given_speed and "motion" not in dict(pipe.dit.cfg.vectors):
         raise InputError(
             f"{checkpoint or 'the bundled t2v'}: this model was not trained with a motion condition, which --given-speed "
@@ -672,7 +688,6 @@ def eval_report(
     from filmstrip.checkpoint import resolve, write_json_atomic
     from filmstrip.eval.report import ReportConfig, build_report
     from filmstrip.eval.report_page import render_html
-    from filmstrip.pipelines.generate import load_pipeline
 
     if output.suffix.lower() not in (".html", ".htm"):
         raise click.BadParameter(
@@ -682,7 +697,7 @@ def eval_report(
         samples=samples, frames=frames, size=size, steps=steps, text_scale=text_scale, seed=seed
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    pipe = load_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
+    pipe = shapes_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
     name = str(resolve(checkpoint, "t2v"))
     numbers, clips = build_report(
         pipe, cfg, cache=Path(tempfile.mkdtemp()) if no_cache else None, model_name=name
@@ -823,7 +838,6 @@ def eval_long(
 
     from filmstrip.eval.long_suite import STRATEGIES, LongSuiteConfig, run_long_suite
     from filmstrip.eval.prompt_suite import SuiteConfig, seen_prompts
-    from filmstrip.pipelines.denoise import load_pipeline
 
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
@@ -831,7 +845,7 @@ def eval_long(
     needed = {STRATEGIES[s][0] for s in strategies}
     cfg = LongSuiteConfig(seconds=seconds, steps=steps, sliding_steps=sliding_steps)
     paths = {"causal": causal_path, "bidirectional": bidir_path}
-    pipes = {m: load_pipeline(paths[m], device=device, precision=precision) for m in needed}
+    pipes = {m: shapes_pipeline(paths[m], device=device, precision=precision) for m in needed}
     if switches:
         from filmstrip.eval.long_suite import prompt_pairs, run_switches
 

@@ -56,6 +56,8 @@ def test_a_set_refuses_to_mix_with_another(pipe, tmp_path):
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="not empty and holds no video set"):
         write_video_set(pipe, PROMPTS, CFG, tmp_path / "busy", progress=False)
+    with pytest.raises(InputError, match="a set is a folder of videos"):
+        write_video_set(pipe, PROMPTS, CFG, tmp_path / "set.mp4", progress=False)
     with pytest.raises(InputError, match="is a file"):
         write_video_set(pipe, PROMPTS, CFG, tmp_path / "busy" / "notes.txt", progress=False)
     with pytest.raises(InputError, match="the prompt is empty"):

@@ -60,6 +60,10 @@ def write_video_set(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; give a folder for the videos")
+    if out.suffix.lower() in (".mp4", ".webm", ".gif", ".mkv", ".mov", ".avi"):
+        raise InputError(
+            f"{out}: a set is a folder of videos; give a folder name (one video: `filmstrip generate`)"
+        )
     check_request(pipe, prompts, cfg)  # every prompt, before the first video
     files = [f"{k:05d}.mp4" for k in range(len(prompts) * samples)]
     captions = [prompts[k // samples] for k in range(len(files))]

@@ -92,3 +92,27 @@ def test_sample_command(tiny_bundle, tmp_path):
         main, ["sample", str(tmp_path / "p.txt"), "-o", str(tmp_path / "x"), "--samples", "0"]
     )
     assert bad.exit_code == 2 and "--samples" in bad.output
+
+
+def test_ctrl_c_says_how_far_the_set_got(tiny_bundle, tmp_path, monkeypatch):
+    import filmstrip.pipelines.video_set as video_set
+
+    def interrupted(pipe, prompts, cfg, out, *args, **kwargs):
+        out.mkdir()
+        (out / "00000.mp4").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(video_set, "write_video_set", interrupted)
+    (tmp_path / "p.txt").write_text("\n".join(PROMPTS) + "\n")
+    args = [
+        "sample",
+        str(tmp_path / "p.txt"),
+        "-o",
+        str(tmp_path / "set"),
+        "-c",
+        str(tiny_bundle),
+        "--samples",
+        "3",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130 and "interrupted: 1 of 6 videos made; run again to finish" in result.output

@@ -60,5 +60,12 @@ def sample_cmd(
     cfg = GenerateConfig(frames=trained[0] if frames is None else frames, height=height, width=width,
                          steps=steps, text_scale=text_scale, seed=seed)  # fmt: skip
     model = f"{checkpoint or 't2v'}" + "".join(f" + {lora}" for lora in loras)
-    write_video_set(pipe, lines, cfg, out, samples, batch, fps, negative, model)
+    try:
+        write_video_set(pipe, lines, cfg, out, samples, batch, fps, negative, model)
+    except KeyboardInterrupt:
+        made = len(list(Path(out).glob("*.mp4")))
+        click.echo(
+            f"\ninterrupted: {made} of {len(lines) * samples} videos made; run again to finish", err=True
+        )
+        raise SystemExit(130) from None
     click.echo(str(out))

@@ -73,6 +73,23 @@ def test_reconstruct_encode_decode(tiny_run, tmp_path):
     result = runner.invoke(main, ["vae", "decode", str(latents), "-o", str(decoded)])
     assert result.exit_code == 0, result.output
     assert probe(decoded).num_frames == 7 and probe(decoded).fps == 10
+    # Encoded with a relative path, decoded from another folder: the file records where its
+    # autoencoder is, not a path that only means something where it was written.
+    import os
+
+    here = os.getcwd()
+    try:
+        os.chdir(tiny_run.parent)
+        relative = str((tiny_run / "model").relative_to(tiny_run.parent))
+        assert (
+            runner.invoke(main, ["vae", "encode", str(clip), "-o", str(latents), "-c", relative]).exit_code
+            == 0
+        )
+        os.chdir(tmp_path)
+        result = runner.invoke(main, ["vae", "decode", str(latents), "-o", str(decoded)])
+        assert result.exit_code == 0, result.output
+    finally:
+        os.chdir(here)
     result = runner.invoke(
         main, ["vae", "compare", str(clip), "-c", f"tiny={model}", "--size", "24", "--frames", "5"]
     )

@@ -212,7 +212,7 @@ def vae_encode(input_path, output, checkpoint, frames, size, fps, allow_partial)
     """Encode a video to a latent file (it records which autoencoder made it)."""
     import torch
 
-    from filmstrip.checkpoint import BUNDLED_DIR, save_tensors_atomic
+    from filmstrip.checkpoint import reference, save_tensors_atomic
     from filmstrip.models.vae import load_vae
 
     model = load_vae(checkpoint)
@@ -227,7 +227,7 @@ def vae_encode(input_path, output, checkpoint, frames, size, fps, allow_partial)
         metadata={
             "fps": str(rate),
             "num_frames": str(x.shape[2]),
-            "checkpoint": str(checkpoint or BUNDLED_DIR / "vae3d"),
+            "checkpoint": reference(checkpoint, "vae3d"),  # decodable from any folder
             "vae": json.dumps(_shape_of(asdict(model.cfg))),
         },
     )

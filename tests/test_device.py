@@ -25,6 +25,7 @@ from filmstrip.errors import InputError
 from filmstrip.models.controlnet import ControlledDiT, load_controlnet
 from filmstrip.models.dit import VideoDiT
 from filmstrip.models.lora import apply_loras, parse_lora_arg
+from filmstrip.models.vae import load_vae
 from filmstrip.pipelines import denoise, longform, stream
 from filmstrip.pipelines.conditions import ImageCondition
 from filmstrip.pipelines.edit import edit, video_to_video
@@ -162,6 +163,15 @@ def test_long_videos_stay_on_the_device(on_meta, meta_pipes):
     assert sliding_windows(pipe, timeline, SlidingConfig(seconds=2, steps=2)).device == META
 
 
+@pytest.mark.parametrize("name", ["vae3d", "vae2d", "vae_natural"])
+def test_the_autoencoders_stay_on_the_device(on_meta, name):
+    vae = load_vae(name, META)
+    x = torch.zeros(1, 3, 17, 64, 96, device=META)  # (`vae` commands move the clip there)
+    z = vae.encode_chunked(x)
+    assert z.device == META and vae.decode_chunked(z, num_frames=17).device == META
+    assert vae.decode_tiled(z, 4, 1, num_frames=17).shape == x.shape
+
+
 # ---- on a real GPU: what meta cannot run (values decide), and the numbers ------------------
 @pytest.mark.gpu
 @CUDA
@@ -219,3 +229,14 @@ def test_every_generate_mode_runs_end_to_end_on_a_gpu(tmp_path):
         assert result.exit_code == 0, (name, result.output)
     result = runner.invoke(main, ["eval", "adherence", "--prompts", "4", "--steps", "4", "--device", "cuda"])
     assert result.exit_code == 0, result.output
+    psnr = {}
+    for device in ("cpu", "cuda"):
+        args = ["vae", "reconstruct", str(clip), "-o", str(tmp_path / f"r_{device}.mp4"), "--device", device]
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, result.output
+        psnr[device] = float(result.output.split("PSNR ")[1].split()[0])
+        result = runner.invoke(
+            main, ["vae", "encode", str(clip), "-o", str(tmp_path / "z.safetensors"), "--device", device]
+        )
+        assert result.exit_code == 0, result.output
+    assert psnr["cuda"] == pytest.approx(psnr["cpu"], abs=0.05)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from filmstrip.cli.generate import DEVICE
 from filmstrip.cli.recipe_options import Opt, count_option, recipe_options, trainer_opts
 from filmstrip.errors import InputError
 from filmstrip.train.recipes import VAERecipe
@@ -172,8 +173,9 @@ _TILE = click.option(
 @click.option("--side-by-side", is_flag=True, help="Write input and reconstruction next to each other.")
 @_TILE
 @_ALLOW_PARTIAL
+@DEVICE
 def vae_reconstruct(
-    input_path, output, checkpoint, frames, size, fps, side_by_side, tile, allow_partial
+    input_path, output, checkpoint, frames, size, fps, side_by_side, tile, allow_partial, device
 ) -> None:
     """Encode and decode a video; print PSNR, SSIM and flicker against the input."""
     import torch
@@ -183,7 +185,7 @@ def vae_reconstruct(
     from filmstrip.io import write_video
     from filmstrip.models.vae import load_vae
 
-    model = load_vae(checkpoint)
+    model = load_vae(checkpoint, device)
     x, rate = _read_for_vae(input_path, frames, size, fps, allow_partial)
     recon = reconstruct(model, x, tile=tile)
     out = torch.cat([x, recon], dim=-1) if side_by_side else recon
@@ -208,18 +210,19 @@ def vae_reconstruct(
 @click.option("--size", type=int, default=None)
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None)
 @_ALLOW_PARTIAL
-def vae_encode(input_path, output, checkpoint, frames, size, fps, allow_partial) -> None:
+@DEVICE
+def vae_encode(input_path, output, checkpoint, frames, size, fps, allow_partial, device) -> None:
     """Encode a video to a latent file (it records which autoencoder made it)."""
     import torch
 
     from filmstrip.checkpoint import reference, save_tensors_atomic
     from filmstrip.models.vae import load_vae
 
-    model = load_vae(checkpoint)
+    model = load_vae(checkpoint, device)
     x, rate = _read_for_vae(input_path, frames, size, fps, allow_partial)
 
     with torch.no_grad():
-        z = model.encode_chunked(x)
+        z = model.encode_chunked(x.to(next(model.parameters()).device)).cpu()
     output.parent.mkdir(parents=True, exist_ok=True)
     save_tensors_atomic(
         output,
@@ -239,7 +242,8 @@ def vae_encode(input_path, output, checkpoint, frames, size, fps, allow_partial)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @_CHECKPOINT
 @_TILE
-def vae_decode(latent_path, output, checkpoint, tile) -> None:
+@DEVICE
+def vae_decode(latent_path, output, checkpoint, tile, device) -> None:
     """Decode a latent file written by `filmstrip vae encode` to a video."""
     import torch
     from safetensors import safe_open
@@ -257,7 +261,7 @@ def vae_decode(latent_path, output, checkpoint, tile) -> None:
         raise InputError(
             f"{latent_path}: not a latent file written by `filmstrip vae encode` ({e})"
         ) from None
-    model = load_vae(checkpoint or meta.get("checkpoint"))
+    model = load_vae(checkpoint or meta.get("checkpoint"), device)
     if "vae" in meta and json.loads(meta["vae"]) != _shape_of(asdict(model.cfg)):
         raise InputError(
             f"{latent_path}: these latents were made by another autoencoder ({meta.get('checkpoint')}); "
@@ -265,7 +269,7 @@ def vae_decode(latent_path, output, checkpoint, tile) -> None:
         )
     with torch.no_grad():
         frames = int(meta.get("num_frames", 0)) or None
-        z = z.unsqueeze(0).float()
+        z = z.unsqueeze(0).float().to(next(model.parameters()).device)
         x = (
             model.decode_tiled(z, tile, tile // 4, num_frames=frames)
             if tile
@@ -290,7 +294,8 @@ def vae_decode(latent_path, output, checkpoint, tile) -> None:
 @click.option("--start", type=float, default=0.0, show_default=True, help="Seconds to skip first.")
 @click.option("--lpips/--no-lpips", default=True, show_default=True, help="Also ST-LPIPS (AlexNet).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def vae_compare(videos, models, size, frames, start, lpips, as_json) -> None:
+@DEVICE
+def vae_compare(videos, models, size, frames, start, lpips, as_json, device) -> None:
     """Reconstruct real clips with several autoencoders, beside the bicubic round trips by 8
     (about as many values as a 4x8x8 latent of 16 channels) and by 4: PSNR, SSIM, LPIPS and
     flicker per clip, then the mean."""
@@ -306,7 +311,7 @@ def vae_compare(videos, models, size, frames, start, lpips, as_json) -> None:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             raise click.UsageError(f"--checkpoint takes NAME=PATH, got {spec!r}")
-        named[name] = load_vae(path)
+        named[name] = load_vae(path, device)
     perceptual = load_lpips("alex") if lpips else None
     table: dict[str, dict] = {}
     for path in videos:
@@ -342,7 +347,8 @@ def vae_compare(videos, models, size, frames, start, lpips, as_json) -> None:
 @click.option("--size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def vae_eval(checkpoint, spec, split, clips, frames, size, fps, as_json) -> None:
+@DEVICE
+def vae_eval(checkpoint, spec, split, clips, frames, size, fps, as_json, device) -> None:
     """PSNR, SSIM and flicker of an autoencoder on held-out clips (and FSQ codebook usage)."""
     import json
 
@@ -350,7 +356,7 @@ def vae_eval(checkpoint, spec, split, clips, frames, size, fps, as_json) -> None
     from filmstrip.eval.reconstruction import evaluate
     from filmstrip.models.vae import load_vae
 
-    model = load_vae(checkpoint)
+    model = load_vae(checkpoint, device)
     dataset = build_dataset(
         spec,
         num_frames=frames,

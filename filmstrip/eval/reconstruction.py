@@ -37,14 +37,17 @@ def reconstruct(
     model: VideoVAE, x_bcthw: torch.Tensor, chunk_frames: int = 16, tile: int = 0
 ) -> torch.Tensor:
     """Encode and decode in chunks (and in spatial tiles of `tile` latent pixels, a quarter
-    overlapping, if `tile`); returns the reconstruction clamped to [-1, 1], same shape."""
+    overlapping, if `tile`) on the model's device; returns the reconstruction clamped to
+    [-1, 1], same shape, on the device `x_bcthw` came on (where it is compared with it)."""
     device = next(model.parameters()).device
     x = x_bcthw.to(device, torch.float32)
     z = model.encode_chunked(x, chunk_frames)
     chunk_latents = max(1, chunk_frames // model.cfg.temporal_factor)
     if tile:
-        return model.decode_tiled(z, tile, tile // 4, chunk_latents, num_frames=x.shape[2]).clamp(-1, 1)
-    return model.decode_chunked(z, chunk_latents, num_frames=x.shape[2]).clamp(-1, 1)
+        recon = model.decode_tiled(z, tile, tile // 4, chunk_latents, num_frames=x.shape[2])
+    else:
+        recon = model.decode_chunked(z, chunk_latents, num_frames=x.shape[2])
+    return recon.clamp(-1, 1).to(x_bcthw.device)
 
 
 @torch.no_grad()

@@ -35,6 +35,7 @@ from torch import nn
 
 from filmstrip.checkpoint import build_with_weights, load_model, parse_config, resolve
 from filmstrip.config import check_types
+from filmstrip.device import pick_device
 from filmstrip.errors import InputError
 from filmstrip.models import num_parameters  # noqa: F401 (part of this module's API)
 from filmstrip.models.causal import (
@@ -442,7 +443,8 @@ def denormalize_latents(z: torch.Tensor, shift: float, scale: float) -> torch.Te
 
 def load_vae(path: str | Path | None = None, device: torch.device | str = "cpu") -> VideoVAE:
     """A trained autoencoder from a model directory or a bundled model's name (default: the
-    bundled 3D VAE), in eval mode."""
+    bundled 3D VAE), in eval mode, on `device` ("auto": a CUDA GPU when one is visible)."""
+    device = pick_device(device)
     directory = resolve(path, "vae3d")
     config, state, _ = load_model(directory, VideoVAE.kind)
     cfg = parse_config(directory, VAEConfig, config)

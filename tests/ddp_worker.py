@@ -60,8 +60,23 @@ def main(out_dir: Path) -> None:
     gan_cfg = cfg.__class__(**{**vars(cfg), "accumulate": 2})
     gan_trainer = Trainer(gan_cfg, gan_task, ds, out_dir / "gan", collate=collate_clips)
     gan_trainer.fit()
+    # A latent cache built by both ranks: each encodes every other missing shard, and both
+    # return only when the whole cache is there.
+    import filmstrip.data.latents as latents_module
+    from filmstrip.text.encoder import TextEncoder
+
+    encoded = []
+    encode = latents_module._encode_clips
+    latents_module._encode_clips = lambda *a, **k: encoded.append(1) or encode(*a, **k)
+    torch.manual_seed(0)
+    root = latents_module.build_latent_cache(
+        ds, task.model.eval(), TextEncoder(), out_dir / "cache", num_clips=10, shard_size=2
+    )
+    cache = latents_module.LatentDataset(root)
     rank = dist.get_rank()
     record = {
+        "shards_encoded": len(encoded),
+        "cache_clips": len(cache),
         "disc": digest(gan_task.disc),
         "gan_model": digest(gan_task.model),
         "disc_steps": sorted(

@@ -35,6 +35,18 @@ COMMANDS = {
 }
 
 
+def on_main_rank() -> bool:
+    """Whether this process speaks for the run: always, except the other ranks of a torchrun
+    launch, which would print every line and warning once per process."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def echo_main(message: str = "", **kwargs) -> None:
+    """click.echo on the main rank only."""
+    if on_main_rank():
+        click.echo(message, **kwargs)
+
+
 class _Main(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -56,7 +68,7 @@ class _Main(click.Group):
 
         def one_line(message, category, *where, **kw):
             if issubclass(category, FilmstripWarning) and not debug:
-                if str(message) not in shown:
+                if str(message) not in shown and on_main_rank():
                     shown.add(str(message))
                     click.echo(f"Warning: {message}", err=True)
             else:

@@ -23,6 +23,10 @@ from click.core import ParameterSource
 
 from filmstrip.config import from_dict, load_toml, merge, set_path, set_value, to_dict
 
+# `--run-dir` is `--run` for launches through torchrun, whose parser takes `--run` anywhere on
+# the line for an abbreviation of its own `--run-path` ("ambiguous option").
+RUN_DECLS = ("--run", "--run-dir")
+
 
 def count_option(name: str, default: int, help: str):
     """How many prompts, scenes, clips or starts to measure: at least one (none would measure nothing)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from filmstrip.cli.recipe_options import Opt, recipe_options, trainer_opts
+from filmstrip.cli import echo_main
+from filmstrip.cli.recipe_options import RUN_DECLS, Opt, recipe_options, trainer_opts
 from filmstrip.config import to_dict
 from filmstrip.models.dit import PRESETS as DIT_PRESETS
 from filmstrip.models.dit import preset as dit_preset
@@ -42,7 +43,7 @@ def _preset_layer(name: str) -> dict:
             {"type": click.Choice(["full", "factorized"])},
         ),
         Opt(
-            ("--run",),
+            RUN_DECLS,
             "run",
             "Run folder; an existing run resumes.",
             {"type": click.Path(file_okay=False), "show_default": False},
@@ -164,9 +165,9 @@ def train_t2v(recipe: T2VRecipe) -> None:
     the cache, e.g. several in parallel before one run trains on them all)."""
     from filmstrip.train.recipes import train_t2v as run
 
-    out = run(recipe, log=click.echo)
+    out = run(recipe, log=echo_main)
     if recipe.train.steps:
-        click.echo(f"model: {out}")
+        echo_main(f"model: {out}")
 
 
 @train.command("lora")
@@ -177,7 +178,7 @@ def train_t2v(recipe: T2VRecipe) -> None:
             ("--data", "source"), "data.source", "The clips to learn from: folder:PATH (captioned) or shapes."
         ),
         Opt(
-            ("--run",),
+            RUN_DECLS,
             "run",
             "Run folder; an existing run resumes.",
             {"type": click.Path(file_okay=False), "show_default": False},
@@ -238,7 +239,7 @@ def train_lora(recipe: LoRARecipe) -> None:
     low-rank adapters; writes RUN/lora.safetensors (use it with `generate --lora`)."""
     from filmstrip.train.recipes import train_lora as run
 
-    click.echo(f"lora: {run(recipe, log=click.echo)}")
+    echo_main(f"lora: {run(recipe, log=echo_main)}")
 
 
 @train.command("controlnet")
@@ -246,7 +247,7 @@ def train_lora(recipe: LoRARecipe) -> None:
     ControlRecipe,
     [
         Opt(
-            ("--run",),
+            RUN_DECLS,
             "run",
             "Run folder; an existing run resumes.",
             {"type": click.Path(file_okay=False), "show_default": False},
@@ -286,4 +287,4 @@ def train_controlnet(recipe: ControlRecipe) -> None:
     masks of `shapes` clips; writes RUN/model (use it with `generate --control-net`)."""
     from filmstrip.train.recipes import train_controlnet as run
 
-    click.echo(f"controlnet: {run(recipe, log=click.echo)}")
+    echo_main(f"controlnet: {run(recipe, log=echo_main)}")

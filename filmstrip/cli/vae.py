@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
+from filmstrip.cli import echo_main
 from filmstrip.cli.generate import DEVICE
-from filmstrip.cli.recipe_options import Opt, count_option, recipe_options, trainer_opts
+from filmstrip.cli.recipe_options import RUN_DECLS, Opt, count_option, recipe_options, trainer_opts
 from filmstrip.errors import InputError
 from filmstrip.train.recipes import VAERecipe
 
@@ -52,7 +53,7 @@ def _widths(value: str) -> tuple[int, ...]:
             {"type": int},
         ),
         Opt(
-            ("--run",),
+            RUN_DECLS,
             "run",
             "Run folder (checkpoints, log, samples); an existing run resumes.",
             {"type": click.Path(file_okay=False), "show_default": False},
@@ -96,7 +97,7 @@ def vae_train(recipe: VAERecipe) -> None:
     """Train an autoencoder on built-in data or your own footage (folder:PATH)."""
     from filmstrip.train.recipes import train_vae
 
-    click.echo(f"model: {train_vae(recipe, log=click.echo)}")
+    echo_main(f"model: {train_vae(recipe, log=echo_main)}")
 
 
 _CHECKPOINT = click.option(

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from filmstrip.cli.recipe_options import Opt, count_option, recipe_options, trainer_opts
+from filmstrip.cli import echo_main
+from filmstrip.cli.recipe_options import RUN_DECLS, Opt, count_option, recipe_options, trainer_opts
 from filmstrip.world.train import WorldRecipe
 
 
@@ -93,7 +94,7 @@ def import_cmd(src: Path, out: Path) -> None:
         ),
         Opt(("--context",), "context", "Past frames the model sees."),
         Opt(
-            ("--run",),
+            RUN_DECLS,
             "run",
             "Run folder; an existing run resumes.",
             {"type": click.Path(file_okay=False), "show_default": False},
@@ -105,7 +106,7 @@ def train_cmd(recipe: WorldRecipe) -> None:
     """Train an action-conditioned world model (or the ConvLSTM baseline) on recorded episodes."""
     from filmstrip.world.train import train_world
 
-    click.echo(f"model: {train_world(recipe, log=click.echo)}")
+    echo_main(f"model: {train_world(recipe, log=echo_main)}")
 
 
 @world.command("label")

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from einops import rearrange, reduce
 from safetensors import safe_open
 from torch.utils.data import DataLoader, Dataset
@@ -94,8 +95,13 @@ def build_latent_cache(
     device = next(vae.parameters()).device
     starts = range(0, num_clips, shard_size)
     # A shard that is missing or does not read back whole (a kill mid-copy, a full disk) is
-    # encoded again.
+    # encoded again. Under torchrun each rank encodes every world-th missing shard, then all
+    # wait for the whole cache.
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     missing = [s for s, _ in enumerate(starts) if not _readable(out / f"shard_{s:05d}.safetensors")]
+    if world > 1:
+        dist.barrier()  # every rank has read the same list before any writes a shard
+    missing = missing[rank::world]
     # One loader batch per missing shard: `workers` processes render whole shards while the
     # VAE (on its own device, a GPU if it is there) encodes the one before.
     loader = DataLoader(
@@ -104,7 +110,8 @@ def build_latent_cache(
         num_workers=workers,
         collate_fn=_stack_shard,
     )
-    for s, shard in zip(missing, tqdm(loader, desc="caching latents", unit="shard"), strict=True):
+    bar = tqdm(loader, desc="caching latents", unit="shard", disable=rank > 0)
+    for s, shard in zip(missing, bar, strict=True):
         stored = _encode_clips(vae, shard["video"], batch_size, frame_stride, device)
         if shard["focus"] is not None:
             stride = (vae.cfg.temporal_factor, vae.cfg.spatial_factor)
@@ -130,6 +137,8 @@ def build_latent_cache(
                 "truths": json.dumps(shard["truths"]),
             },
         )
+    if world > 1:
+        dist.barrier()
     return out
 
 

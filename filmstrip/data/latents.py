@@ -110,7 +110,7 @@ def build_latent_cache(
         num_workers=workers,
         collate_fn=_stack_shard,
     )
-    bar = tqdm(loader, desc="caching latents", unit="shard", disable=rank > 0)
+    bar = tqdm(loader, desc="caching latents", unit="shard", disable=rank > 0 or not missing)
     for s, shard in zip(missing, bar, strict=True):
         stored = _encode_clips(vae, shard["video"], batch_size, frame_stride, device)
         if shard["focus"] is not None:

@@ -39,9 +39,10 @@ class CheckpointError(InputError):
 
 
 def resolve(model: str | Path | None, default: str, relative_to: Path | None = None) -> Path:
-    """The directory of a model given by name (a bundled model), by path, or not at all
-    (`default`, a bundled name). A relative path is looked up next to `relative_to` first, so
-    a checkpoint can name the VAE folder stored beside it."""
+    """The directory of a model given by name (a bundled model), by path (a training run's
+    folder stands for its `model`), or not at all (`default`, a bundled name). A relative path
+    is looked up next to `relative_to` first, so a checkpoint can name the VAE folder stored
+    beside it."""
     if model is None:
         return BUNDLED_DIR / default
     ref = Path(model)
@@ -49,6 +50,7 @@ def resolve(model: str | Path | None, default: str, relative_to: Path | None = N
     if relative_to is not None and not ref.is_absolute():
         candidates.append(Path(relative_to) / ref)
     candidates.append(ref)
+    candidates += [c / "model" for c in candidates]  # a training run's folder stands for its model
     return next((c for c in candidates if (c / "config.json").exists()), ref)
 
 
@@ -119,6 +121,12 @@ def read_config(directory: str | Path, kind: str | None = None) -> dict:
                 f"{directory}: a checkpoint is a directory holding model.safetensors and config.json"
             )
     cfg_path = directory / "config.json"
+    if not cfg_path.exists() and (directory / "state.json").exists():
+        run = directory.parent.parent
+        raise CheckpointError(
+            f"{directory}: a training checkpoint, which resumes a run, not a model to load; the run's "
+            f"model is {run / 'model'} (written when it finishes or stops)"
+        )
     if not cfg_path.exists():
         raise CheckpointError(f"{directory}: not a filmstrip checkpoint (no config.json)")
     try:

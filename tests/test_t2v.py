@@ -642,6 +642,13 @@ def test_a_model_trained_on_a_bundled_vae_by_name_records_the_name(tmp_path, mon
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert load_pipeline(tmp_path / "run" / "model").vae.cfg == load_pipeline().vae.cfg
+    # The run's folder stands for its model; a training checkpoint is not one, and says where it is.
+    assert load_pipeline(tmp_path / "run").dit.cfg == load_pipeline(tmp_path / "run" / "model").dit.cfg
+    step = next((tmp_path / "run" / "checkpoints").iterdir())
+    with pytest.raises(
+        CheckpointError, match=f"a training checkpoint, .* the run's model is {tmp_path / 'run' / 'model'}"
+    ):
+        load_pipeline(step)
     assert reference("vae_natural", "vae3d") == "vae_natural" and reference(None, "vae3d") == "vae3d"
     assert reference(BUNDLED_DIR / "vae2d", "vae3d") == "vae2d"
     assert reference("../run/model", "vae3d") == str(tmp_path / "run" / "model")

@@ -122,3 +122,32 @@ def test_commands_load_lazily_and_help_imports_no_torch():
     for name in COMMANDS:
         command = main.get_command(click.Context(main), name)
         assert isinstance(command, click.Command) and command.name in (name, f"{name}_group")
+
+
+def test_info_says_what_a_path_holds_without_loading_weights(tmp_path):
+    import torch
+
+    from filmstrip.io import write_video
+
+    names = ["t2v", "lora_star", "controlnet_masks", "vae3d", "world_pong"]
+    result = CliRunner().invoke(main, ["info", *names])
+    assert result.exit_code == 0, result.output
+    for words in (
+        "t2v: a dit model, 11.92M parameters (F16)",
+        "text refiner 2",
+        "shapes: 17 frames at 64x64",
+        "lora.safetensors: a LoRA of rank 8 (alpha 8) on 42 layers",
+        "base model: t2v",
+        "vae3d: a vae model",
+        "4x time, 8x space, 16 latent channels",
+        "world_pong: a world model, 2.37M parameters",  # the start frames (uint8) are not parameters
+    ):
+        assert words in result.output, words
+    write_video(tmp_path / "a.mp4", torch.zeros(3, 2, 16, 16, dtype=torch.uint8), fps=8)
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "a.mp4"), str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert (
+        "not a filmstrip model, LoRA, latent cache or run (for a video: `filmstrip data probe`)"
+        in result.output
+    )
+    assert "nope: no such file or folder" in result.output

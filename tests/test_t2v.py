@@ -644,6 +644,9 @@ def test_a_model_trained_on_a_bundled_vae_by_name_records_the_name(tmp_path, mon
     assert load_pipeline(tmp_path / "run" / "model").vae.cfg == load_pipeline().vae.cfg
     # The run's folder stands for its model; a training checkpoint is not one, and says where it is.
     assert load_pipeline(tmp_path / "run").dit.cfg == load_pipeline(tmp_path / "run" / "model").dit.cfg
+    info = CliRunner().invoke(main, ["info", str(tmp_path / "run")]).output
+    assert "run: a training run at step 1 of 1 (1 checkpoint kept" in info and "latents of the VAE vae3d" in info
+    assert "latents: a latent cache of 2 clips (complete)" in info
     step = next((tmp_path / "run" / "checkpoints").iterdir())
     with pytest.raises(
         CheckpointError, match=f"a training checkpoint, .* the run's model is {tmp_path / 'run' / 'model'}"

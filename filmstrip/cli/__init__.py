@@ -27,6 +27,7 @@ COMMANDS = {
     "data": ("filmstrip.cli.data", "data", "Inspect the built-in datasets and your own videos."),
     "eval": ("filmstrip.cli.eval", "eval_group", "Evaluate trained models."),
     "generate": ("filmstrip.cli.generate", "generate", "Generate a video from a prompt (and images, clips)."),
+    "info": ("filmstrip.cli.info", "info_cmd", "What a model, LoRA, latent cache or training run holds."),
     "play": ("filmstrip.cli.world", "play_cmd", "Play a world model live in a window."),
     "sample": ("filmstrip.cli.sample", "sample_cmd", "Generate a folder of videos from a file of prompts."),
     "train": ("filmstrip.cli.train", "train", "Train the generative models."),

@@ -10,7 +10,7 @@ from conftest import smooth_video
 
 from filmstrip.cli import main
 from filmstrip.errors import InputError
-from filmstrip.eval.dataset_eval import DatasetEvalConfig, evaluate_on_dataset, fit_square
+from filmstrip.eval.dataset_eval import DatasetEvalConfig, evaluate_on_dataset, fit_frame
 from filmstrip.io import write_video
 from filmstrip.pipelines.generate import load_pipeline
 
@@ -24,11 +24,12 @@ def _folder(root, captions=True, sizes=((48, 64), (40, 40), (64, 48), (36, 64)))
     return root
 
 
-def test_fit_square_keeps_the_middle():
+def test_fit_frame_keeps_the_middle():
     video = torch.arange(2 * 64, dtype=torch.float32).reshape(1, 1, 2, 64).expand(3, 2, 2, 64)
-    out = fit_square(video, 2)
+    out = fit_frame(video, 2, 2)
     assert out.shape == (3, 2, 2, 2)
     assert out[0, 0, 0, 0] < out[0, 0, 0, 1]  # left stays left
+    assert fit_frame(video, 2, 4).shape == (3, 2, 2, 4)
 
 
 def test_a_tiny_model_on_a_captioned_folder(tiny_bundle, tmp_path, monkeypatch):
@@ -51,6 +52,13 @@ def test_a_tiny_model_on_a_captioned_folder(tiny_bundle, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "d.json").read_text())["rows"]["model"]["fvd"] == pytest.approx(
         rows["model"]["fvd"]
     )
+    wide = CliRunner().invoke(
+        main, ["eval", "dataset", "-c", str(tiny_bundle), "--data", f"folder:{data}", "--clips", "4", "--frames",
+               "9", "--size", "48x32", "--steps", "2", "--json", str(tmp_path / "w.json")],
+    )  # fmt: skip
+    assert wide.exit_code == 0, wide.output
+    saved = json.loads((tmp_path / "w.json").read_text())["config"]
+    assert (saved["size"], saved["width"]) == (32, 48)
 
 
 def test_folders_without_captions_or_with_too_few_clips_are_refused(tiny_bundle, tmp_path):

@@ -248,20 +248,8 @@ def test_a_shapes_evaluation_of_a_model_trained_on_other_data_says_so(tiny_bundl
     config, meta = task.export(task.model)
     save_model(tmp_path / "m", "dit", config, task.model.state_dict(), meta)
     (tmp_path / "m" / "vae").symlink_to(tiny_bundle.parent / "vae")
-    args = [
-        "eval",
-        "adherence",
-        "-c",
-        str(tmp_path / "m"),
-        "--prompts",
-        "2",
-        "--frames",
-        "5",
-        "--size",
-        "32",
-        "--steps",
-        "1",
-    ]
+    args = ["eval", "adherence", "-c", str(tmp_path / "m"), "--prompts", "2", "--frames", "5", "--size", "32",
+            "--steps", "1"]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "trained on folder:/x, not on `shapes`, whose scenes this evaluation reads" in result.output
@@ -645,7 +633,9 @@ def test_a_model_trained_on_a_bundled_vae_by_name_records_the_name(tmp_path, mon
     # The run's folder stands for its model; a training checkpoint is not one, and says where it is.
     assert load_pipeline(tmp_path / "run").dit.cfg == load_pipeline(tmp_path / "run" / "model").dit.cfg
     info = CliRunner().invoke(main, ["info", str(tmp_path / "run")]).output
-    assert "run: a training run at step 1 of 1 (1 checkpoint kept" in info and "latents of the VAE vae3d" in info
+    assert (
+        "run: a training run at step 1 of 1 (1 checkpoint kept" in info and "latents of the VAE vae3d" in info
+    )
     assert "latents: a latent cache of 2 clips (complete)" in info
     step = next((tmp_path / "run" / "checkpoints").iterdir())
     with pytest.raises(

@@ -7,7 +7,17 @@ from pathlib import Path
 import click
 
 from filmstrip.atomic import write_text_atomic
-from filmstrip.cli.generate import COMPILE, DEVICE, LAG, LORA, PRECISION, T2V_CHECKPOINT, with_loras
+from filmstrip.cli.generate import (
+    COMPILE,
+    DEVICE,
+    FRAMES,
+    LAG,
+    LORA,
+    PRECISION,
+    T2V_CHECKPOINT,
+    size_option,
+    with_loras,
+)
 from filmstrip.cli.recipe_options import count_option
 from filmstrip.errors import InputError
 from filmstrip.pipelines.generate import CONTROL_TEXT_SCALE, GenerateConfig
@@ -731,9 +741,9 @@ def eval_report(
     help="Real clips for the floor (default: the train split of shapes / digits; none for folders).",
 )
 @count_option("--clips", 64, "Held-out clips, one generated video each.")
-@click.option("--frames", default=GenerateConfig.frames, show_default=True)
-@click.option(
-    "--size", default=GenerateConfig.height, show_default=True, help="Clips are scored at size x size."
+@FRAMES
+@size_option(
+    "Clips are generated and scored at this size, N or WxH [default: the size the model trained on most]."
 )
 @sampling_options
 @JSON_NUMBERS
@@ -759,14 +769,14 @@ def eval_dataset(
     against those clips: FVD, FID, LPIPS between frames, temporal dimensions (physics on shapes)."""
     from filmstrip.checkpoint import write_json_atomic
     from filmstrip.eval.dataset_eval import DatasetEvalConfig, evaluate_on_dataset
-    from filmstrip.pipelines.generate import load_pipeline
+    from filmstrip.pipelines.generate import load_pipeline, trained_shape
 
-    cfg = DatasetEvalConfig(
-        data, train_data, clips=clips, frames=frames, size=size, steps=steps, text_scale=text_scale, seed=seed
-    )
-    rows = evaluate_on_dataset(
-        load_pipeline(checkpoint, device=device, precision=precision, compile=compile_), cfg
-    )
+    pipe = load_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
+    trained = trained_shape(pipe)
+    (height, width), frames = size or trained[1:], trained[0] if frames is None else frames
+    cfg = DatasetEvalConfig(data, train_data, clips=clips, frames=frames, size=height, width=width,
+                            steps=steps, text_scale=text_scale, seed=seed)  # fmt: skip
+    rows = evaluate_on_dataset(pipe, cfg)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(json_path, {"config": vars(cfg), "rows": rows})

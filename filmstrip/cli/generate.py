@@ -69,6 +69,21 @@ def frame_size(value: str | None) -> tuple[int, int] | None:
     return height, width
 
 
+FRAMES = click.option(
+    "--frames",
+    type=int,
+    default=None,
+    help="Frames of each clip [default: the model's training clips' (17 for the bundled models)].",
+)
+
+
+def size_option(help: str):
+    """--size N or WxH, read by `frame_size`; its default is the model's (`trained_shape`)."""
+    return click.option(
+        "--size", callback=lambda ctx, param, value: frame_size(value), metavar="N|WxH", help=help
+    )
+
+
 def with_loras(pipe, loras: tuple[str, ...]) -> None:
     """Load --lora files into the pipeline's DiT, merged: once folded into the weights they
     cost nothing per step."""
@@ -101,19 +116,11 @@ def with_controlnet(pipe, path: Path, scale: float):
     help="Output file; '-' streams a fragmented MP4 to stdout (with --seconds).",
 )
 @T2V_CHECKPOINT
-@click.option(
-    "--frames",
-    type=int,
-    default=None,
-    help="Frames of the clip [default: the model's training clips' (17 for the bundled models)].",
-)
+@FRAMES
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True)
-@click.option(
-    "--size",
-    callback=lambda ctx, param, value: frame_size(value),
-    metavar="N|WxH",
-    help="Frame size: N for N x N, or width x height, e.g. 144x112 (multiples of 16) [default: the size "
-    "the model trained on most: 64 for the bundled models].",
+@size_option(
+    "Frame size: N for N x N, or width x height, e.g. 144x112 (multiples of 16) [default: the size "
+    "the model trained on most: 64 for the bundled models]."
 )
 @click.option(
     "--steps", type=int, default=None, help="Sampling steps [default: 20; 8 per chunk with --seconds]."

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import click
 
-from filmstrip.cli.generate import COMPILE, DEVICE, LORA, PRECISION, T2V_CHECKPOINT, frame_size, with_loras
+from filmstrip.cli.generate import (
+    COMPILE,
+    DEVICE,
+    FRAMES,
+    LORA,
+    PRECISION,
+    T2V_CHECKPOINT,
+    size_option,
+    with_loras,
+)
 from filmstrip.cli.recipe_options import count_option
 from filmstrip.pipelines.generate import GenerateConfig
 
@@ -24,13 +33,8 @@ from filmstrip.pipelines.generate import GenerateConfig
 @T2V_CHECKPOINT
 @count_option("--samples", 1, "Videos per prompt, each from its own seed.")
 @count_option("--batch", 8, "Videos made together (more: faster, more memory; the videos are the same).")
-@click.option("--frames", type=int, default=None, help="[default: the model's training clips' (17 bundled)].")
-@click.option(
-    "--size",
-    callback=lambda ctx, param, value: frame_size(value),
-    metavar="N|WxH",
-    help="Frame size [default: the size the model trained on most: 64 bundled].",
-)
+@FRAMES
+@size_option("Frame size, N or WxH [default: the size the model trained on most: 64 bundled].")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True)
 @click.option("--steps", default=GenerateConfig.steps, show_default=True)
 @click.option("--cfg", "text_scale", default=GenerateConfig.text_scale, show_default=True)

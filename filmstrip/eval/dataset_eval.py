@@ -3,8 +3,8 @@ clip's caption and score the generated set against those clips (FVD, FID, frame-
 LPIPS, the temporal dimensions; the physics probe too on `shapes`). With training clips
 given, they are scored the same way: the floor a perfect model would reach.
 
-Clips of any size are brought to `size` x `size` (the short side resized with antialiasing,
-then the middle cropped), the size the model generates at; the page and the numbers say so.
+Clips of any size are brought to `size` x `width` (resized with antialiasing to cover it, then
+the middle cropped; `width` None: square), the size the model generates at; the numbers say so.
 """
 
 from __future__ import annotations
@@ -32,30 +32,36 @@ class DatasetEvalConfig:
     train_data: str | None = None
     clips: int = 64
     frames: int = 17
-    size: int = 64
+    size: int = 64  # the frames' height, and their width unless `width` says otherwise
+    width: int | None = None
     steps: int = 20
     text_scale: float = 4.0
     seed: int = 0
     batch: int = 8
 
+    @property
+    def frame(self) -> tuple[int, int]:
+        """(height, width) at which clips are generated and scored."""
+        return self.size, self.width or self.size
 
-def fit_square(video_cthw: torch.Tensor, size: int) -> torch.Tensor:
-    """Short side to `size` (antialiased bilinear), then the middle `size` x `size`."""
-    square = Bucket(size, size)
-    cover = cover_size(*video_cthw.shape[-2:], square)
+
+def fit_frame(video_cthw: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resized (antialiased bilinear) to cover height x width with the aspect kept, then the middle."""
+    bucket = Bucket(height, width)
+    cover = cover_size(*video_cthw.shape[-2:], bucket)
     x = F.interpolate(
         video_cthw.float().transpose(0, 1), cover, mode="bilinear", antialias=True, align_corners=False
     )
-    return center_crop(x, square).transpose(0, 1)
+    return center_crop(x, bucket).transpose(0, 1)
 
 
 def real_clips(spec: str, split: str, cfg: DatasetEvalConfig) -> tuple[torch.Tensor, list[str]]:
-    """The first `cfg.clips` clips of a dataset at size x size (uint8) and their captions."""
-    data = build_dataset(spec, num_frames=cfg.frames, height=cfg.size, width=cfg.size, split=split)
+    """The first `cfg.clips` clips of a dataset at cfg.frame (uint8) and their captions."""
+    data = build_dataset(spec, num_frames=cfg.frames, height=cfg.frame[0], width=cfg.frame[1], split=split)
     if len(data) < cfg.clips:
         raise InputError(f"{spec}: {len(data)} clips, fewer than the {cfg.clips} asked for (--clips)")
     items = [data[i] for i in range(cfg.clips)]
-    videos = torch.stack([to_uint8(fit_square(item["video"], cfg.size)) for item in items])
+    videos = torch.stack([to_uint8(fit_frame(item["video"], *cfg.frame)) for item in items])
     return videos, [item.get("caption", "") for item in items]
 
 
@@ -75,7 +81,7 @@ def evaluate_on_dataset(
     score_cfg = ScoreConfig(cfg.frames, batch=cfg.batch)
     nets = nets or Networks.load()
     gen = GenerateConfig(
-        frames=cfg.frames, height=cfg.size, width=cfg.size, steps=cfg.steps, text_scale=cfg.text_scale
+        frames=cfg.frames, height=cfg.frame[0], width=cfg.frame[1], steps=cfg.steps, text_scale=cfg.text_scale
     )
     generated = []
     for start in tqdm(range(0, cfg.clips, cfg.batch), desc="generating", unit="batch", disable=not progress):

@@ -636,7 +636,7 @@ def test_a_model_trained_on_a_bundled_vae_by_name_records_the_name(tmp_path, mon
     assert (
         "run: a training run at step 1 of 1 (1 checkpoint kept" in info and "latents of the VAE vae3d" in info
     )
-    assert "latents: a latent cache of 2 clips (complete)" in info
+    assert "latents: a latent cache of 2 clips (complete)" in info and "last logged, step 1: loss " in info
     step = next((tmp_path / "run" / "checkpoints").iterdir())
     with pytest.raises(
         CheckpointError, match=f"a training checkpoint, .* the run's model is {tmp_path / 'run' / 'model'}"

@@ -121,6 +121,29 @@ def _lora(path: Path) -> list[str]:
     return lines
 
 
+def _progress(run: Path) -> list[str]:
+    """The run's last logged numbers (RUN/log.jsonl) and its newest sample grid."""
+    lines = []
+    log = run / "log.jsonl"
+    rows = [line for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    if rows:
+        try:
+            last = json.loads(rows[-1])
+        except json.JSONDecodeError:  # a line cut short by a kill: the one before it
+            last = json.loads(rows[-2]) if len(rows) > 1 else {}
+        shown = [
+            f"{k} {last[k]:.4g}"
+            for k in ("loss", "psnr", "grad_norm", "lr")
+            if isinstance(last.get(k), float)
+        ]
+        speed = f", {last['it_s']:.2f} steps/s" if isinstance(last.get("it_s"), float) else ""
+        lines.append(f"  last logged, step {last.get('step', '?')}: {', '.join(shown)}{speed}")
+    samples = sorted((run / "samples").glob("step_*.mp4")) if (run / "samples").is_dir() else []
+    if samples:
+        lines.append(f"  newest samples: {samples[-1]}")
+    return lines
+
+
 def _cache(path: Path) -> list[str]:
     meta = json.loads((path / "meta.json").read_text())
     shards = len(list(path.glob("shard_*.safetensors")))
@@ -146,6 +169,7 @@ def _run(path: Path) -> list[str]:
     step = int(done[-1].name.split("_")[1]) if done else 0
     lines = [f"{path}: a training run at step {step}" + (f" of {target}" if target else "")
              + f" ({len(done)} checkpoint{'s' * (len(done) != 1)} kept; an existing run resumes)"]  # fmt: skip
+    lines += _progress(path)
     if (path / "model" / "config.json").is_file():
         lines += ["  " + line for line in _model(path / "model")]
     elif (path / "lora.safetensors").is_file():

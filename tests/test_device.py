@@ -76,6 +76,9 @@ def test_cuda_on_a_machine_without_one_is_refused_before_any_model_loads(tmp_pat
     assert not loaded and not (tmp_path / "a.mp4").exists()
     result = CliRunner().invoke(main, ["eval", "adherence", "--prompts", "1", "--device", "cuda:1"])
     assert result.exit_code != 0 and "no CUDA GPU" in result.output, result.output
+    for args in (["play", "--frames", "1"], ["vae", "reconstruct", "x.mp4", "-o", str(tmp_path / "r.mp4")]):
+        result = CliRunner().invoke(main, [*args, "--device", "cuda"])
+        assert result.exit_code != 0 and "no CUDA GPU" in result.output, result.output
 
 
 def test_generate_on_the_cpu_by_name_equals_the_default(tmp_path):
@@ -172,6 +175,24 @@ def test_the_autoencoders_stay_on_the_device(on_meta, name):
     assert vae.decode_tiled(z, 4, 1, num_frames=17).shape == x.shape
 
 
+def test_a_world_rollout_kept_on_the_cpu_drives_heads_on_the_device(monkeypatch):
+    """Evaluators keep their rollouts on the CPU (the frames are scored there); the model and
+    its heads may be on a GPU. (The flow sampler's own generator cannot live on meta; the gpu
+    test plays the environment, whose rollout lives on the device.)"""
+    from filmstrip.world.model import load_world_model
+    from filmstrip.world.rollout import Rollout, copy_last
+
+    truth, copy = torch.Tensor.__bool__, torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: True if t.is_meta else truth(t))
+    monkeypatch.setattr(
+        torch.Tensor, "cpu", lambda t: t if t.is_meta else copy(t)
+    )  # meta holds nothing to copy
+    model = load_world_model("world_pong", META)
+    frames, actions = torch.zeros(2, 4, 3, 64, 64), torch.zeros(2, 4, dtype=torch.long)
+    frame, reward, end = Rollout(copy_last, frames, actions, heads=model.heads).step(torch.tensor([1, 2]))
+    assert frame.device.type == "cpu" and reward.shape == end.shape == (2,)
+
+
 # ---- on a real GPU: what meta cannot run (values decide), and the numbers ------------------
 @pytest.mark.gpu
 @CUDA
@@ -240,3 +261,26 @@ def test_every_generate_mode_runs_end_to_end_on_a_gpu(tmp_path):
         )
         assert result.exit_code == 0, result.output
     assert psnr["cuda"] == pytest.approx(psnr["cpu"], abs=0.05)
+
+
+@pytest.mark.gpu
+@CUDA
+def test_the_world_model_plays_and_is_scored_on_a_gpu(tmp_path, monkeypatch):
+    from filmstrip.world.env import WorldModelEnv
+    from filmstrip.world.record import RecordConfig, record
+
+    env = WorldModelEnv("world_pong", device="cuda")
+    obs, _ = env.reset(seed=0)
+    for action in (1, 2, 3):
+        obs, reward, *_ = env.step(action)
+    assert obs.shape == (64, 64, 3) and obs.std() > 0 and isinstance(reward, float)
+    record(
+        RecordConfig(game="pong", steps=300, seed=7, max_episode_steps=300), tmp_path / "eps", progress=False
+    )
+    result = CliRunner().invoke(
+        main, ["world", "eval", str(tmp_path / "eps"), "--starts", "4", "--device", "cuda"]
+    )
+    assert result.exit_code == 0, result.output
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    result = CliRunner().invoke(main, ["play", "--frames", "20", "--fps", "0", "--device", "cuda"])
+    assert result.exit_code == 0, result.output

@@ -508,15 +508,15 @@ def test_bundled_world_models_are_environments(name):
 
 
 def test_play_refuses_a_bad_request_before_loading_and_picks_the_games_model(monkeypatch, tmp_path):
-    from filmstrip.world import env as env_module
+    from filmstrip.world import model as model_module
 
     loaded = []
 
-    def record_and_stop(self, path, cfg):
+    def record_and_stop(path, device):
         loaded.append(path)
         raise RuntimeError("stop here: the test only needs to know which model would load")
 
-    monkeypatch.setattr(env_module.WorldModelEnv, "__init__", record_and_stop)
+    monkeypatch.setattr(model_module, "load_world_model", record_and_stop)
     runner = CliRunner()
     bad = runner.invoke(main, ["play", "--game", "tetris"])
     assert bad.exit_code == 2 and "no keymap for 'tetris'" in bad.output and not loaded

@@ -8,6 +8,7 @@ import click
 import numpy as np
 
 from filmstrip.cli import echo_main
+from filmstrip.cli.generate import DEVICE
 from filmstrip.cli.recipe_options import RUN_DECLS, Opt, count_option, recipe_options, trainer_opts
 from filmstrip.world.train import WorldRecipe
 
@@ -218,6 +219,7 @@ def label_cmd(latent_actions: Path, src: Path, out: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the numbers here.",
 )
+@DEVICE
 def eval_cmd(
     json_out: Path | None,
     episodes: Path,
@@ -229,6 +231,7 @@ def eval_cmd(
     bf16: bool,
     heads: bool,
     action_map: Path | None,
+    device: str,
 ) -> None:
     """Fidelity (next-frame and rollout PSNR against copy-the-last-frame and the ConvLSTM),
     action fidelity (Pong paddles; Doom turns, beside the recorded game's own score) and the
@@ -248,7 +251,7 @@ def eval_cmd(
     from filmstrip.world.rollout import SampleConfig, convlstm_predictor, copy_last, flow_predictor
     from filmstrip.world.train import Transitions
 
-    model = load_world_model(checkpoint)
+    model = load_world_model(checkpoint, device)
     data = Transitions(episodes, model.cfg.context)
     drive = _driving_map(action_map, data.num_actions, model.cfg.num_actions) if action_map else None
     if data.size != model.cfg.size or (drive is None and data.num_actions != model.cfg.num_actions):
@@ -262,7 +265,7 @@ def eval_cmd(
     predict = flow_predictor(model, SampleConfig(steps=steps, context_noise=context_noise, bf16=bf16))
     predictors = {"world model": predict, "copy last frame": copy_last}
     if convlstm is not None:
-        predictors["convlstm"] = convlstm_predictor(load_convlstm(convlstm))
+        predictors["convlstm"] = convlstm_predictor(load_convlstm(convlstm, device))
     results = {"fidelity": fidelity(predictors, data, FidelityConfig(starts=starts))}
     for name, scores in results["fidelity"].items():
         click.echo(f"{name:>16}: " + "  ".join(f"{k} {v:.2f} dB" for k, v in scores.items()))
@@ -333,7 +336,8 @@ def _driving_map(path: Path, num_true: int, num_model: int) -> list[int]:
     help="Save the session as a video.",
 )
 @click.option("--seed", default=0, show_default=True)
-@click.option("--bf16/--fp32", default=True, show_default=True, help="bf16 where the CPU runs it fast.")
+@click.option("--bf16/--fp32", default=True, show_default=True, help="bf16 where the device runs it fast.")
+@DEVICE
 def play_cmd(
     game: str,
     checkpoint: str | None,
@@ -344,14 +348,15 @@ def play_cmd(
     record: Path | None,
     seed: int,
     bf16: bool,
+    device: str,
 ) -> None:
     """Play a world model live: the keyboard picks the action, the model makes every frame.
     Headless: SDL_VIDEODRIVER=dummy filmstrip play --frames 100."""
-    import torch
 
     from filmstrip.io import check_output_path
     from filmstrip.precision import bf16_is_fast
     from filmstrip.world.env import WorldModelEnv
+    from filmstrip.world.model import load_world_model
     from filmstrip.world.play import BUNDLED_MODELS, KEYMAPS, PlayConfig, play
     from filmstrip.world.rollout import SampleConfig
 
@@ -364,10 +369,9 @@ def play_cmd(
         raise click.UsageError(f"no bundled world model plays {game}: give one with --checkpoint")
     if record is not None:
         check_output_path(record)
-    checkpoint = checkpoint or BUNDLED_MODELS[game]
-    env = WorldModelEnv(
-        checkpoint, SampleConfig(steps=steps, bf16=bf16 and bf16_is_fast(torch.device("cpu")))
-    )
+    model = load_world_model(checkpoint or BUNDLED_MODELS[game], device)
+    on = next(model.parameters()).device
+    env = WorldModelEnv(model, SampleConfig(steps=steps, bf16=bf16 and bf16_is_fast(on)))
     stats = play(env, game, PlayConfig(scale=scale, fps=fps, frames=frames, seed=seed), record=record)
     click.echo(
         f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s), reward {stats.total_reward:+g}"

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from filmstrip.checkpoint import build_with_weights, load_model, parse_config, resolve
+from filmstrip.device import pick_device
 from filmstrip.errors import InputError
 
 
@@ -86,9 +87,10 @@ class ConvLSTMPredictor(nn.Module):
         return last + self.out(up).to(last.dtype)
 
 
-def load_convlstm(directory: str | Path) -> ConvLSTMPredictor:
-    """A trained ConvLSTM baseline from its folder, in eval mode."""
+def load_convlstm(directory: str | Path, device: torch.device | str = "cpu") -> ConvLSTMPredictor:
+    """A trained ConvLSTM baseline from its folder, in eval mode, on `device`."""
+    device = pick_device(device)
     path = resolve(directory, "world_pong")
     config, state, _ = load_model(path, ConvLSTMPredictor.kind)
     cfg = parse_config(path, ConvLSTMConfig, config)
-    return build_with_weights(path, lambda: ConvLSTMPredictor(cfg), state).eval()
+    return build_with_weights(path, lambda: ConvLSTMPredictor(cfg), state).to(device).eval()

@@ -39,8 +39,10 @@ class WorldModelEnv(gym.Env):
         sample: SampleConfig | None = None,
         max_steps: int = 1000,
         render_mode: str | None = "rgb_array",
+        device: torch.device | str = "cpu",
     ):
-        self.model = model if isinstance(model, WorldModel) else load_world_model(model)
+        """model: a WorldModel (used where it is), or a folder or bundled name loaded on `device`."""
+        self.model = model if isinstance(model, WorldModel) else load_world_model(model, device)
         self.model.eval()
         cfg = self.model.cfg
         self.sample, self.max_steps, self.render_mode = sample or SampleConfig(), max_steps, render_mode
@@ -58,7 +60,7 @@ class WorldModelEnv(gym.Env):
         frames = from_uint8(m.start_frames[start : start + 1]).movedim(-1, -3)  # (1, N, 3, H, W)
         predict = flow_predictor(m, self.sample, seed=int(self.np_random.integers(2**31)))
         self._rollout = Rollout(predict, frames, m.start_actions[start : start + 1], heads=m.heads)
-        self._obs = m.start_frames[start, -1].numpy().copy()
+        self._obs = m.start_frames[start, -1].cpu().numpy().copy()
         self._steps = 0
         return self._obs.copy(), {"start": start}
 
@@ -68,7 +70,7 @@ class WorldModelEnv(gym.Env):
         if not self.action_space.contains(action):
             raise InputError(f"action must be an integer in 0..{self.action_space.n - 1}, got {action!r}")
         frame, reward, end = self._rollout.step(torch.tensor([int(action)]))
-        self._obs = to_uint8(frame[0]).permute(1, 2, 0).numpy()
+        self._obs = to_uint8(frame[0]).permute(1, 2, 0).cpu().numpy()
         self._steps += 1
         return self._obs.copy(), float(reward[0]), bool(end[0]), self._steps >= self.max_steps, {}
 

@@ -194,9 +194,10 @@ def head_scores(
         b = data.batch(range(i, min(i + batch, len(data))))
         context, actions = to_bnchw(b["context"]), b["actions"]
         nxt = to_bnchw(b["next"]) if predict is None else predict(context, actions)
-        r, e = model.heads(context[:, -1], nxt, actions[:, -1])
-        rewards.append(r.argmax(1).numpy() - 1)
-        ends.append((e > 0).numpy())
+        on = next(model.parameters()).device
+        r, e = model.heads(context[:, -1].to(on), nxt.to(on), actions[:, -1].to(on))
+        rewards.append(r.argmax(1).cpu().numpy() - 1)
+        ends.append((e > 0).cpu().numpy())
         true_r.append(b["reward"].numpy() - 1)
         true_e.append(b["end"].numpy() > 0)
     r, e, tr, te = (np.concatenate(x) for x in (rewards, ends, true_r, true_e))

@@ -39,6 +39,7 @@ from torch import nn
 
 from filmstrip.checkpoint import build_with_weights, load_model, parse_config, resolve
 from filmstrip.config import check_types
+from filmstrip.device import pick_device
 from filmstrip.errors import InputError
 from filmstrip.models.embeddings import TimestepEmbedding
 from filmstrip.models.unet import UNet, UNetConfig
@@ -147,9 +148,11 @@ class WorldModel(nn.Module):
         return x0, *self.heads(context_bnchw[:, -1], next_bchw, actions_bn[:, -1])
 
 
-def load_world_model(directory: str | Path | None = None) -> WorldModel:
-    """A trained world model from its folder (default: the bundled Pong model), in eval mode."""
+def load_world_model(directory: str | Path | None = None, device: torch.device | str = "cpu") -> WorldModel:
+    """A trained world model from its folder (default: the bundled Pong model), in eval mode,
+    on `device` ("auto": a CUDA GPU when one is visible)."""
+    device = pick_device(device)
     path = resolve(directory, "world_pong")
     config, state, _ = load_model(path, WorldModel.kind)
     cfg = parse_config(path, WorldModelConfig, config)
-    return build_with_weights(path, lambda: WorldModel(cfg), state).eval()
+    return build_with_weights(path, lambda: WorldModel(cfg), state).to(device).eval()

@@ -57,6 +57,8 @@ def flow_predictor(model: WorldModel, cfg: SampleConfig = SampleConfig(), seed: 
     @torch.no_grad()
     def predict(context_bnchw: torch.Tensor, actions_bn: torch.Tensor) -> torch.Tensor:
         model.check(context_bnchw, actions_bn)
+        given_on = context_bnchw.device  # the frame goes back there (a rollout kept on the CPU)
+        context_bnchw, actions_bn = context_bnchw.to(device), actions_bn.to(device)
         b = context_bnchw.shape[0]
         level = torch.full((b,), cfg.context_noise, device=device)
         if cfg.context_noise > 0:
@@ -69,15 +71,18 @@ def flow_predictor(model: WorldModel, cfg: SampleConfig = SampleConfig(), seed: 
             # The velocity of the straight path through x_t and x_0 (t > 0 at every step's start).
             return (x_bcthw - x0.float()[:, :, None]) / t_bt[:, None, :, None, None]
 
-        return sample(velocity, x, sched)[:, :, 0].clamp(-1, 1)
+        return sample(velocity, x, sched)[:, :, 0].clamp(-1, 1).to(given_on)
 
     return predict
 
 
 def convlstm_predictor(model: ConvLSTMPredictor) -> Predict:
+    device = next(model.parameters()).device
+
     @torch.no_grad()
     def predict(context_bnchw: torch.Tensor, actions_bn: torch.Tensor) -> torch.Tensor:
-        return model(context_bnchw, actions_bn).float().clamp(-1, 1)
+        made = model(context_bnchw.to(device), actions_bn.to(device))
+        return made.float().clamp(-1, 1).to(context_bnchw.device)
 
     return predict
 
@@ -106,12 +111,14 @@ class Rollout:
     def step(self, action_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Take `action` (B,): the next frame (B, 3, H, W), reward (B,) and episode end (B,),
         the last two from the heads (zeros and False without them)."""
+        action_b = action_b.to(self.actions.device)
         self.actions[:, -1] = action_b
         frame = self.predict(self.frames, self.actions)
         b = frame.shape[0]
         reward, end = torch.zeros(b), torch.zeros(b, dtype=torch.bool)
         if self.heads is not None:
-            reward_logits, end_logit = self.heads(self.frames[:, -1], frame, action_b)
+            on = next(self.heads.parameters()).device
+            reward_logits, end_logit = self.heads(self.frames[:, -1].to(on), frame.to(on), action_b.to(on))
             reward, end = (reward_logits.argmax(1) - 1).float().cpu(), (end_logit > 0).cpu()
         self.frames = torch.cat([self.frames[:, 1:], frame[:, None]], dim=1)
         self.actions = torch.cat([self.actions[:, 1:], torch.zeros_like(self.actions[:, :1])], dim=1)

@@ -26,7 +26,7 @@ from filmstrip.models.controlnet import ControlledDiT, load_controlnet
 from filmstrip.models.dit import VideoDiT
 from filmstrip.models.lora import apply_loras, parse_lora_arg
 from filmstrip.models.vae import load_vae
-from filmstrip.pipelines import denoise, longform, stream
+from filmstrip.pipelines import denoise, stream
 from filmstrip.pipelines.conditions import ImageCondition
 from filmstrip.pipelines.edit import edit, video_to_video
 from filmstrip.pipelines.extend import extend
@@ -103,12 +103,12 @@ def test_work_on_a_gpu_is_checked_against_the_gpus_free_memory(monkeypatch):
 def on_meta(monkeypatch):
     """Run pipelines on the meta device. Stepped over, as they need values: checks such as
     `if not torch.isfinite(x).all()` (a meta tensor's truth is taken as True: they pass), the
-    copy of finished pixels to the CPU (pipelines return what they decoded, still on meta),
-    and autocast, which has no meta type (the text encoder turns it off around its forward)."""
-    truth = torch.Tensor.__bool__
+    copy of finished pixels to the CPU (`.cpu()` of a meta tensor is itself: there is nothing
+    to copy, so pipelines return their pixels still on meta), and autocast, which has no meta
+    type (the text encoder turns it off around its forward)."""
+    truth, copy = torch.Tensor.__bool__, torch.Tensor.cpu
     monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: True if t.is_meta else truth(t))
-    for module in (denoise, longform, stream):
-        monkeypatch.setattr(module, "finished", lambda video: video)
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda t: t if t.is_meta else copy(t))
     real = torch.autocast
     monkeypatch.setattr(
         torch,
@@ -175,18 +175,13 @@ def test_the_autoencoders_stay_on_the_device(on_meta, name):
     assert vae.decode_tiled(z, 4, 1, num_frames=17).shape == x.shape
 
 
-def test_a_world_rollout_kept_on_the_cpu_drives_heads_on_the_device(monkeypatch):
+def test_a_world_rollout_kept_on_the_cpu_drives_heads_on_the_device(on_meta):
     """Evaluators keep their rollouts on the CPU (the frames are scored there); the model and
     its heads may be on a GPU. (The flow sampler's own generator cannot live on meta; the gpu
     test plays the environment, whose rollout lives on the device.)"""
     from filmstrip.world.model import load_world_model
     from filmstrip.world.rollout import Rollout, copy_last
 
-    truth, copy = torch.Tensor.__bool__, torch.Tensor.cpu
-    monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: True if t.is_meta else truth(t))
-    monkeypatch.setattr(
-        torch.Tensor, "cpu", lambda t: t if t.is_meta else copy(t)
-    )  # meta holds nothing to copy
     model = load_world_model("world_pong", META)
     frames, actions = torch.zeros(2, 4, 3, 64, 64), torch.zeros(2, 4, dtype=torch.long)
     frame, reward, end = Rollout(copy_last, frames, actions, heads=model.heads).step(torch.tensor([1, 2]))

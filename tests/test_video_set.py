@@ -116,3 +116,25 @@ def test_ctrl_c_says_how_far_the_set_got(tiny_bundle, tmp_path, monkeypatch):
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 130 and "interrupted: 1 of 6 videos made; run again to finish" in result.output
+
+
+def test_a_large_set_needs_the_memory_of_one_batch(pipe, tmp_path, monkeypatch):
+    """The memory check counted every prompt of the file at once: a file of 200 prompts was
+    refused on a machine that makes them 8 at a time with room to spare."""
+    import filmstrip.io.memory as memory
+    import filmstrip.pipelines.video_set as video_set
+    from filmstrip.pipelines.denoise import latent_shape, memory_estimate
+
+    shape = latent_shape(pipe, 8, CFG.frames, CFG.height, CFG.width)
+    one_batch = memory_estimate(pipe, shape, CFG.frames)
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 2 * one_batch)
+    made = []
+    monkeypatch.setattr(
+        video_set,
+        "generate",
+        lambda p, prompts, cfg, negative: (
+            made.append(len(prompts)) or torch.zeros(len(prompts), 3, 5, 32, 32)
+        ),
+    )
+    write_video_set(pipe, PROMPTS * 100, CFG, tmp_path / "set", batch=8, progress=False)
+    assert sum(made) == 200 and max(made) == 8

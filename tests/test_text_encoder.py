@@ -63,3 +63,28 @@ def test_states_do_not_depend_on_batch_mates(encoder):
     n = alone.shape[1]
     assert mask[1].sum() == n
     torch.testing.assert_close(batched[1, :n], alone[0], rtol=0, atol=1e-5)
+
+
+def test_the_weights_may_come_from_a_folder_the_user_names(tmp_path, monkeypatch):
+    """FILMSTRIP_TEXT_ENCODER points at a copy of the MiniLM files (a machine where the package
+    cannot be installed); an fp16 copy reads the same to fp16 rounding."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from filmstrip.text.encoder import TextEncoder, TextEncoderMissing, weights_dir
+
+    home = weights_dir()
+    shutil.copy(home / "tokenizer.json", tmp_path / "tokenizer.json")
+    save_file(
+        {k: v.half() for k, v in load_file(str(home / "model.safetensors")).items()},
+        str(tmp_path / "model.safetensors"),
+    )
+    monkeypatch.setenv("FILMSTRIP_TEXT_ENCODER", str(tmp_path))
+    assert weights_dir() == tmp_path
+    states, _ = TextEncoder().encode(["a red circle moves to the right"])
+    reference, _ = TextEncoder(path=home).encode(["a red circle moves to the right"])
+    torch.testing.assert_close(states, reference, rtol=0, atol=2e-2)
+    monkeypatch.setenv("FILMSTRIP_TEXT_ENCODER", str(tmp_path / "nowhere"))
+    with pytest.raises(TextEncoderMissing, match="no tokenizer.json or model.safetensors there"):
+        weights_dir()

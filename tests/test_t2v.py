@@ -706,7 +706,9 @@ def test_the_model_records_the_shapes_it_trained_on_and_generates_them_by_defaul
     # pipeline both check the request).
     assert run("--size", str(16 * f), "--frames", str(1 + tf)) == ((1 + tf, 16 * f, 16 * f), 1)
     assert run("--frames", str(1 + 4 * tf)) == ((1 + 4 * tf, 8 * f, 12 * f), 1)
-    wrong = CliRunner().invoke(main, ["generate", "a red circle", "-c", str(tmp_path / "m"), "--size", "48x20"])
+    wrong = CliRunner().invoke(
+        main, ["generate", "a red circle", "-c", str(tmp_path / "m"), "--size", "48x20"]
+    )
     assert wrong.exit_code == 1 and "cannot generate 48x20 (width x height)" in wrong.output
     for bad, words in (("12x", "give N (N x N) or WxH"), ("0", "positive width and height"), ("ax3", "WxH")):
         result = CliRunner().invoke(main, ["generate", "a red circle", "--size", bad])

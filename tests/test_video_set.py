@@ -86,6 +86,9 @@ def test_sample_command(tiny_bundle, tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "set").glob("*.mp4")) == [f"0000{k}.mp4" for k in range(4)]
     assert read_video(tmp_path / "set" / "00000.mp4")[0].shape == (3, 5, 32, 48)
+    info = CliRunner().invoke(main, ["info", str(tmp_path / "set")]).output
+    assert "set: a set of 4 generated videos (complete)" in info and "2 prompts x 2 samples" in info
+    assert "5 frames at 48x32" in info
     again = CliRunner().invoke(main, [*args[:-1], "3"])
     assert again.exit_code == 1 and "made with other samples" in again.output
     bad = CliRunner().invoke(

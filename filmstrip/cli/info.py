@@ -14,7 +14,8 @@ import click
 @click.argument("paths", nargs=-1, required=True)
 def info_cmd(paths: tuple[str, ...]) -> None:
     """Say what each PATH is and holds: a model (or a bundled model's name), a LoRA file, a
-    latent cache or a training run. For videos: `filmstrip data probe`."""
+    latent cache, a training run, a prepared data folder or a set of generated videos. For
+    videos: `filmstrip data probe`."""
     from filmstrip.errors import InputError
 
     failed = 0
@@ -46,9 +47,16 @@ def describe(name: str) -> list[str]:
         return _model(path)
     if (path / "meta.json").is_file() and any(path.glob("shard_*.safetensors")):
         return _cache(path)
+    if (path / "settings.json").is_file() and (path / "captions.jsonl").is_file():
+        return _video_set(path)
+    if (path / "manifest.jsonl").is_file():
+        return _prepared(path)
     if not path.exists():
         raise InputError("no such file or folder (nor a bundled model's name)")
-    raise InputError("not a filmstrip model, LoRA, latent cache or run (for a video: `filmstrip data probe`)")
+    raise InputError(
+        "not a filmstrip model, LoRA, latent cache, run, prepared folder or video set (for a video: "
+        "`filmstrip data probe`)"
+    )
 
 
 def _parameters(weights: Path) -> str:
@@ -142,6 +150,35 @@ def _progress(run: Path) -> list[str]:
     if samples:
         lines.append(f"  newest samples: {samples[-1]}")
     return lines
+
+
+def _video_set(path: Path) -> list[str]:
+    """A folder `filmstrip sample` writes."""
+    settings = json.loads((path / "settings.json").read_text())
+    planned = len((path / "captions.jsonl").read_text().splitlines())
+    made = len(list(path.glob("[0-9]*.mp4")))
+    gen = settings.get("generate", {})
+    state = "complete" if made >= planned else f"{made} of {planned} made; the same command finishes it"
+    return [
+        f"{path}: a set of {planned} generated videos ({state})",
+        f"  {len(settings.get('prompts', []))} prompts x {settings.get('samples')} sample{'s' * (settings.get('samples') != 1)} from {settings.get('model') or '?'}, "
+        f"{gen.get('frames')} frames at {gen.get('width')}x{gen.get('height')}, {gen.get('steps')} steps, text scale {gen.get('text_scale')}",
+    ]
+
+
+def _prepared(path: Path) -> list[str]:
+    """A folder `filmstrip data prepare` writes."""
+    from collections import Counter
+
+    rows = [json.loads(line) for line in (path / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    sizes = Counter(f"{r['width']}x{r['height']}" for r in rows)
+    captioned = sum(bool(r.get("caption")) for r in rows)
+    sources = len({r["source"] for r in rows})
+    return [
+        f"{path}: {_clips(len(rows))} prepared from {sources} video{'s' * (sources != 1)}, {captioned} captioned",
+        "  at " + ", ".join(f"{size} ({_clips(n)})" for size, n in sizes.most_common()),
+        f"  train on it with --data folder:{path / 'clips'}",
+    ]
 
 
 def _cache(path: Path) -> list[str]:

@@ -215,9 +215,9 @@ def test_the_shipped_weights_name_what_they_depend_on_by_bundled_names():
     """A path of the machine they were trained on means nothing on a user's: the shipped
     LoRA's and ControlNet's base model, and the models' VAEs, are bundled names."""
     from filmstrip.checkpoint import BUNDLED_DIR, read_config
-    from filmstrip.models.lora import _notes
+    from filmstrip.models.lora import lora_notes
 
-    assert _notes("lora_star")["base_model"] == "t2v"
+    assert lora_notes("lora_star")["base_model"] == "t2v"
     assert read_config(BUNDLED_DIR / "controlnet_masks")["meta"]["base_model"] == "t2v"
     for name in ("t2v", "t2v_causal"):
         assert (BUNDLED_DIR / read_config(BUNDLED_DIR / name)["config"]["spec"]["vae"]).is_dir()

@@ -115,14 +115,14 @@ def _model(path: Path) -> list[str]:
 
 
 def _lora(path: Path) -> list[str]:
-    from filmstrip.models.lora import _notes, read_lora
+    from filmstrip.models.lora import lora_notes, read_lora
 
     tensors, settings, base = read_lora(path)
     layers = len({k.rsplit(".lora_", 1)[0] for k in tensors})
     lines = [f"{path}: a LoRA of rank {settings['rank']} (alpha {settings['alpha']}) on {layers} layers, "
              f"{sum(t.numel() for t in tensors.values()) / 1e6:.3f}M parameters"]  # fmt: skip
     lines.append("  for a DiT of " + ", ".join(f"{k} {v}" for k, v in base.items()))
-    notes = _notes(path)
+    notes = lora_notes(path)
     for key in ("base_model", "data", "step"):
         if key in notes:
             lines.append(f"  {key.replace('_', ' ')}: {notes[key]}")

@@ -207,7 +207,7 @@ def read_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
     return tensors, json.loads(meta["lora"]), json.loads(meta["base"])
 
 
-def _notes(path: str | Path) -> dict:
+def lora_notes(path: str | Path) -> dict:
     """Where a LoRA file came from (its data, its base model), as `save_lora` recorded it."""
     path = Path(path)
     if not path.exists() and len(path.parts) == 1:
@@ -225,7 +225,7 @@ def load_lora(model: nn.Module, path: str | Path, scale: float = 1.0, name: str 
     mine = asdict(model.cfg)
     differ = [f"{k} {base[k]} (this model: {mine.get(k)})" for k in base if base[k] != mine.get(k)]
     if differ:
-        trained_on = _notes(path).get("base_model")
+        trained_on = lora_notes(path).get("base_model")
         raise InputError(
             f"{path}: this LoRA was trained for another model shape ({', '.join(differ)}); "
             f"use it with the model it was trained on{f': -c {trained_on}' if trained_on else ''}"

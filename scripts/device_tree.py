@@ -67,7 +67,8 @@ def slim(root: Path, keep: list[str]) -> list[str]:
         git("rm", "-r", "-q", "--cached", f"{WEIGHTS}/{name}", root=root)
     lines = [BEGIN, *(f"/{WEIGHTS}/{name}/" for name in left), END]
     path = exclude_file(root)
-    path.write_text(_read(path).rstrip("\n") + ("\n" if _read(path) else "") + "\n".join(lines) + "\n")
+    before = _read(path).rstrip("\n")
+    path.write_text((before + "\n" if before else "") + "\n".join(lines) + "\n")
     return left
 
 

@@ -769,11 +769,10 @@ def eval_dataset(
     against those clips: FVD, FID, LPIPS between frames, temporal dimensions (physics on shapes)."""
     from filmstrip.checkpoint import write_json_atomic
     from filmstrip.eval.dataset_eval import DatasetEvalConfig, evaluate_on_dataset
-    from filmstrip.pipelines.generate import load_pipeline, trained_shape
+    from filmstrip.pipelines.generate import asked_shape, load_pipeline
 
     pipe = load_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
-    trained = trained_shape(pipe)
-    (height, width), frames = size or trained[1:], trained[0] if frames is None else frames
+    frames, height, width = asked_shape(pipe, frames, size)
     cfg = DatasetEvalConfig(data, train_data, clips=clips, frames=frames, size=height, width=width,
                             steps=steps, text_scale=text_scale, seed=seed)  # fmt: skip
     rows = evaluate_on_dataset(pipe, cfg)

@@ -78,7 +78,7 @@ FRAMES = click.option(
 
 
 def size_option(help: str):
-    """--size N or WxH, read by `frame_size`; its default is the model's (`trained_shape`)."""
+    """--size N or WxH, read by `frame_size`; its default is the model's (`asked_shape`)."""
     return click.option(
         "--size", callback=lambda ctx, param, value: frame_size(value), metavar="N|WxH", help=help
     )
@@ -322,9 +322,9 @@ def generate(
     from filmstrip.pipelines.generate import (
         CONTROL_TEXT_SCALE,
         GenerateConfig,
+        asked_shape,
         check_request,
         load_pipeline,
-        trained_shape,
     )
     from filmstrip.pipelines.generate import generate as run
 
@@ -358,9 +358,7 @@ def generate(
     model = checkpoint or ("t2v_causal" if extend_path else None)
     pipe = load_pipeline(model, device=device, precision=precision, compile=compile_)
     with_loras(pipe, loras)
-    trained = trained_shape(pipe)  # what the model saw most, unless asked otherwise
-    frames = trained[0] if frames is None else frames
-    height, width = size or trained[1:]
+    frames, height, width = asked_shape(pipe, frames, size)  # else what the model saw most
     cfg = GenerateConfig(frames=frames, height=height, width=width, text_scale=text_scale,
                          steps=GenerateConfig.steps if steps is None else steps, image_scale=image_scale,
                          solver=solver, seed=seed, lag=lag, motion=motion, motion_scale=motion_scale)  # fmt: skip

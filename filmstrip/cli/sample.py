@@ -53,15 +53,14 @@ def sample_cmd(
     """Generate a folder of videos, SAMPLES for each line of PROMPTS (a text file), with their
     captions: for `eval fvd DIR real/`, or as a dataset (`--data folder:DIR`). Re-running
     makes only the videos still missing."""
-    from filmstrip.pipelines.generate import load_pipeline, trained_shape
+    from filmstrip.pipelines.generate import asked_shape, load_pipeline
     from filmstrip.pipelines.video_set import read_prompt_file, write_video_set
 
     lines = read_prompt_file(prompts)
     pipe = load_pipeline(checkpoint, device=device, precision=precision, compile=compile_)
     with_loras(pipe, loras)
-    trained = trained_shape(pipe)
-    height, width = size or trained[1:]
-    cfg = GenerateConfig(frames=trained[0] if frames is None else frames, height=height, width=width,
+    frames, height, width = asked_shape(pipe, frames, size)
+    cfg = GenerateConfig(frames=frames, height=height, width=width,
                          steps=steps, text_scale=text_scale, seed=seed)  # fmt: skip
     model = f"{checkpoint or 't2v'}" + "".join(f" + {lora}" for lora in loras)
     try:

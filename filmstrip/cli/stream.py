@@ -36,7 +36,7 @@ def generate_long(
     from filmstrip.io.memory import check_fits
     from filmstrip.io.stream_writer import StreamWriter, check_stream_path
     from filmstrip.models.kv_cache import CacheConfig
-    from filmstrip.pipelines.generate import load_pipeline, trained_shape
+    from filmstrip.pipelines.generate import asked_shape, load_pipeline
     from filmstrip.pipelines.stream import StreamConfig, check_streamable, stream
     from filmstrip.pipelines.timeline import parse_timeline
 
@@ -47,7 +47,7 @@ def generate_long(
         (check_stream_path if streaming else check_output_path)(output)
     pipe = load_pipeline(checkpoint or "t2v_causal", device=device, precision=precision)
     check_streamable(pipe)  # before the progress bar
-    height, width = size or trained_shape(pipe)[1:]
+    _, height, width = asked_shape(pipe, None, size)
     cfg = StreamConfig(
         seconds=seconds,
         fps=fps,

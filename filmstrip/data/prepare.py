@@ -258,8 +258,9 @@ def prepare(
             rows, dropped, note, unreadable = [], Counter(), None, str(e)
         # Clips an earlier run made of this video that this run drops (other settings) go with
         # it: `folder:OUT/clips` trains on every video in the folder, not on the manifest.
+        kept = {r["file"] for r in rows}
         for row in previous["rows"] if previous else []:
-            if row["file"] not in {r["file"] for r in rows}:
+            if row["file"] not in kept:
                 (out / row["file"]).unlink(missing_ok=True)
                 (out / row["file"]).with_suffix(".txt").unlink(missing_ok=True)
         write_json_atomic(part, {"source": relative, "stamp": stamp, "rows": rows, "dropped": dropped, "note": note, "unreadable": unreadable})  # fmt: skip

@@ -123,13 +123,25 @@ def trained_shape(pipe: Pipeline) -> tuple[int, int, int]:
     return GenerateConfig.frames, GenerateConfig.height, GenerateConfig.width
 
 
-def check_request(pipe: Pipeline, prompts: Sequence[str], cfg: GenerateConfig) -> None:
+def asked_shape(
+    pipe: Pipeline, frames: int | None = None, size: tuple[int, int] | None = None
+) -> tuple[int, int, int]:
+    """(frames, height, width): the frames and (height, width) asked for, and for what is not
+    asked (None), the model's own `trained_shape`."""
+    trained = trained_shape(pipe)
+    return (trained[0] if frames is None else frames, *(size or trained[1:]))
+
+
+def check_request(
+    pipe: Pipeline, prompts: Sequence[str], cfg: GenerateConfig, batch: int | None = None
+) -> None:
     """Refuse a request before any work: an empty prompt or a size the model cannot make; and
-    say when a prompt holds words, or the video a size, the model never met in training."""
+    say when a prompt holds words, or the video a size, the model never met in training.
+    batch: how many of the prompts are made at once, what memory must hold (default: all)."""
     check_prompts(prompts)
     warn_unknown_words(pipe.trained_on, prompts)
     warn_untrained_shape(pipe.trained_shapes, cfg.frames, cfg.height, cfg.width)
-    latent_shape(pipe, len(prompts), cfg.frames, cfg.height, cfg.width)
+    latent_shape(pipe, min(len(prompts), batch or len(prompts)), cfg.frames, cfg.height, cfg.width)
     if cfg.motion is not None and "motion" not in dict(pipe.dit.cfg.vectors):
         raise InputError(
             "this model was not trained with a motion condition; drop --motion or use one that was"

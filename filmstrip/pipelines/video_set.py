@@ -23,7 +23,6 @@ from filmstrip.atomic import write_text_atomic
 from filmstrip.errors import InputError
 from filmstrip.io import write_video
 from filmstrip.pipelines.generate import GenerateConfig, Pipeline, check_request, generate
-from filmstrip.pipelines.prepare import check_prompts, warn_unknown_words
 
 
 def read_prompt_file(path: str | Path) -> list[str]:
@@ -65,10 +64,7 @@ def write_video_set(
         raise InputError(
             f"{out}: a set is a folder of videos; give a folder name (one video: `filmstrip generate`)"
         )
-    # Every prompt before the first video; memory for one batch, as the set is made batch by batch.
-    check_prompts(prompts)
-    warn_unknown_words(pipe.trained_on, prompts)
-    check_request(pipe, prompts[:batch], cfg)
+    check_request(pipe, prompts, cfg, batch)  # every prompt before the first video; one batch in memory
     files = [f"{k:05d}.mp4" for k in range(len(prompts) * samples)]
     captions = [prompts[k // samples] for k in range(len(files))]
     settings = {"prompts": list(prompts), "samples": samples, "fps": fps, "negative": negative,

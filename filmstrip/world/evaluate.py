@@ -190,11 +190,11 @@ def head_scores(
     """Precision and recall of the heads over every transition of `data`: rewards (nonzero,
     right sign) and ends, judged on the real next frame, or on `predict`'s next frame."""
     rewards, ends, true_r, true_e = [], [], [], []
+    on = next(model.parameters()).device
     for i in tqdm(range(0, len(data), batch), desc="heads", leave=False):
         b = data.batch(range(i, min(i + batch, len(data))))
         context, actions = to_bnchw(b["context"]), b["actions"]
         nxt = to_bnchw(b["next"]) if predict is None else predict(context, actions)
-        on = next(model.parameters()).device
         r, e = model.heads(context[:, -1].to(on), nxt.to(on), actions[:, -1].to(on))
         rewards.append(r.argmax(1).cpu().numpy() - 1)
         ends.append((e > 0).cpu().numpy())

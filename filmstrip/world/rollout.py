@@ -104,6 +104,8 @@ class Rollout:
                 f"{tuple(frames_bnchw.shape[:2])} context frames need as many actions, got {tuple(actions_bn.shape)}"
             )
         self.predict, self.heads = predict, heads
+        # Where the heads read their inputs (the model's device; the rollout may stay on the CPU).
+        self.heads_on = next(heads.parameters()).device if heads is not None else None
         self.frames = frames_bnchw.clone()
         self.actions = actions_bn.clone()
 
@@ -117,7 +119,7 @@ class Rollout:
         b = frame.shape[0]
         reward, end = torch.zeros(b), torch.zeros(b, dtype=torch.bool)
         if self.heads is not None:
-            on = next(self.heads.parameters()).device
+            on = self.heads_on
             reward_logits, end_logit = self.heads(self.frames[:, -1].to(on), frame.to(on), action_b.to(on))
             reward, end = (reward_logits.argmax(1) - 1).float().cpu(), (end_logit > 0).cpu()
         self.frames = torch.cat([self.frames[:, 1:], frame[:, None]], dim=1)
